@@ -1,0 +1,296 @@
+"""The ``medsight`` command: a thin shell over the Python API.
+
+Every command turns a :class:`~medsight.errors.MedSightError` into one red line on stderr
+and exit status 2; an unexpected exception is reported in one line too (exit 3), with the
+traceback only when ``MEDSIGHT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(name="medsight", help="Deep-learning diagnosis on medical images.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+models_app = typer.Typer(help="The model registry and the shipped models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
+                        force=True)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; turn errors into one line and an exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from medsight.errors import MedSightError
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except MedSightError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # an unexpected failure: still one line unless debugging
+            if os.environ.get("MEDSIGHT_DEBUG"):
+                raise
+            err.print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc} "
+                      "(set MEDSIGHT_DEBUG=1 for the traceback and please report it)", highlight=False, soft_wrap=True)
+            raise typer.Exit(3) from None
+
+    return wrapper
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+
+
+@app.command()
+@_guard
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in --out.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train a model from a config; writes the model, metrics log, curves and report into --out."""
+    from medsight.api import train as api_train
+    from medsight.cli.progress import TrainingProgress
+    from medsight.config import load_config
+
+    _setup_logging(verbose)
+    cfg = load_config(config, overrides or [])
+    out.print(f"[bold]training[/bold] {cfg.name} ({cfg.task}, {cfg.model.name}) on {cfg.data.source}")
+    with TrainingProgress(out) as progress:
+        model = api_train(config, run_dir=out_dir, overrides=overrides or [], observers=[progress], resume=resume)
+    t = model.manifest.get("training", {})
+    out.print(f"[green]done[/green] in {t.get('wall_time_s')} s; model saved to [bold]{out_dir / 'model'}[/bold]")
+    for split, m in model.manifest.get("metrics", {}).items():
+        out.print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in m.items() if not isinstance(v, (list, dict))))
+    if (out_dir / "evaluation" / "report.html").is_file():
+        out.print(f"  report: {out_dir / 'evaluation' / 'report.html'}")
+
+
+@app.command()
+@_guard
+def evaluate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="MedMNIST .npz, class folder, CSV, or Decathlon folder.")],
+    split: Annotated[str, typer.Option(help="train, val, test, or all.")] = "test",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-case metrics as CSV (segmentation).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Evaluate a model on a labelled split at its stored operating point."""
+    from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
+
+    _setup_logging(verbose)
+    m = load_model(model)
+    task = get_task(m.task)
+    result = task.evaluate(m, data, split=None if split == "all" else split, csv_path=csv_out)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1))
+    if report:
+        task.write_report(result, report, model=m)
+    table = Table(title=f"{m.name} on {data} ({split}, n={result.get('n')})")
+    table.add_column("metric")
+    table.add_column("value")
+    for k, v in result.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) or (isinstance(v, dict) and k in ("dice", "hd95_mm")):
+            ci = result.get(f"{k}_ci95")
+            table.add_row(k, f"{v}" + (f"  (95% CI {ci[0]}–{ci[1]})" if ci else ""))
+    out.print(table)
+    if result.get("skipped"):
+        err.print(f"[yellow]{len(result['skipped'])} input(s) skipped[/yellow]; see the JSON output")
+
+
+@app.command()
+@_guard
+def predict(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files or folders (DICOM, NIfTI, PNG, JPEG, TIFF, NumPy).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV here.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for output masks (segmentation).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Predict each input; bad inputs are listed with their error and the exit status is 1."""
+    from medsight.engine.predictor import Predictor
+    from medsight.models.saved import load_model
+    from medsight.tasks.results import PredictionError
+
+    _setup_logging(verbose)
+    m = load_model(model)
+    predictor = Predictor(m)
+    writer = None
+    if out_dir is not None:
+        from medsight.tasks.base import get_task
+
+        writer = getattr(get_task(m.task), "write_output", None)
+    results = predictor.predict(inputs)
+    rows = []
+    for r in results:
+        if writer is not None and not isinstance(r, PredictionError):
+            r.output = str(writer(r, out_dir))
+        rows.append(_row(r))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=1))
+    if csv_out:
+        _write_csv(rows, csv_out, m.labels)
+    _print_results(rows, m)
+    failed = sum(1 for r in results if isinstance(r, PredictionError))
+    if failed:
+        err.print(f"[yellow]{failed} of {len(results)} input(s) failed[/yellow]")
+        raise typer.Exit(1)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    from medsight.tasks.results import PredictionError
+
+    if isinstance(r, PredictionError):
+        return {"input": r.input, "error": r.error, "error_type": r.error_type}
+    return r.to_dict()
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path, labels: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["input", "label", *[f"p_{lab}" for lab in labels], "error"])
+        for r in rows:
+            probs = r.get("probabilities") or {}
+            w.writerow([r["input"], r.get("label", ""), *[probs.get(lab, "") for lab in labels], r.get("error", "")])
+
+
+def _print_results(rows: list[dict[str, Any]], model: Any) -> None:
+    table = Table(title=f"{model.name} v{model.version}")
+    table.add_column("input", overflow="fold")
+    table.add_column("result")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["input"], f"[red]error[/red]: {r['error']}")
+        elif "probabilities" in r:
+            probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
+            table.add_row(r["input"], f"[bold]{r['label']}[/bold]  ({probs})")
+        else:
+            vols = ", ".join(f"{k} {v:.3f} mL" for k, v in (r.get("volumes_ml") or {}).items())
+            table.add_row(r["input"], f"{vols}" + (f"  → {r['output']}" if r.get("output") else ""))
+    out.print(table)
+
+
+@app.command()
+@_guard
+def info(
+    path: Annotated[Path, typer.Argument(help="File or folder.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the description as JSON here.")] = None,
+) -> None:
+    """Describe the images or DICOM series in a file or folder, and what was skipped."""
+    from medsight.io.info import describe
+
+    d = describe(path)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(d, indent=1))
+    table = Table(title=str(path))
+    for col in ("modality", "shape", "spacing (mm)", "intensity", "series / source"):
+        table.add_column(col, overflow="fold")
+    for im in d["images"]:
+        if "error" in im:
+            table.add_row(im.get("modality", "?"), "-", "-", "-", f"{im.get('series_uid')}: [red]{im['error']}[/red]")
+            continue
+        rng = im.get("intensity_range") or [None, None]
+        table.add_row(str(im.get("modality")), "x".join(map(str, im.get("shape", []))),
+                      " x ".join(f"{s:g}" for s in im.get("spacing_mm", [])),
+                      f"{rng[0]:g} .. {rng[1]:g}" if rng[0] is not None else "-",
+                      str(im.get("series_uid") or im.get("source")))
+    out.print(table)
+    for s in d["skipped"]:
+        err.print(f"[yellow]skipped[/yellow] {s['file']}: {s['reason']}", highlight=False)
+
+
+@models_app.command("list")
+@_guard
+def models_list(task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+                json_out: Annotated[Path | None, typer.Option("--json", help="Write the lists as JSON here.")] = None) -> None:
+    """List registered architectures and shipped models."""
+    from medsight.models import get_spec, list_models, list_zoo
+
+    archs = [{"name": n, "tasks": list(get_spec(n).tasks), "dims": list(get_spec(n).dims),
+              "description": get_spec(n).description} for n in list_models(task=task)]
+    zoo = [z for z in list_zoo() if task is None or z["task"] == task]
+    if json_out:
+        json_out.write_text(json.dumps({"architectures": archs, "shipped": zoo}, indent=1))
+    t = Table(title="architectures")
+    for c in ("name", "tasks", "dims", "description"):
+        t.add_column(c)
+    for a in archs:
+        t.add_row(a["name"], ", ".join(a["tasks"]), "/".join(f"{d}D" for d in a["dims"]), a["description"])
+    out.print(t)
+    z = Table(title="shipped models")
+    for c in ("name", "task", "version", "labels", "test metrics"):
+        z.add_column(c)
+    for m in zoo:
+        metrics = ", ".join(f"{k} {v}" for k, v in m["metrics"].items() if k in ("auc", "accuracy", "dice"))
+        z.add_row(m["name"], m["task"], m["version"], ", ".join(m["labels"] or []), metrics)
+    out.print(z)
+
+
+@app.command()
+@_guard
+def serve(config: Annotated[Path, typer.Option("--config", "-c", help="Service YAML config.")],
+          verbose: Verbose = False) -> None:
+    """Start the real-time service (DICOM receiver, HTTP API, workers)."""
+    _setup_logging(verbose)
+    try:
+        from medsight.service.runner import serve as run_service
+    except ImportError as exc:
+        from medsight.errors import ConfigError
+
+        raise ConfigError(f"the service needs the 'service' extra: pip install 'medsight[service]' ({exc})") from None
+    run_service(config)
+
+
+@app.command()
+def version() -> None:
+    """Print MedSight's version."""
+    import medsight
+
+    out.print(medsight.__version__)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)

@@ -1,0 +1,272 @@
+"""The training loop, shared by every task.
+
+The trainer knows nothing task-specific: a task hands it a loss, a way to unpack a batch
+into ``(inputs, targets)`` and a validation function returning named metrics. The trainer
+runs epochs, validates after each, keeps the best weights by the monitored metric, stops
+early, writes a metrics log and a resumable state, and reports progress to observers (the
+CLI's progress bar is one).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from medsight.config import TrainConfig
+from medsight.engine.state import load_training_state, save_training_state, save_weights
+
+__all__ = ["Trainer", "TrainResult", "TrainingObserver", "TaskHooks", "seed_everything"]
+
+log = logging.getLogger(__name__)
+
+
+class TaskHooks(Protocol):
+    """What the trainer needs from a task."""
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def validate(self, network: torch.nn.Module) -> dict[str, float]: ...
+
+
+class TrainingObserver(Protocol):
+    """Receives progress; every method is optional."""
+
+    def on_train_start(self, *, epochs: int, steps_per_epoch: int, member: int, members: int) -> None: ...
+
+    def on_step(self, *, step: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, record: dict[str, Any], *, improved: bool) -> None: ...
+
+    def on_train_end(self, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_metric: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, torch and MONAI; make torch's algorithms deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+
+
+def _notify(observers: list[Any], name: str, *args: Any, **kwargs: Any) -> None:
+    for o in observers:
+        fn = getattr(o, name, None)
+        if fn is not None:
+            fn(*args, **kwargs)
+
+
+class Trainer:
+    """Train one network.
+
+    Args:
+        network: the model to train (modified in place; best weights are returned).
+        task: the task hooks (loss, unpack, validate).
+        cfg: optimiser, schedule, epochs, early stopping, monitor, seed.
+        run_dir: where the metrics log and resumable state go (None: nowhere).
+        observers: progress receivers.
+        member: index of this network in an ensemble (for progress and file names).
+    """
+
+    def __init__(self, network: torch.nn.Module, task: TaskHooks, cfg: TrainConfig, *, run_dir: Path | None = None,
+                 observers: list[Any] | None = None, member: int = 0, members: int = 1) -> None:
+        self.network = network
+        self.task = task
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.observers = observers or []
+        self.member = member
+        self.members = members
+
+    # -- building blocks ---------------------------------------------------------------------
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=0.9, nesterov=True, weight_decay=c.weight_decay)
+        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+
+    def _scheduler(self, opt: torch.optim.Optimizer, steps_per_epoch: int):
+        c = self.cfg
+        total = c.epochs * steps_per_epoch
+        if c.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=total,
+                                                       pct_start=max(c.warmup_fraction, 1e-3))
+        if c.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        if c.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=c.monitor_mode, factor=0.5, patience=3)
+        return None
+
+    def _state_dir(self) -> Path | None:
+        if self.run_dir is None:
+            return None
+        return self.run_dir / "checkpoints" / (f"member{self.member}" if self.members > 1 else ".")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, train_dataset: torch.utils.data.Dataset, *, resume: bool = False,
+            collate_fn: Callable | None = None) -> TrainResult:
+        """Train, validating after every epoch.
+
+        Args:
+            train_dataset: yields batches the task can ``unpack``; may define ``reseed(seed)``
+                to make augmentation a function of the epoch.
+            resume: continue from the state saved in ``run_dir`` when there is one.
+        """
+        c = self.cfg
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        seed = c.seed + 1000 * self.member
+        seed_everything(seed, c.deterministic)
+        n = len(train_dataset)  # type: ignore[arg-type]
+        steps_per_epoch = c.steps_per_epoch or max(1, math.ceil(n / c.batch_size))
+        opt = self._optimizer()
+        sched = self._scheduler(opt, steps_per_epoch)
+        per_step = sched is not None and c.schedule in ("onecycle", "cosine")
+        sign = 1.0 if c.monitor_mode == "max" else -1.0
+        best = -math.inf
+        best_state = copy.deepcopy(self.network.state_dict())
+        best_epoch, start_epoch, bad_epochs = -1, 0, 0
+        history: list[dict[str, Any]] = []
+        elapsed_before = 0.0
+        state_dir = self._state_dir()
+        if resume and state_dir is not None and (state_dir / "state.json").is_file():
+            info = load_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched)
+            start_epoch, best, best_epoch = info["epoch"] + 1, info["best"], info["best_epoch"]
+            bad_epochs, history, elapsed_before = info["bad_epochs"], info["history"], info.get("seconds", 0.0)
+            from medsight.engine.state import load_weights
+
+            best_path = state_dir / "best.safetensors"
+            if best_path.is_file():
+                best_state = load_weights(best_path)
+            log.info("resuming at epoch %d (best %s %.4f at epoch %d)", start_epoch + 1, c.monitor, sign * best, best_epoch + 1)
+        _notify(self.observers, "on_train_start", epochs=c.epochs, steps_per_epoch=steps_per_epoch,
+                member=self.member, members=self.members)
+        started = time.perf_counter()
+        stopped_early = False
+        for epoch in range(start_epoch, c.epochs):
+            t0 = time.perf_counter()
+            epoch_seed = seed * 7919 + epoch
+            if hasattr(train_dataset, "reseed"):
+                train_dataset.reseed(epoch_seed)
+            gen = torch.Generator().manual_seed(epoch_seed)
+            sampler = _sampler(train_dataset, c, gen, steps_per_epoch)
+            loader = torch.utils.data.DataLoader(
+                train_dataset, batch_size=c.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
+                num_workers=c.num_workers, drop_last=n > c.batch_size and sampler is None,
+                collate_fn=collate_fn, persistent_workers=False,
+            )
+            self.network.train()
+            total, count = 0.0, 0
+            for step, batch in enumerate(loader):
+                if step >= steps_per_epoch:
+                    break
+                x, y = self.task.unpack(batch)
+                out = self.network(x)
+                loss = self.task.loss(out, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.network.parameters(), c.grad_clip)
+                opt.step()
+                if per_step:
+                    sched.step()
+                bs = int(x.shape[0])
+                total += float(loss.item()) * bs
+                count += bs
+                _notify(self.observers, "on_step", step=step + 1, loss=total / count)
+            metrics = self.task.validate(self.network)
+            if c.monitor not in metrics:
+                raise KeyError(f"monitor '{c.monitor}' is not among the validation metrics {sorted(metrics)}")
+            value = sign * float(metrics[c.monitor])
+            if sched is not None and not per_step:
+                sched.step(metrics[c.monitor])
+            improved = value > best + c.early_stopping.min_delta
+            if improved:
+                best, best_epoch, bad_epochs = value, epoch, 0
+                best_state = copy.deepcopy(self.network.state_dict())
+            else:
+                bad_epochs += 1
+            record = {"epoch": epoch + 1, "train_loss": round(total / max(count, 1), 6),
+                      **{k: round(float(v), 6) for k, v in metrics.items()},
+                      "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
+            history.append(record)
+            self._write_epoch(record, history, opt, sched, epoch, best, best_epoch, bad_epochs,
+                              elapsed_before + time.perf_counter() - started, best_state if improved else None)
+            _notify(self.observers, "on_epoch_end", record, improved=improved)
+            if c.early_stopping.patience and bad_epochs >= c.early_stopping.patience:
+                stopped_early = True
+                log.info("early stop after epoch %d: no gain in %s for %d epochs", epoch + 1, c.monitor, bad_epochs)
+                break
+            if c.max_minutes and (elapsed_before + time.perf_counter() - started) / 60 > c.max_minutes:
+                stopped_early = True
+                log.info("stopping after epoch %d: time budget of %.1f min spent", epoch + 1, c.max_minutes)
+                break
+        result = TrainResult(best_state=best_state, best_epoch=best_epoch + 1, best_metric=sign * best,
+                             history=history, stopped_early=stopped_early,
+                             seconds=elapsed_before + time.perf_counter() - started)
+        self.network.load_state_dict(best_state)
+        _notify(self.observers, "on_train_end", result)
+        return result
+
+    def _write_epoch(self, record, history, opt, sched, epoch, best, best_epoch, bad_epochs, seconds, best_state) -> None:
+        state_dir = self._state_dir()
+        if state_dir is None or self.run_dir is None:
+            return
+        log_path = self.run_dir / ("metrics.csv" if self.members == 1 else f"metrics_member{self.member}.csv")
+        new = not log_path.exists() or epoch == 0
+        keys = list(record)
+        with open(log_path, "w" if new else "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(record)
+        if best_state is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            save_weights(best_state, state_dir / "best.safetensors")
+        save_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched,
+                            info={"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                                  "history": history, "seconds": seconds, "monitor": self.cfg.monitor})
+
+
+def _sampler(dataset: Any, c: TrainConfig, gen: torch.Generator, steps: int):
+    """A class-balanced sampler when asked for (single-label classification only)."""
+    if c.sampler != "balanced":
+        return None
+    targets = getattr(dataset, "targets", None)
+    if targets is None or targets.ndim != 1:
+        return None
+    counts = torch.bincount(targets)
+    weights = (1.0 / counts.clamp_min(1).float())[targets]
+    return torch.utils.data.WeightedRandomSampler(weights, num_samples=steps * c.batch_size, replacement=True,
+                                                  generator=gen)

@@ -1,0 +1,122 @@
+"""MedSight's error types.
+
+Every failure that a user can cause (a bad file, a bad config, a model file that is not one)
+raises a subclass of :class:`MedSightError`. The message says what was expected and what was
+found, in one line, so the CLI and the service can show it as it is. Nothing else escapes the
+public API for bad input; anything that does is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MedSightError",
+    "ConfigError",
+    "DataError",
+    "ImageReadError",
+    "UnsupportedFormatError",
+    "CorruptFileError",
+    "EmptyFileError",
+    "MissingPixelDataError",
+    "PixelDataError",
+    "ImageTooLargeError",
+    "InvalidValueError",
+    "UnsafePathError",
+    "SeriesError",
+    "AmbiguousSeriesError",
+    "GeometryError",
+    "ModelFileError",
+    "ModelNotFoundError",
+    "ShapeError",
+    "WriteError",
+]
+
+
+class MedSightError(Exception):
+    """Base class of every error MedSight raises for bad input or bad use.
+
+    Args:
+        message: one line that says what was expected and what was found.
+        path: the file or folder concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: object | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.path and not message.startswith(self.path):
+            return f"{self.path}: {message}"
+        return message
+
+
+class ConfigError(MedSightError):
+    """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+class DataError(MedSightError):
+    """A dataset is unusable: labels out of range, an empty class folder, a bad manifest."""
+
+
+class ImageReadError(MedSightError):
+    """An image could not be read. Subclasses say why."""
+
+
+class UnsupportedFormatError(ImageReadError):
+    """The file is not in any format MedSight reads (judged by content, not name)."""
+
+
+class CorruptFileError(ImageReadError):
+    """The file claims a format but its content is damaged or truncated."""
+
+
+class EmptyFileError(CorruptFileError):
+    """The file has zero bytes."""
+
+
+class MissingPixelDataError(ImageReadError):
+    """A DICOM object without pixel data (a report, a structured document, a header only)."""
+
+
+class PixelDataError(ImageReadError):
+    """Pixel data exists but cannot be decoded (wrong length, unsupported compression)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The file or its decoded pixels exceed the configured limits (decompression bombs)."""
+
+
+class InvalidValueError(ImageReadError):
+    """The pixel values are unusable (NaN or infinity)."""
+
+
+class UnsafePathError(ImageReadError):
+    """A path tries to leave its folder or archive (``..``, absolute paths, links)."""
+
+
+class SeriesError(ImageReadError):
+    """A DICOM series cannot be stacked into one volume (mixed orientation, gaps, sizes)."""
+
+
+class AmbiguousSeriesError(SeriesError):
+    """A folder holds several series and no rule chose one."""
+
+
+class GeometryError(MedSightError):
+    """Two images that must share a geometry do not (image and mask, for example)."""
+
+
+class ModelFileError(MedSightError):
+    """A path given as a model is not a MedSight model, or the model files are damaged."""
+
+
+class ModelNotFoundError(ModelFileError):
+    """No shipped model or model folder by that name."""
+
+
+class ShapeError(MedSightError):
+    """An input has the wrong number of dimensions or channels for the model."""
+
+
+class WriteError(MedSightError):
+    """A result could not be written."""

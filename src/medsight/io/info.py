@@ -1,0 +1,60 @@
+"""What is in a file or folder: the data behind ``medsight info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medsight.errors import ImageReadError, MedSightError
+from medsight.io.limits import ReadLimits
+
+__all__ = ["describe"]
+
+
+def describe(path: str | Path, *, limits: ReadLimits | None = None) -> dict[str, Any]:
+    """Describe every image or series under ``path``.
+
+    Returns:
+        ``{"path", "images": [summary, ...], "skipped": [{"file", "error", "reason"}, ...]}``;
+        each summary has ``modality``, ``shape``, ``spacing_mm``, ``series_uid``,
+        ``intensity_range`` and more (never patient identifiers).
+
+    Raises:
+        ImageReadError: ``path`` does not exist, or is a single file that cannot be read.
+    """
+    from medsight.io.registry import read
+    from medsight.io.series import read_series, scan_folder
+    from medsight.io.sniff import sniff_format
+
+    limits = limits or ReadLimits.from_env()
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError("no such file or folder", path=p)
+    if p.is_file():
+        return {"path": str(p), "images": [read(p, limits=limits).summary()], "skipped": []}
+    scan = scan_folder(p, limits=limits)
+    images: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for info in scan.series:
+        try:
+            image = read_series(info, limits=limits, source=str(p))
+            summary = image.summary()
+            summary.update({"series_description": info.description, "problems": info.problems})
+            images.append(summary)
+        except MedSightError as exc:
+            images.append({**info.summary(), "error": str(exc)})
+        skipped += info.skipped
+    for entry in scan.skipped:  # non-DICOM files may still be images in their own right
+        f = Path(entry["file"])
+        try:
+            fmt = sniff_format(f)
+        except OSError:
+            fmt = None
+        if fmt in ("nifti", "png", "jpeg", "tiff", "npy", "npz") and f.stat().st_size > 0:
+            try:
+                images.append(read(f, limits=limits).summary())
+                continue
+            except MedSightError as exc:
+                entry = {"file": str(f), "error": type(exc).__name__, "reason": str(exc)}
+        skipped.append(entry)
+    return {"path": str(p), "images": images, "skipped": skipped}

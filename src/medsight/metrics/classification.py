@@ -1,0 +1,167 @@
+"""Classification metrics with honest uncertainty.
+
+ROC AUC comes with a stratified bootstrap confidence interval (cases resampled within each
+class, so every resample keeps both classes); proportions (accuracy, sensitivity,
+specificity, PPV, NPV) come with Wilson score intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci"]
+
+
+def wilson_ci(k: int, n: int, level: float = 0.95) -> list[float] | None:
+    """Wilson score interval for k successes in n trials (None when n is 0)."""
+    if n == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s))
+
+
+def bootstrap_auc_ci(y: np.ndarray, s: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> list[float]:
+    """Percentile CI of the ROC AUC from a class-stratified bootstrap.
+
+    Uses the Mann-Whitney form of the AUC on ranks, vectorised over resamples.
+    """
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    pos, neg = s[y == 1], s[y == 0]
+    n1, n0 = len(pos), len(neg)
+    aucs = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // (n1 + n0))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        bp = pos[rng.integers(0, n1, size=(m, n1))]
+        bn = neg[rng.integers(0, n0, size=(m, n0))]
+        ranks = rankdata(np.concatenate([bp, bn], axis=1), axis=1)
+        aucs[start:start + m] = (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    alpha = (1 - level) / 2
+    return [round(float(np.quantile(aucs, alpha)), 4), round(float(np.quantile(aucs, 1 - alpha)), 4)]
+
+
+def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_boot: int = 2000,
+                  level: float = 0.95, seed: int = 0, roc_points: bool = True) -> dict[str, Any]:
+    """All binary metrics at ``threshold`` (positive when ``score >= threshold``).
+
+    Args:
+        y_true: 0/1 labels, shape (N,).
+        score: probability of the positive class, shape (N,).
+        threshold: the operating threshold (chosen on validation data, never on this split).
+
+    Returns:
+        A JSON-ready dict: ``auc``, ``auc_ci95``, ``accuracy``, ``sensitivity``,
+        ``specificity``, ``ppv``, ``npv``, ``f1`` (each proportion with a ``*_ci95``),
+        ``confusion_matrix`` ([[TN, FP], [FN, TP]]), ``threshold``, ``n``, ``n_positive``,
+        ``n_negative`` and the ROC curve.
+    """
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(score, dtype=float).ravel()
+    pred = s >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    tn = int(np.sum(~pred & (y == 0)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    n = len(y)
+
+    def ratio(a: int, b: int) -> float | None:
+        return round(a / b, 4) if b else None
+
+    both = 0 < y.sum() < n
+    out: dict[str, Any] = {
+        "n": n,
+        "n_positive": int(y.sum()),
+        "n_negative": int(n - y.sum()),
+        "threshold": round(float(threshold), 6),
+        "auc": round(_auc(y, s), 4) if both else None,
+        "auc_ci95": bootstrap_auc_ci(y, s, n_boot=n_boot, level=level, seed=seed) if both else None,
+        "accuracy": ratio(tp + tn, n),
+        "accuracy_ci95": wilson_ci(tp + tn, n, level),
+        "sensitivity": ratio(tp, tp + fn),
+        "sensitivity_ci95": wilson_ci(tp, tp + fn, level),
+        "specificity": ratio(tn, tn + fp),
+        "specificity_ci95": wilson_ci(tn, tn + fp, level),
+        "ppv": ratio(tp, tp + fp),
+        "ppv_ci95": wilson_ci(tp, tp + fp, level),
+        "npv": ratio(tn, tn + fn),
+        "npv_ci95": wilson_ci(tn, tn + fn, level),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
+    if roc_points and both:
+        from sklearn.metrics import roc_curve
+
+        fpr, tpr, _ = roc_curve(y, s)
+        out["roc"] = {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
+    return out
+
+
+def multiclass_report(y_true: np.ndarray, probs: np.ndarray, labels: list[str], *, n_boot: int = 2000,
+                      level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Accuracy, one-vs-rest AUC per class and macro AUC (bootstrap CI), confusion matrix."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(probs, dtype=float)
+    pred = p.argmax(1)
+    k = p.shape[1]
+    per_class = {}
+    for c in range(k):
+        yc = (y == c).astype(int)
+        tp = int(np.sum((pred == c) & (yc == 1)))
+        fn = int(np.sum((pred != c) & (yc == 1)))
+        tn = int(np.sum((pred != c) & (yc == 0)))
+        fp = int(np.sum((pred == c) & (yc == 0)))
+        per_class[labels[c]] = {
+            "auc": round(float(roc_auc_score(yc, p[:, c])), 4) if 0 < yc.sum() < len(yc) else None,
+            "sensitivity": round(tp / (tp + fn), 4) if tp + fn else None,
+            "specificity": round(tn / (tn + fp), 4) if tn + fp else None,
+            "n": int(yc.sum()),
+        }
+    present = [c for c in range(k) if 0 < np.sum(y == c) < len(y)]
+    macro = None
+    ci = None
+    if len(present) == k:
+        macro = round(float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(k)))), 4)
+        rng = np.random.default_rng(seed)
+        vals = []
+        idx_by_class = [np.flatnonzero(y == c) for c in range(k)]
+        for _ in range(min(n_boot, 500)):
+            idx = np.concatenate([rng.choice(ix, size=len(ix)) for ix in idx_by_class])
+            vals.append(roc_auc_score(y[idx], p[idx], multi_class="ovr", average="macro", labels=list(range(k))))
+        a = (1 - level) / 2
+        ci = [round(float(np.quantile(vals, a)), 4), round(float(np.quantile(vals, 1 - a)), 4)]
+    correct = int(np.sum(pred == y))
+    return {
+        "n": len(y),
+        "auc": macro,
+        "auc_ci95": ci,
+        "accuracy": round(correct / len(y), 4),
+        "accuracy_ci95": wilson_ci(correct, len(y), level),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(y, pred, labels=list(range(k))).tolist(),
+    }
+
+
+def multilabel_report(y_true: np.ndarray, probs: np.ndarray, labels: list[str], thresholds: list[float], *,
+                      n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """One binary report per label (each at its own threshold) and the mean AUC."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(probs, dtype=float)
+    per = {labels[j]: binary_report(y[:, j], p[:, j], thresholds[j], n_boot=n_boot, level=level, seed=seed,
+                                    roc_points=False) for j in range(p.shape[1])}
+    aucs = [r["auc"] for r in per.values() if r["auc"] is not None]
+    return {"n": len(y), "auc": round(float(np.mean(aucs)), 4) if aucs else None, "per_label": per}

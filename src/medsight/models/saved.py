@@ -1,0 +1,242 @@
+"""The saved-model format: a folder with ``manifest.json``, ``weights.safetensors`` and
+``MODEL_CARD.md``.
+
+The manifest carries everything inference needs (architecture, preprocessing, label names,
+operating threshold) and everything an auditor asks (training data fingerprint, metrics,
+versions, weights checksum). Weights are safetensors: loading never runs code. A path that is
+not such a folder, a pickle, or a damaged file gives a :class:`ModelFileError` that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medsight.errors import ModelFileError, ModelNotFoundError
+
+__all__ = ["SavedModel", "build_network", "load_model", "save_model", "resolve_model_path", "list_zoo",
+           "FORMAT", "FORMAT_VERSION"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "medsight-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+CARD = "MODEL_CARD.md"
+
+
+@dataclass
+class SavedModel:
+    """A network with its manifest.
+
+    Attributes:
+        network: the torch module, in eval mode after loading.
+        manifest: the JSON manifest (see docs/design.md for its keys).
+        path: the folder it was loaded from, if any.
+    """
+
+    network: torch.nn.Module
+    manifest: dict[str, Any]
+    path: Path | None = None
+    card: str = field(default="", repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", "model"))
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", "0"))
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels", []))
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.manifest["architecture"]["spatial_dims"])
+
+    def save(self, path: str | Path) -> Path:
+        return save_model(self, path)
+
+
+def build_network(arch: dict[str, Any]) -> torch.nn.Module:
+    """Instantiate the network described by a manifest's ``architecture`` section."""
+    from medsight.models.architectures import Ensemble
+    from medsight.models.registry import create_model
+
+    def one() -> torch.nn.Module:
+        return create_model(arch["name"], spatial_dims=int(arch["spatial_dims"]), in_channels=int(arch["in_channels"]),
+                            num_classes=int(arch["num_classes"]), **arch.get("params", {}))
+
+    n = int(arch.get("ensemble", 1))
+    if n > 1:
+        return Ensemble([one() for _ in range(n)], multilabel=bool(arch.get("multilabel", False)))
+    return one()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("medsight", "monai"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def save_model(model: SavedModel, path: str | Path) -> Path:
+    """Write ``model`` as a folder; returns the folder."""
+    from medsight.engine.state import save_weights
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS
+    save_weights(model.network, weights, metadata={"format": FORMAT})
+    manifest = dict(model.manifest)
+    manifest.update({"format": FORMAT, "format_version": FORMAT_VERSION, "weights_sha256": _sha256(weights)})
+    manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest.setdefault("versions", versions())
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+    if model.card:
+        (folder / CARD).write_text(model.card)
+    model.manifest, model.path = manifest, folder
+    return folder
+
+
+def _zoo_root() -> Path:
+    return Path(str(resources.files("medsight") / "zoo"))
+
+
+def list_zoo() -> list[dict[str, Any]]:
+    """The shipped models: name, task, version, labels and headline metrics."""
+    out = []
+    root = _zoo_root()
+    for d in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
+        m = json.loads((d / MANIFEST).read_text())
+        out.append({"name": m.get("name", d.name), "task": m.get("task"), "version": m.get("version"),
+                    "labels": m.get("labels"), "description": m.get("description", ""), "path": str(d),
+                    "metrics": m.get("metrics", {}).get("test", {})})
+    return out
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [_zoo_root()]
+    extra = os.environ.get("MEDSIGHT_MODEL_PATH")
+    if extra:
+        dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def _describe_foreign(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"cannot be read ({exc})"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "is a Python pickle, which MedSight refuses to load because unpickling can run arbitrary code"
+    if head.startswith(b"PK\x03\x04"):
+        return "is a zip archive (a torch.save checkpoint?), which MedSight refuses: it holds pickled code"
+    if head.startswith(b"\x89HDF"):
+        return "is an HDF5 file (a Keras .h5 model?), not a MedSight model"
+    if not head:
+        return "is empty"
+    return "is not a MedSight model folder"
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """The model folder for a shipped name, a folder, or a path to its manifest.
+
+    Raises:
+        ModelNotFoundError: no such name or path.
+        ModelFileError: the path exists but is not a MedSight model.
+    """
+    p = Path(name_or_path)
+    if p.exists():
+        if p.is_dir():
+            if (p / MANIFEST).is_file():
+                return p
+            raise ModelFileError(f"folder has no {MANIFEST}; expected a MedSight model folder "
+                                 f"({MANIFEST} + {WEIGHTS})", path=p)
+        if p.name == MANIFEST:
+            return p.parent
+        if p.suffix == ".safetensors" and (p.parent / MANIFEST).is_file():
+            return p.parent
+        raise ModelFileError(f"this file {_describe_foreign(p)}; expected a model folder with {MANIFEST} and "
+                             f"{WEIGHTS}, or a shipped model name", path=p)
+    name = str(name_or_path)
+    if "/" not in name and os.sep not in name:
+        for d in _search_dirs():
+            if (d / name / MANIFEST).is_file():
+                return d / name
+    shipped = ", ".join(m["name"] for m in list_zoo()) or "none"
+    raise ModelNotFoundError(f"no model named or at {name!r} (shipped models: {shipped})")
+
+
+def load_model(name_or_path: str | Path) -> SavedModel:
+    """Load a saved model folder or a shipped model by name.
+
+    Raises:
+        ModelNotFoundError, ModelFileError: see :func:`resolve_model_path`; also a manifest
+            that is not valid JSON or not of this format, a weights checksum mismatch, or
+            weights that do not fit the architecture.
+    """
+    from medsight.engine.state import load_weights
+
+    folder = resolve_model_path(name_or_path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{MANIFEST} is not valid JSON ({exc})", path=folder) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{MANIFEST} is not a MedSight manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})",
+                             path=folder)
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(f"model format version {manifest['format_version']} is newer than this MedSight "
+                             f"reads ({FORMAT_VERSION}); upgrade medsight", path=folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise ModelFileError(f"{WEIGHTS} is missing", path=folder)
+    expected = manifest.get("weights_sha256")
+    if expected and _sha256(weights) != expected:
+        raise ModelFileError(f"{WEIGHTS} does not match the checksum in {MANIFEST}: the file is damaged or was "
+                             "replaced", path=folder)
+    try:
+        network = build_network(manifest["architecture"])
+    except KeyError as exc:
+        raise ModelFileError(f"{MANIFEST} lacks {exc}", path=folder) from None
+    state = load_weights(weights)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelFileError(f"weights do not fit the architecture in the manifest ({first})", path=folder) from None
+    network.eval()
+    card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
+    return SavedModel(network=network, manifest=manifest, path=folder, card=card)

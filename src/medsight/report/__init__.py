@@ -1,0 +1,1 @@
+"""Reports: HTML pages with embedded plots, model cards."""

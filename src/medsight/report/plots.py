@@ -1,0 +1,84 @@
+"""Plots as PNG files or base64 strings (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "fig_to_base64"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fig_to_base64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_learning_curves(history: Sequence[dict[str, Any]], path: Path, *, monitor: str = "val_auc") -> Path:
+    """Loss (train and validation) and the monitored metric per epoch."""
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    if history and "val_loss" in history[0]:
+        a.plot(epochs, [h["val_loss"] for h in history], label="val loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    a.grid(alpha=0.3)
+    if history and monitor in history[0]:
+        b.plot(epochs, [h[monitor] for h in history], color="C2")
+        b.set_title(monitor)
+    b.set_xlabel("epoch")
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def roc_png(fpr: Sequence[float], tpr: Sequence[float], *, auc: float | None, ci: Sequence[float] | None,
+            point: tuple[float, float] | None = None) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    label = f"AUC {auc:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "") if auc is not None else "ROC"
+    ax.plot(fpr, tpr, lw=2, label=label)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", color="C3", label="operating point")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig_to_base64(fig)
+
+
+def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    import numpy as np
+
+    plt = _plt()
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(labels), 1.0 + 0.9 * len(labels)))
+    ax.imshow(m, cmap="Blues")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig_to_base64(fig)

@@ -1,0 +1,78 @@
+"""What every task provides, and the task registry.
+
+A task bundles what differs between classification, segmentation and later detection:
+the loss, the metrics, post-processing, the result type and its report section. The engine
+(trainer, predictor) calls these and knows nothing else about the task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsight.config import Config
+from medsight.errors import ConfigError
+from medsight.io.image import Image
+from medsight.models.saved import SavedModel
+
+__all__ = ["Task", "get_task", "list_tasks"]
+
+
+class Task(ABC):
+    """A kind of problem MedSight solves."""
+
+    name: str = ""
+
+    @abstractmethod
+    def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
+        """Train a model from ``cfg``; write the run folder; return the saved model."""
+
+    @abstractmethod
+    def evaluate(self, model: SavedModel, data: str, *, split: str | None = "test", **options: Any) -> dict[str, Any]:
+        """Metrics of ``model`` on ``data`` (a path in any layout the task reads)."""
+
+    @abstractmethod
+    def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
+        """Results for already-read images (the hot path shared by CLI, API and service)."""
+
+    def expand_inputs(self, model: SavedModel, inputs: Sequence[str | Path]) -> list[str]:
+        """Turn folders into the inputs they hold (files for 2D models, series for 3D)."""
+        from medsight.engine.predictor import expand_inputs
+
+        return expand_inputs(inputs, spatial_dims=model.spatial_dims)
+
+    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
+        """Write the task's self-contained HTML report for ``evaluation``."""
+        raise NotImplementedError(f"{self.name} has no report yet")
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def _load() -> None:
+    from medsight.tasks import classification  # noqa: F401
+
+    try:
+        from medsight.tasks import segmentation  # noqa: F401
+    except ImportError:  # segmentation is optional until it lands
+        pass
+
+
+def get_task(name: str) -> Task:
+    _load()
+    try:
+        return _TASKS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; available: {', '.join(sorted(_TASKS))}") from None
+
+
+def list_tasks() -> list[str]:
+    _load()
+    return sorted(_TASKS)

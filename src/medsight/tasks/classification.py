@@ -1,0 +1,342 @@
+"""Classification: binary, multi-class and multi-label diagnosis from one image.
+
+Loss: cross-entropy (softmax) with optional balanced class weights and label smoothing, or
+binary cross-entropy with positive weights for multi-label. The operating threshold of a
+binary model is chosen on the validation split only and stored in the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsight.config import Config, DataConfig, save_config
+from medsight.errors import DataError, ShapeError
+from medsight.io.image import Image
+from medsight.models.saved import SavedModel
+from medsight.tasks.base import Task, register_task
+from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
+
+__all__ = ["ClassificationTask", "positive_index"]
+
+log = logging.getLogger(__name__)
+
+
+def positive_index(labels: list[str], positive: str | None) -> int | None:
+    """Index of the positive class of a binary problem (default: the second label)."""
+    if len(labels) != 2:
+        return None
+    if positive is None:
+        return 1
+    if positive not in labels:
+        raise DataError(f"positive_label {positive!r} is not one of the labels {labels}")
+    return labels.index(positive)
+
+
+def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, batch: int = 256) -> np.ndarray:
+    network.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            logits = network(x[i:i + batch])
+            out.append(torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1))
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
+
+
+class _Hooks:
+    """The trainer's view of this task: loss, batches, validation metrics."""
+
+    def __init__(self, loss_fn: torch.nn.Module, x_val: torch.Tensor, y_val: np.ndarray, multilabel: bool,
+                 pos: int | None) -> None:
+        self.loss_fn, self.x_val, self.y_val, self.multilabel, self.pos = loss_fn, x_val, y_val, multilabel, pos
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(outputs, targets.float() if self.multilabel else targets.long())
+
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch[0], batch[1]
+
+    def validate(self, network: torch.nn.Module) -> dict[str, float]:
+        from sklearn.metrics import roc_auc_score
+
+        p = _probabilities(network, self.x_val, self.multilabel)
+        y = self.y_val
+        eps = 1e-7
+        if self.multilabel:
+            loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+            aucs = [roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+            return {"val_loss": loss, "val_auc": float(np.mean(aucs)) if aucs else 0.0,
+                    "val_accuracy": float(np.mean((p >= 0.5) == (y > 0.5)))}
+        loss = float(-np.mean(np.log(p[np.arange(len(y)), y] + eps)))
+        if self.pos is not None:
+            auc = roc_auc_score(y == self.pos, p[:, self.pos]) if 0 < (y == self.pos).sum() < len(y) else 0.0
+        else:
+            present = np.unique(y)
+            auc = roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1]))) if len(present) == p.shape[1] else 0.0
+        return {"val_loss": loss, "val_auc": float(auc), "val_accuracy": float(np.mean(p.argmax(1) == y))}
+
+
+def _preprocessor(model: SavedModel):
+    from medsight.transforms.preprocess import Preprocessor
+
+    pre = getattr(model, "_preprocessor", None)
+    if pre is None:
+        pre = Preprocessor(model.manifest["preprocessing"], spatial_dims=model.spatial_dims)
+        model._preprocessor = pre  # type: ignore[attr-defined]
+    return pre
+
+
+@register_task
+class ClassificationTask(Task):
+    name = "classification"
+
+    # -- inference ----------------------------------------------------------------------------
+    def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
+        """Class probabilities, shape (N, n_classes)."""
+        pre = _preprocessor(model)
+        x = torch.stack([pre(im) for im in images])
+        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")))
+
+    def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
+        t0 = time.perf_counter()
+        probs = self.probabilities(model, images)
+        seconds = (time.perf_counter() - t0) / max(len(images), 1)
+        names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+        return [self.decide(model, p, name, im, seconds) for p, name, im in zip(probs, names, images)]
+
+    def decide(self, model: SavedModel, p: np.ndarray, name: str, image: Image | None = None,
+               seconds: float | None = None) -> ClassificationResult:
+        """Turn one probability vector into a result at the model's threshold(s)."""
+        m = model.manifest
+        labels = model.labels
+        probs = {lab: round(float(v), 6) for lab, v in zip(labels, p)}
+        score = threshold = positive = None
+        if m.get("multilabel"):
+            ths = m.get("thresholds") or [0.5] * len(labels)
+            label = "|".join(lab for lab, v, t in zip(labels, p, ths) if v >= t) or "none"
+        elif m.get("positive_index") is not None:
+            pos = int(m["positive_index"])
+            score, threshold = float(p[pos]), float(m.get("threshold", 0.5))
+            positive = score >= threshold
+            label = labels[pos] if positive else labels[1 - pos]
+        else:
+            label = labels[int(np.argmax(p))]
+        prov = Provenance(model=model.name, model_version=model.version, weights_sha256=m.get("weights_sha256"),
+                          input_sha256=array_sha256(image.array) if image is not None else None, seconds=seconds,
+                          medsight_version=m.get("versions", {}).get("medsight"),
+                          series_uid=image.series_uid if image is not None else None,
+                          sop_uids=list(image.sop_uids) if image is not None else [])
+        return ClassificationResult(input=name, probabilities=probs, label=label,
+                                    score=None if score is None else round(score, 6),
+                                    threshold=threshold, positive=positive, provenance=prov)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
+                 n_boot: int = 2000, seed: int = 0, **_: Any) -> dict[str, Any]:
+        from medsight.data.classification import open_classification_data
+        from medsight.data.datasets import prepare_samples
+        from medsight.metrics import binary_report, multiclass_report, multilabel_report
+
+        cfg = data if isinstance(data, DataConfig) else DataConfig(source=str(data), labels=model.labels)
+        if cfg.labels is None:
+            cfg = cfg.model_copy(update={"labels": model.labels})
+        ds = open_classification_data(cfg)
+        if ds.labels != model.labels:
+            raise DataError(f"data labels {ds.labels} differ from the model's {model.labels}")
+        samples = ds.samples if split in (None, "all") else ds.split(split)
+        if not samples:
+            raise DataError(f"{cfg.source}: the {split} split is empty")
+        t0 = time.perf_counter()
+        pre = _preprocessor(model)
+        x, kept, errors = prepare_samples(samples, pre)
+        if not kept:
+            raise DataError(f"{cfg.source}: none of the {len(samples)} images could be read; first error: "
+                            f"{errors[0]['error'] if errors else '?'}")
+        xt = pre.normalize(torch.from_numpy(x))
+        multilabel = bool(model.manifest.get("multilabel"))
+        p = _probabilities(model.network, xt, multilabel)
+        elapsed = time.perf_counter() - t0
+        y = ds.targets([samples[i] for i in kept])
+        m = model.manifest
+        if multilabel:
+            report = multilabel_report(y, p, model.labels, m.get("thresholds") or [0.5] * len(model.labels),
+                                       n_boot=n_boot, seed=seed)
+        elif m.get("positive_index") is not None:
+            pos = int(m["positive_index"])
+            report = binary_report((y == pos).astype(int), p[:, pos], float(m.get("threshold", 0.5)), n_boot=n_boot,
+                                   seed=seed)
+            report["positive_label"] = model.labels[pos]
+        else:
+            report = multiclass_report(y, p, model.labels, n_boot=n_boot, seed=seed)
+        report.update({
+            "task": "classification", "model": model.name, "model_version": model.version,
+            "data": str(cfg.source), "split": split or "all", "labels": model.labels,
+            "threshold_rule": m.get("threshold_rule"), "skipped": errors,
+            "seconds": round(elapsed, 3), "images_per_second": round(len(kept) / max(elapsed, 1e-9), 1),
+        })
+        return report
+
+    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
+        from medsight.report.classification import write_classification_report
+
+        return write_classification_report(evaluation, path, manifest=model.manifest if model else None)
+
+    # -- training -----------------------------------------------------------------------------
+    def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
+        from medsight.data.classification import open_classification_data
+        from medsight.data.datasets import ArrayDataset, prepare_samples
+        from medsight.engine.trainer import Trainer, seed_everything
+        from medsight.metrics import choose_threshold
+        from medsight.models.architectures import Ensemble
+        from medsight.models.registry import create_model, get_spec
+        from medsight.report.plots import plot_learning_curves
+        from medsight.transforms.augment import build_augmentation
+        from medsight.transforms.preprocess import Preprocessor
+
+        t_start = time.perf_counter()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        if "classification" not in get_spec(cfg.model.name).tasks:
+            raise DataError(f"model {cfg.model.name!r} is not a classification model")
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        data = open_classification_data(cfg.data)
+        labels, multilabel, dims = data.labels, data.multilabel, data.spatial_dims
+        pos = None if multilabel else positive_index(labels, cfg.data.positive_label)
+        spec = cfg.preprocessing.model_dump()
+        first = data.split("train")[0].image()
+        if spec["spatial_size"] is None:
+            spec["spatial_size"] = list(first.shape) if data.fingerprint.get("format") == "medmnist" else (
+                [224, 224] if dims == 2 else [96, 96, 96])
+        if "channels" not in cfg.preprocessing.model_fields_set:
+            spec["channels"] = first.channels if first.channels in (1, 3) else 1
+        pre = Preprocessor(spec, spatial_dims=dims)
+        splits = {}
+        for name in ("train", "val", "test"):
+            samples = data.split(name)
+            x, kept, errors = prepare_samples(samples, pre) if samples else (np.zeros(0), [], [])
+            splits[name] = (x, data.targets([samples[i] for i in kept]) if kept else np.zeros(0), errors)
+            if name != "test" and not kept:
+                raise DataError(f"{cfg.data.source}: no readable images in the {name} split")
+        x_tr, y_tr, _ = splits["train"]
+        spec["normalize_mean"], spec["normalize_std"] = float(x_tr.mean()), float(x_tr.std() + 1e-8)
+        pre = Preprocessor(spec, spatial_dims=dims)
+        aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=spec["spatial_size"],
+                                 seed=cfg.train.seed)
+        train_ds = ArrayDataset(x_tr, y_tr, pre, aug)
+        x_va, y_va, _ = splits["val"]
+        x_va_t = pre.normalize(torch.from_numpy(x_va))
+        loss_fn = self._loss(cfg, y_tr, len(labels), multilabel)
+        hooks = _Hooks(loss_fn, x_va_t, y_va, multilabel, pos)
+        params = dict(cfg.model.params)
+        if cfg.model.name == "classic-cnn":
+            params.setdefault("input_size", list(spec["spatial_size"]))
+        arch = {"name": cfg.model.name, "params": params, "spatial_dims": dims, "in_channels": spec["channels"],
+                "num_classes": len(labels), "ensemble": cfg.train.ensemble, "multilabel": multilabel}
+        members, histories, best_epochs = [], [], []
+        for member in range(cfg.train.ensemble):
+            seed_everything(cfg.train.seed + 1000 * member, cfg.train.deterministic)
+            net = create_model(cfg.model.name, spatial_dims=dims, in_channels=spec["channels"],
+                               num_classes=len(labels), **params)
+            result = Trainer(net, hooks, cfg.train, run_dir=run_dir, observers=list(observers), member=member,
+                             members=cfg.train.ensemble).fit(train_ds, resume=resume)
+            members.append(net)
+            histories.append(result.history)
+            best_epochs.append(result.best_epoch)
+        network = members[0] if len(members) == 1 else Ensemble(members, multilabel=multilabel)
+        network.eval()
+        train_seconds = time.perf_counter() - t_start
+        # operating point: validation split only
+        p_va = _probabilities(network, x_va_t, multilabel)
+        manifest: dict[str, Any] = {
+            "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
+            "architecture": arch, "preprocessing": spec, "augmentation": cfg.augmentation, "labels": labels,
+            "multilabel": multilabel, "positive_index": pos,
+            "positive_label": labels[pos] if pos is not None else None,
+            "threshold_rule": cfg.evaluation.threshold_rule,
+            "training": {
+                "data": data.fingerprint, "config": cfg.model_dump(mode="json"), "best_epochs": best_epochs,
+                "epochs_run": [len(h) for h in histories], "wall_time_s": round(train_seconds, 1),
+                "skipped_inputs": {k: v[2][:50] for k, v in splits.items() if v[2]},
+            },
+        }
+        if pos is not None:
+            manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos], cfg.evaluation.threshold_rule)
+        elif multilabel:
+            manifest["thresholds"] = [choose_threshold(y_va[:, j], p_va[:, j], cfg.evaluation.threshold_rule)
+                                      if 0 < y_va[:, j].sum() < len(y_va) else 0.5 for j in range(len(labels))]
+        model = SavedModel(network=network, manifest=manifest)
+        evaluations = {}
+        for name in ("val", "test"):
+            if data.split(name):
+                evaluations[name] = self.evaluate(model, cfg.data, split=name, n_boot=cfg.evaluation.bootstrap,
+                                                  seed=cfg.train.seed)
+        manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
+        model.card = model_card(manifest)
+        model.save(run_dir / "model")
+        eval_dir = run_dir / "evaluation"
+        eval_dir.mkdir(exist_ok=True)
+        for name, ev in evaluations.items():
+            (eval_dir / f"{name}.json").write_text(json.dumps(ev, indent=1))
+        if "test" in evaluations:
+            self.write_report(evaluations["test"], eval_dir / "report.html", model=model)
+        for member, hist in enumerate(histories):
+            plot_learning_curves(hist, run_dir / ("learning_curves.png" if len(histories) == 1
+                                                  else f"learning_curves_member{member}.png"), monitor=cfg.train.monitor)
+        (run_dir / "summary.json").write_text(json.dumps({
+            "model": str(run_dir / "model"), "train_seconds": round(train_seconds, 1),
+            "best_epochs": best_epochs, "metrics": manifest["metrics"]}, indent=1))
+        return model
+
+    @staticmethod
+    def _loss(cfg: Config, y: np.ndarray, n_classes: int, multilabel: bool) -> torch.nn.Module:
+        if multilabel:
+            pos = y.sum(0)
+            weight = torch.tensor((len(y) - pos) / np.clip(pos, 1, None), dtype=torch.float32)
+            return torch.nn.BCEWithLogitsLoss(pos_weight=weight if cfg.train.class_weights == "balanced" else None)
+        weight = None
+        if cfg.train.class_weights == "balanced":
+            counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+            if np.any(counts == 0):
+                missing = [i for i, c in enumerate(counts) if c == 0]
+                raise DataError(f"class(es) {missing} have no training images")
+            weight = torch.tensor(len(y) / (n_classes * counts), dtype=torch.float32)
+        return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+
+
+def _headline(ev: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold")
+    return {k: ev[k] for k in keys if k in ev}
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """A Markdown model card from the manifest (intended use, data, metrics, limits)."""
+    t = manifest.get("training", {})
+    data = t.get("data", {})
+    lines = [f"# {manifest['name']} (v{manifest.get('version')})", "", manifest.get("description") or "", "",
+             "## Model", f"- Task: {manifest['task']}; labels: {', '.join(manifest['labels'])}",
+             f"- Architecture: {manifest['architecture']['name']} {manifest['architecture'].get('params') or ''}"
+             f" ({manifest['architecture']['spatial_dims']}D, ensemble of {manifest['architecture'].get('ensemble', 1)})",
+             f"- Input: {manifest['preprocessing'].get('channels')} channel(s), resized to "
+             f"{manifest['preprocessing'].get('spatial_size')}, intensity '{manifest['preprocessing'].get('intensity')}'"]
+    if manifest.get("threshold") is not None:
+        lines.append(f"- Operating threshold: {manifest['threshold']:.4f} on P({manifest.get('positive_label')}), chosen on "
+                     f"the validation split by rule '{manifest.get('threshold_rule')}'")
+    lines += ["", "## Training data", f"- Source: {data.get('file') or data.get('source')} ({data.get('format')})",
+              f"- Images: {data.get('n')}; class counts: {data.get('class_counts')}",
+              f"- Checksum: {data.get('md5') or data.get('sha256') or data.get('listing_sha256')}",
+              f"- Training wall time: {t.get('wall_time_s')} s; best epochs {t.get('best_epochs')}", "",
+              "## Metrics"]
+    for split, m in manifest.get("metrics", {}).items():
+        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+    lines += ["", "## Limits", "- Research use only; not a medical device. Validate on local data before any "
+              "clinical use.", "- Performance holds only for images like the training data (same modality, view, "
+              "population and resolution)."]
+    return "\n".join(lines) + "\n"
