@@ -142,6 +142,7 @@ class Config(_Strict):
     task: Literal["classification", "segmentation"] = "classification"
     name: str = "model"
     description: str = ""
+    modalities: list[str] | None = None  # DICOM modalities the model accepts (None: any)
     data: DataConfig
     preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
     augmentation: str = "none"

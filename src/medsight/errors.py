@@ -27,6 +27,7 @@ __all__ = [
     "ModelFileError",
     "ModelNotFoundError",
     "ShapeError",
+    "ModalityError",
     "WriteError",
 ]
 
@@ -116,6 +117,10 @@ class ModelNotFoundError(ModelFileError):
 
 class ShapeError(MedSightError):
     """An input has the wrong number of dimensions or channels for the model."""
+
+
+class ModalityError(MedSightError):
+    """The image's modality is not one the model was trained on (a CT given to an X-ray model)."""
 
 
 class WriteError(MedSightError):

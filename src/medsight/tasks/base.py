@@ -37,6 +37,22 @@ class Task(ABC):
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         """Results for already-read images (the hot path shared by CLI, API and service)."""
 
+    def validate_input(self, model: SavedModel, image: Image) -> None:
+        """Refuse an image the model cannot take: wrong number of dimensions or wrong modality.
+
+        A model lists the DICOM modalities it accepts in ``manifest["modalities"]``; images of
+        unknown modality ("OT", e.g. a PNG) are accepted, since nothing says they are wrong.
+        """
+        from medsight.errors import ModalityError, ShapeError
+
+        if image.n_spatial != model.spatial_dims:
+            raise ShapeError(f"model {model.name} takes {model.spatial_dims}D images; got a {image.n_spatial}D image "
+                             f"of shape {image.shape}", path=image.source)
+        allowed = model.manifest.get("modalities")
+        if allowed and image.modality not in ("OT", "", None) and image.modality not in allowed:
+            raise ModalityError(f"model {model.name} takes {'/'.join(allowed)} images; this one is {image.modality}",
+                                path=image.source)
+
     def expand_inputs(self, model: SavedModel, inputs: Sequence[str | Path]) -> list[str]:
         """Turn folders into the inputs they hold (files for 2D models, series for 3D)."""
         from medsight.engine.predictor import expand_inputs

@@ -102,6 +102,8 @@ class ClassificationTask(Task):
     def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities, shape (N, n_classes)."""
         pre = _preprocessor(model)
+        for im in images:
+            self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
         return _probabilities(model.network, x, bool(model.manifest.get("multilabel")))
 
@@ -257,7 +259,7 @@ class ClassificationTask(Task):
         p_va = _probabilities(network, x_va_t, multilabel)
         manifest: dict[str, Any] = {
             "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
-            "architecture": arch, "preprocessing": spec, "augmentation": cfg.augmentation, "labels": labels,
+            "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities, "augmentation": cfg.augmentation, "labels": labels,
             "multilabel": multilabel, "positive_index": pos,
             "positive_label": labels[pos] if pos is not None else None,
             "threshold_rule": cfg.evaluation.threshold_rule,

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny synthetic images, and the real data in ../shared/data (skipped with a
+reason when the folder is absent, as on a user's machine)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared(sub: str) -> Path:
+    """Path of a real-data folder or file, or skip the test with a clear reason."""
+    p = SHARED_DATA / sub
+    if not p.exists():
+        pytest.skip(f"real data not available: {p} is absent (set MEDSIGHT_SHARED_DATA to the shared data folder)")
+    return p
+
+
+@pytest.fixture
+def shared_data():
+    return shared
+
+
+@pytest.fixture(autouse=True)
+def _quiet_torch_threads():
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def write_png(path: Path, arr: np.ndarray) -> Path:
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_class_folder(tmp_path, rng):
+    """root/<class>/*.png with two visually separable classes (bright centre vs dark centre), 28x28."""
+    root = tmp_path / "folder"
+    for label, bright in (("normal", False), ("pneumonia", True)):
+        d = root / label
+        d.mkdir(parents=True)
+        for i in range(30):
+            a = rng.integers(0, 80, (28, 28)).astype(np.uint8)
+            if bright:
+                a[8:20, 8:20] += 150
+            write_png(d / f"{label}_{i:02d}.png", a)
+    return root
+
+
+@pytest.fixture
+def tiny_npz(tmp_path, rng):
+    """A MedMNIST-style npz with separable classes: 60/20/20 images of 28x28."""
+    def make(n):
+        y = np.arange(n) % 2
+        x = rng.integers(0, 80, (n, 28, 28)).astype(np.uint8)
+        x[y == 1, 8:20, 8:20] += 150
+        return x, y.reshape(-1, 1).astype(np.uint8)
+    data = {}
+    for split, n in (("train", 60), ("val", 20), ("test", 20)):
+        x, y = make(n)
+        data[f"{split}_images"], data[f"{split}_labels"] = x, y
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **data)
+    return path

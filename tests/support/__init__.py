@@ -1,0 +1,1 @@
+"""Test support: real peers (Orthanc, PostgreSQL) started from the project's own code."""
