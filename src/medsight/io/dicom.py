@@ -304,6 +304,8 @@ def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = Non
     row, col = geo["row_cosine"], geo["col_cosine"]
     normal = np.cross(row, col)
     meta["spacing_known"] = geo["spacing_source"] is not None
+    if isinstance(path, (str, Path)):
+        meta["source_files"] = [str(path)]  # lets dicom_out.source_datasets re-read the headers
     if geo["spacing_source"] in ("ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         meta["spacing_source"] = geo["spacing_source"]
     common = dict(modality=str(ds.get("Modality", "OT")) or "OT",

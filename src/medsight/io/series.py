@@ -321,6 +321,7 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
     base = dataset_to_image_meta(ds0, meta)
     base["warnings"] = info.warnings
     base["skipped_files"] = info.skipped
+    base["source_files"] = [str(h.path) for h in info.slices]  # array order, for dicom_out
     if meta.get("rescale") or meta.get("modality_lut"):
         base["units"] = meta.get("units", base.get("units"))
     normal = np.cross(first.row_cosine, first.col_cosine)
