@@ -29,6 +29,9 @@ __all__ = [
     "ShapeError",
     "ModalityError",
     "WriteError",
+    "ServiceError",
+    "RefusedInputError",
+    "AuthError",
 ]
 
 
@@ -125,3 +128,24 @@ class ModalityError(MedSightError):
 
 class WriteError(MedSightError):
     """A result could not be written."""
+
+
+class ServiceError(MedSightError):
+    """The real-time service cannot do what was asked (bad request, peer unreachable)."""
+
+
+class RefusedInputError(ServiceError):
+    """An image sent to the service was refused.
+
+    Attributes:
+        code: why: ``corrupt``, ``not_image``, ``unknown_modality``, ``too_large`` or
+            ``missing_uid``; the receiver turns it into a DICOM status or HTTP code.
+    """
+
+    def __init__(self, message: str, *, code: str, path: object | None = None) -> None:
+        self.code = code
+        super().__init__(message, path=path)
+
+
+class AuthError(ServiceError):
+    """A request had no token, a wrong token, or a token whose role may not do this."""
