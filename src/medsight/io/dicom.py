@@ -1,10 +1,11 @@
 """DICOM files: single-frame and multi-frame (enhanced) images through pydicom.
 
-Pixel values come out as the modality defines them: RescaleSlope/RescaleIntercept (or a
-Modality LUT) applied, so CT is in Hounsfield units; MONOCHROME1 is inverted so that higher
-always means brighter; colour (RGB, YBR) comes out as RGB channels. Compressed transfer
-syntaxes (JPEG baseline/lossless, JPEG 2000, RLE) are decoded by pydicom's pixel-data plugins
-(pylibjpeg, openjpeg, RLE).
+:func:`read_dataset` parses a file and checks that no element is cut short (a truncated file
+is a :class:`~medsight.errors.CorruptFileError`, not a silently partial dataset).
+:func:`dataset_to_image` turns a dataset into an :class:`~medsight.io.image.Image`: one frame
+gives a 2D image; several frames of an enhanced object are sorted along the slice normal by
+their PlanePositionSequence. Pixel values come out as :mod:`medsight.io.dicom_pixels`
+describes (rescale to HU, MONOCHROME1 inverted, colour as RGB, compressed data decoded).
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from medsight.errors import (
-    CorruptFileError,
-    MissingPixelDataError,
-    PixelDataError,
-    UnsupportedFormatError,
-)
+from medsight.errors import CorruptFileError, UnsupportedFormatError
+from medsight.io.dicom_pixels import PIXEL_KEYWORDS, dataset_pixels
 from medsight.io.image import Image, Patient, default_direction
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits
 from medsight.io.registry import register_reader
 
 __all__ = [
@@ -37,7 +34,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_PARSE_ERRORS = (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, OverflowError, NotImplementedError,
+                 AttributeError, RuntimeError, UnicodeError, MemoryError, RecursionError)
 
 
 def read_dataset(path: Path | Any, *, headers_only: bool = False, force: bool = False):
@@ -47,18 +48,55 @@ def read_dataset(path: Path | Any, *, headers_only: bool = False, force: bool = 
         path: a file path or a binary file-like object.
         headers_only: defer large values (pixel data) instead of loading them.
         force: accept files without the 128-byte preamble.
+
+    Raises:
+        UnsupportedFormatError: the content is not DICOM.
+        CorruptFileError: the file ends inside an element (truncated) or cannot be parsed.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     name = path if isinstance(path, (str, Path)) else getattr(path, "name", None)
     try:
-        return pydicom.dcmread(path, defer_size=1024 if headers_only else None, force=force)
+        ds = pydicom.dcmread(path, defer_size=1024 if headers_only else None, force=force)
     except InvalidDicomError as exc:
-        raise UnsupportedFormatError(f"not a DICOM file: {exc}", path=name) from exc
-    except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, OverflowError,
-            NotImplementedError, AttributeError, RuntimeError) as exc:
+        raise UnsupportedFormatError(f"expected DICOM content: {exc}", path=name) from exc
+    except _PARSE_ERRORS as exc:
         raise CorruptFileError(f"DICOM is truncated or damaged ({type(exc).__name__}: {exc})", path=name) from exc
+    if isinstance(path, (str, Path)):
+        _check_complete(ds, Path(path).stat().st_size, name)
+    if len(ds) == 0:
+        raise CorruptFileError("expected DICOM data elements after the file meta header; found none", path=name)
+    return ds
+
+
+def _check_complete(ds, file_size: int, name: object) -> None:
+    """Raise when a top-level element declares more bytes than the file holds (truncation)."""
+    from pydicom.dataelem import RawDataElement
+
+    tags = list(ds.keys())
+    for i, tag in enumerate(tags):
+        try:
+            raw = ds.get_item(tag, keep_deferred=True)
+        except _PARSE_ERRORS:
+            continue
+        if not isinstance(raw, RawDataElement) or raw.length in (None, _UNDEFINED_LENGTH):
+            continue
+        if i == len(tags) - 1:  # the last element: a few bytes after it are a cut-off element header
+            left = file_size - (raw.value_tell + raw.length)
+            if 0 < left < 8:
+                raise CorruptFileError(
+                    f"DICOM is truncated: the file ends {left} byte(s) into the element after {tag}", path=name)
+        if raw.value is None:  # deferred: its bytes were skipped, not read
+            short = raw.length > 0 and raw.value_tell + raw.length > file_size
+            have = max(0, file_size - raw.value_tell)
+        else:
+            short = len(raw.value) < raw.length
+            have = len(raw.value)
+        if short:
+            raise CorruptFileError(
+                f"DICOM is truncated: element {tag} declares {raw.length:,} bytes but the file ends after "
+                f"{have:,} of them", path=name)
 
 
 def _float_list(value: Any, n: int) -> list[float] | None:
@@ -117,109 +155,6 @@ def plane_geometry(ds) -> dict[str, Any]:
         "position_known": ipp is not None,
         "spacing_source": spacing_source,
     }
-
-
-def _stored_range(ds) -> tuple[float, float]:
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1
-
-
-def _rescale(ds) -> tuple[float, float] | None:
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope is None and intercept is None:
-        return None
-    try:
-        s = float(slope) if slope is not None and str(slope) != "" else 1.0
-        i = float(intercept) if intercept is not None and str(intercept) != "" else 0.0
-    except (TypeError, ValueError):
-        return None
-    if not (np.isfinite(s) and np.isfinite(i)) or s == 0:
-        return None
-    return s, i
-
-
-def _frame_rescale(ds) -> tuple[float, float] | None:
-    """RescaleSlope/Intercept of an enhanced multi-frame object (shared functional groups)."""
-    for seq_kw in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        seq = ds.get(seq_kw)
-        if seq:
-            pvt = seq[0].get("PixelValueTransformationSequence")
-            if pvt:
-                return _rescale(pvt[0])
-    return None
-
-
-def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode a dataset's pixels to ``(frames, rows, cols)`` grayscale or
-    ``(frames, rows, cols, 3)`` RGB, with the modality LUT applied and MONOCHROME1 inverted.
-
-    Returns:
-        The array and facts about the decoding (units, photometric interpretation, ...).
-
-    Raises:
-        MissingPixelDataError: the dataset holds no pixel data.
-        PixelDataError: the pixel data cannot be decoded or has the wrong length.
-        ImageTooLargeError: rows x columns x frames x samples exceeds the limit.
-    """
-    if not any(kw in ds for kw in PIXEL_KEYWORDS):
-        sop = str(ds.get("SOPClassUID", "unknown"))
-        name = getattr(ds.get("SOPClassUID"), "name", sop)
-        raise MissingPixelDataError(f"DICOM object has no pixel data (SOP class {name})", path=path)
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise PixelDataError(f"Rows/Columns/NumberOfFrames missing or invalid: {exc}", path=path) from exc
-    if rows <= 0 or cols <= 0 or frames <= 0 or samples not in (1, 3):
-        raise PixelDataError(f"invalid image size rows={rows} cols={cols} frames={frames} samples={samples}", path=path)
-    if limits is not None:
-        check_pixel_count((frames, rows, cols, samples), limits, path)
-    try:
-        arr = ds.pixel_array
-    except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError,
-            IndexError, OSError, EOFError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PixelDataError(f"pixel data cannot be decoded: {msg}", path=path) from exc
-    arr = np.asarray(arr)
-    if samples == 1:
-        arr = arr.reshape(frames, rows, cols)
-    else:
-        arr = arr.reshape(frames, rows, cols, samples)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    info: dict[str, Any] = {"photometric_interpretation": photometric}
-    if samples == 1:
-        rescale = _rescale(ds) or _frame_rescale(ds)
-        lo, hi = _stored_range(ds)
-        if rescale is not None and rescale != (1.0, 0.0):
-            slope, intercept = rescale
-            arr = arr.astype(np.float32)
-            if slope != 1.0:
-                arr *= np.float32(slope)
-            arr += np.float32(intercept)
-            lo, hi = lo * slope + intercept, hi * slope + intercept
-            info["rescale"] = [slope, intercept]
-        elif "ModalityLUTSequence" in ds:
-            from pydicom.pixels import apply_modality_lut
-
-            arr = apply_modality_lut(arr, ds).astype(np.float32)
-            info["modality_lut"] = True
-        if photometric == "MONOCHROME1":
-            if arr.dtype.kind == "u":
-                arr = arr.astype(np.int32) if arr.dtype.itemsize >= 2 else arr.astype(np.int16)
-            arr = (lo + hi) - arr
-            if arr.dtype.kind == "f":
-                arr = arr.astype(np.float32, copy=False)
-            info["inverted_monochrome1"] = True
-        if str(ds.get("Modality", "")).upper() == "CT" and ("rescale" in info or "modality_lut" in info):
-            info["units"] = "HU"
-        elif ds.get("RescaleType"):
-            info["units"] = str(ds.RescaleType)
-    else:
-        info["color"] = "RGB"
-    return arr, info
 
 
 def _window(ds) -> list[float] | None:
@@ -284,7 +219,14 @@ def _functional(ds, seq_kw: str, kw: str):
 
 
 def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = None) -> Image:
-    """Turn one parsed DICOM dataset into an Image (2D for one frame, 3D for several)."""
+    """Turn one parsed DICOM dataset into an Image (2D for one frame, 3D for several).
+
+    A DICOM Segmentation (SEG) becomes a label image (see :mod:`medsight.io.dicom_seg`).
+    """
+    if str(ds.get("SOPClassUID", "")) == SEG_STORAGE:
+        from medsight.io.dicom_seg import seg_to_image
+
+        return seg_to_image(ds, path=path, limits=limits)
     pixels, info = dataset_pixels(ds, path=path, limits=limits)
     frames = pixels.shape[0]
     meta = _common_meta(ds)
@@ -320,29 +262,52 @@ def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = Non
         direction = np.column_stack([col, row]) if geo["orientation_known"] else default_direction(2)
         return Image(array=arr, spacing=geo["pixel_spacing"], origin=tuple(geo["position"]),
                      direction=direction, **common)
-    positions = _frame_positions(ds, frames)
-    order = np.arange(frames)
-    slice_spacing = None
-    origin = geo["position"]
-    if positions is not None:
-        proj = np.array([p @ normal for p in positions])
-        order = np.argsort(proj, kind="stable")
-        steps = np.diff(proj[order])
-        if len(steps) and np.all(steps > 1e-4):
-            slice_spacing = float(np.mean(steps))
-        origin = positions[order[0]]
+    order, slice_spacing, origin, notes = _frame_order(ds, frames, normal, geo["position"])
+    if notes:
+        meta.setdefault("warnings", []).extend(notes)
     if slice_spacing is None:
         sbs = ds.get("SpacingBetweenSlices") or _functional(ds, "PixelMeasuresSequence", "SpacingBetweenSlices")
         try:
-            slice_spacing = float(sbs) if sbs else float(meta.get("slice_thickness_mm", 1.0)) or 1.0
+            slice_spacing = abs(float(sbs)) if sbs else float(meta.get("slice_thickness_mm", 1.0)) or 1.0
         except (TypeError, ValueError):
             slice_spacing = 1.0
         meta["slice_spacing_source"] = "SpacingBetweenSlices" if sbs else "assumed"
+        if not sbs:
+            meta.setdefault("warnings", []).append(
+                f"frames have no positions and no SpacingBetweenSlices; a slice spacing of {slice_spacing:g} mm "
+                "is assumed")
     arr = pixels[order]
     arr = arr.transpose(3, 0, 1, 2) if channel_axis_last else arr[None]
     direction = np.column_stack([normal, col, row])
     return Image(array=np.ascontiguousarray(arr), spacing=(abs(slice_spacing), *geo["pixel_spacing"]),
                  origin=tuple(origin), direction=direction, **common)
+
+
+def _frame_order(ds, frames: int, normal: np.ndarray, position: np.ndarray):
+    """Sort the frames of a multi-frame object along the slice normal.
+
+    Returns:
+        ``(order, spacing or None, origin, warnings)``: frame indices in ascending position,
+        the mean step between positions (None when unknown or not strictly increasing), the
+        LPS position of the first frame after sorting, and what looked wrong.
+    """
+    positions = _frame_positions(ds, frames)
+    if positions is None:
+        return np.arange(frames), None, position, []
+    proj = np.array([float(p @ normal) for p in positions])
+    order = np.argsort(proj, kind="stable")
+    steps = np.diff(proj[order])
+    origin = positions[order[0]]
+    if not len(steps):
+        return order, None, origin, []
+    if np.any(steps < 1e-3):
+        return (np.arange(frames), None, positions[0],
+                ["frames share positions (several stacks, echoes or time points); they are kept in frame order"])
+    typical = float(np.median(steps))
+    notes = []
+    if (steps.max() - steps.min()) > 0.05 * typical:
+        notes.append(f"uneven frame spacing from {steps.min():.3f} to {steps.max():.3f} mm; the mean is used")
+    return order, float(np.mean(steps)), origin, notes
 
 
 def _str(v: Any) -> str | None:

@@ -19,7 +19,9 @@ Where the source datasets come from:
     get its source headers with :func:`source_datasets`: DICOM readers record the files in
     ``image.meta["source_files"]`` in array order (slice ``k`` of the array came from file
     ``k``), and :func:`source_datasets` re-reads their headers (no pixel data). Callers that
-    received datasets over the network pass those datasets directly.
+    received datasets over the network pass those datasets directly. (A series read with
+    ``allow_gaps=True`` may hold filled-in slices, listed in ``meta["filled_slices"]``; they
+    have no source, so drop them from a mask before :func:`build_seg`.)
 
 Slice order of a SEG mask:
     ``mask[k]`` belongs to the ``k``-th source after sorting the sources as
@@ -146,7 +148,7 @@ def source_datasets(image: Image) -> list[pydicom.Dataset]:
     from medsight.errors import MedSightError
     from medsight.io.dicom import read_dataset
 
-    files = image.meta.get("source_files") or []
+    files = [f for f in image.meta.get("source_files") or [] if f]  # "" marks a filled-in missing slice
     if not files:
         raise WriteError(
             "expected an image read from DICOM files (meta['source_files']); this one has no source DICOM files "

@@ -26,7 +26,8 @@ from medsight.errors import (
     UnsafePathError,
     UnsupportedFormatError,
 )
-from medsight.io.dicom import PIXEL_KEYWORDS, dataset_pixels, dataset_to_image, patient_of, plane_geometry, read_dataset
+from medsight.io.dicom import dataset_to_image, patient_of, plane_geometry, read_dataset
+from medsight.io.dicom_pixels import PIXEL_KEYWORDS, dataset_pixels
 from medsight.io.image import Image
 from medsight.io.limits import ReadLimits, check_file_size, check_pixel_count
 from medsight.io.registry import register_reader
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 _ORIENTATION_TOL = 1e-3  # difference in direction cosines tolerated within one series
 _GAP_FACTOR = 1.5  # a step this many times the typical step means missing slices
-_UNEVEN_TOL = 0.05  # relative variation in slice steps accepted as even
+_UNEVEN_TOL = 0.05  # relative variation in slice steps beyond which a series is not uniform
+_UNEVEN_WARN = 0.005  # ... and beyond which it is worth a warning
 
 
 @dataclass
@@ -69,7 +71,8 @@ class SeriesInfo:
     description: str
     modality: str
     slices: list[SliceHeader]
-    problems: list[str] = field(default_factory=list)  # reasons the series cannot be stacked
+    problems: list[str] = field(default_factory=list)  # reasons the series cannot be stacked as it is
+    blocking: list[str] = field(default_factory=list)  # the problems that allow_gaps cannot fix
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # files dropped from it
     spacing: tuple[float, float, float] | None = None
@@ -245,7 +248,9 @@ def _check_series(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
         return info
     normal = np.cross(headers[0].row_cosine, headers[0].col_cosine)
     if not all(h.position_known for h in headers):
-        info.problems.append("some slices have no ImagePositionPatient, so they cannot be ordered in space")
+        msg = "some slices have no ImagePositionPatient, so they cannot be ordered in space"
+        info.problems.append(msg)
+        info.blocking.append(msg)
         info.slices = headers
         return info
     headers = sorted(headers, key=lambda h: (float(h.position @ normal), h.instance_number or 0))
@@ -269,25 +274,59 @@ def _check_series(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
                     f"missing slice(s): a gap of {step:.3f} mm between positions {a:.3f} and {b:.3f} mm "
                     f"along the normal, where slices are {typical:.3f} mm apart (about {missing} missing)"
                 )
-        if not info.problems and (steps.max() - steps.min()) > _UNEVEN_TOL * typical:
-            info.warnings.append(f"uneven slice steps from {steps.min():.3f} to {steps.max():.3f} mm")
+        regular = steps[steps <= _GAP_FACTOR * typical]
+        spread = float(regular.max() - regular.min()) if len(regular) else 0.0
+        if spread > _UNEVEN_TOL * typical:
+            info.problems.append(f"slice spacing is not uniform: steps from {regular.min():.3f} to "
+                                 f"{regular.max():.3f} mm along the normal")
+        elif spread > _UNEVEN_WARN * typical:
+            info.warnings.append(f"slice steps vary slightly, from {regular.min():.3f} to {regular.max():.3f} mm")
         in_plane = np.array([h.pixel_spacing for h in kept])
         if np.ptp(in_plane, axis=0).max() > 1e-4:
-            info.problems.append("pixel spacing differs between slices")
-        info.spacing = (float(np.mean(steps)), *kept[0].pixel_spacing)
+            msg = ("pixel spacing differs between slices: "
+                   f"{sorted({tuple(round(v, 4) for v in p) for p in in_plane.tolist()})}")
+            info.problems.append(msg)
+            info.blocking.append(msg)
+        info.spacing = (typical if info.problems else float(np.mean(steps)), *kept[0].pixel_spacing)
     return info
+
+
+def _slice_plan(info: SeriesInfo) -> tuple[list[SliceHeader | None], float]:
+    """Slices in stacking order, with None where a missing slice is filled, and the step in mm."""
+    normal = np.cross(info.slices[0].row_cosine, info.slices[0].col_cosine)
+    proj = np.array([float(h.position @ normal) for h in info.slices])
+    steps = np.diff(proj)
+    typical = float(np.median(steps))
+    plan: list[SliceHeader | None] = [info.slices[0]]
+    for h, step in zip(info.slices[1:], steps):
+        if step > _GAP_FACTOR * typical:
+            plan.extend([None] * (int(round(step / typical)) - 1))
+        plan.append(h)
+    return plan, float((proj[-1] - proj[0]) / (len(plan) - 1))
 
 
 def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gaps: bool = False,
                 source: str | None = None) -> Image:
-    """Stack a checked series into one Image.
+    """Stack a checked series into one Image of shape ``(1, slices, rows, cols)``.
+
+    Slices are stacked in the order :func:`scan_folder` sorted them (ascending along the slice
+    normal), into one pre-allocated array, so the peak memory is about the volume's own size.
+
+    Args:
+        info: a series from :func:`scan_folder`.
+        limits: caps on the decoded size.
+        allow_gaps: stack a series with missing slices or uneven steps anyway. Missing slices
+            are filled with the volume's lowest value at their expected positions, listed in
+            ``meta["filled_slices"]`` (their ``sop_uids`` and ``meta["source_files"]`` entries
+            are ``""``); uneven steps are stacked at their mean step, with a warning.
+        source: what to name the image's source (the folder).
 
     Raises:
-        SeriesError: the series has problems (gaps, unknown positions) and ``allow_gaps`` is
-            False.
+        SeriesError: the series has problems (gaps, uneven steps) and ``allow_gaps`` is False,
+            or problems that no option fixes (unknown positions, mixed pixel spacing, colour).
     """
     limits = limits or ReadLimits.from_env()
-    if info.problems and not allow_gaps:
+    if info.blocking or (info.problems and not allow_gaps):
         raise SeriesError(f"series {info.uid} cannot be stacked: " + "; ".join(info.problems), path=source)
     if not info.slices:
         raise SeriesError(f"series {info.uid} has no usable slices", path=source)
@@ -300,37 +339,49 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
         image.meta["skipped_files"] = info.skipped
         return image
     first = info.slices[0]
-    n = len(info.slices)
+    plan, step = _slice_plan(info) if info.problems else (list(info.slices), info.spacing[0])  # type: ignore[index]
+    n = len(plan)
     check_pixel_count((n, first.rows, first.cols), limits, source)
     volume: np.ndarray | None = None
     meta: dict[str, Any] = {}
     ds0 = None
-    for k, h in enumerate(info.slices):
+    for k, h in enumerate(plan):
+        if h is None:
+            continue
         ds = read_dataset(h.path)
         pixels, pinfo = dataset_pixels(ds, path=h.path, limits=limits)
-        if pixels.ndim != 3:
-            raise SeriesError(f"series {info.uid}: colour slices cannot be stacked as a volume", path=h.path)
+        if pixels.ndim != 3 or pixels.shape[1:] != (first.rows, first.cols):
+            raise SeriesError(f"series {info.uid}: expected grayscale {first.rows}x{first.cols} slices; this one "
+                              f"decodes to {pixels.shape[1:]}", path=h.path)
         if volume is None:
             ds0, meta = ds, pinfo
-            dtype = np.float32 if pixels.dtype.kind == "f" else pixels.dtype
-            volume = np.empty((n, first.rows, first.cols), dtype=dtype)
-        elif pixels.dtype.kind == "f" and volume.dtype.kind != "f":
-            volume = volume.astype(np.float32)  # a later slice has a rescale: widen once
+            volume = np.empty((n, first.rows, first.cols), dtype=np.float32 if pixels.dtype.kind == "f" else pixels.dtype)
+        elif not np.can_cast(pixels.dtype, volume.dtype, "safe"):
+            wider = np.promote_types(pixels.dtype, volume.dtype)
+            volume = volume.astype(np.float32 if wider.kind == "f" or wider.itemsize > 4 else wider)  # widen once
         volume[k] = pixels[0]
-    assert volume is not None and ds0 is not None and info.spacing is not None
+    assert volume is not None and ds0 is not None
+    filled = [k for k, h in enumerate(plan) if h is None]
     base = dataset_to_image_meta(ds0, meta)
-    base["warnings"] = info.warnings
+    base["warnings"] = list(info.warnings)
+    if filled:
+        present = [k for k in range(n) if plan[k] is not None]
+        volume[filled] = volume[present].min()
+        base["filled_slices"] = filled
+        base["warnings"].append(f"{len(filled)} missing slice(s) filled with the lowest value at indices {filled}")
+    if info.problems:
+        base["warnings"] += [f"stacked despite: {p}" for p in info.problems]
     base["skipped_files"] = info.skipped
-    base["source_files"] = [str(h.path) for h in info.slices]  # array order, for dicom_out
+    base["source_files"] = ["" if h is None else str(h.path) for h in plan]  # array order, for dicom_out
     if meta.get("rescale") or meta.get("modality_lut"):
         base["units"] = meta.get("units", base.get("units"))
     normal = np.cross(first.row_cosine, first.col_cosine)
     direction = np.column_stack([normal, first.col_cosine, first.row_cosine])
     return Image(
-        array=volume[None], spacing=info.spacing, origin=tuple(first.position), direction=direction,
+        array=volume[None], spacing=(step, *first.pixel_spacing), origin=tuple(first.position), direction=direction,
         modality=info.modality, study_uid=_s(ds0.get("StudyInstanceUID")), series_uid=info.uid,
-        sop_uids=tuple(h.sop_uid for h in info.slices), frame_of_reference_uid=_s(ds0.get("FrameOfReferenceUID")),
-        patient=patient_of(ds0), source=source, meta=base,
+        sop_uids=tuple("" if h is None else h.sop_uid for h in plan),
+        frame_of_reference_uid=_s(ds0.get("FrameOfReferenceUID")), patient=patient_of(ds0), source=source, meta=base,
     )
 
 

@@ -1,0 +1,251 @@
+"""DICOM pixel data to modality values: decode, check, rescale, un-invert, colour.
+
+What comes out of :func:`dataset_pixels`:
+
+* grayscale as ``(frames, rows, cols)``, with the Modality LUT applied: RescaleSlope and
+  RescaleIntercept (single-frame, or shared / per-frame PixelValueTransformationSequence of
+  enhanced objects), else a ModalityLUTSequence. CT comes out in Hounsfield units (float32).
+  Without a rescale the stored integers are kept as they are (uint8/uint16/int16);
+* MONOCHROME1 inverted so that higher values always mean brighter: ``v' = lo + hi - v``
+  with ``[lo, hi]`` the stored range (after rescale, when there is one);
+* colour as ``(frames, rows, cols, 3)`` uint8 RGB: YBR_FULL, YBR_FULL_422, YBR_ICT/RCT and
+  PALETTE COLOR are converted to RGB; PlanarConfiguration is handled by pydicom.
+
+Compressed transfer syntaxes are decoded by pydicom's plugins: JPEG baseline/extended/lossless
+(pylibjpeg-libjpeg), JPEG-LS (pylibjpeg-libjpeg), JPEG 2000 (pylibjpeg-openjpeg) and RLE
+(pydicom's own decoder or pylibjpeg-rle). Native (uncompressed) pixel data is length-checked
+before decoding, so a short or over-long PixelData gets a :class:`PixelDataError` that says
+how many bytes were expected and found.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from medsight.errors import MissingPixelDataError, PixelDataError
+from medsight.io.limits import ReadLimits, check_pixel_count
+
+__all__ = ["PIXEL_KEYWORDS", "dataset_pixels", "expected_native_bytes"]
+
+log = logging.getLogger(__name__)
+
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, IndexError,
+                  OSError, EOFError, OverflowError, ZeroDivisionError, MemoryError)
+
+
+def _int(ds, kw: str, default: int) -> int:
+    v = ds.get(kw, default)
+    try:
+        return int(v) if v is not None and str(v) != "" else default
+    except (TypeError, ValueError):
+        return default
+
+
+def expected_native_bytes(ds) -> int:
+    """Bytes that uncompressed PixelData must hold: rows x cols x frames x samples x bits/8.
+
+    1-bit data (BitsAllocated 1) is packed, rounded up to whole bytes.
+    """
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    frames, samples = _int(ds, "NumberOfFrames", 1) or 1, _int(ds, "SamplesPerPixel", 1) or 1
+    bits = _int(ds, "BitsAllocated", 16)
+    n = rows * cols * frames * samples
+    return (n * bits + 7) // 8
+
+
+def _is_compressed(ds) -> bool:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return bool(ts is not None and getattr(ts, "is_compressed", False))
+
+
+def _check_native_length(ds, path: object) -> str | None:
+    """Raise on PixelData shorter than the header says; a warning for a few extra bytes."""
+    if "PixelData" not in ds or _is_compressed(ds):
+        return None
+    actual = len(ds.PixelData or b"")
+    expected = expected_native_bytes(ds)
+    if actual < expected:
+        raise PixelDataError(
+            f"pixel data has {actual:,} bytes; Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated "
+            f"give {expected:,} bytes (the pixel data is short, or the header is wrong)", path=path)
+    frame_bytes = max(1, expected // max(1, _int(ds, "NumberOfFrames", 1) or 1))
+    extra = actual - expected
+    if extra >= frame_bytes and extra > 1:
+        raise PixelDataError(
+            f"pixel data has {actual:,} bytes; the header describes {expected:,} bytes, so {extra:,} bytes "
+            "(at least one whole frame) are unaccounted for (NumberOfFrames or Rows/Columns is wrong)", path=path)
+    if extra > 1:
+        ds.PixelData = ds.PixelData[:expected + (expected % 2)]  # drop the excess before pydicom sees it
+        return f"pixel data has {extra} bytes more than the header describes; they were ignored"
+    return None
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    bits = _int(ds, "BitsStored", _int(ds, "BitsAllocated", 16)) or 16
+    if _int(ds, "PixelRepresentation", 0) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _rescale(item) -> tuple[float, float] | None:
+    slope, intercept = item.get("RescaleSlope"), item.get("RescaleIntercept")
+    if slope is None and intercept is None:
+        return None
+    try:
+        s = float(slope) if slope is not None and str(slope) != "" else 1.0
+        i = float(intercept) if intercept is not None and str(intercept) != "" else 0.0
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(s) and np.isfinite(i)) or s == 0:
+        return None
+    return s, i
+
+
+def _frame_rescales(ds, frames: int) -> list[tuple[float, float]] | None:
+    """Per-frame (slope, intercept) of an enhanced object, or one shared value repeated."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and shared[0].get("PixelValueTransformationSequence"):
+        r = _rescale(shared[0].PixelValueTransformationSequence[0])
+        return None if r is None else [r] * frames
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per and len(per) == frames:
+        out = []
+        for item in per:
+            pvt = item.get("PixelValueTransformationSequence")
+            r = _rescale(pvt[0]) if pvt else None
+            if r is None:
+                return None
+            out.append(r)
+        return out
+    return None
+
+
+def _decode(ds, path: object) -> np.ndarray:
+    try:
+        return np.asarray(ds.pixel_array)
+    except _DECODE_ERRORS as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        ts_name = getattr(ts, "name", ts) or "unknown transfer syntax"
+        raise PixelDataError(f"pixel data ({ts_name}) cannot be decoded: {text}", path=path) from exc
+
+
+def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode a dataset's pixels to modality values.
+
+    Args:
+        ds: a fully read pydicom dataset.
+        path: named in error messages.
+        limits: caps on the decoded size; checked before decoding.
+
+    Returns:
+        ``(frames, rows, cols)`` grayscale or ``(frames, rows, cols, 3)`` uint8 RGB, and facts
+        about the decoding (``photometric_interpretation``, ``rescale``, ``units``,
+        ``inverted_monochrome1``, ``color``, ``warnings``).
+
+    Raises:
+        MissingPixelDataError: the dataset holds no pixel data.
+        PixelDataError: the pixel data is too short or too long, or cannot be decoded.
+        ImageTooLargeError: frames x rows x cols x samples exceeds the limit.
+    """
+    if not any(kw in ds for kw in PIXEL_KEYWORDS):
+        sop = ds.get("SOPClassUID")
+        hint = "; it has Rows/Columns, so the file may be cut short before its pixel data" if "Rows" in ds else ""
+        raise MissingPixelDataError(
+            f"expected an image, found a DICOM object without pixel data (SOP class {getattr(sop, 'name', sop)}"
+            f"{hint})", path=path)
+    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+    frames, samples = _int(ds, "NumberOfFrames", 1) or 1, _int(ds, "SamplesPerPixel", 1)
+    if rows <= 0 or cols <= 0 or frames <= 0 or samples not in (1, 3):
+        raise PixelDataError(f"expected positive Rows/Columns/NumberOfFrames and 1 or 3 samples per pixel; got "
+                             f"rows={rows} cols={cols} frames={frames} samples={samples}", path=path)
+    if _int(ds, "BitsAllocated", 16) not in (1, 8, 16, 32, 64):
+        raise PixelDataError(f"expected BitsAllocated of 1, 8, 16, 32 or 64; got {ds.get('BitsAllocated')}", path=path)
+    if limits is not None:
+        check_pixel_count((frames, rows, cols, samples), limits, path)
+    info: dict[str, Any] = {}
+    warning = _check_native_length(ds, path)
+    if warning:
+        info["warnings"] = [warning]
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    info["photometric_interpretation"] = photometric
+    arr = _decode(ds, path)
+    expected_size = frames * rows * cols * samples
+    if arr.size < expected_size:
+        raise PixelDataError(f"decoded {arr.size:,} values; the header describes {expected_size:,}", path=path)
+    if arr.size > expected_size:  # a decoder returned extra frames: keep the ones described
+        arr = arr.reshape(-1)[:expected_size] if arr.ndim == 1 else arr[:frames]
+    arr = arr.reshape((frames, rows, cols) if samples == 1 else (frames, rows, cols, samples))
+    if samples == 3 or photometric == "PALETTE COLOR":
+        return _colour(ds, arr, photometric, info, path)
+    return _grayscale(ds, arr, photometric, info, frames)
+
+
+def _colour(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], path: object):
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            arr = apply_color_lut(arr, ds)
+        except _DECODE_ERRORS as exc:
+            raise PixelDataError(f"PALETTE COLOR image has an unusable colour lookup table: {exc}", path=path) from exc
+        if arr.dtype != np.uint8:  # LUT entries are 16 bit: keep 8 significant bits
+            bits = int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor" in ds else 16
+            arr = (arr >> max(0, bits - 8)).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        # 16-bit colour is rare; scale into 8 bit so that every colour image has one dtype
+        bits = _int(ds, "BitsStored", 16)
+        arr = (arr.astype(np.uint32) >> max(0, bits - 8)).astype(np.uint8)
+    info["color"] = "RGB"
+    if photometric.startswith("YBR"):
+        info["converted_from"] = photometric  # pydicom's decoders return RGB by default
+    return arr, info
+
+
+def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], frames: int):
+    lo, hi = _stored_range(ds)
+    rescales = None
+    single = _rescale(ds)
+    if single is not None:
+        rescales = [single] * frames
+    elif "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        rescales = _frame_rescales(ds, frames)
+    if rescales is not None and any(r != (1.0, 0.0) for r in rescales):
+        slopes = np.array([r[0] for r in rescales], np.float32)[:, None, None]
+        intercepts = np.array([r[1] for r in rescales], np.float32)[:, None, None]
+        arr = arr.astype(np.float32)
+        if np.any(slopes != 1):
+            arr *= slopes
+        arr += intercepts
+        s0, i0 = rescales[0]
+        lo, hi = sorted((lo * s0 + i0, hi * s0 + i0))
+        info["rescale"] = [float(s0), float(i0)] if len(set(rescales)) == 1 else "per-frame"
+    elif "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        arr = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        info["modality_lut"] = True
+    if photometric == "MONOCHROME1":
+        if arr.dtype.kind == "f":
+            arr = np.float32(lo + hi) - arr
+        else:
+            arr = np.int32(int(lo + hi)) - arr.astype(np.int32)
+            for small in (np.uint8, np.uint16, np.int16):  # back to the smallest type that holds it
+                info_t = np.iinfo(small)
+                if arr.size and arr.min() >= info_t.min and arr.max() <= info_t.max:
+                    arr = arr.astype(small)
+                    break
+        info["inverted_monochrome1"] = True
+    modality = str(ds.get("Modality", "")).upper()
+    if modality == "CT" and ("rescale" in info or "modality_lut" in info):
+        info["units"] = "HU"
+    elif ds.get("RescaleType"):
+        info["units"] = str(ds.RescaleType)
+    elif modality == "PT" and ds.get("Units"):
+        info["units"] = str(ds.Units)
+    return arr, info
