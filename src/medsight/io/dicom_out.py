@@ -154,9 +154,11 @@ def source_datasets(image: Image) -> list[pydicom.Dataset]:
             "expected an image read from DICOM files (meta['source_files']); this one has no source DICOM files "
             f"(format {image.meta.get('format', 'unknown')!r})", path=image.source)
     out = []
+    from medsight.io.archive import MEMBER_SEP, open_member
+
     for f in files:
         try:
-            ds = read_dataset(Path(f), headers_only=True, force=True)
+            ds = read_dataset(open_member(f) if MEMBER_SEP in f else Path(f), headers_only=True, force=True)
         except MedSightError as exc:
             raise WriteError(f"cannot re-read a source DICOM header: {exc}", path=f) from exc
         for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):

@@ -31,7 +31,15 @@ def describe(path: str | Path, *, limits: ReadLimits | None = None) -> dict[str,
     if not p.exists():
         raise ImageReadError("no such file or folder", path=p)
     if p.is_file():
-        return {"path": str(p), "images": [read(p, limits=limits).summary()], "skipped": []}
+        if p.stat().st_size and sniff_format(p) == "zip":
+            from medsight.io.archive import relabel_paths, unpacked
+
+            with unpacked(p, limits) as tmp:
+                inner = describe(tmp, limits=limits)
+                inner = relabel_paths(inner, tmp, p)
+            inner["path"] = str(p)
+            return inner
+        return {"path": str(p), "images": [_summary(read(p, limits=limits, allow_nan=True))], "skipped": []}
     scan = scan_folder(p, limits=limits)
     images: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -52,9 +60,21 @@ def describe(path: str | Path, *, limits: ReadLimits | None = None) -> dict[str,
             fmt = None
         if fmt in ("nifti", "png", "jpeg", "tiff", "npy", "npz") and f.stat().st_size > 0:
             try:
-                images.append(read(f, limits=limits).summary())
+                images.append(_summary(read(f, limits=limits, allow_nan=True)))
                 continue
             except MedSightError as exc:
                 entry = {"file": str(f), "error": type(exc).__name__, "reason": str(exc)}
         skipped.append(entry)
     return {"path": str(p), "images": images, "skipped": skipped}
+
+
+def _summary(image) -> dict[str, Any]:
+    """The image's summary, plus how many voxels are NaN or infinite (NIfTI read with allow_nan)."""
+    import numpy as np
+
+    summary = image.summary()
+    if image.array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+        if bad:
+            summary["non_finite_voxels"] = bad
+    return summary

@@ -47,7 +47,7 @@ def register_reader(fmt: str, *, folder: bool = False) -> Callable[[Reader], Rea
 
 def _load_builtin_readers() -> None:
     # Imported here, not at module import, so `import medsight` stays light.
-    from medsight.io import dicom, nifti, numpy_io, raster  # noqa: F401
+    from medsight.io import archive, dicom, nifti, numpy_io, raster  # noqa: F401
 
     try:
         from medsight.io import series  # noqa: F401
