@@ -31,6 +31,7 @@ __all__ = ["medmnist_info", "identify", "resolve_medmnist", "load_npz_splits", "
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+_WARNED: set[str] = set()
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +41,13 @@ def medmnist_info() -> dict[str, Any]:
 
 
 def md5sum(path: Path) -> str:
+    """MD5 of a file (cached by path, size and modification time)."""
+    st = path.stat()
+    return _md5_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.md5()  # noqa: S324 - MedMNIST publishes MD5s; this is integrity, not security
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -153,7 +161,8 @@ def load_npz_splits(path: Path) -> dict[str, Any]:
     official = None
     if ident:
         official = digest == info["files"][ident[1]]["md5"]
-        if not official:
+        if not official and digest not in _WARNED:
+            _WARNED.add(digest)
             log.warning("%s: MD5 %s differs from the official MedMNIST file; using it as it is", path.name, digest)
     return {"images": images, "labels": labels, "info": info, "md5": digest, "official": official,
             "name": ident[0] if ident else path.stem}

@@ -153,6 +153,7 @@ class Trainer:
         per_step = sched is not None and c.schedule in ("onecycle", "cosine")
         sign = 1.0 if c.monitor_mode == "max" else -1.0
         best = -math.inf
+        best_tie_loss = math.inf
         best_state = copy.deepcopy(self.network.state_dict())
         best_epoch, start_epoch, bad_epochs = -1, 0, 0
         history: list[dict[str, Any]] = []
@@ -161,6 +162,7 @@ class Trainer:
         if resume and state_dir is not None and (state_dir / "state.json").is_file():
             info = load_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched)
             start_epoch, best, best_epoch = info["epoch"] + 1, info["best"], info["best_epoch"]
+            best_tie_loss = info.get("best_tie_loss") or math.inf
             bad_epochs, history, elapsed_before = info["bad_epochs"], info["history"], info.get("seconds", 0.0)
             from medsight.engine.state import load_weights
 
@@ -211,9 +213,13 @@ class Trainer:
             value = sign * float(metrics[c.monitor])
             if sched is not None and not per_step:
                 sched.step(metrics[c.monitor])
-            improved = value > best + c.early_stopping.min_delta
+            # a tie on a saturated metric (validation AUC 1.0) is broken by the validation loss
+            tie_loss = metrics.get("val_loss") if c.monitor != "val_loss" else None
+            improved = value > best + c.early_stopping.min_delta or (
+                value == best and tie_loss is not None and tie_loss < best_tie_loss)
             if improved:
                 best, best_epoch, bad_epochs = value, epoch, 0
+                best_tie_loss = tie_loss if tie_loss is not None else math.inf
                 best_state = copy.deepcopy(self.network.state_dict())
             else:
                 bad_epochs += 1
@@ -222,7 +228,8 @@ class Trainer:
                       "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
             history.append(record)
             self._write_epoch(record, history, opt, sched, epoch, best, best_epoch, bad_epochs,
-                              elapsed_before + time.perf_counter() - started, best_state if improved else None)
+                              elapsed_before + time.perf_counter() - started, best_state if improved else None,
+                              best_tie_loss)
             _notify(self.observers, "on_epoch_end", record, improved=improved)
             if c.early_stopping.patience and bad_epochs >= c.early_stopping.patience:
                 stopped_early = True
@@ -239,7 +246,8 @@ class Trainer:
         _notify(self.observers, "on_train_end", result)
         return result
 
-    def _write_epoch(self, record, history, opt, sched, epoch, best, best_epoch, bad_epochs, seconds, best_state) -> None:
+    def _write_epoch(self, record, history, opt, sched, epoch, best, best_epoch, bad_epochs, seconds, best_state,
+                     best_tie_loss) -> None:
         state_dir = self._state_dir()
         if state_dir is None or self.run_dir is None:
             return
@@ -256,7 +264,8 @@ class Trainer:
             save_weights(best_state, state_dir / "best.safetensors")
         save_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched,
                             info={"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                                  "history": history, "seconds": seconds, "monitor": self.cfg.monitor})
+                                  "history": history, "seconds": seconds, "monitor": self.cfg.monitor,
+                                  "best_tie_loss": best_tie_loss if math.isfinite(best_tie_loss) else None})
 
 
 def _sampler(dataset: Any, c: TrainConfig, gen: torch.Generator, steps: int):

@@ -193,6 +193,15 @@ class ClassificationTask(Task):
 
     # -- training -----------------------------------------------------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
+        from monai.data import set_track_meta
+
+        set_track_meta(False)  # plain tensors through augmentation: 3x faster per sample on CPU
+        try:
+            return self._train(cfg, run_dir=run_dir, observers=observers, resume=resume)
+        finally:
+            set_track_meta(True)
+
+    def _train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any], resume: bool) -> SavedModel:
         from medsight.data.classification import open_classification_data
         from medsight.data.datasets import ArrayDataset, prepare_samples
         from medsight.engine.trainer import Trainer, seed_everything
@@ -247,6 +256,8 @@ class ClassificationTask(Task):
             seed_everything(cfg.train.seed + 1000 * member, cfg.train.deterministic)
             net = create_model(cfg.model.name, spatial_dims=dims, in_channels=spec["channels"],
                                num_classes=len(labels), **params)
+            if member == 0:
+                _check_fits(net, cfg.model.name, spec["channels"], spec["spatial_size"])
             result = Trainer(net, hooks, cfg.train, run_dir=run_dir, observers=list(observers), member=member,
                              members=cfg.train.ensemble).fit(train_ds, resume=resume)
             members.append(net)
@@ -311,6 +322,22 @@ class ClassificationTask(Task):
                 raise DataError(f"class(es) {missing} have no training images")
             weight = torch.tensor(len(y) / (n_classes * counts), dtype=torch.float32)
         return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+
+
+def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[int]) -> None:
+    """Run one dummy batch so that an input too small for the network is a config error, not a crash."""
+    from medsight.errors import ConfigError
+
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(2, channels, *size))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"model {name!r} cannot take {'x'.join(map(str, size))} inputs ({first}); "
+                          "use a larger preprocessing.spatial_size or a model for small images (resnet-small)") from None
+    finally:
+        net.train()
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""Class-activation heatmaps for any registered classification network.
+
+The target layer is found by running the network once and taking the last module (in
+execution order) whose output is still a spatial feature map (``(N, C, *spatial)`` with a
+spatial size above 1). That is the last convolutional stage of MONAI's ResNet and DenseNet
+and the pooled convolution of the classic CNN, so no architecture needs a table entry. An
+:class:`~medsight.models.architectures.Ensemble` gets the mean of its members' maps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from medsight.errors import ShapeError
+from medsight.io.image import Image
+from medsight.models.saved import SavedModel
+
+__all__ = ["Heatmap", "find_target_layer", "heatmap"]
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()  # GradCAM registers hooks on the shared network
+
+
+@dataclass
+class Heatmap:
+    """A heatmap and how it was made.
+
+    Attributes:
+        values: ``(rows, cols)`` (or ``(slices, rows, cols)``) float32 in [0, 1], in the
+            source image's geometry.
+        method: ``gradcam`` or ``occlusion``.
+        layer: the target layer's module name (GradCAM), else None.
+        class_index: the class explained.
+    """
+
+    values: np.ndarray
+    method: str
+    layer: str | None
+    class_index: int
+
+
+def find_target_layer(network: nn.Module, x: torch.Tensor) -> str | None:
+    """Name of the last module whose output is a spatial feature map for input ``x``.
+
+    Args:
+        network: the classification network.
+        x: one input batch ``(N, C, *spatial)`` as the network receives it.
+
+    Returns:
+        A name usable as ``network.get_submodule(name)``, or None when no module keeps a
+        spatial size above 1.
+    """
+    spatial_ndim = x.ndim
+    seen: list[str] = []
+    hooks = []
+
+    def make(name: str):
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == spatial_ndim and max(out.shape[2:]) > 1:
+                seen.append(name)
+        return hook
+
+    for name, module in network.named_modules():
+        if name:
+            hooks.append(module.register_forward_hook(make(name)))
+    try:
+        with torch.no_grad():
+            network(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen[-1] if seen else None
+
+
+def _resize(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if tuple(values.shape) == tuple(shape):
+        return values.astype(np.float32)
+    from monai.transforms import Resize
+
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    out = Resize(spatial_size=shape, mode=mode, align_corners=False)(torch.from_numpy(values[None].astype(np.float32)))
+    return np.asarray(out)[0].astype(np.float32)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.nan_to_num(v.astype(np.float32))
+    lo, hi = float(v.min()), float(v.max())
+    return (v - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(v)
+
+
+def _gradcam(network: nn.Module, x: torch.Tensor, class_index: int) -> tuple[np.ndarray, str]:
+    from monai.visualize import GradCAM
+
+    layer = find_target_layer(network, x)
+    if layer is None:
+        raise ValueError("no spatial layer")
+    cam = GradCAM(nn_module=network, target_layers=layer)
+    with torch.enable_grad():
+        out = cam(x.clone().requires_grad_(True), class_idx=class_index)
+    return np.asarray(out.detach().cpu().numpy())[0, 0], layer
+
+
+def _occlusion(network: nn.Module, x: torch.Tensor, class_index: int) -> np.ndarray:
+    from monai.visualize import OcclusionSensitivity
+
+    size = x.shape[2:]
+    mask = [max(2, s // 6) for s in size]
+    occ = OcclusionSensitivity(nn_module=network, mask_size=mask, n_batch=32, verbose=False)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing deprecation notices
+        sens, _ = occ(x)
+    s = np.asarray(sens.detach().cpu().numpy())[0, class_index]
+    return float(s.max()) - s  # a big drop of the class score when hidden = important
+
+
+def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, method: str = "gradcam") -> Heatmap:
+    """Where ``model`` looked on ``image``, in the image's own geometry.
+
+    Args:
+        model: a classification model.
+        image: the image as read (any size; the model's own preprocessing is applied).
+        class_index: the class to explain (default: the positive class of a binary model,
+            else the most probable class).
+        method: ``gradcam`` (falls back to occlusion when it cannot run) or ``occlusion``.
+
+    Returns:
+        A :class:`Heatmap` with values in [0, 1] of shape ``image.shape``.
+
+    Raises:
+        ShapeError, ModalityError: the image does not fit the model.
+    """
+    from medsight.tasks.base import get_task
+    from medsight.tasks.classification import _preprocessor
+
+    if model.task != "classification":
+        raise ShapeError(f"heatmaps are made for classification models; {model.name} is a {model.task} model")
+    if method not in ("gradcam", "occlusion"):
+        raise ShapeError(f"method must be 'gradcam' or 'occlusion'; got {method!r}")
+    task = get_task("classification")
+    task.validate_input(model, image)
+    x = _preprocessor(model)(image)[None]
+    network = model.network
+    network.eval()
+    if class_index is None:
+        pos = model.manifest.get("positive_index")
+        if pos is not None:
+            class_index = int(pos)
+        else:
+            with torch.no_grad():
+                class_index = int(network(x).argmax(1)[0])
+    members = list(network.members) if hasattr(network, "members") else [network]
+    used, layer = method, None
+    with _LOCK:
+        maps = []
+        for member in members:
+            if used == "gradcam":
+                try:
+                    m, layer = _gradcam(member, x, class_index)
+                    maps.append(m)
+                    continue
+                except (ValueError, RuntimeError) as exc:
+                    log.info("GradCAM not usable on %s (%s); using occlusion sensitivity", model.name, exc)
+                    used, maps, layer = "occlusion", [], None
+                    break
+        if used == "occlusion":
+            maps = [_occlusion(member, x, class_index) for member in members]
+    values = _normalise(np.mean(maps, axis=0))
+    return Heatmap(values=_normalise(_resize(values, image.shape)), method=used, layer=layer, class_index=class_index)

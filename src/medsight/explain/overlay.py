@@ -1,0 +1,58 @@
+"""Blend a heatmap over its image: the picture a radiologist sees in the viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medsight.errors import ShapeError
+from medsight.io.image import Image
+
+__all__ = ["overlay", "grayscale_uint8"]
+
+
+def grayscale_uint8(image: Image, *, slice_index: int | None = None) -> np.ndarray:
+    """The image as ``(rows, cols)`` uint8 for display: the stored window when there is one,
+    else the 0.5-99.5 percentile range; RGB is converted to luminance."""
+    arr = np.asarray(image.array, dtype=np.float32)
+    if image.n_spatial == 3:
+        arr = arr[:, arr.shape[1] // 2 if slice_index is None else slice_index]
+    arr = arr[0] if arr.shape[0] == 1 else np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), arr[:3], axes=1)
+    window = image.meta.get("window")
+    if window:
+        lo, hi = window[0] - window[1] / 2, window[0] + window[1] / 2
+    else:
+        lo, hi = np.percentile(arr, [0.5, 99.5]) if arr.size else (0.0, 1.0)
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return (np.clip((arr - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
+
+
+def overlay(image: Image, heat: np.ndarray, *, alpha: float = 0.45, floor: float = 0.2,
+            colormap: str = "jet") -> np.ndarray:
+    """The image in gray with the heatmap in colour where it is above ``floor``.
+
+    Args:
+        image: a 2D image (a 3D one shows its middle slice).
+        heat: ``(rows, cols)`` values in [0, 1] in the image's geometry (or the volume's).
+        alpha: opacity of the colour at the hottest point.
+        floor: heat below this is not coloured, so the anatomy stays readable.
+        colormap: a matplotlib colormap name.
+
+    Returns:
+        ``(rows, cols, 3)`` uint8 RGB.
+
+    Raises:
+        ShapeError: the heatmap does not match the image.
+    """
+    from matplotlib import colormaps
+
+    heat = np.asarray(heat, dtype=np.float32)
+    if image.n_spatial == 3 and heat.ndim == 3:
+        heat = heat[heat.shape[0] // 2]
+    gray = grayscale_uint8(image)
+    if heat.shape != gray.shape:
+        raise ShapeError(f"expected a heatmap of shape {gray.shape} (the image's rows, cols); got {heat.shape}")
+    colours = colormaps[colormap](np.clip(heat, 0, 1))[..., :3].astype(np.float32)
+    weight = (alpha * np.clip((heat - floor) / max(1 - floor, 1e-6), 0, 1))[..., None]
+    base = np.repeat(gray[..., None].astype(np.float32) / 255.0, 3, axis=2)
+    return (np.clip(base * (1 - weight) + colours * weight, 0, 1) * 255).round().astype(np.uint8)

@@ -1,0 +1,267 @@
+"""Queries over HTTP: worklist, studies, results, images, alerts, patient timelines, audit.
+
+Viewing a study, a result or a patient timeline is recorded in the audit trail with the
+viewer's token name.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from medsight.service import audit
+from medsight.service.api_deps import require
+from medsight.service.auth import Principal
+from medsight.service.db import Alert, AuditEvent, Instance, Result, ResultOutput, Series, Suggestion
+from medsight.service.queue import queue_counts
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Alert] | None = None,
+                outputs: list[ResultOutput] | None = None) -> dict[str, Any]:
+    """A result as the API shows it."""
+    return {"id": r.id, "status": r.status, "model": r.model, "model_version": r.model_version,
+            "weights_sha256": r.weights_sha256, "input_sha256": r.input_sha256, "study_uid": r.study_uid,
+            "series_uid": r.series_uid, "sop_uid": r.sop_uid, "patient_id": r.patient_id, "label": r.label,
+            "score": r.score, "threshold": r.threshold, "positive": r.positive, "outputs": r.outputs,
+            "timings": r.timings, "error": r.error, "received_at": _iso(r.received_at), "created_at": _iso(r.created_at),
+            "overlay_url": f"/api/v1/results/{r.id}/overlay.png" if r.overlay_path else None,
+            "image_url": f"/api/v1/instances/{r.sop_uid}/image.png" if r.sop_uid else None,
+            "suggestion": None if suggestion is None else {"suggestion": suggestion.suggestion,
+                                                           "reasons": suggestion.reasons},
+            "alerts": [alert_dict(a) for a in alerts or []],
+            "sent": [{"kind": o.kind, "sop_uid": o.sop_uid, "destination": o.destination, "sent_at": _iso(o.sent_at)}
+                     for o in outputs or []]}
+
+
+def alert_dict(a: Alert) -> dict[str, Any]:
+    return {"id": a.id, "rule": a.rule, "priority": a.priority, "rank": a.rank, "message": a.message,
+            "study_uid": a.study_uid, "patient_id": a.patient_id, "result_id": a.result_id,
+            "webhook_status": a.webhook_status, "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
+
+
+@router.get("/whoami", tags=["query"])
+def whoami(principal: Principal = Depends(require(None))) -> dict[str, str]:
+    """The token's name and role."""
+    return {"name": principal.name, "role": principal.role}
+
+
+@router.get("/worklist", tags=["query"])
+def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
+             _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
+    """Studies ranked by their most urgent alert, then highest score, then most recent."""
+    with _ctx(request).db.session() as s:
+        series = list(s.scalars(select(Series).order_by(Series.last_at.desc()).limit(limit * 20)))
+        studies: dict[str, dict[str, Any]] = {}
+        for se in series:
+            st = studies.setdefault(se.study_uid, {
+                "study_uid": se.study_uid, "patient_id": se.patient_id, "patient_name": se.patient_name,
+                "study_date": se.study_date, "modalities": [], "n_series": 0, "n_instances": 0,
+                "last_received": se.last_at, "status": "complete", "outcomes": []})
+            st["n_series"] += 1
+            st["n_instances"] += se.n_instances
+            st["last_received"] = max(st["last_received"], se.last_at)
+            if se.modality not in st["modalities"]:
+                st["modalities"].append(se.modality)
+            if se.status != "complete":
+                st["status"] = "receiving"
+            if se.outcome and se.outcome not in st["outcomes"]:
+                st["outcomes"].append(se.outcome)
+        uids = list(studies)
+        ranks = dict(s.execute(select(Alert.study_uid, func.max(Alert.rank)).where(Alert.study_uid.in_(uids))
+                               .group_by(Alert.study_uid)).all())
+        n_alerts = dict(s.execute(select(Alert.study_uid, func.count()).where(Alert.study_uid.in_(uids))
+                                  .group_by(Alert.study_uid)).all())
+        for r in s.scalars(select(Result).where(Result.study_uid.in_(uids), Result.status == "ok")):
+            st = studies[r.study_uid]
+            if st.get("top_score") is None or (r.score or 0) > st["top_score"]:
+                st.update(top_score=r.score, top_label=r.label, top_model=r.model, positive=r.positive)
+            st["n_results"] = st.get("n_results", 0) + 1
+    from medsight.service.alerts import PRIORITY_RANK
+
+    names = {v: k for k, v in PRIORITY_RANK.items()}
+    out = []
+    for uid, st in studies.items():
+        rank = int(ranks.get(uid) or 0)
+        st.update(priority=names.get(rank, "routine"), priority_rank=rank, n_alerts=int(n_alerts.get(uid, 0)))
+        out.append(st)
+    out.sort(key=lambda st: (-st["priority_rank"], -(st.get("top_score") or 0.0), -st["last_received"]))
+    for st in out:
+        st["last_received"] = _iso(st["last_received"])
+    return out[:limit]
+
+
+@router.get("/studies/{study_uid}", tags=["query"])
+def study(request: Request, study_uid: str, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """One study: its series (with completion and outcome), results, alerts and suggestions."""
+    with _ctx(request).db.session() as s:
+        series = list(s.scalars(select(Series).where(Series.study_uid == study_uid)))
+        if not series:
+            raise HTTPException(404, f"no study {study_uid} has been received")
+        results = _results(s, select(Result).where(Result.study_uid == study_uid).order_by(Result.created_at))
+        audit.record(s, principal.actor, "viewed", "study", study_uid)
+        first = series[0]
+        return {"study_uid": study_uid, "patient_id": first.patient_id, "patient_name": first.patient_name,
+                "study_date": first.study_date,
+                "series": [{"series_uid": x.series_uid, "modality": x.modality, "body_part": x.body_part,
+                            "description": x.description, "n_instances": x.n_instances, "status": x.status,
+                            "outcome": x.outcome, "first_received": _iso(x.first_at), "last_received": _iso(x.last_at),
+                            "completed_at": _iso(x.completed_at)} for x in series],
+                "results": results}
+
+
+def _results(s: Any, query: Any) -> list[dict[str, Any]]:
+    rows = list(s.scalars(query))
+    ids = [r.id for r in rows]
+    sugg = {x.result_id: x for x in s.scalars(select(Suggestion).where(Suggestion.result_id.in_(ids)))}
+    alerts: dict[int, list[Alert]] = {}
+    for a in s.scalars(select(Alert).where(Alert.result_id.in_(ids))):
+        alerts.setdefault(a.result_id, []).append(a)
+    outs: dict[int, list[ResultOutput]] = {}
+    for o in s.scalars(select(ResultOutput).where(ResultOutput.result_id.in_(ids))):
+        outs.setdefault(o.result_id, []).append(o)
+    return [result_dict(r, sugg.get(r.id), alerts.get(r.id), outs.get(r.id)) for r in rows]
+
+
+@router.get("/results", tags=["query"])
+def results(request: Request, study_uid: str | None = None, patient_id: str | None = None,
+            model: str | None = None, sop_uid: str | None = None, limit: int = Query(100, ge=1, le=5000),
+            _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
+    """Results, newest first, filtered by study, patient, model or instance."""
+    q = select(Result)
+    for col, val in ((Result.study_uid, study_uid), (Result.patient_id, patient_id), (Result.model, model),
+                     (Result.sop_uid, sop_uid)):
+        if val is not None:
+            q = q.where(col == val)
+    with _ctx(request).db.session() as s:
+        return _results(s, q.order_by(Result.created_at.desc()).limit(limit))
+
+
+@router.get("/results/{result_id}", tags=["query"])
+def result(request: Request, result_id: int, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """One result with its provenance, suggestion, alerts and the objects sent to the PACS."""
+    with _ctx(request).db.session() as s:
+        found = _results(s, select(Result).where(Result.id == result_id))
+        if not found:
+            raise HTTPException(404, f"no result {result_id}")
+        audit.record(s, principal.actor, "viewed", "result", str(result_id))
+        return found[0]
+
+
+def _png(path: str | None) -> Response:
+    if not path or not Path(path).is_file():
+        raise HTTPException(404, "no image for this item")
+    return Response(Path(path).read_bytes(), media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/results/{result_id}/overlay.png", tags=["query"])
+def overlay(request: Request, result_id: int, _: Principal = Depends(require("read"))) -> Response:
+    """The heatmap overlay of a result (PNG, the source image's rows x cols)."""
+    with _ctx(request).db.session() as s:
+        r = s.get(Result, result_id)
+        return _png(r.overlay_path if r else None)
+
+
+@router.get("/instances/{sop_uid}/image.png", tags=["query"])
+def instance_image(request: Request, sop_uid: str, _: Principal = Depends(require("read"))) -> Response:
+    """A received instance rendered as 8-bit grayscale PNG (its window, else percentiles)."""
+    from PIL import Image as PILImage
+
+    from medsight.errors import MedSightError
+    from medsight.explain.overlay import grayscale_uint8
+    from medsight.io.dicom import dataset_to_image, read_dataset
+
+    with _ctx(request).db.session() as s:
+        inst = s.scalar(select(Instance).where(Instance.sop_uid == sop_uid))
+    if inst is None:
+        raise HTTPException(404, f"no instance {sop_uid}")
+    try:
+        gray = grayscale_uint8(dataset_to_image(read_dataset(Path(inst.path)), path=sop_uid))
+    except MedSightError as exc:
+        raise HTTPException(422, f"cannot render this instance: {exc}") from None
+    buf = io.BytesIO()
+    PILImage.fromarray(gray).save(buf, format="PNG")
+    return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/alerts", tags=["query"])
+def alerts(request: Request, unacknowledged: bool = False, limit: int = Query(200, ge=1, le=5000),
+           _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
+    """Alerts, most urgent then newest first."""
+    q = select(Alert)
+    if unacknowledged:
+        q = q.where(Alert.acknowledged_by.is_(None))
+    with _ctx(request).db.session() as s:
+        return [alert_dict(a) for a in s.scalars(q.order_by(Alert.rank.desc(), Alert.created_at.desc()).limit(limit))]
+
+
+@router.post("/alerts/{alert_id}/ack", tags=["query"])
+def acknowledge(request: Request, alert_id: int, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """Acknowledge an alert (recorded with the token's name)."""
+    with _ctx(request).db.session() as s:
+        a = s.get(Alert, alert_id)
+        if a is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        a.acknowledged_by = principal.name
+        audit.record(s, principal.actor, "acknowledged", "alert", str(alert_id))
+        return alert_dict(a)
+
+
+@router.get("/patients/{patient_id}/timeline", tags=["query"])
+def timeline(request: Request, patient_id: str, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """A patient's results over time, trend per model, and the current treatment suggestion."""
+    from medsight.service.timeline import patient_timeline
+
+    with _ctx(request).db.session() as s:
+        t = patient_timeline(s, patient_id)
+        if not t["entries"]:
+            raise HTTPException(404, "no results for this patient")
+        audit.record(s, principal.actor, "viewed", "patient", patient_id)
+        return t
+
+
+@router.get("/audit", tags=["admin"])
+def audit_log(request: Request, action: str | None = None, object_id: str | None = None, actor: str | None = None,
+              limit: int = Query(500, ge=1, le=10000), _: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
+    """The audit trail, newest first (admin only)."""
+    q = select(AuditEvent)
+    for col, val in ((AuditEvent.action, action), (AuditEvent.object_id, object_id), (AuditEvent.actor, actor)):
+        if val is not None:
+            q = q.where(col == val)
+    with _ctx(request).db.session() as s:
+        return [{"at": _iso(e.at), "actor": e.actor, "action": e.action, "object_type": e.object_type,
+                 "object_id": e.object_id, "details": e.details}
+                for e in s.scalars(q.order_by(AuditEvent.id.desc()).limit(limit))]
+
+
+@router.get("/queue", tags=["query"])
+def queue(request: Request, _: Principal = Depends(require("read"))) -> dict[str, Any]:
+    """Jobs by kind and status."""
+    with _ctx(request).db.session() as s:
+        return queue_counts(s)
+
+
+@router.post("/catchup", tags=["admin"])
+def catchup(request: Request, _: Principal = Depends(require("admin"))) -> dict[str, Any]:
+    """Reconcile with the PACS now (admin only)."""
+    ctx = _ctx(request)
+    if ctx.catchup is None:
+        raise HTTPException(409, "catch-up is not configured (catchup.source is 'none')")
+    return ctx.catchup()

@@ -1,0 +1,108 @@
+"""The HTTP API (FastAPI): upload and STOW-RS in, queries out, health, metrics, dashboard.
+
+Every route except ``/health`` and ``/health/ready`` needs a Bearer token; the dashboard's
+static shell (``/ui/``) holds no data and signs in with a token like any client. The OpenAPI
+document is at ``/openapi.json`` (any valid token).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from medsight.errors import AuthError, MedSightError, RefusedInputError
+from medsight.service.context import ServiceContext
+
+__all__ = ["create_app", "HTTP_STATUS_BY_CODE"]
+
+log = logging.getLogger(__name__)
+
+#: HTTP status for each refusal code of :class:`~medsight.errors.RefusedInputError`.
+HTTP_STATUS_BY_CODE = {"not_image": 415, "corrupt": 422, "missing_uid": 422, "unknown_modality": 422,
+                       "too_large": 413}
+
+WEB = Path(__file__).parent / "web"
+
+
+def create_app(ctx: ServiceContext) -> Any:
+    """Build the FastAPI application for a service context."""
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse, RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    import medsight
+    from medsight.service.api_ingest import router as ingest_router
+    from medsight.service.api_query import router as query_router
+    from medsight.service.metrics import render_metrics
+
+    app = FastAPI(title="MedSight service", version=medsight.__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None,
+                  description="DICOM-in, model, DICOM-out: uploads, STOW-RS, results, alerts, patient timelines.")
+    app.state.ctx = ctx
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        forbidden = getattr(exc, "forbidden", False)
+        log.warning("HTTP %s %s refused: %s", request.method, request.url.path,
+                    "forbidden role" if forbidden else "missing or invalid token")
+        headers = {} if forbidden else {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"error": str(exc)}, status_code=403 if forbidden else 401, headers=headers)
+
+    @app.exception_handler(RefusedInputError)
+    async def _refused(request: Request, exc: RefusedInputError) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=HTTP_STATUS_BY_CODE.get(exc.code, 422))
+
+    @app.exception_handler(MedSightError)
+    async def _medsight_error(request: Request, exc: MedSightError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        """Readiness: the database answers and every component is running."""
+        from sqlalchemy import text
+
+        checks: dict[str, bool] = {}
+        try:
+            with ctx.db.session() as s:
+                s.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:  # noqa: BLE001
+            checks["database"] = False
+        for name, fn in ctx.checks.items():
+            try:
+                checks[name] = bool(fn())
+            except Exception:  # noqa: BLE001
+                checks[name] = False
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+    from medsight.service.api_deps import require
+
+    @app.get("/metrics", tags=["health"])
+    def metrics(_: Any = Depends(require("read"))) -> Any:
+        """Prometheus text exposition (needs a reader or admin token)."""
+        from fastapi.responses import Response
+
+        body, content_type = render_metrics(ctx)
+        return Response(body, media_type=content_type)
+
+    @app.get("/openapi.json", tags=["health"])
+    def openapi(_: Any = Depends(require(None))) -> dict[str, Any]:
+        """The OpenAPI document (any valid token)."""
+        return app.openapi()
+
+    app.include_router(ingest_router)
+    app.include_router(query_router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.mount("/ui", StaticFiles(directory=str(WEB), html=True), name="ui")
+    return app

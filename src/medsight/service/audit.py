@@ -1,0 +1,37 @@
+"""The audit trail: who or what sent each image, which model version processed it, who
+viewed each result, what was refused and why.
+
+Audit events go to the database, never to application logs, and hold no patient
+identifiers: objects are named by their DICOM UIDs or database ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from medsight.service.db import AuditEvent, now
+
+__all__ = ["record", "ACTIONS"]
+
+#: The actions the service records.
+ACTIONS = ("received", "duplicate", "refused", "processed", "no_model", "failed", "sent", "alert", "suggested",
+           "viewed", "webhook", "acknowledged", "auth_failed")
+
+
+def record(session: Session, actor: str, action: str, object_type: str, object_id: str,
+           **details: Any) -> None:
+    """Add one audit event to the session's transaction.
+
+    Args:
+        actor: ``dicom:AET``, ``http:NAME``, ``worker:ID``, ``catchup:orthanc``, ...
+        action: one of :data:`ACTIONS`.
+        object_type: ``instance``, ``series``, ``result``, ``study``, ``alert``, ``patient``.
+        object_id: a UID or id (never a patient identifier).
+        **details: JSON-compatible facts (model version, reason, destination...).
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    session.add(AuditEvent(at=now(), actor=actor[:80], action=action, object_type=object_type,
+                           object_id=str(object_id)[:200], details=details))

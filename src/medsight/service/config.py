@@ -1,0 +1,353 @@
+"""The service's typed configuration (``service.yaml``).
+
+Every section refuses unknown keys, so a typo is an error naming the key's dotted path.
+Secrets (tokens, PACS passwords) can be given through environment variables
+(``token_env``, ``password_env``) instead of the file.
+
+Example:
+    >>> from medsight.service.config import load_service_config
+    >>> cfg = load_service_config("configs/service.yaml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medsight.errors import ConfigError
+
+__all__ = [
+    "ServiceConfig",
+    "load_service_config",
+    "service_config_from_dict",
+    "DEFAULT_MODALITIES",
+    "ROLES",
+]
+
+#: DICOM modality codes (PS3.3 C.7.3.1.1.1 defined terms for images) accepted by default.
+DEFAULT_MODALITIES = ["CR", "DX", "CT", "MR", "US", "PT", "NM", "MG", "XA", "RF", "IO", "PX", "OT", "SC", "XC",
+                      "ES", "OP", "SM", "GM", "RG", "BI", "DG", "TG"]
+
+#: Token roles, from most to least powerful.
+ROLES = ("admin", "reader", "sender")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Strict):
+    """Where the queue, results, alerts and audit live.
+
+    ``url`` None means an SQLite file ``medsight.db`` in the storage folder; give a
+    ``postgresql+psycopg://user@host:port/db`` URL for PostgreSQL (several workers, machines).
+    """
+
+    url: str | None = None
+    url_env: str | None = None
+    echo: bool = False
+
+    def resolved_url(self, storage: Path) -> str:
+        if self.url_env and os.environ.get(self.url_env):
+            return os.environ[self.url_env]
+        if self.url:
+            return self.url
+        return f"sqlite:///{(storage / 'medsight.db').resolve()}"
+
+
+class StorageConfig(_Strict):
+    """Received DICOM files and rendered overlays."""
+
+    path: str = "./medsight-data"
+    max_instance_mb: float = Field(64.0, gt=0)
+
+
+class DicomConfig(_Strict):
+    """The C-STORE / C-ECHO receiver."""
+
+    enabled: bool = True
+    ae_title: str = "MEDSIGHT"
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=0, le=65535)
+    allowed_calling_aets: list[str] = Field(default_factory=list)  # empty: any calling AE
+    accept_modalities: list[str] = Field(default_factory=lambda: list(DEFAULT_MODALITIES))
+    max_pdu: int = Field(0, ge=0)
+    network_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _aet(cls, v: str) -> str:
+        if not (0 < len(v) <= 16) or not re.fullmatch(r"[ -~]+", v) or "\\" in v:
+            raise ValueError(f"an AE title is 1-16 printable ASCII characters without backslash; got {v!r}")
+        return v
+
+
+class HttpConfig(_Strict):
+    """The HTTP API and dashboard."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_upload_mb: float = Field(64.0, gt=0)
+    public_url: str | None = None  # for links in webhooks
+
+
+class TokenConfig(_Strict):
+    """One API token. Give exactly one of ``token``, ``token_sha256`` or ``token_env``."""
+
+    name: str
+    role: Literal["admin", "reader", "sender"]
+    token: str | None = None
+    token_sha256: str | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenConfig:
+        given = [k for k in ("token", "token_sha256", "token_env") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"token '{self.name}' needs exactly one of token, token_sha256, token_env; got {given}")
+        return self
+
+    def digest(self) -> str | None:
+        """SHA-256 hex of the token, or None when its environment variable is unset."""
+        if self.token_sha256:
+            return self.token_sha256.lower()
+        secret = self.token if self.token else os.environ.get(self.token_env or "")
+        return hashlib.sha256(secret.encode()).hexdigest() if secret else None
+
+
+class AuthConfig(_Strict):
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class WorkerConfig(_Strict):
+    """The job workers."""
+
+    processes: int = Field(1, ge=0, le=64)  # worker processes started by `medsight serve`
+    threads: int = Field(1, ge=1, le=64)  # worker threads per process
+    batch_size: int = Field(16, ge=1, le=256)
+    poll_interval_s: float = Field(0.05, gt=0)
+    lease_s: float = Field(120.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    retry_backoff_s: float = Field(2.0, ge=0)
+    torch_threads: int = Field(1, ge=1)
+
+
+class SeriesConfig(_Strict):
+    complete_after_s: float = Field(10.0, gt=0)  # a series is complete when no instance came for this long
+    sweep_interval_s: float = Field(1.0, gt=0)
+
+
+class ModelEntry(_Strict):
+    """A model the service may run."""
+
+    path: str  # shipped name or saved-model folder
+    explain: Literal["gradcam", "occlusion", "none"] = "gradcam"
+    threshold: float | None = Field(None, ge=0, le=1)  # overrides the model's stored threshold
+
+
+class RouteConfig(_Strict):
+    """Which models run on which images. Every non-empty criterion must match."""
+
+    name: str
+    modalities: list[str] = Field(default_factory=list)
+    body_parts: list[str] = Field(default_factory=list)
+    series_description: str | None = None  # regular expression, case-insensitive
+    models: list[str]
+
+    @field_validator("series_description")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
+class DicomDestination(_Strict):
+    name: str = "pacs"
+    ae_title: str
+    host: str = "127.0.0.1"
+    port: int = Field(..., ge=1, le=65535)
+    calling_ae_title: str | None = None  # default: dicom.ae_title
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class StowDestination(_Strict):
+    name: str = "stow"
+    url: str  # DICOMweb root, e.g. http://pacs/dicom-web
+    username: str | None = None
+    password_env: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class OutputsConfig(_Strict):
+    dicom: list[DicomDestination] = Field(default_factory=list)
+    stow_rs: list[StowDestination] = Field(default_factory=list)
+    send_sr: bool = True
+    send_sc: bool = True
+    send_seg: bool = True
+    manufacturer: str = "MedSight"
+
+
+class WebhookConfig(_Strict):
+    url: str
+    timeout_s: float = Field(5.0, gt=0)
+    token_env: str | None = None  # sent as a Bearer token
+    include_patient_id: bool = False
+
+
+class AlertRule(_Strict):
+    """One alert rule.
+
+    kinds: ``above_threshold`` (the model's own decision is positive), ``probability_above``
+    (score above ``value``), ``nodule_mm`` (a finding ``nodule_diameter_mm`` of at least
+    ``value``), ``growth_percent`` (the patient's measurement grew by at least ``value`` %
+    since the previous result of the same model).
+    """
+
+    name: str
+    kind: Literal["above_threshold", "probability_above", "nodule_mm", "growth_percent"]
+    model: str | None = None  # None: any model
+    value: float | None = None
+    measurement: str | None = None  # for growth_percent: the finding to compare (default: the score)
+    priority: Literal["critical", "high", "medium", "low"] = "high"
+
+    @model_validator(mode="after")
+    def _needs_value(self) -> AlertRule:
+        if self.kind != "above_threshold" and self.value is None:
+            raise ValueError(f"alert rule '{self.name}' of kind {self.kind} needs a value")
+        return self
+
+
+class AlertsConfig(_Strict):
+    webhook: WebhookConfig | None = None
+    rules: list[AlertRule] = Field(default_factory=list)
+
+
+class PolicyRule(_Strict):
+    above: float
+    suggestion: str
+
+
+class TreatmentConfig(_Strict):
+    """The monitoring policy: the first rule whose ``above`` the score exceeds wins."""
+
+    rules: list[PolicyRule] = Field(default_factory=lambda: [PolicyRule(above=0.5, suggestion="Intensify treatment")])
+    default: str = "Maintain or reduce treatment"
+
+
+class CatchupConfig(_Strict):
+    """Reconciliation with the PACS at start and every ``interval_s``."""
+
+    source: Literal["none", "orthanc", "dicomweb"] = "none"
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    interval_s: float = Field(30.0, gt=0)
+    lookback_days: int = Field(2, ge=0)  # dicomweb: studies of the last N days are compared
+
+    @model_validator(mode="after")
+    def _url(self) -> CatchupConfig:
+        if self.source != "none" and not self.url:
+            raise ValueError(f"catchup.source {self.source} needs catchup.url")
+        return self
+
+    def secret(self) -> str | None:
+        return self.password or (os.environ.get(self.password_env) if self.password_env else None)
+
+
+class ServiceConfig(_Strict):
+    """A complete ``service.yaml``."""
+
+    roles: list[Literal["receiver", "api", "worker", "catchup"]] = Field(
+        default_factory=lambda: ["receiver", "api", "worker", "catchup"])
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    dicom: DicomConfig = Field(default_factory=DicomConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    workers: WorkerConfig = Field(default_factory=WorkerConfig)
+    series: SeriesConfig = Field(default_factory=SeriesConfig)
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    routing: list[RouteConfig] = Field(default_factory=list)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    treatment: TreatmentConfig = Field(default_factory=TreatmentConfig)
+    catchup: CatchupConfig = Field(default_factory=CatchupConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _routes_name_models(self) -> ServiceConfig:
+        for route in self.routing:
+            unknown = [m for m in route.models if m not in self.models]
+            if unknown:
+                raise ValueError(f"route '{route.name}' names models {unknown} that are not under 'models' "
+                                 f"(configured: {sorted(self.models)})")
+        return self
+
+    @property
+    def storage_path(self) -> Path:
+        return Path(self.storage.path)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.resolved_url(self.storage_path)
+
+
+def _format(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key '{loc}'")
+        else:
+            where = f"'{loc}': " if loc else ""
+            parts.append(f"{where}{err['msg']} (got {err.get('input')!r})" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def service_config_from_dict(data: Any, *, source: str = "service config") -> ServiceConfig:
+    """Validate a mapping as a :class:`ServiceConfig`.
+
+    Raises:
+        ConfigError: not a mapping, unknown keys, wrong types or values.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level; got {type(data).__name__}")
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format(exc)}") from None
+
+
+def load_service_config(path: str | Path) -> ServiceConfig:
+    """Load and validate a ``service.yaml``; relative storage paths are resolved against the
+    file's folder.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, unknown or invalid keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: service config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    cfg = service_config_from_dict(data, source=str(path))
+    if not Path(cfg.storage.path).is_absolute():
+        cfg.storage.path = str((path.parent / cfg.storage.path).resolve())
+    return cfg

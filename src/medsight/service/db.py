@@ -1,0 +1,271 @@
+"""The service's database: tables, engine and sessions.
+
+SQLite is the embedded default (one file, WAL journal, ``BEGIN IMMEDIATE`` transactions so
+that several threads and processes never deadlock on a lock upgrade). PostgreSQL is chosen
+by URL; jobs are then claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` so several workers,
+on several machines, share one queue. Times are epoch seconds (float) in every table, so
+latencies are simple differences and both databases store them alike.
+
+Patient identifiers are stored here (the dashboard and timelines need them) and nowhere else:
+never in application logs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+__all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultOutput", "Alert", "Suggestion", "AuditEvent",
+           "KeyValue", "Database", "now"]
+
+
+def now() -> float:
+    """Wall-clock time in epoch seconds (what every ``*_at`` column holds)."""
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Instance(Base):
+    """One received DICOM instance (idempotent by SOPInstanceUID)."""
+
+    __tablename__ = "instances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    series_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(80))  # "dicom:AET", "http:user", "stow:user", "catchup:orthanc"
+    received_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Series(Base):
+    """A series being received; complete once no instance came for ``complete_after_s``."""
+
+    __tablename__ = "series"
+    series_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_name: Mapped[str | None] = mapped_column(String(128))
+    modality: Mapped[str] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(128))
+    study_date: Mapped[str | None] = mapped_column(String(16))
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[float] = mapped_column(Float, default=now)
+    last_at: Mapped[float] = mapped_column(Float, default=now)
+    status: Mapped[str] = mapped_column(String(16), default="receiving")  # receiving | complete
+    outcome: Mapped[str | None] = mapped_column(String(160))  # "no model routed", "processed", ...
+    completed_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Job(Base):
+    """A unit of work in the durable queue (delivered at least once, processed idempotently).
+
+    kinds: ``instance`` (2D models on one instance), ``series`` (a complete series: 3D
+    models, or recording that none is routed), ``send`` (result objects to the PACS),
+    ``webhook`` (one alert to the webhook).
+    """
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[float] = mapped_column(Float, default=now)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    worker: Mapped[str | None] = mapped_column(String(80))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_jobs_claim", "status", "available_at"),)
+
+
+class Result(Base):
+    """One model's output on one instance or series (unique per input, model and version)."""
+
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # ok | error
+    model: Mapped[str] = mapped_column(String(80))
+    model_version: Mapped[str] = mapped_column(String(32))
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sop_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str | None] = mapped_column(String(80))
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    positive: Mapped[bool | None] = mapped_column(Boolean)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    overlay_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[float | None] = mapped_column(Float)  # when its input arrived
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ResultOutput(Base):
+    """A DICOM object MedSight built from a result and sent (SR, SC, SEG)."""
+
+    __tablename__ = "result_outputs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    sop_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
+    destination: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[float] = mapped_column(Float, default=now)
+
+    __table_args__ = (UniqueConstraint("sop_uid", "destination", name="uq_output_dest"),)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(80))
+    priority: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    webhook_status: Mapped[str] = mapped_column(String(16), default="none")  # none|pending|sent|failed
+    acknowledged_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Suggestion(Base):
+    """A treatment suggestion of the monitoring policy, with its reasons (auditable)."""
+
+    __tablename__ = "suggestions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), unique=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    suggestion: Mapped[str] = mapped_column(String(160))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trend: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class AuditEvent(Base):
+    """Who or what did what to which object. No patient identifiers in ``details``."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, default=now, index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    object_type: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(200), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class KeyValue(Base):
+    """Small persistent state (the catch-up cursor)."""
+
+    __tablename__ = "kv"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Engine plus a session factory for one database URL.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        echo: log SQL (never use in production: statements carry values).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _sqlite_pragmas(self.engine)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_all(self) -> None:
+        """Create missing tables (safe to call from several processes at once)."""
+        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+        for _ in range(5):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (IntegrityError, ProgrammingError, OperationalError):  # a concurrent creator won
+                time.sleep(0.2)
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any exception."""
+        s = self._factory()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

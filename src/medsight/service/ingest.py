@@ -1,0 +1,213 @@
+"""The one way an image enters the service, whatever brought it (C-STORE, HTTP upload,
+STOW-RS, catch-up).
+
+An instance is checked (parses, is an image, has a modality the service accepts, its pixels
+decode, it is not too large), written to storage, and recorded with its jobs in one
+database transaction, and only then acknowledged to the sender: once a sender hears
+"success", the study cannot be lost. A second copy of an instance (same SOPInstanceUID) is
+acknowledged and recorded as a duplicate, and starts no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from medsight.errors import MedSightError, RefusedInputError
+from medsight.service import audit
+from medsight.service.db import Database, Instance, ResultOutput, Series, now
+from medsight.service.queue import enqueue
+from medsight.service.routing import InstanceFacts, Router
+
+__all__ = ["IngestOutcome", "Ingestor"]
+
+log = logging.getLogger(__name__)
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one received instance."""
+
+    status: str  # stored | duplicate | own_output
+    sop_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    routed_models: list[str]
+
+
+class Ingestor:
+    """Checks, stores and enqueues received instances.
+
+    Args:
+        db: the service database.
+        storage: folder for received files (``dicom/<study>/<series>/<sop>.dcm``).
+        router: the routing rules.
+        accept_modalities: modality codes accepted (others are refused).
+        max_bytes: largest instance accepted.
+        fsync: flush each file to disk before acknowledging it.
+    """
+
+    def __init__(self, db: Database, storage: Path, router: Router, *, accept_modalities: list[str],
+                 max_bytes: int, fsync: bool = True) -> None:
+        self.db = db
+        self.storage = Path(storage)
+        self.router = router
+        self.accept = {m.upper() for m in accept_modalities}
+        self.max_bytes = int(max_bytes)
+        self.fsync = fsync
+
+    # -- checks -------------------------------------------------------------------------------
+    def parse(self, data: bytes) -> Any:
+        """Parse Part 10 bytes (with or without preamble) into a dataset.
+
+        Raises:
+            RefusedInputError: too large, or not parseable DICOM (code ``too_large`` /
+                ``corrupt``).
+        """
+        from medsight.io.dicom import read_dataset
+
+        if len(data) > self.max_bytes:
+            raise RefusedInputError(f"instance is {len(data) / 1e6:.1f} MB; the limit is {self.max_bytes / 1e6:.1f} MB",
+                                    code="too_large")
+        if not data:
+            raise RefusedInputError("expected a DICOM instance; got 0 bytes", code="corrupt")
+        try:
+            return read_dataset(io.BytesIO(data), force=data[128:132] != b"DICM")
+        except MedSightError as exc:
+            raise RefusedInputError(f"expected a DICOM instance; {exc}", code="corrupt") from None
+
+    def check(self, ds: Any) -> InstanceFacts:
+        """Refuse what the service cannot use; return the routing facts.
+
+        Raises:
+            RefusedInputError: with code ``missing_uid``, ``not_image``, ``unknown_modality``,
+                ``too_large`` or ``corrupt``.
+        """
+        from medsight.io.dicom import PIXEL_KEYWORDS, dataset_pixels
+        from medsight.io.limits import ReadLimits
+
+        try:
+            uids = {kw: str(ds.get(kw, "") or "") for kw in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID",
+                                                               "SeriesInstanceUID")}
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged elements
+            raise RefusedInputError(f"expected readable UIDs; the header is damaged ({type(exc).__name__})",
+                                    code="corrupt") from None
+        bad = [k for k, v in uids.items() if not v or len(v) > 64 or not _UID.match(v)]
+        if bad:
+            raise RefusedInputError(f"expected valid {', '.join(bad)}; found missing or malformed values",
+                                    code="missing_uid")
+        if not any(kw in ds for kw in PIXEL_KEYWORDS):
+            sop = ds.SOPClassUID
+            raise RefusedInputError(f"expected an image; SOP class {getattr(sop, 'name', str(sop))} ({sop}) has no "
+                                    "pixel data", code="not_image")
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        if modality not in self.accept:
+            raise RefusedInputError(f"expected a modality among {', '.join(sorted(self.accept))}; found "
+                                    f"{modality or 'none'!r}", code="unknown_modality")
+        try:
+            dataset_pixels(ds, limits=ReadLimits(max_file_bytes=self.max_bytes))
+        except MedSightError as exc:
+            code = "too_large" if type(exc).__name__ == "ImageTooLargeError" else "corrupt"
+            raise RefusedInputError(f"expected decodable pixel data; {exc}", code=code) from None
+        return InstanceFacts(modality=modality, body_part=_s(ds.get("BodyPartExamined")),
+                             series_description=_s(ds.get("SeriesDescription")))
+
+    # -- storing ------------------------------------------------------------------------------
+    def _path(self, study: str, series: str, sop: str) -> Path:
+        return self.storage / "dicom" / study / series / f"{sop}.dcm"
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if self.fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def ingest(self, data: bytes | None, *, actor: str, dataset: Any = None) -> IngestOutcome:
+        """Check, store and enqueue one instance.
+
+        Args:
+            data: the Part 10 file bytes (None when ``dataset`` is given and must be encoded).
+            actor: who sent it (``dicom:AET``, ``http:name``, ``catchup:orthanc``).
+            dataset: an already parsed dataset (the C-STORE path), to skip parsing.
+
+        Raises:
+            RefusedInputError: the instance is refused; nothing is stored.
+        """
+        ds = dataset if dataset is not None else self.parse(data or b"")
+        if data is not None and len(data) > self.max_bytes:
+            raise RefusedInputError(f"instance is {len(data) / 1e6:.1f} MB; the limit is "
+                                    f"{self.max_bytes / 1e6:.1f} MB", code="too_large")
+        sop, sop_class = str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("SOPClassUID", "") or "")
+        study, series = str(ds.get("StudyInstanceUID", "") or ""), str(ds.get("SeriesInstanceUID", "") or "")
+        with self.db.session() as s:
+            if s.scalar(select(ResultOutput.id).where(ResultOutput.sop_uid == sop).limit(1)) is not None:
+                return IngestOutcome("own_output", sop, sop_class, study, series, [])
+            if s.scalar(select(Instance.id).where(Instance.sop_uid == sop)) is not None:
+                audit.record(s, actor, "duplicate", "instance", sop)
+                return IngestOutcome("duplicate", sop, sop_class, study, series, [])
+        facts = self.check(ds)
+        if data is None:
+            data = _encode(ds)
+        path = self._path(study, series, sop)
+        self._write(path, data)
+        match = self.router.match(facts)
+        t = now()
+        with self.db.session() as s:
+            dialect = s.get_bind().dialect.name
+            ins = pg_insert(Instance) if dialect == "postgresql" else sqlite_insert(Instance)
+            res = s.execute(ins.values(
+                sop_uid=sop, sop_class_uid=sop_class, series_uid=series, study_uid=study,
+                patient_id=_s(ds.get("PatientID")), modality=facts.modality, body_part=facts.body_part,
+                path=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data), source=actor[:80],
+                received_at=t).on_conflict_do_nothing(index_elements=["sop_uid"]))
+            if not res.rowcount:  # a concurrent copy of the same instance won
+                audit.record(s, actor, "duplicate", "instance", sop)
+                return IngestOutcome("duplicate", sop, sop_class, study, series, [])
+            self._upsert_series(s, dialect, ds, facts, series, study, t)
+            if match.instance_models:
+                enqueue(s, "instance", f"instance:{sop}", {"sop_uid": sop, "models": match.instance_models},
+                        priority=10)
+            audit.record(s, actor, "received", "instance", sop, study_uid=study, series_uid=series,
+                         modality=facts.modality, sop_class_uid=sop_class, routes=match.routes,
+                         models=match.instance_models + match.series_models, missing_models=match.missing_models)
+        log.info("received %s instance %s from %s; routes %s", facts.modality, sop, actor, match.routes or "none")
+        return IngestOutcome("stored", sop, sop_class, study, series, match.instance_models + match.series_models)
+
+    @staticmethod
+    def _upsert_series(s: Any, dialect: str, ds: Any, facts: InstanceFacts, series: str, study: str, t: float) -> None:
+        ins = pg_insert(Series) if dialect == "postgresql" else sqlite_insert(Series)
+        values = dict(series_uid=series, study_uid=study, patient_id=_s(ds.get("PatientID")),
+                      patient_name=_s(ds.get("PatientName")), modality=facts.modality, body_part=facts.body_part,
+                      description=facts.series_description, study_date=_s(ds.get("StudyDate")), n_instances=1,
+                      first_at=t, last_at=t, status="receiving")
+        stmt = ins.values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=["series_uid"], set_={
+            "n_instances": Series.n_instances + 1, "last_at": t, "status": "receiving"})
+        s.execute(stmt)
+
+
+def _s(v: Any) -> str | None:
+    return None if v is None or str(v).strip() == "" else str(v).strip()[:128]
+
+
+def _encode(ds: Any) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

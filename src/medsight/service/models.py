@@ -1,0 +1,94 @@
+"""The models the service runs: their manifests (cheap, for routing) and, in workers, the
+loaded networks.
+
+A model named in the config that cannot be found is *missing*, not an error: routes to it
+record "no model routed" until it is installed (a CT nodule detector that does not exist
+yet, for example).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from medsight.errors import MedSightError
+from medsight.service.config import ModelEntry
+
+__all__ = ["ModelInfo", "ModelCatalog"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What routing needs to know about an available model."""
+
+    name: str  # the name in the service config
+    model_name: str  # the manifest's name
+    version: str
+    task: str
+    spatial_dims: int
+    path: str
+
+
+class ModelCatalog:
+    """Configured models: manifests at start, networks loaded on first use (one per process).
+
+    Args:
+        entries: the ``models`` section.
+    """
+
+    def __init__(self, entries: dict[str, ModelEntry]) -> None:
+        from medsight.models.saved import MANIFEST, resolve_model_path
+
+        self.entries = entries
+        self.available: dict[str, ModelInfo] = {}
+        self.missing: dict[str, str] = {}
+        for name, entry in entries.items():
+            try:
+                folder = resolve_model_path(entry.path)
+                m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+                self.available[name] = ModelInfo(name=name, model_name=str(m.get("name", name)),
+                                                 version=str(m.get("version", "0")), task=str(m["task"]),
+                                                 spatial_dims=int(m["architecture"]["spatial_dims"]), path=str(folder))
+            except (MedSightError, OSError, ValueError, KeyError) as exc:
+                self.missing[name] = str(exc)
+                log.warning("model %s (%s) is configured but not available; its routes record 'no model routed': %s",
+                            name, entry.path, exc)
+        self._loaded: dict[str, Any] = {}
+        self._predictors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def dims(self) -> dict[str, int]:
+        """Spatial dims of every available model (what :class:`~medsight.service.routing.Router` takes)."""
+        return {n: i.spatial_dims for n, i in self.available.items()}
+
+    def load(self, name: str) -> Any:
+        """The loaded :class:`~medsight.models.saved.SavedModel` (cached), with the config's
+        threshold override applied."""
+        from medsight.models.saved import load_model
+
+        with self._lock:
+            if name not in self._loaded:
+                info = self.available[name]
+                model = load_model(info.path)
+                thr = self.entries[name].threshold
+                if thr is not None:
+                    model.manifest["threshold"] = float(thr)
+                for p in model.network.parameters():
+                    p.requires_grad_(False)
+                self._loaded[name] = model
+            return self._loaded[name]
+
+    def predictor(self, name: str) -> Any:
+        """A cached :class:`~medsight.engine.predictor.Predictor` for the model."""
+        from medsight.engine.predictor import Predictor
+
+        model = self.load(name)
+        with self._lock:
+            if name not in self._predictors:
+                self._predictors[name] = Predictor(model)
+            return self._predictors[name]

@@ -1,0 +1,241 @@
+"""Workers: take jobs from the durable queue and carry them out.
+
+Each worker thread loops: housekeeping (complete the series that went quiet, re-queue jobs
+whose worker died), claim a batch, run it, acknowledge it in the same transaction that
+stores its effects. Any number of workers, in any number of processes or machines, can share
+one PostgreSQL queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from medsight.errors import MedSightError, ServiceError
+from medsight.service import audit
+from medsight.service.config import ServiceConfig
+from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
+from medsight.service.models import ModelCatalog
+from medsight.service.process import Processor
+from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
+from medsight.service.routing import Router
+
+__all__ = ["Worker", "sweep_series", "run_workers"]
+
+log = logging.getLogger(__name__)
+
+
+def sweep_series(db: Database, complete_after_s: float, *, limit: int = 200) -> int:
+    """Mark series complete once no instance came for ``complete_after_s``; enqueue their job.
+
+    Safe to run in several processes at once (row locks on PostgreSQL, one writer on SQLite).
+    """
+    cutoff = now() - complete_after_s
+    with db.session() as s:
+        rows = list(s.scalars(select(Series).where(Series.status == "receiving", Series.last_at < cutoff)
+                              .limit(limit).with_for_update(skip_locked=True)))
+        for r in rows:
+            r.status, r.completed_at = "complete", now()
+            enqueue(s, "series", f"series:{r.series_uid}:{r.n_instances}",
+                    {"series_uid": r.series_uid, "n_instances": r.n_instances}, priority=1)
+    return len(rows)
+
+
+class Worker:
+    """One worker thread's logic (use :meth:`run` as the thread target).
+
+    Args:
+        cfg: the service config.
+        db: the database.
+        catalog: the models.
+        name: a unique worker name (host, pid, thread).
+    """
+
+    def __init__(self, cfg: ServiceConfig, db: Database, catalog: ModelCatalog, name: str | None = None) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.catalog = catalog
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+        self.router = Router(cfg.routing, catalog.dims())
+        self.processor = Processor(cfg, catalog, self.name)
+        self._last_housekeeping = 0.0
+
+    # -- loop ------------------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        if time.monotonic() - self._last_housekeeping < self.cfg.series.sweep_interval_s:
+            return
+        self._last_housekeeping = time.monotonic()
+        requeue_expired(self.db)
+        sweep_series(self.db, self.cfg.series.complete_after_s)
+
+    def run_once(self) -> int:
+        """Claim and run one batch; returns how many jobs it took."""
+        self.housekeeping()
+        jobs = claim(self.db, self.name, limit=self.cfg.workers.batch_size, lease_s=self.cfg.workers.lease_s)
+        if not jobs:
+            return 0
+        by_kind: dict[str, list[Job]] = {}
+        for j in jobs:
+            by_kind.setdefault(j.kind, []).append(j)
+        for kind, group in by_kind.items():
+            handler = getattr(self, f"_run_{kind}", None)
+            if handler is None:
+                for j in group:
+                    fail(self.db, j, f"unknown job kind {kind!r}", max_attempts=1, backoff_s=0, permanent=True)
+                continue
+            try:
+                handler(group)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the worker
+                log.exception("%s batch of %d failed", kind, len(group))
+                for j in group:
+                    self._fail(j, f"{type(exc).__name__}: {exc}")
+        return len(jobs)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set."""
+        log.info("worker %s started", self.name)
+        while not stop.is_set():
+            try:
+                n = self.run_once()
+            except Exception:  # noqa: BLE001 - database briefly unreachable: wait and go on
+                log.exception("worker %s: loop error; retrying", self.name)
+                n = 0
+                stop.wait(1.0)
+            if n == 0:
+                stop.wait(self.cfg.workers.poll_interval_s)
+        log.info("worker %s stopped", self.name)
+
+    def _fail(self, job: Job, error: str, *, permanent: bool = False) -> None:
+        fail(self.db, job, error, max_attempts=self.cfg.workers.max_attempts,
+             backoff_s=self.cfg.workers.retry_backoff_s, permanent=permanent)
+
+    # -- kinds -----------------------------------------------------------------------------
+    def _run_instance(self, jobs: list[Job]) -> None:
+        outcomes = self.processor.run_instances(self.db.session, jobs)
+        with self.db.session() as s:
+            self.processor.store(s, outcomes)
+            for j in jobs:
+                complete(s, j)
+
+    def _run_series(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            outcome, results = self.processor.run_series(self.db.session, job, self.router)
+            with self.db.session() as s:
+                self.processor.store(s, results)
+                s.execute(update(Series).where(Series.series_uid == job.payload["series_uid"]).values(outcome=outcome))
+                action = "no_model" if outcome.startswith("no model") else "processed"
+                audit.record(s, self.processor.actor, action, "series", job.payload["series_uid"], outcome=outcome,
+                             n_instances=job.payload.get("n_instances"))
+                complete(s, job)
+            log.info("series %s complete (%s instances): %s", job.payload["series_uid"],
+                     job.payload.get("n_instances"), outcome)
+
+    def _run_send(self, jobs: list[Job]) -> None:
+        from medsight.io.dicom import read_dataset
+        from medsight.service.results_out import build_outputs, send_dicom, send_stow
+
+        out_cfg = self.cfg.outputs
+        for job in jobs:
+            with self.db.session() as s:
+                result = s.get(Result, job.payload["result_id"])
+                srcs = list(s.scalars(select(Instance.path).where(Instance.sop_uid == result.sop_uid))) \
+                    if result and result.sop_uid else \
+                    list(s.scalars(select(Instance.path).where(Instance.series_uid == result.series_uid))) \
+                    if result else []
+                sent = set(s.scalars(select(ResultOutput.sop_uid + "|" + ResultOutput.destination)
+                                     .where(ResultOutput.result_id == job.payload["result_id"])))
+                if result is not None:
+                    s.expunge(result)
+            if result is None or result.status != "ok":
+                with self.db.session() as s:
+                    complete(s, job)
+                continue
+            try:
+                sources = [read_dataset(Path(p), headers_only=True) for p in srcs]
+                objects = build_outputs(result, sources, out_cfg)
+            except MedSightError as exc:
+                self._fail(job, f"cannot build result objects: {exc}", permanent=True)
+                continue
+            records, errors = [], []
+            targets: list[tuple[str, Any]] = [(d.name, d) for d in out_cfg.dicom] + [(d.name, d)
+                                                                                   for d in out_cfg.stow_rs]
+            for name, dest in targets:
+                todo = [o for o in objects if f"{o.sop_uid}|{name}" not in sent]
+                if not todo:
+                    continue
+                try:
+                    statuses = (send_stow(dest, todo) if hasattr(dest, "url")
+                                else send_dicom(dest, todo, calling_aet=self.cfg.dicom.ae_title))
+                except (ServiceError, OSError, RuntimeError, ValueError) as exc:
+                    errors.append(f"{name}: {exc}")
+                    continue
+                for o in todo:
+                    st = statuses.get(o.sop_uid, 0xFFFF)
+                    if st in (0x0000, 0xB000, 0xB007, 0xB006):
+                        records.append((o, name))
+                    else:
+                        errors.append(f"{name}: {o.kind} refused with status 0x{st:04X}")
+            with self.db.session() as s:
+                for o, name in records:
+                    s.add(ResultOutput(result_id=result.id, kind=o.kind, sop_uid=o.sop_uid, series_uid=o.series_uid,
+                                       destination=name, status="sent", sent_at=now()))
+                    audit.record(s, self.processor.actor, "sent", "result", str(result.id), kind=o.kind,
+                                 destination=name, sop_uid=o.sop_uid)
+                if not errors:
+                    complete(s, job)
+            if errors:
+                self._fail(job, "; ".join(errors))
+
+    def _run_webhook(self, jobs: list[Job]) -> None:
+        from medsight.service.alerts import post_webhook, webhook_payload
+
+        hook = self.cfg.alerts.webhook
+        for job in jobs:
+            with self.db.session() as s:
+                alert = s.get(Alert, job.payload["alert_id"])
+                result = s.get(Result, alert.result_id) if alert else None
+                body = webhook_payload(alert, result, include_patient_id=bool(hook and hook.include_patient_id),
+                                       public_url=self.cfg.http.public_url) if alert and result else None
+            if hook is None or body is None:
+                with self.db.session() as s:
+                    complete(s, job)
+                continue
+            try:
+                status = post_webhook(hook, body)
+                error = None if 200 <= status < 300 else f"webhook answered HTTP {status}"
+            except Exception as exc:  # noqa: BLE001 - network errors of any kind: retry later
+                error = f"webhook unreachable: {type(exc).__name__}"
+            with self.db.session() as s:
+                if error is None:
+                    s.execute(update(Alert).where(Alert.id == alert.id).values(webhook_status="sent"))
+                    audit.record(s, self.processor.actor, "webhook", "alert", str(alert.id), status=status)
+                    complete(s, job)
+            if error is not None:
+                status_now = fail(self.db, job, error, max_attempts=self.cfg.workers.max_attempts,
+                                  backoff_s=self.cfg.workers.retry_backoff_s)
+                if status_now == "failed":
+                    with self.db.session() as s:
+                        s.execute(update(Alert).where(Alert.id == alert.id).values(webhook_status="failed"))
+
+
+def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | None = None) -> list[threading.Thread]:
+    """Start worker threads sharing one model catalog; returns the threads."""
+    import torch
+
+    torch.set_num_threads(cfg.workers.torch_threads)
+    db = Database(cfg.database_url)
+    catalog = ModelCatalog(cfg.models)
+    out = []
+    for i in range(threads or cfg.workers.threads):
+        w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
+        t = threading.Thread(target=w.run, args=(stop,), name=f"medsight-worker-{i}", daemon=True)
+        t.start()
+        out.append(t)
+    return out

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from medsight.errors import ConfigError
+from medsight.models import create_model, get_spec, list_models
+
+
+@pytest.mark.parametrize("name", list_models(task="classification"))
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_classification_model_gives_one_logit_per_class(name, dims):
+    if dims not in get_spec(name).dims:
+        pytest.skip(f"{name} is not {dims}D")
+    size = (28, 28) if dims == 2 else (16, 16, 16)
+    kwargs = {"input_size": size} if name == "classic-cnn" else {}
+    if name == "densenet121":  # five halvings: 32 is its smallest input
+        size = (32,) * dims
+    net = create_model(name, spatial_dims=dims, in_channels=1, num_classes=3, **kwargs).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(2, 1, *size))
+    assert out.shape == (2, 3)
+
+
+def test_classic_cnn_is_the_reference_architecture():
+    net = create_model("classic-cnn", spatial_dims=2, in_channels=1, num_classes=2, input_size=(28, 28))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    dense = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 1 and convs[0].out_channels == 32 and convs[0].kernel_size == (3, 3)
+    assert convs[0].padding == (0, 0)  # Keras 'valid'
+    assert len(pools) == 1 and pools[0].kernel_size == 2
+    assert [d.out_features for d in dense] == [128, 2]
+    # Keras' model.summary() for this network on 28x28x1: 320 + 692,352 + 258 parameters
+    assert sum(p.numel() for p in net.parameters()) == 320 + 692_352 + 258
+
+
+def test_unknown_model_and_wrong_dims_are_refused():
+    with pytest.raises(ConfigError, match="unknown model 'resnet9000'"):
+        create_model("resnet9000")
+    with pytest.raises(ConfigError, match="bad parameters"):
+        create_model("resnet-small", spatial_dims=2, nonsense=1)
+
+
+def test_registry_lists_by_pattern_and_task():
+    assert "resnet18" in list_models("resnet*")
+    assert "unet" not in list_models(task="classification")
+    assert set(list_models(task="segmentation")) >= {"unet", "dynunet", "segresnet"}
