@@ -29,6 +29,7 @@ __all__ = [
     "ShapeError",
     "ModalityError",
     "WriteError",
+    "DeidentificationError",
     "ServiceError",
     "RefusedInputError",
     "AuthError",
@@ -128,6 +129,10 @@ class ModalityError(MedSightError):
 
 class WriteError(MedSightError):
     """A result could not be written."""
+
+
+class DeidentificationError(MedSightError):
+    """An object cannot be de-identified safely (burned-in identifiers, encrypted attributes)."""
 
 
 class ServiceError(MedSightError):
