@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medsight.config import config_from_dict
+from medsight.tasks.base import get_task
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -39,11 +42,7 @@ def rng():
     return np.random.default_rng(0)
 
 
-def write_png(path: Path, arr: np.ndarray) -> Path:
-    from PIL import Image as PILImage
-
-    PILImage.fromarray(arr).save(path)
-    return path
+from support.bad_inputs import write_png  # noqa: E402  (re-exported for tests)
 
 
 @pytest.fixture
@@ -76,3 +75,22 @@ def tiny_npz(tmp_path, rng):
     path = tmp_path / "tiny.npz"
     np.savez(path, **data)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small trained binary model (normal vs pneumonia on synthetic 28x28 images), saved."""
+    root = tmp_path_factory.mktemp("tinymodel")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 80, (100, 28, 28)).astype(np.uint8)
+    y = (np.arange(100) % 2).astype(np.uint8)
+    x[y == 1, 8:20, 8:20] += 150
+    np.savez(root / "tiny.npz", train_images=x[:60], train_labels=y[:60], val_images=x[60:80], val_labels=y[60:80],
+             test_images=x[80:], test_labels=y[80:])
+    cfg = config_from_dict({
+        "task": "classification", "name": "tiny-xray", "modalities": ["CR", "DX"],
+        "data": {"source": str(root / "tiny.npz"), "labels": ["normal", "pneumonia"]},
+        "model": {"name": "resnet-small", "params": {"width": 8}},
+        "train": {"epochs": 3, "batch_size": 16, "lr": 0.01, "threads": 1}, "evaluation": {"bootstrap": 200}})
+    get_task("classification").train(cfg, run_dir=root / "run")
+    return root / "run" / "model"

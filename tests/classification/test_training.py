@@ -88,7 +88,7 @@ def test_multiclass_and_balanced_sampler(tmp_path, rng):
 
 
 def test_multilabel_from_a_csv(tmp_path, rng):
-    from conftest import write_png
+    from support.bad_inputs import write_png
 
     rows = ["path,label,split"]
     for i in range(80):
