@@ -158,7 +158,8 @@ class Image:
     # -- copies --------------------------------------------------------------------------
     def with_array(self, array: np.ndarray, **changes: Any) -> Image:
         """A copy with another array (same geometry unless ``changes`` says otherwise)."""
-        return dataclasses.replace(self, array=array, meta=dict(self.meta), **changes)
+        changes.setdefault("meta", dict(self.meta))
+        return dataclasses.replace(self, array=array, **changes)
 
     def summary(self) -> dict[str, Any]:
         """What ``medsight info`` shows: no patient identifiers."""
