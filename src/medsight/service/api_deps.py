@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import Request
+
 from medsight.service.auth import Principal
 from medsight.service.context import ServiceContext
 
 __all__ = ["context", "require"]
 
 
-def context(request: Any) -> ServiceContext:
+def context(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
 
 def require(permission: str | None) -> Callable[..., Principal]:
     """A dependency that authenticates the request and checks ``permission`` (None: any role)."""
-    from fastapi import Request
 
     def dep(request: Request) -> Principal:
         ctx: ServiceContext = request.app.state.ctx

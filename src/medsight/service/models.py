@@ -83,6 +83,24 @@ class ModelCatalog:
                 self._loaded[name] = model
             return self._loaded[name]
 
+    def warm_up(self, name: str, *, explain: str = "none") -> None:
+        """Load a model and run it (and its heatmap) once, so the first real image is not slow."""
+        import numpy as np
+
+        from medsight.io.image import Image
+
+        model = self.load(name)
+        size = model.manifest.get("preprocessing", {}).get("spatial_size") or [32] * model.spatial_dims
+        image = Image(array=np.zeros((1, *size), np.float32), spacing=(1.0,) * len(size))
+        try:
+            self.predictor(name).predict_images([image], ["warm-up"])
+            if explain != "none" and model.task == "classification" and model.spatial_dims == 2:
+                from medsight.explain import heatmap
+
+                heatmap(model, image, method=explain)
+        except MedSightError as exc:
+            log.info("warm-up of %s skipped: %s", name, exc)
+
     def predictor(self, name: str) -> Any:
         """A cached :class:`~medsight.engine.predictor.Predictor` for the model."""
         from medsight.engine.predictor import Predictor

@@ -232,6 +232,8 @@ def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | Non
     torch.set_num_threads(cfg.workers.torch_threads)
     db = Database(cfg.database_url)
     catalog = ModelCatalog(cfg.models)
+    for name in catalog.available:
+        catalog.warm_up(name, explain=cfg.models[name].explain)
     out = []
     for i in range(threads or cfg.workers.threads):
         w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:w{i}")

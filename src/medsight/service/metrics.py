@@ -1,0 +1,67 @@
+"""Prometheus metrics, computed from the database at scrape time.
+
+Reading the database (not process-local counters) makes the numbers right however many
+worker processes and machines share the queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+__all__ = ["render_metrics"]
+
+
+def render_metrics(ctx: Any) -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    import numpy as np
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+
+    from medsight.service.db import Alert, AuditEvent, Instance, Result, Series
+    from medsight.service.queue import queue_counts
+
+    class _Collector:
+        def collect(self):  # noqa: ANN202 - prometheus_client protocol
+            with ctx.db.session() as s:
+                jobs = GaugeMetricFamily("medsight_jobs", "Jobs in the queue by kind and status", labels=["kind", "status"])
+                for kind, by in queue_counts(s).items():
+                    for status, n in by.items():
+                        jobs.add_metric([kind, status], n)
+                yield jobs
+                inst = CounterMetricFamily("medsight_instances_received", "Instances received", labels=["modality"])
+                for mod, n in s.execute(select(Instance.modality, func.count()).group_by(Instance.modality)):
+                    inst.add_metric([mod], n)
+                yield inst
+                res = CounterMetricFamily("medsight_results", "Results stored", labels=["model", "status"])
+                for model, status, n in s.execute(select(Result.model, Result.status, func.count())
+                                                  .group_by(Result.model, Result.status)):
+                    res.add_metric([model, status], n)
+                yield res
+                al = CounterMetricFamily("medsight_alerts", "Alerts raised", labels=["priority"])
+                for prio, n in s.execute(select(Alert.priority, func.count()).group_by(Alert.priority)):
+                    al.add_metric([prio], n)
+                yield al
+                ref = CounterMetricFamily("medsight_refused", "Inputs or associations refused", labels=["object"])
+                for obj, n in s.execute(select(AuditEvent.object_type, func.count())
+                                        .where(AuditEvent.action == "refused").group_by(AuditEvent.object_type)):
+                    ref.add_metric([obj], n)
+                yield ref
+                ser = GaugeMetricFamily("medsight_series", "Series by status", labels=["status"])
+                for st, n in s.execute(select(Series.status, func.count()).group_by(Series.status)):
+                    ser.add_metric([st], n)
+                yield ser
+                recent = [r for r in s.execute(select(Result.created_at - Result.received_at)
+                                               .where(Result.received_at.is_not(None))
+                                               .order_by(Result.id.desc()).limit(1000)).scalars()]
+                lat = GaugeMetricFamily("medsight_latency_seconds", "Received-to-result-stored latency of the last "
+                                        "1000 results", labels=["quantile"])
+                if recent:
+                    for q in (0.5, 0.95, 0.99):
+                        lat.add_metric([str(q)], float(np.quantile(recent, q)))
+                yield lat
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST

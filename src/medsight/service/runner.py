@@ -1,0 +1,170 @@
+"""``medsight serve``: start the parts of the service this process runs.
+
+By default one process runs everything: the DICOM receiver, the HTTP API, the catch-up loop
+and a supervisor that keeps ``workers.processes`` worker processes alive (restarting any that
+die). With PostgreSQL, more machines can run more workers: give them a config with
+``roles: [worker]`` and the same database URL.
+
+SIGTERM or SIGINT stop everything gracefully: the receiver stops accepting, workers finish
+their batch. A SIGKILL loses nothing either: acknowledged instances are on disk and in the
+database, and the jobs of a killed worker are handed out again when their lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from medsight.service.config import ServiceConfig, load_service_config, service_config_from_dict
+
+__all__ = ["serve", "Service"]
+
+log = logging.getLogger(__name__)
+
+
+def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str) -> None:
+    """Entry point of a worker process: run worker threads until told to stop or orphaned."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d] %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    from medsight.service.worker import run_workers
+
+    cfg = service_config_from_dict(cfg_data)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = run_workers(cfg, stop)
+    while not stop.is_set():
+        if os.getppid() != parent_pid:  # the service was killed: do not linger as an orphan
+            log.warning("service process %d is gone; worker exiting", parent_pid)
+            stop.set()
+            break
+        stop.wait(0.5)
+    for t in threads:
+        t.join(timeout=30)
+
+
+class Service:
+    """A running service (what :func:`serve` starts; tests and benchmarks use it directly).
+
+    Args:
+        cfg: the validated config.
+    """
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.ctx: Any = None
+        self.receiver: Any = None
+        self.http_server: Any = None
+        self._threads: list[threading.Thread] = []
+        self._procs: list[Any] = []
+
+    def start(self) -> Service:
+        """Start every role except the HTTP server's blocking loop (see :meth:`run`)."""
+        from medsight.service.catchup import Catchup
+        from medsight.service.context import build_context
+        from medsight.service.scp import DicomReceiver
+
+        cfg = self.cfg
+        self.ctx = build_context(cfg)
+        log.info("database: %s; storage: %s", "SQLite" if self.ctx.db.is_sqlite else "PostgreSQL", cfg.storage.path)
+        if "receiver" in cfg.roles and cfg.dicom.enabled:
+            self.receiver = DicomReceiver(cfg.dicom, self.ctx.ingestor).start()
+            self.ctx.checks["dicom_receiver"] = lambda: self.receiver is not None and self.receiver._server is not None
+        if "catchup" in cfg.roles and cfg.catchup.source != "none":
+            catchup = Catchup(cfg.catchup, self.ctx.db, self.ctx.ingestor)
+            self.ctx.catchup = catchup.run_once
+            self._thread(catchup.run_forever, "medsight-catchup")
+        if "worker" in cfg.roles:
+            if cfg.workers.processes == 0:
+                from medsight.service.worker import run_workers
+
+                self._threads += run_workers(cfg, self.stop_event)
+            else:
+                for _ in range(cfg.workers.processes):
+                    self._procs.append(self._spawn())
+                self._thread(self._supervise, "medsight-supervisor")
+                self.ctx.checks["workers"] = lambda: all(p.is_alive() for p in self._procs)
+        return self
+
+    def _thread(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _spawn(self) -> Any:
+        ctx = mp.get_context("spawn")
+        p = ctx.Process(target=_worker_process, args=(self.cfg.model_dump(mode="json"), os.getpid(),
+                                                      self.cfg.log_level), daemon=False, name="medsight-worker")
+        p.start()
+        log.info("started worker process %d", p.pid)
+        return p
+
+    def _supervise(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            for i, p in enumerate(self._procs):
+                if not p.is_alive() and not stop.is_set():
+                    log.warning("worker process %d exited with %s; starting another", p.pid, p.exitcode)
+                    self._procs[i] = self._spawn()
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT: the HTTP API in this thread when the ``api`` role is on."""
+        if "api" in self.cfg.roles and self.cfg.http.enabled:
+            import uvicorn
+
+            from medsight.service.app import create_app
+
+            config = uvicorn.Config(create_app(self.ctx), host=self.cfg.http.host, port=self.cfg.http.port,
+                                    log_level="warning", access_log=False, lifespan="off")
+            self.http_server = uvicorn.Server(config)
+            self.http_server.run()  # returns on SIGTERM / SIGINT
+        else:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop_event.set())
+            while not self.stop_event.wait(0.5):
+                pass
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop every part (idempotent)."""
+        self.stop_event.set()
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self._procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        self._procs = []
+        for t in self._threads:
+            t.join(timeout=10)
+        log.info("service stopped")
+
+
+def serve(config_path: str | Path) -> None:
+    """Start the service from a ``service.yaml`` and run until interrupted.
+
+    Raises:
+        ConfigError: the config is invalid.
+    """
+    cfg = load_service_config(config_path)
+    logging.getLogger("medsight").setLevel(cfg.log_level)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    t0 = time.perf_counter()
+    service = Service(cfg).start()
+    log.info("MedSight service started in %.1f s (roles: %s; DICOM %s:%d; HTTP %s:%d)", time.perf_counter() - t0,
+             ", ".join(cfg.roles), cfg.dicom.host, cfg.dicom.port, cfg.http.host, cfg.http.port)
+    service.run()

@@ -1,0 +1,141 @@
+// MedSight dashboard: a token-authenticated client of the service's own API (no third-party code).
+"use strict";
+const $ = (sel) => document.querySelector(sel);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+const token = () => sessionStorage.getItem("medsight-token");
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, {...opts, headers: {...(opts.headers || {}), Authorization: `Bearer ${token()}`}});
+  if (r.status === 401) { signOut(); throw new Error("signed out"); }
+  if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
+  return r;
+}
+const json = async (path) => (await api(path)).json();
+async function imageInto(img, path) {
+  const blob = await (await api(path)).blob();
+  img.src = URL.createObjectURL(blob);
+}
+
+function signOut() {
+  sessionStorage.removeItem("medsight-token");
+  $("#nav").hidden = true; $("#view").innerHTML = ""; $("#signin").hidden = false;
+}
+
+$("#signin").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("medsight-token", $("#token").value.trim());
+  try {
+    const me = await (await fetch("/api/v1/whoami", {headers: {Authorization: `Bearer ${token()}`}})).json();
+    if (!me.role) throw new Error("invalid token");
+    $("#signin-error").textContent = "";
+    start(me);
+  } catch (e) {
+    sessionStorage.removeItem("medsight-token");
+    $("#signin-error").textContent = "That token was not accepted.";
+  }
+});
+$("#signout").addEventListener("click", signOut);
+
+function start(me) {
+  $("#signin").hidden = true; $("#nav").hidden = false;
+  $("#who").textContent = `${me.name} (${me.role})`;
+  if (!location.hash) location.hash = "#/worklist"; else route();
+}
+
+const badge = (p) => `<span class="badge ${esc(p)}">${esc(p)}</span>`;
+const pct = (v) => (v == null ? "–" : (100 * v).toFixed(1) + "%");
+
+async function worklist() {
+  const rows = await json("/api/v1/worklist");
+  $("#view").innerHTML = `<div class="card"><h2>Worklist</h2>
+    <table id="worklist"><thead><tr><th>Priority</th><th>Patient</th><th>Study date</th><th>Modality</th>
+    <th>Finding</th><th>Score</th><th>Status</th><th>Received</th></tr></thead><tbody>
+    ${rows.map((s) => `<tr class="row" data-study="${esc(s.study_uid)}">
+      <td>${badge(s.priority)}</td><td>${esc(s.patient_id)}</td><td>${esc(s.study_date)}</td>
+      <td>${esc(s.modalities.join(", "))}</td><td>${esc(s.top_label ?? (s.outcomes[0] || ""))}</td>
+      <td>${pct(s.top_score)}</td><td>${esc(s.status)}</td><td class="muted">${esc(s.last_received)}</td></tr>`).join("")}
+    </tbody></table>${rows.length ? "" : '<p class="muted">No studies received yet.</p>'}</div>`;
+  document.querySelectorAll("tr.row").forEach((tr) =>
+    tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
+}
+
+async function study(uid) {
+  const s = await json(`/api/v1/studies/${encodeURIComponent(uid)}`);
+  const series = s.series.map((x) => `<li>${esc(x.modality)} ${esc(x.body_part || "")} ${esc(x.description || "")}:
+     ${x.n_instances} instance(s), ${esc(x.status)}${x.outcome ? " – " + esc(x.outcome) : ""}</li>`).join("");
+  const results = s.results.map((r) => `<div class="card result" data-result="${r.id}">
+    <h3>${esc(r.model)} <span class="muted">v${esc(r.model_version)}</span>
+      ${r.alerts.map((a) => badge(a.priority)).join(" ")}</h3>
+    ${r.status === "ok" ? `<p>Decision: <strong>${esc(r.label)}</strong>; score ${pct(r.score)}
+      (threshold ${pct(r.threshold)})</p>` : `<p class="error">${esc(r.error)}</p>`}
+    <div class="images">
+      ${r.image_url ? `<figure><img class="source" alt="source image"><figcaption>Image</figcaption></figure>` : ""}
+      ${r.overlay_url ? `<figure><img class="heatmap" alt="heatmap overlay"><figcaption>Heatmap (${esc(r.outputs.heatmap || "")})</figcaption></figure>` : ""}
+    </div>
+    ${r.suggestion ? `<p>Suggested: <strong>${esc(r.suggestion.suggestion)}</strong></p>
+      <ul class="reasons">${r.suggestion.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}
+    <p class="muted">Sent to PACS: ${r.sent.map((o) => esc(o.kind)).join(", ") || "not yet"};
+      input sha256 ${esc((r.input_sha256 || "").slice(0, 12))}…; ${esc(JSON.stringify(r.timings))}</p></div>`).join("");
+  $("#view").innerHTML = `<div class="card"><h2>Study</h2>
+    <p>Patient <a href="#/patient/${encodeURIComponent(s.patient_id || "")}">${esc(s.patient_id)}</a>;
+      study date ${esc(s.study_date)}</p><p class="muted">${esc(s.study_uid)}</p><ul>${series}</ul></div>
+    ${results || '<p class="muted">No results for this study.</p>'}`;
+  for (const r of s.results) {
+    const card = document.querySelector(`.result[data-result="${r.id}"]`);
+    if (r.image_url) imageInto(card.querySelector("img.source"), r.image_url);
+    if (r.overlay_url) imageInto(card.querySelector("img.heatmap"), r.overlay_url);
+  }
+}
+
+async function alerts() {
+  const rows = await json("/api/v1/alerts");
+  $("#view").innerHTML = `<div class="card"><h2>Alerts</h2><table id="alerts"><thead><tr><th>Priority</th>
+    <th>Rule</th><th>Message</th><th>Webhook</th><th>Raised</th><th></th></tr></thead><tbody>
+    ${rows.map((a) => `<tr class="row" data-study="${esc(a.study_uid)}"><td>${badge(a.priority)}</td>
+      <td>${esc(a.rule)}</td><td>${esc(a.message)}</td><td>${esc(a.webhook_status)}</td>
+      <td class="muted">${esc(a.created_at)}</td>
+      <td>${a.acknowledged_by ? "ack: " + esc(a.acknowledged_by) : `<button data-ack="${a.id}">Acknowledge</button>`}</td>
+      </tr>`).join("")}</tbody></table></div>`;
+  document.querySelectorAll("button[data-ack]").forEach((b) => b.addEventListener("click", async (ev) => {
+    ev.stopPropagation(); await api(`/api/v1/alerts/${b.dataset.ack}/ack`, {method: "POST"}); alerts(); }));
+  document.querySelectorAll("tr.row").forEach((tr) =>
+    tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
+}
+
+function sparkline(values) {
+  if (values.length < 2) return "";
+  const w = 240, h = 60, step = w / (values.length - 1);
+  const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(h - v * h).toFixed(1)}`).join(" ");
+  return `<svg class="trend" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><line x1="0" x2="${w}" y1="${h / 2}" y2="${h / 2}" stroke="#34424f"/>
+    <polyline fill="none" stroke="#4aa3ff" stroke-width="2" points="${pts}"/></svg>`;
+}
+
+async function patient(pid) {
+  const t = await json(`/api/v1/patients/${encodeURIComponent(pid)}/timeline`);
+  const trends = Object.entries(t.trends).map(([m, x]) => `<p>${esc(m)}: ${esc(x.direction)} over ${x.n} result(s)
+    ${sparkline(x.values || [])}</p>`).join("");
+  $("#view").innerHTML = `<div class="card"><h2>Patient ${esc(t.patient_id)}</h2>
+    <p>Current suggestion: <strong>${esc(t.current_suggestion || "none")}</strong></p>
+    <ul class="reasons">${t.current_reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>${trends}</div>
+    <div class="card"><table id="timeline"><thead><tr><th>When</th><th>Study date</th><th>Model</th><th>Decision</th>
+    <th>Score</th><th>Suggestion</th></tr></thead><tbody>${t.entries.map((e) => `<tr class="row" data-study="${esc(e.study_uid)}">
+    <td class="muted">${esc(e.created_at)}</td><td>${esc(e.study_date)}</td><td>${esc(e.model)} v${esc(e.model_version)}</td>
+    <td>${esc(e.label)}</td><td>${pct(e.score)}</td><td>${esc(e.suggestion || "")}</td></tr>`).join("")}</tbody></table></div>`;
+  document.querySelectorAll("tr.row").forEach((tr) =>
+    tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
+}
+
+async function route() {
+  if (!token()) { signOut(); return; }
+  const [, view, arg] = location.hash.split("/");
+  try {
+    if (view === "study") await study(decodeURIComponent(arg));
+    else if (view === "alerts") await alerts();
+    else if (view === "patient") await patient(decodeURIComponent(arg));
+    else await worklist();
+  } catch (e) {
+    if (token()) $("#view").innerHTML = `<p class="error">${esc(e.message)}</p>`;
+  }
+}
+window.addEventListener("hashchange", route);
+if (token()) json("/api/v1/whoami").then(start).catch(signOut); else signOut();
