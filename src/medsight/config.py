@@ -67,6 +67,7 @@ class PreprocessConfig(_Strict):
     lower_percentile: float = 0.5
     upper_percentile: float = 99.5
     ct_window: str | None = None
+    zscore: bool = True  # z-score with the training set's mean and std after scaling
     normalize_mean: float | None = None
     normalize_std: float | None = None
 
@@ -94,6 +95,7 @@ class TrainConfig(_Strict):
     sampler: Literal["none", "balanced"] = "none"
     monitor: str = "val_auc"
     monitor_mode: Literal["max", "min"] = "max"
+    checkpoint: Literal["best", "last"] = "best"  # which epoch's weights the model keeps
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     seed: int = 0
     deterministic: bool = True

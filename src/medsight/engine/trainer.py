@@ -239,6 +239,9 @@ class Trainer:
                 stopped_early = True
                 log.info("stopping after epoch %d: time budget of %.1f min spent", epoch + 1, c.max_minutes)
                 break
+        if c.checkpoint == "last":
+            best_state = copy.deepcopy(self.network.state_dict())
+            best_epoch = len(history) - 1
         result = TrainResult(best_state=best_state, best_epoch=best_epoch + 1, best_metric=sign * best,
                              history=history, stopped_early=stopped_early,
                              seconds=elapsed_before + time.perf_counter() - started)

@@ -237,7 +237,8 @@ class ClassificationTask(Task):
             if name != "test" and not kept:
                 raise DataError(f"{cfg.data.source}: no readable images in the {name} split")
         x_tr, y_tr, _ = splits["train"]
-        spec["normalize_mean"], spec["normalize_std"] = float(x_tr.mean()), float(x_tr.std() + 1e-8)
+        if spec.get("zscore", True):
+            spec["normalize_mean"], spec["normalize_std"] = float(x_tr.mean()), float(x_tr.std() + 1e-8)
         pre = Preprocessor(spec, spatial_dims=dims)
         aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=spec["spatial_size"],
                                  seed=cfg.train.seed)
@@ -361,8 +362,10 @@ def model_card(manifest: dict[str, Any]) -> str:
     lines += ["", "## Training data", f"- Source: {data.get('file') or data.get('source')} ({data.get('format')})",
               f"- Images: {data.get('n')}; class counts: {data.get('class_counts')}",
               f"- Checksum: {data.get('md5') or data.get('sha256') or data.get('listing_sha256')}",
-              f"- Training wall time: {t.get('wall_time_s')} s; best epochs {t.get('best_epochs')}", "",
-              "## Metrics"]
+              f"- Training wall time: {t.get('wall_time_s')} s; best epochs {t.get('best_epochs')}", ""]
+    if manifest.get("reproduce"):
+        lines += ["## Reproduce", "", "```", manifest["reproduce"], "```", ""]
+    lines += ["## Metrics"]
     for split, m in manifest.get("metrics", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
     lines += ["", "## Limits", "- Research use only; not a medical device. Validate on local data before any "

@@ -1,0 +1,5 @@
+"""`python -m medsight.cli` runs the command line."""
+
+from medsight.cli.main import run
+
+run()
