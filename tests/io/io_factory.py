@@ -112,3 +112,18 @@ def write_series(folder: Path, volume: np.ndarray, *, step: float = 2.5, names=N
 
 def read_back(path: Path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def series_dir(shared, sub: str) -> Path:
+    """The only leaf folder holding .dcm files under a shared-data folder (one DICOM series)."""
+    root = shared(sub)
+    leaves = [p for p in root.rglob("*") if p.is_dir() and any(f.suffix == ".dcm" for f in p.iterdir())]
+    assert len(leaves) == 1, leaves
+    return leaves[0]
+
+
+def pgbm_series(shared, date: str, kind: str) -> Path:
+    """A PGBM-001 series folder: ``date`` like "1991-11-19", ``kind`` like "T1post" or "MaskTumor"."""
+    root = shared("brain_tumor_progression/PGBM-001") / date
+    (match,) = [p for p in root.iterdir() if f"-{kind}-" in p.name]
+    return match

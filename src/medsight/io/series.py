@@ -173,6 +173,7 @@ def _header(path: Path, root_real: Path, limits: ReadLimits) -> SliceHeader:
         from medsight.errors import PixelDataError
 
         raise PixelDataError(f"Rows/Columns missing or invalid ({exc})", path=path) from exc
+    _check_pixel_length(ds, path)
     geo = plane_geometry(ds)
     inst = ds.get("InstanceNumber")
     try:
@@ -186,6 +187,23 @@ def _header(path: Path, root_real: Path, limits: ReadLimits) -> SliceHeader:
         position_known=geo["position_known"], pixel_spacing=geo["pixel_spacing"], instance_number=inst,
         description=str(ds.get("SeriesDescription", "") or ""), modality=str(ds.get("Modality", "OT") or "OT"),
     )
+
+
+def _check_pixel_length(ds, path: Path) -> None:
+    """Refuse, from the header alone, native pixel data shorter than Rows x Columns x ... say."""
+    from pydicom.dataelem import RawDataElement
+
+    from medsight.errors import PixelDataError
+    from medsight.io.dicom_pixels import expected_native_bytes
+
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds or (ts is not None and getattr(ts, "is_compressed", False)):
+        return
+    raw = ds.get_item("PixelData", keep_deferred=True)
+    length = raw.length if isinstance(raw, RawDataElement) else len(ds.PixelData or b"")
+    expected = expected_native_bytes(ds)
+    if length < expected:
+        raise PixelDataError(f"pixel data has {length:,} bytes; the header describes {expected:,} bytes", path=path)
 
 
 def scan_folder(root: str | Path, *, limits: ReadLimits | None = None) -> FolderScan:
@@ -404,6 +422,14 @@ def read_dicom_folder(path: Path, *, limits: ReadLimits, series: str | int | Non
     """Read the DICOM series in a folder (choose with ``series=`` when there are several)."""
     scan = scan_folder(path, limits=limits)
     chosen = scan.choose(series, rule)
-    image = read_series(chosen, limits=limits, allow_gaps=allow_gaps, source=str(path))
+    try:
+        image = read_series(chosen, limits=limits, allow_gaps=allow_gaps, source=str(path))
+    except SeriesError as exc:
+        skipped = scan.skipped + chosen.skipped
+        if not skipped:
+            raise
+        detail = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise SeriesError(f"{_reason(exc)} (files skipped in this folder: {detail}{more})", path=path) from exc
     image.meta["skipped_files"] = scan.skipped + chosen.skipped
     return image
