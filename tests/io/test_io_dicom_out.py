@@ -1,0 +1,121 @@
+"""SEG, SR and SC results for a real LIDC slab: read back by pydicom and by MedSight, and filed
+by a real Orthanc beside their source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from io_factory import make_slice, series_dir
+
+import medsight.io as mio
+from medsight.errors import ShapeError, WriteError
+from medsight.io.dicom_out import Algorithm, Finding, build_sc, build_seg, build_sr, source_datasets, write_dicom
+
+ALGO = Algorithm("nodule-test", "1.2.3")
+
+
+@pytest.fixture(scope="module")
+def lidc():
+    from conftest import shared
+
+    folder = series_dir(shared, "lidc_idri_nodule_slabs/LIDC-IDRI-0001")
+    image = mio.read(folder)
+    return folder, image, source_datasets(image)
+
+
+@pytest.fixture(scope="module")
+def results(lidc, tmp_path_factory):
+    _, image, sources = lidc
+    mask = np.zeros(image.shape, np.uint8)
+    mask[6:11, 355:380, 305:330] = 1  # around the nodule of the provenance notes
+    mask[3, 100:120, 100:110] = 2
+    out = tmp_path_factory.mktemp("results")
+    seg = write_dicom(build_seg(list(reversed(sources)), mask, {1: "Nodule", 2: "Lung"}, algorithm=ALGO), out / "seg.dcm")
+    sr = write_dicom(build_sr(sources, [Finding("Nodule diameter", 23.4, "mm"), Finding("Malignancy", text="suspicious"),
+                                        Finding("Nodule volume", 5.1, "ml")], algorithm=ALGO), out / "sr.dcm")
+    rgb = np.zeros((512, 512, 3), np.uint8)
+    rgb[..., 0] = 200
+    sc = write_dicom(build_sc(sources[8], rgb, algorithm=ALGO), out / "sc.dcm")
+    return {"seg": seg, "sr": sr, "sc": sc, "mask": mask}
+
+
+def test_results_are_in_the_source_study_in_new_series_with_fresh_uids(lidc, results):
+    _, image, sources = lidc
+    src_sops = {s.SOPInstanceUID for s in sources}
+    seen_series = set()
+    for kind in ("seg", "sr", "sc"):
+        ds = pydicom.dcmread(results[kind])
+        assert ds.StudyInstanceUID == image.study_uid
+        assert ds.PatientID == sources[0].PatientID and ds.PatientName == sources[0].PatientName
+        assert ds.SeriesInstanceUID != image.series_uid and ds.SeriesInstanceUID not in seen_series
+        assert ds.SOPInstanceUID not in src_sops
+        assert ds.Manufacturer == "MedSight" and ds.SoftwareVersions == "1.2.3"
+        seen_series.add(ds.SeriesInstanceUID)
+    sc = pydicom.dcmread(results["sc"])
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == sources[8].SOPInstanceUID
+    assert sc.pixel_array.shape == (512, 512, 3) and int(sc.pixel_array[..., 0].min()) == 200
+    sr = pydicom.dcmread(results["sr"])
+    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for r in s.ReferencedSeriesSequence for i in r.ReferencedSOPSequence}
+    assert evidence == src_sops
+
+
+def test_sr_holds_the_findings_with_ucum_units(results):
+    import highdicom as hd
+
+    sr = hd.sr.srread(results["sr"])
+    (group,) = sr.content.get_image_measurement_groups()
+    values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
+    assert values == {"Nodule diameter": (pytest.approx(23.4), "mm"), "Nodule volume": (pytest.approx(5.1), "mL")}
+    (evaluation,) = group.get_qualitative_evaluations()
+    assert evaluation.value.meaning == "suspicious"
+
+
+def test_seg_frames_land_on_the_right_source_slices(lidc, results):
+    import highdicom as hd
+
+    _, image, sources = lidc
+    seg = hd.seg.segread(results["seg"])
+    labels = seg.get_pixels_by_source_instance([s.SOPInstanceUID for s in sources], combine_segments=True,
+                                               skip_overlap_checks=True)
+    np.testing.assert_array_equal(labels, results["mask"])
+    # read back through medsight.io: a label image on the SEG's own frames, in patient space
+    back = mio.read(results["seg"])
+    assert back.modality == "SEG" and back.meta["segments"] == {"1": "Nodule", "2": "Lung"}
+    first = int(np.argmax(results["mask"].any(axis=(1, 2))))
+    assert back.origin == pytest.approx(image.affine[:3, :3] @ [first, 0, 0] + image.affine[:3, 3])
+    assert int((back.array == 1).sum()) == int((results["mask"] == 1).sum())
+
+
+def test_bad_result_inputs_get_clear_errors(lidc):
+    _, image, sources = lidc
+    with pytest.raises(ShapeError, match=r"\(16, 512, 512\)"):
+        build_seg(sources, np.zeros((15, 512, 512), np.uint8), {1: "x"}, algorithm=ALGO)
+    with pytest.raises(WriteError, match=r"label value\(s\) \[3\]"):
+        build_seg(sources, np.full(image.shape, 3, np.uint8), {1: "x"}, algorithm=ALGO)
+    with pytest.raises(WriteError, match="one study"):
+        build_sr([sources[0], make_slice(np.zeros((2, 2), np.int16))], [Finding("x", 1.0)], algorithm=ALGO)
+    with pytest.raises(WriteError, match="value or a text"):
+        build_sr(sources, [Finding("x")], algorithm=ALGO)
+    with pytest.raises(ShapeError, match="uint8"):
+        build_sc(sources[0], np.zeros((512, 512, 3), np.float32), algorithm=ALGO)
+    with pytest.raises(WriteError, match="source DICOM files"):
+        source_datasets(image.with_array(image.array, meta={}))
+
+
+def test_a_real_orthanc_files_results_beside_their_source(lidc, results, tmp_path):
+    from support.peers import Orthanc
+
+    folder, image, _ = lidc
+    with Orthanc(tmp_path / "orthanc") as pacs:
+        for f in sorted(folder.glob("*.dcm")):
+            pacs.upload(f.read_bytes())
+        answers = {kind: pacs.upload(results[kind].read_bytes()) for kind in ("seg", "sr", "sc")}
+        assert all(a["Status"] == "Success" for a in answers.values()), answers
+        studies = pacs.get("/studies")
+        assert len(studies) == 1  # everything filed in the one source study
+        study = pacs.get(f"/studies/{studies[0]}")
+        assert study["MainDicomTags"]["StudyInstanceUID"] == image.study_uid
+        modalities = sorted(pacs.get(f"/series/{s}")["MainDicomTags"]["Modality"] for s in study["Series"])
+        assert modalities == ["CT", "OT", "SEG", "SR"]
