@@ -174,6 +174,11 @@ class Segmenter(_FrontDoor):
         self._fit(cfg, run_dir, observers, resume)
         return self
 
+    def evaluate(self, data: str | Path, *, split: str | None = None, **options: Any) -> dict[str, Any]:
+        """Dice, HD95, surface Dice and volume error on every labelled case of ``data`` (a
+        Decathlon folder, image/mask folder pairs or a CSV), or on one ``split``."""
+        return super().evaluate(data, split=split, **options)
+
 
 def load(name_or_path: str | Path) -> Classifier | Segmenter:
     """Load a shipped model by name or a saved model folder, as its task's front door."""

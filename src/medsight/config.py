@@ -106,6 +106,7 @@ class TrainConfig(_Strict):
     ensemble: int = Field(1, ge=1, le=10)
     ema: float | None = Field(None, gt=0, lt=1)
     steps_per_epoch: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: CPU autocast for forward and loss (AMX/AVX-512 CPUs)
 
 
 class EvalConfig(_Strict):
@@ -136,6 +137,9 @@ class SegmentationConfig(_Strict):
     tta_flips: bool = False
     largest_component: bool = True
     deep_supervision: bool = False
+    max_patch_voxels: int | None = Field(None, ge=64)  # patch budget for "auto" (None: 96^3 in 3D, 512^2 in 2D)
+    max_voxels: int = Field(16_000_000, ge=1000)  # larger volumes are predicted in slabs (bounded memory)
+    surface_tolerance_mm: float = Field(1.0, gt=0)  # surface Dice tolerance
 
 
 class Config(_Strict):

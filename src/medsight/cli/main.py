@@ -102,7 +102,8 @@ def train(
 def evaluate(
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
     data: Annotated[str, typer.Option("--data", "-d", help="MedMNIST .npz, class folder, CSV, or Decathlon folder.")],
-    split: Annotated[str, typer.Option(help="train, val, test, or all.")] = "test",
+    split: Annotated[str | None, typer.Option(help="train, val, test, or all (default: test for classification, "
+                                                   "every labelled case for segmentation).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-case metrics as CSV (segmentation).")] = None,
@@ -115,6 +116,7 @@ def evaluate(
     _setup_logging(verbose)
     m = load_model(model)
     task = get_task(m.task)
+    split = split or task.default_split or "all"
     result = task.evaluate(m, data, split=None if split == "all" else split, csv_path=csv_out)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -281,7 +281,8 @@ def _from_csv(path: Path, *, labels: dict[int, str]) -> SegmentationData:
     return SegmentationData(cases=cases, labels=labels, modality="OT", channels=["OT"], source=str(path), layout="csv")
 
 
-def open_segmentation_data(cfg: DataConfig | str | Path, *, labels: Any = None) -> SegmentationData:
+def open_segmentation_data(cfg: DataConfig | str | Path, *, labels: Any = None,
+                           assign_splits: bool = True) -> SegmentationData:
     """Open segmentation data in any supported layout and assign its splits.
 
     Args:
@@ -323,7 +324,7 @@ def open_segmentation_data(cfg: DataConfig | str | Path, *, labels: Any = None) 
         raise DataError(f"{source}: case ids must be unique; repeated: {dup}")
     if cfg.split_file:
         _apply_split_file(data, Path(cfg.split_file))
-    elif all(c.split is None for c in data.cases):
+    elif assign_splits and all(c.split is None for c in data.cases):
         _random_split(data, cfg)
     listing = "\n".join(f"{c.id}\t{Path(c.image).name}\t{_size(c.image)}\t{_size(c.label)}" for c in data.cases)
     data.fingerprint = {

@@ -192,8 +192,9 @@ class Trainer:
                 if step >= steps_per_epoch:
                     break
                 x, y = self.task.unpack(batch)
-                out = self.network(x)
-                loss = self.task.loss(out, y)
+                with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+                    out = self.network(x)
+                    loss = self.task.loss(out, y)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
                 opt.zero_grad(set_to_none=True)

@@ -24,6 +24,8 @@ class Task(ABC):
     """A kind of problem MedSight solves."""
 
     name: str = ""
+    #: The split ``evaluate`` scores when none is named (None: every labelled case).
+    default_split: str | None = "test"
 
     @abstractmethod
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:

@@ -1,0 +1,309 @@
+"""Segmentation: 2D/3D label masks from images, in the same pipeline as classification.
+
+data (Decathlon, folder pairs, CSV) → fingerprint → plan (spacing, patch, normalisation) →
+MONAI network trained by the shared trainer (Dice + cross-entropy, foreground-oversampled
+patches, augmentation) → sliding-window inference (Gaussian blending, optional flip TTA,
+largest connected component) → mask in the input's geometry → Dice / HD95 / surface Dice /
+volume error per case → NIfTI or DICOM SEG, structure volumes in mL.
+
+Everything inference needs travels in the model's manifest: ``preprocessing`` (target spacing,
+normalisation), ``inference`` (patch, overlap, TTA, post-processing), ``label_values`` and
+``labels`` (names by class index), and ``plan`` (the fingerprint and the rules that chose them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsight.config import Config, DataConfig
+from medsight.errors import DataError, MedSightError, ShapeError
+from medsight.io.image import Image
+from medsight.models.saved import SavedModel
+from medsight.tasks.base import Task, register_task
+from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
+
+__all__ = ["SegmentationTask", "REPRODUCE_HINT"]
+
+log = logging.getLogger(__name__)
+
+#: How a run is reproduced (written into model cards).
+REPRODUCE_HINT = "medsight train {config} --out RUN"
+
+
+def _preprocessor(model: SavedModel):
+    from medsight.tasks.seg_preprocess import SegPreprocessor
+
+    pre = getattr(model, "_seg_preprocessor", None)
+    if pre is None:
+        pre = SegPreprocessor(model.manifest["preprocessing"])
+        model._seg_preprocessor = pre  # type: ignore[attr-defined]
+    return pre
+
+
+def _label_values(model: SavedModel) -> list[int]:
+    return [int(v) for v in model.manifest["label_values"]]
+
+
+def _load_cases(cases: Sequence[Any], labels: dict[int, str]) -> tuple[list[tuple[Any, Image, Image]], list[dict[str, str]]]:
+    """Read and check cases; a bad case is logged and listed, never fatal."""
+    from medsight.data.segmentation import read_case
+
+    ok, bad = [], []
+    for c in cases:
+        try:
+            image, mask = read_case(c, labels)
+            ok.append((c, image, mask))
+        except MedSightError as exc:
+            bad.append({"input": c.id, "error": str(exc)})
+    if bad:
+        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
+    return ok, bad
+
+
+@register_task
+class SegmentationTask(Task):
+    """Segmentation of structures in 2D images or 3D volumes."""
+
+    name = "segmentation"
+    default_split: str | None = None  # evaluate every labelled case unless a split is named
+
+    def __init__(self) -> None:
+        self._written: set[str] = set()
+
+    # -- inference ----------------------------------------------------------------------------
+    def segment(self, model: SavedModel, image: Image) -> np.ndarray:
+        """Label values of ``image`` on its own grid, shape ``spatial``.
+
+        Raises:
+            ShapeError, ModalityError: the image does not fit the model.
+        """
+        from medsight.tasks.seg_inference import keep_largest_component, predict_classes, predict_probabilities
+
+        self.validate_input(model, image)
+        if image.n_spatial == 3 and min(image.shape) < 2:
+            raise ShapeError(f"model {model.name} takes 3D volumes; got a single-slice image of shape "
+                             f"{'x'.join(map(str, image.shape))}", path=image.source)
+        inf = model.manifest["inference"]
+        pre = _preprocessor(model)
+        x = pre.image(image)
+        kw = dict(patch_size=inf["patch_size"], overlap=float(inf.get("overlap", 0.5)),
+                  sw_batch_size=int(inf.get("sw_batch_size", 4)), tta_flips=bool(inf.get("tta_flips", False)),
+                  precision=str(inf.get("precision", "fp32")))
+        max_voxels = int(inf.get("max_voxels", 16_000_000))
+        n_classes = len(_label_values(model))
+        if int(np.prod(x.shape[1:])) <= max_voxels:  # whole volume; probabilities resampled before the argmax
+            probs = predict_probabilities(model.network, x, **kw)
+            if tuple(probs.shape[1:]) != image.shape:
+                probs = pre.probabilities_back(probs, image.shape)
+            classes = probs.argmax(0).to(torch.uint8).numpy()
+        else:  # slabs in bounded memory; the class map is resampled by nearest neighbour
+            classes = pre.classes_back(predict_classes(model.network, x, max_voxels=max_voxels, **kw), image.shape)
+        keep = inf.get("largest_component") or []
+        if keep is True:
+            keep = list(range(1, n_classes))
+        if keep:
+            keep_largest_component(classes, keep)
+        values = np.asarray(_label_values(model))
+        dtype = np.uint8 if values.max() <= 255 else np.uint16
+        return values.astype(dtype)[classes]
+
+    def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
+        names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+        m = model.manifest
+        out = []
+        for name, image in zip(names, images):
+            t0 = time.perf_counter()
+            values = self.segment(model, image)
+            seconds = time.perf_counter() - t0
+            mask = image.with_array(values[None])
+            mask.meta["derived_from"] = name
+            voxel_ml = image.voxel_volume_mm3 / 1000.0
+            counts = np.bincount(values.ravel(), minlength=int(max(_label_values(model))) + 1)
+            labels = {int(v): n for v, n in zip(_label_values(model), model.labels) if int(v) != 0}
+            volumes = {n: round(float(counts[v]) * voxel_ml, 6) for v, n in labels.items()}
+            prov = Provenance(model=model.name, model_version=model.version, weights_sha256=m.get("weights_sha256"),
+                              input_sha256=array_sha256(image.array), seconds=round(seconds, 4),
+                              medsight_version=m.get("versions", {}).get("medsight"), series_uid=image.series_uid,
+                              sop_uids=list(image.sop_uids))
+            out.append(SegmentationResult(input=name, mask=mask, labels=labels, volumes_ml=volumes, provenance=prov))
+        return out
+
+    def write_output(self, result: SegmentationResult, out_dir: str | Path) -> Path:
+        """Write the mask as NIfTI in the input's geometry (``<case>_seg.nii.gz``), plus a DICOM
+        SEG (``<case>_seg.dcm``) when the input was DICOM; returns the NIfTI path.
+
+        Raises:
+            WriteError: the file cannot be written.
+        """
+        from medsight.data.segmentation import case_id
+        from medsight.io.nifti import write_nifti
+
+        out = Path(out_dir)
+        stem = case_id(result.input) or "mask"
+        name, i = stem, 1
+        while name in self._written:
+            i += 1
+            name = f"{stem}_{i}"
+        self._written.add(name)
+        mask = result.mask
+        path = write_nifti(mask, out / f"{name}_seg.nii.gz")
+        if mask.meta.get("source_files") and mask.sop_uids:
+            self._write_dicom_seg(result, out / f"{name}_seg.dcm")
+        return path
+
+    @staticmethod
+    def _write_dicom_seg(result: SegmentationResult, path: Path) -> Path | None:
+        from medsight.errors import WriteError
+        from medsight.io.dicom_out import Algorithm, build_seg, source_datasets, write_dicom
+
+        mask = result.mask
+        arr = mask.array[0]
+        if mask.n_spatial == 2:
+            arr = arr[None]
+        if not np.any(arr):
+            log.info("no structure found in %s; no DICOM SEG written", result.input)
+            return None
+        try:
+            sources = source_datasets(mask)
+            seg = build_seg(sources, arr, result.labels,
+                            algorithm=Algorithm(result.provenance.model, result.provenance.model_version))
+        except MedSightError:
+            raise
+        except Exception as exc:  # highdicom refuses a source it cannot reference
+            raise WriteError(f"could not build a DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
+        return write_dicom(seg, path)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = None,
+                 csv_path: str | Path | None = None, tolerance_mm: float | None = None, **_: Any) -> dict[str, Any]:
+        """Dice, HD95, surface Dice and volume error of every labelled case (or one split).
+
+        Args:
+            model: a segmentation model.
+            data: a Decathlon folder, folder pairs, a CSV manifest, or a DataConfig.
+            split: ``None``/``"all"`` for every labelled case; ``train``/``val``/``test`` for
+                the data's own split (split file or CSV column) or, failing that, the split
+                the model recorded when it was trained.
+            csv_path: also write one row per case here.
+            tolerance_mm: surface Dice tolerance (default: the model's, else 1 mm).
+
+        Returns:
+            ``dice`` and ``hd95_mm`` (label name → mean over cases), ``surface_dice``,
+            ``volume_error_ml``, ``summary`` (mean, sd, median, min, max per label and metric),
+            ``n``, ``cases`` (per-case metrics), ``skipped`` (cases that could not be scored).
+
+        Raises:
+            DataError: unreadable data description, labels the model does not know, no case in
+                the split, or no case could be scored.
+        """
+        from medsight.data.segmentation import open_segmentation_data
+        from medsight.metrics.segmentation import case_metrics, summarize
+
+        own_config = isinstance(data, DataConfig)
+        cfg = data if own_config else DataConfig(source=str(data))
+        model_labels = {int(v): n for v, n in zip(_label_values(model), model.labels)}
+        ds = open_segmentation_data(cfg, labels=model_labels, assign_splits=own_config)
+        unknown = sorted(set(ds.labels) - set(model_labels))
+        if unknown:
+            raise DataError(f"{ds.source}: declares label values {unknown} that model {model.name} does not predict "
+                            f"(it predicts {model_labels})")
+        labelled = [c for c in ds.cases if c.label is not None]
+        if split in (None, "all"):
+            cases = labelled
+        elif any(c.split for c in ds.cases):
+            cases = [c for c in labelled if c.split == split]
+        else:
+            recorded = (model.manifest.get("training", {}).get("split") or {}).get(split)
+            if recorded is None:
+                raise DataError(f"{ds.source} has no {split} split and model {model.name} recorded none; use "
+                                "--split all")
+            wanted = set(recorded)
+            cases = [c for c in labelled if c.id in wanted]
+        if not cases:
+            raise DataError(f"{ds.source}: no labelled case in split {split or 'all'}")
+        tol = float(tolerance_mm or model.manifest.get("inference", {}).get("surface_tolerance_mm", 1.0))
+        fg = ds.foreground
+        names = list(fg.values())
+        rows, skipped = [], []
+        t_all = time.perf_counter()
+        for case in cases:
+            from medsight.data.segmentation import read_case
+
+            try:
+                image, mask = read_case(case, ds.labels)
+                t0 = time.perf_counter()
+                pred = self.segment(model, image)
+                seconds = time.perf_counter() - t0
+            except MedSightError as exc:
+                skipped.append({"input": case.id, "error": str(exc)})
+                log.warning("skipped %s: %s", case.id, exc)
+                continue
+            per_label = case_metrics(pred, mask.array[0], fg, image.spacing, tolerance_mm=tol)
+            row: dict[str, Any] = {"case": case.id, "image": case.image, "label": case.label,
+                                   "seconds": round(seconds, 4)}
+            for metric in next(iter(per_label.values())):
+                row[metric] = {n: per_label[n][metric] for n in names}
+            rows.append(row)
+        if not rows:
+            raise DataError(f"{ds.source}: none of the {len(cases)} case(s) could be scored; first error: "
+                            f"{skipped[0]['error'] if skipped else '?'}")
+        elapsed = time.perf_counter() - t_all
+        summary = summarize(rows, names)
+        ev: dict[str, Any] = {
+            "task": "segmentation", "model": model.name, "model_version": model.version, "data": ds.source,
+            "split": split or "all", "n": len(rows), "label_names": names,
+            "labels": {str(v): n for v, n in fg.items()}, "tolerance_mm": tol,
+        }
+        for metric in ("dice", "hd95_mm", "surface_dice", "volume_error_ml", "abs_volume_error_ml"):
+            ev[metric] = {n: summary[n][metric]["mean"] for n in names}
+        ev.update({"summary": summary, "cases": rows, "skipped": skipped, "seconds": round(elapsed, 2),
+                   "seconds_per_case": round(float(np.mean([r["seconds"] for r in rows])), 4)})
+        if csv_path is not None:
+            from medsight.report.segmentation import write_case_csv
+
+            write_case_csv(ev, csv_path)
+        return ev
+
+    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None,
+                     n_examples: int = 3) -> Path:
+        """HTML report with the summary, per-case table and overlays of the worst, median and
+        best cases (re-segmented with ``model`` when given and the files are readable)."""
+        from medsight.data.segmentation import SegCase, read_case
+        from medsight.report.segmentation import overlay_png, write_segmentation_report
+
+        overlays = []
+        cases = [c for c in evaluation.get("cases", []) if c.get("image") and c.get("label")]
+        if model is not None and cases:
+            names = evaluation.get("label_names", [])
+            score = [np.mean([c["dice"][n] for n in names]) for c in cases]
+            order = np.argsort(score)
+            picks = [order[0], order[len(order) // 2], order[-1]][:n_examples]
+            fg = {int(v): n for v, n in evaluation.get("labels", {}).items()}
+            for tag, i in zip(("worst", "median", "best"), dict.fromkeys(int(p) for p in picks)):
+                c = cases[i]
+                try:
+                    image, mask = read_case(SegCase(c["case"], c["image"], c["label"]), {0: "background", **fg})
+                    pred = self.segment(model, image)
+                except MedSightError as exc:
+                    log.warning("no overlay for %s: %s", c["case"], exc)
+                    continue
+                dice = ", ".join(f"{n} {c['dice'][n]:.3f}" for n in names)
+                overlays.append({"case": c["case"], "caption": f"{tag}: {c['case']} (Dice {dice})",
+                                 "png": overlay_png(image.array, image.spacing, pred, mask.array[0], fg,
+                                                    title=c["case"])})
+        return write_segmentation_report(evaluation, path, manifest=model.manifest if model else None,
+                                         overlays=overlays)
+
+    # -- training -----------------------------------------------------------------------------
+    def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
+        from medsight.tasks.seg_fit import fit_segmentation
+
+        return fit_segmentation(self, cfg, run_dir=run_dir, observers=observers, resume=resume)
+
