@@ -128,7 +128,11 @@ def _frame_rescales(ds, frames: int) -> list[tuple[float, float]] | None:
 def _decode(ds, path: object) -> np.ndarray:
     try:
         return np.asarray(ds.pixel_array)
-    except _DECODE_ERRORS as exc:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - decoders in Rust raise pyo3's PanicException (a BaseException)
+        if not isinstance(exc, _DECODE_ERRORS) and type(exc).__name__ != "PanicException":
+            raise
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", ts) or "unknown transfer syntax"

@@ -116,6 +116,11 @@ def _guard(reader: Reader, path: Path, limits: ReadLimits, options: dict[str, An
         raise
     except MemoryError as exc:
         raise ImageReadError("not enough memory to read this image", path=path) from exc
-    except Exception as exc:  # a third-party decoder failed on damaged content
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a third-party decoder failed on damaged content
+        # (pyo3-based decoders raise PanicException, which is not an Exception)
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
         log.debug("reader failed", exc_info=True)
         raise CorruptFileError(f"could not decode: {type(exc).__name__}: {exc}", path=path) from exc
