@@ -5,7 +5,6 @@ static shell (``/ui/``) holds no data and signs in with a token like any client.
 document is at ``/openapi.json`` (any valid token).
 """
 
-from __future__ import annotations
 
 import logging
 from pathlib import Path

@@ -150,7 +150,8 @@ class Worker:
                     list(s.scalars(select(Instance.path).where(Instance.series_uid == result.series_uid))) \
                     if result else []
                 sent = set(s.scalars(select(ResultOutput.sop_uid + "|" + ResultOutput.destination)
-                                     .where(ResultOutput.result_id == job.payload["result_id"])))
+                                     .where(ResultOutput.result_id == job.payload["result_id"],
+                                            ResultOutput.status == "sent")))
                 if result is not None:
                     s.expunge(result)
             if result is None or result.status != "ok":
@@ -166,6 +167,7 @@ class Worker:
             records, errors = [], []
             targets: list[tuple[str, Any]] = [(d.name, d) for d in out_cfg.dicom] + [(d.name, d)
                                                                                    for d in out_cfg.stow_rs]
+            self._announce(result.id, objects, [n for n, _ in targets], sent)
             for name, dest in targets:
                 todo = [o for o in objects if f"{o.sop_uid}|{name}" not in sent]
                 if not todo:
@@ -184,14 +186,32 @@ class Worker:
                         errors.append(f"{name}: {o.kind} refused with status 0x{st:04X}")
             with self.db.session() as s:
                 for o, name in records:
-                    s.add(ResultOutput(result_id=result.id, kind=o.kind, sop_uid=o.sop_uid, series_uid=o.series_uid,
-                                       destination=name, status="sent", sent_at=now()))
+                    s.execute(update(ResultOutput).where(ResultOutput.sop_uid == o.sop_uid,
+                                                         ResultOutput.destination == name)
+                              .values(status="sent", sent_at=now()))
                     audit.record(s, self.processor.actor, "sent", "result", str(result.id), kind=o.kind,
                                  destination=name, sop_uid=o.sop_uid)
                 if not errors:
                     complete(s, job)
             if errors:
                 self._fail(job, "; ".join(errors))
+
+    def _announce(self, result_id: int, objects: list[Any], destinations: list[str], sent: set[str]) -> None:
+        """Record the objects about to be sent, so that a copy coming back (routing, catch-up)
+        is known as MedSight's own before the PACS even has it."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        with self.db.session() as s:
+            ins = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            for o in objects:
+                for name in destinations:
+                    if f"{o.sop_uid}|{name}" in sent:
+                        continue
+                    s.execute(ins(ResultOutput).values(result_id=result_id, kind=o.kind, sop_uid=o.sop_uid,
+                                                       series_uid=o.series_uid, destination=name, status="sending",
+                                                       sent_at=now())
+                              .on_conflict_do_nothing(index_elements=["sop_uid", "destination"]))
 
     def _run_webhook(self, jobs: list[Job]) -> None:
         from medsight.service.alerts import post_webhook, webhook_payload
