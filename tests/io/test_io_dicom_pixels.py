@@ -66,7 +66,7 @@ def test_palette_colour_is_expanded_to_rgb(tmp_path):
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless], ids=lambda s: s.name[:12])
 def test_lossless_compressed_syntaxes_decode_to_the_original_values(tmp_path, syntax):
-    stored = ((ramp_volume(1, 32, 24)[0].astype(np.int32) * 7) % 4000).astype(np.uint16)  # 12-bit
+    stored = ((ramp_volume(1, 64, 48)[0].astype(np.int32) * 7) % 4000).astype(np.uint16)  # 12-bit
     ds = make_slice(stored, slope=1.0, intercept=-1024.0)
     ds.BitsStored, ds.HighBit = 12, 11
     try:
