@@ -117,7 +117,7 @@ def read_back(path: Path) -> Dataset:
 def series_dir(shared, sub: str) -> Path:
     """The only leaf folder holding .dcm files under a shared-data folder (one DICOM series)."""
     root = shared(sub)
-    leaves = [p for p in root.rglob("*") if p.is_dir() and any(f.suffix == ".dcm" for f in p.iterdir())]
+    leaves = [p for p in [root, *root.rglob("*")] if p.is_dir() and any(f.suffix == ".dcm" for f in p.iterdir())]
     assert len(leaves) == 1, leaves
     return leaves[0]
 
