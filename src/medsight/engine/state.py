@@ -21,7 +21,14 @@ def save_weights(module: torch.nn.Module | dict[str, torch.Tensor], path: Path, 
     from safetensors.torch import save_file
 
     state = module.state_dict() if isinstance(module, torch.nn.Module) else module
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=metadata)
+    tensors, seen = {}, set()
+    for k, v in state.items():
+        v = v.detach().contiguous().cpu()
+        if v.untyped_storage().data_ptr() in seen:  # a module reached twice (MONAI DynUNet's skip layers)
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        tensors[k] = v
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
