@@ -84,7 +84,7 @@ KEEP_UIDS = frozenset({
     "MediaStorageSOPClassUID", "ReferencedSOPClassUIDInFile", "AffectedSOPClassUID",
 })
 _DICOM_ROOT = "1.2.840.10008."
-_METHOD = "MedSight: DICOM PS3.15 Basic Application Level Confidentiality Profile (documented subset)"
+_METHOD = "MedSight PS3.15 Basic Profile subset"  # LO: at most 64 characters
 
 
 class Deidentifier:
@@ -153,7 +153,7 @@ class Deidentifier:
         out = copy.deepcopy(ds)
         pseudonym = self.pseudonym(str(ds.get("PatientID", "") or ""))
         out.remove_private_tags()
-        self._clean(out)
+        self._clean(out, set())
         out.PatientName = pseudonym
         out.PatientID = pseudonym
         out.PatientIdentityRemoved = "YES"
@@ -186,8 +186,15 @@ class Deidentifier:
             items.append(item)
         return Sequence(items)
 
-    def _clean(self, ds) -> None:
-        """Apply the actions to one dataset and, recursively, to every item of its sequences."""
+    def _clean(self, ds, seen: set[int]) -> None:
+        """Apply the actions to one dataset and, recursively, to every item of its sequences.
+
+        ``seen`` holds the ids of datasets already cleaned: an item object shared by two
+        sequences (highdicom builds such) must be remapped once, not twice.
+        """
+        if id(ds) in seen:
+            return
+        seen.add(id(ds))
         for elem in list(ds):
             tag = elem.tag
             if tag.group in range(0x5000, 0x5100) or tag.group in range(0x6000, 0x6100):
@@ -204,7 +211,7 @@ class Deidentifier:
             vr = elem.VR
             if vr == "SQ":
                 for item in elem.value:
-                    self._clean(item)
+                    self._clean(item, seen)
             elif vr == "PN":
                 elem.value = ""
             elif vr == "UI" and kw not in KEEP_UIDS:
