@@ -71,7 +71,8 @@ def test_resampling_keeps_position_and_volume_within_a_voxel():
         assert labels.array.dtype == np.uint8 and set(np.unique(labels.array)) == {0, 100}
     back = resample_to(resample_to_spacing(image, 1.0, mode="nearest"), image, mode="nearest")
     assert back.same_geometry(image)
-    assert np.mean((back.array > 50) == (image.array > 50)) > 0.98
+    a, b = back.array > 50, image.array > 50
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9  # Dice of the round trip through 1 mm
 
 
 def test_2d_oblique_plane_crop_and_resample_keep_the_plane():
