@@ -113,7 +113,7 @@ class EvalConfig(_Strict):
     threshold_rule: str = "youden"
     bootstrap: int = Field(2000, ge=100)
     ci: float = Field(0.95, gt=0, lt=1)
-    tta: bool = False
+    tta: bool = False  # average predictions over the image and its left-right mirror (not for chest X-rays)
 
     @field_validator("threshold_rule")
     @classmethod

@@ -5,10 +5,10 @@ import pickle
 
 import numpy as np
 import pytest
-from support.bad_inputs import dicom_without_pixels, png_bomb_header, truncated_png, xray_dicom
 from typer.testing import CliRunner
 
 from medsight.cli.main import app
+from support.bad_inputs import dicom_without_pixels, png_bomb_header, truncated_png, xray_dicom
 
 runner = CliRunner()
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medsight.config import Config, DataConfig, save_config
-from medsight.errors import DataError, ShapeError
+from medsight.errors import DataError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
@@ -41,13 +40,20 @@ def positive_index(labels: list[str], positive: str | None) -> int | None:
     return labels.index(positive)
 
 
-def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, batch: int = 256) -> np.ndarray:
+def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, batch: int = 256,
+                   tta: bool = False) -> np.ndarray:
+    """Class probabilities; with ``tta``, averaged over the image and its left-right mirror."""
     network.eval()
     out = []
+
+    def probs(xb: torch.Tensor) -> torch.Tensor:
+        logits = network(xb)
+        return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            logits = network(x[i:i + batch])
-            out.append(torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1))
+            xb = x[i:i + batch]
+            out.append((probs(xb) + probs(xb.flip(-1))) / 2 if tta else probs(xb))
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
 
 
@@ -105,7 +111,7 @@ class ClassificationTask(Task):
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
-        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")))
+        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")), tta=bool(model.manifest.get("tta")))
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         t0 = time.perf_counter()
@@ -164,7 +170,7 @@ class ClassificationTask(Task):
                             f"{errors[0]['error'] if errors else '?'}")
         xt = pre.normalize(torch.from_numpy(x))
         multilabel = bool(model.manifest.get("multilabel"))
-        p = _probabilities(model.network, xt, multilabel)
+        p = _probabilities(model.network, xt, multilabel, tta=bool(model.manifest.get("tta")))
         elapsed = time.perf_counter() - t0
         y = ds.targets([samples[i] for i in kept])
         m = model.manifest
@@ -268,11 +274,11 @@ class ClassificationTask(Task):
         network.eval()
         train_seconds = time.perf_counter() - t_start
         # operating point: validation split only
-        p_va = _probabilities(network, x_va_t, multilabel)
+        p_va = _probabilities(network, x_va_t, multilabel, tta=cfg.evaluation.tta)
         manifest: dict[str, Any] = {
             "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
             "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities, "augmentation": cfg.augmentation, "labels": labels,
-            "multilabel": multilabel, "positive_index": pos,
+            "multilabel": multilabel, "positive_index": pos, "tta": cfg.evaluation.tta,
             "positive_label": labels[pos] if pos is not None else None,
             "threshold_rule": cfg.evaluation.threshold_rule,
             "training": {
