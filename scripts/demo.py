@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("MEDSIGHT_DEMO_DIR", REPO / "runs" / "demo"))
 MEDSIGHT = [sys.executable, "-m", "medsight.cli"]
+EPOCHS = int(os.environ.get("MEDSIGHT_DEMO_EPOCHS", "8"))
 
 
 def run(*args: object) -> None:
@@ -66,7 +67,7 @@ def main() -> None:
     print(f"MedSight demo: PneumoniaMNIST from {data}; everything goes to {OUT}")
     run_dir = OUT / "run"
     run("train", REPO / "configs" / "pneumonia-xray.yaml", "--out", run_dir, "--set", f"data.source={data}",
-        "--set", "train.epochs=8", "--set", "name=pneumonia-xray-demo")
+        "--set", f"train.epochs={EPOCHS}", "--set", "name=pneumonia-xray-demo")
     report = OUT / "report.html"
     run("evaluate", "--model", run_dir / "model", "--data", data, "--split", "test", "--json", OUT / "test.json",
         "--report", report)
@@ -75,7 +76,7 @@ def main() -> None:
     ev = json.loads((OUT / "test.json").read_text())
     preds = json.loads((OUT / "predictions.json").read_text())
     print("\nWhat the demo did:")
-    print(f"  - trained {run_dir / 'model'} on {ev['data']} (8 epochs; the shipped model uses 20)")
+    print(f"  - trained {run_dir / 'model'} on {ev['data']} ({EPOCHS} epochs; the shipped model uses 20)")
     print(f"  - official test split, n={ev['n']}: AUC {ev['auc']} (95% CI {ev['auc_ci95'][0]}-{ev['auc_ci95'][1]}), "
           f"accuracy {ev['accuracy']}, sensitivity {ev['sensitivity']}, specificity {ev['specificity']} "
           f"at threshold {ev['threshold']:.3f} chosen on the validation split")
