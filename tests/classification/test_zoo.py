@@ -1,0 +1,51 @@
+"""The shipped models: loadable by name, documented, and as good on the official test splits as
+their cards say (real data: the PneumoniaMNIST and BreastMNIST copies in ../shared/data)."""
+
+import numpy as np
+import pytest
+
+import medsight
+from medsight.models import list_zoo, load_model
+from medsight.tasks.base import get_task
+
+SHIPPED = {
+    # name: (data file, minimum test AUC, minimum test accuracy, min sensitivity, min specificity)
+    "pneumonia-xray": ("pneumoniamnist/pneumoniamnist.npz", 0.98, 0.93, 0.90, 0.80),
+    "breast-ultrasound": ("breastmnist/breastmnist.npz", 0.92, 0.87, None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_is_complete(name):
+    names = {m["name"] for m in list_zoo()}
+    assert name in names, f"{name} is not in the zoo ({names})"
+    m = load_model(name)
+    assert m.manifest["weights_sha256"] and m.manifest["threshold_rule"] and 0 < m.manifest["threshold"] < 1
+    assert m.manifest["reproduce"].startswith("medsight train configs/")
+    assert "## Reproduce" in m.card and m.manifest["reproduce"] in m.card
+    assert (m.path / "weights.safetensors").stat().st_size < 20 * 2**20  # small enough to ship
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_meets_its_targets_on_the_official_test_split(name, shared_data):
+    data, auc, acc, sens, spec = SHIPPED[name]
+    m = load_model(name)
+    ev = get_task("classification").evaluate(m, str(shared_data(data)), split="test", n_boot=500)
+    assert ev["auc"] >= auc and ev["accuracy"] >= acc, (ev["auc"], ev["accuracy"])
+    if sens is not None:
+        assert ev["sensitivity"] >= sens and ev["specificity"] >= spec, (ev["sensitivity"], ev["specificity"])
+    # the card reports what the model really does
+    assert ev["auc"] == pytest.approx(m.manifest["metrics"]["test"]["auc"], abs=1e-4)
+
+
+@pytest.mark.realdata
+def test_predict_by_name_on_a_png_right_after_install(tmp_path, shared_data):
+    from support.bad_inputs import write_png
+
+    with np.load(shared_data("pneumoniamnist/pneumoniamnist.npz")) as z:
+        img, label = z["test_images"][1], int(z["test_labels"][1, 0])
+    png = write_png(tmp_path / "chest.png", img)
+    [r] = medsight.load("pneumonia-xray").predict([png])
+    assert r.label in ("normal", "pneumonia") and abs(sum(r.probabilities.values()) - 1) < 1e-5
+    assert r.provenance.model == "pneumonia-xray" and len(r.provenance.input_sha256) == 64
