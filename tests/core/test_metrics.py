@@ -95,3 +95,16 @@ def test_multiclass_report_per_class_and_macro_auc():
     assert set(r["per_class"]) == {"a", "b", "c"}
     assert r["auc_ci95"][0] <= r["auc"] <= r["auc_ci95"][1]
     assert np.array(r["confusion_matrix"]).sum() == 150
+
+
+def test_calibration_of_perfectly_calibrated_and_overconfident_scores():
+    from medsight.metrics.classification import calibration
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20000)
+    y = rng.uniform(0, 1, 20000) < p  # outcomes drawn at the predicted rate
+    good = calibration(y, p)
+    bad = calibration(y, (p > 0.5).astype(float))  # all-or-nothing
+    assert good["ece"] < 0.02 and bad["ece"] > 0.2
+    assert good["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-4)
+    assert sum(b["n"] for b in good["bins"]) == 20000

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci"]
+__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci", "calibration"]
 
 
 def wilson_ci(k: int, n: int, level: float = 0.95) -> list[float] | None:
@@ -22,6 +22,28 @@ def wilson_ci(k: int, n: int, level: float = 0.95) -> list[float] | None:
 
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
     return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
+def calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """How far predicted probabilities are from observed frequencies.
+
+    Returns:
+        ``brier`` (mean squared error of p), ``ece`` (expected calibration error over
+        ``n_bins`` equal-width bins, weighted by bin size) and ``bins`` (mean p, observed rate
+        and count per non-empty bin, for a reliability diagram).
+    """
+    y = np.asarray(y, dtype=float).ravel()
+    p = np.clip(np.asarray(p, dtype=float).ravel(), 0, 1)
+    edges = np.linspace(0, 1, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            pm, yr = float(p[m].mean()), float(y[m].mean())
+            ece += m.mean() * abs(pm - yr)
+            bins.append({"p_mean": round(pm, 4), "y_rate": round(yr, 4), "n": int(m.sum())})
+    return {"brier": round(float(np.mean((p - y) ** 2)), 4), "ece": round(float(ece), 4), "bins": bins}
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -101,6 +123,8 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_
         "f1": ratio(2 * tp, 2 * tp + fp + fn),
         "confusion_matrix": [[tn, fp], [fn, tp]],
     }
+    cal = calibration(y, s)
+    out.update({"brier": cal["brier"], "ece": cal["ece"], "calibration_bins": cal["bins"]})
     if roc_points and both:
         from sklearn.metrics import roc_curve
 

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from medsight.report.plots import confusion_png, roc_png
+from medsight.report.plots import confusion_png, reliability_png, roc_png
 
 __all__ = ["write_classification_report"]
 
@@ -59,9 +59,12 @@ def write_classification_report(ev: dict[str, Any], path: str | Path, *, manifes
             neg = [x for x in labels if x != ev["positive_label"]][0]
             names = [neg, ev["positive_label"]]
         cm = f'<img alt="confusion matrix" src="data:image/png;base64,{confusion_png(ev["confusion_matrix"], names)}">'
+    if ev.get("calibration_bins"):
+        cm += (f'<img alt="reliability diagram" src="data:image/png;base64,'
+               f'{reliability_png(ev["calibration_bins"], ece=ev.get("ece"), brier=ev.get("brier"))}">')
     rows = "".join(
         f"<tr><td>{k}</td><td>{_fmt(ev.get(k))}</td><td>{_fmt(ev.get(k + '_ci95'))}</td></tr>"
-        for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1") if k in ev)
+        for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece") if k in ev)
     extra = ""
     if ev.get("per_class"):
         extra += "<h2>Per class</h2><table><tr><th>class</th><th>AUC</th><th>sensitivity</th><th>specificity</th><th>n</th></tr>"

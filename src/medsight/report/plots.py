@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "fig_to_base64"]
+__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "fig_to_base64"]
 
 
 def _plt():
@@ -81,4 +81,23 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    return fig_to_base64(fig)
+
+
+def reliability_png(bins: Sequence[dict[str, Any]], *, ece: float | None, brier: float | None) -> str:
+    """Reliability diagram: observed positive rate against mean predicted probability per bin."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    xs = [b["p_mean"] for b in bins]
+    ys = [b["y_rate"] for b in bins]
+    sizes = [20 + 180 * b["n"] / max(1, max(bb["n"] for bb in bins)) for b in bins]
+    ax.plot(xs, ys, "-", color="C0", lw=1)
+    ax.scatter(xs, ys, s=sizes, color="C0", label=f"ECE {ece:.3f}, Brier {brier:.3f}" if ece is not None else None)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
     return fig_to_base64(fig)
