@@ -31,9 +31,11 @@ def results(lidc, tmp_path_factory):
     mask[6:11, 355:380, 305:330] = 1  # around the nodule of the provenance notes
     mask[3, 100:120, 100:110] = 2
     out = tmp_path_factory.mktemp("results")
-    seg = write_dicom(build_seg(list(reversed(sources)), mask, {1: "Nodule", 2: "Lung"}, algorithm=ALGO), out / "seg.dcm")
-    sr = write_dicom(build_sr(sources, [Finding("Nodule diameter", 23.4, "mm"), Finding("Malignancy", text="suspicious"),
-                                        Finding("Nodule volume", 5.1, "ml")], algorithm=ALGO), out / "sr.dcm")
+    seg_ds = build_seg(list(reversed(sources)), mask, {1: "Nodule", 2: "Lung"}, algorithm=ALGO)
+    seg = write_dicom(seg_ds, out / "seg.dcm")
+    findings = [Finding("Nodule diameter", 23.4, "mm"), Finding("Malignancy", text="suspicious"),
+                Finding("Nodule volume", 5.1, "ml")]
+    sr = write_dicom(build_sr(sources, findings, algorithm=ALGO), out / "sr.dcm")
     rgb = np.zeros((512, 512, 3), np.uint8)
     rgb[..., 0] = 200
     sc = write_dicom(build_sc(sources[8], rgb, algorithm=ALGO), out / "sc.dcm")

@@ -91,7 +91,8 @@ def check_archive(zf: zipfile.ZipFile, limits: ReadLimits, path: object) -> list
         if total > limits.max_file_bytes:
             raise ImageTooLargeError(f"archive unpacks to more than {limits.max_file_bytes:,} bytes "
                                      "(possible zip bomb)", path=path)
-        if info.file_size >= _RATIO_MIN_BYTES and info.file_size > limits.max_archive_ratio * max(1, info.compress_size):
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size >= _RATIO_MIN_BYTES and ratio > limits.max_archive_ratio:
             raise ImageTooLargeError(
                 f"archive member {info.filename!r} expands {info.file_size / max(1, info.compress_size):,.0f} times "
                 f"(limit {limits.max_archive_ratio:g}); possible zip bomb", path=path)

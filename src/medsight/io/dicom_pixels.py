@@ -199,7 +199,8 @@ def _colour(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], path: o
         except _DECODE_ERRORS as exc:
             raise PixelDataError(f"PALETTE COLOR image has an unusable colour lookup table: {exc}", path=path) from exc
         if arr.dtype != np.uint8:  # LUT entries are 16 bit: keep 8 significant bits
-            bits = int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor" in ds else 16
+            descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+            bits = int(descriptor[2]) if descriptor else 16
             arr = (arr >> max(0, bits - 8)).astype(np.uint8)
     elif arr.dtype != np.uint8:
         # 16-bit colour is rare; scale into 8 bit so that every colour image has one dtype
@@ -245,6 +246,7 @@ def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], fram
                     arr = arr.astype(small)
                     break
         info["inverted_monochrome1"] = True
+        info["inversion_sum"] = float(lo + hi)  # v' = sum - v; a DICOM window centre maps the same way
     modality = str(ds.get("Modality", "")).upper()
     if modality == "CT" and ("rescale" in info or "modality_lut" in info):
         info["units"] = "HU"

@@ -65,7 +65,8 @@ def read_npz(path: Path, *, limits: ReadLimits, key: str | None = None, **_: obj
                 raise UnsupportedFormatError(f"expected a key 'image' in the .npz; found {keys}", path=path)
             with z.zip.open(key + ".npy") as member:  # check the shape before decompressing
                 version = np.lib.format.read_magic(member)
-                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                fmt = np.lib.format
+                reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                 shape, _, _ = reader(member)
             check_pixel_count(shape, limits, path)
             arr = z[key]

@@ -131,7 +131,8 @@ class FolderScan:
         )
 
     def _listing(self) -> str:
-        return "; ".join(f"[{i}] {s.uid} {s.description!r} ({len(s.slices)} instances)" for i, s in enumerate(self.series))
+        return "; ".join(f"[{i}] {s.uid} {s.description!r} ({len(s.slices)} instances)"
+                         for i, s in enumerate(self.series))
 
 
 def _iter_files(root: Path, limits: ReadLimits):
@@ -373,7 +374,8 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
                               f"decodes to {pixels.shape[1:]}", path=h.path)
         if volume is None:
             ds0, meta = ds, pinfo
-            volume = np.empty((n, first.rows, first.cols), dtype=np.float32 if pixels.dtype.kind == "f" else pixels.dtype)
+            dtype = np.float32 if pixels.dtype.kind == "f" else pixels.dtype
+            volume = np.empty((n, first.rows, first.cols), dtype=dtype)
         elif not np.can_cast(pixels.dtype, volume.dtype, "safe"):
             wider = np.promote_types(pixels.dtype, volume.dtype)
             volume = volume.astype(np.float32 if wider.kind == "f" or wider.itemsize > 4 else wider)  # widen once
