@@ -43,7 +43,7 @@ def to_unit_range(arr: np.ndarray, *, mode: str, a_min: float = 0.0, a_max: floa
     """
     x = arr.astype(np.float32, copy=False)
     if mode == "range":
-        lo, hi = float(x.min(initial=0)), float(x.max(initial=0))
+        lo, hi = float(x.min()), float(x.max())
         if lo >= a_min - 1e-6 and hi <= a_max + 1e-6:
             return np.clip((x - a_min) / (a_max - a_min), 0, 1)
         if window is not None:

@@ -61,6 +61,8 @@ class Preprocessor:
         window = self.window
         if window is None and image.meta.get("window"):
             c, w = image.meta["window"]
+            if image.meta.get("inversion_sum") is not None:  # MONOCHROME1 was inverted on read
+                c = float(image.meta["inversion_sum"]) - c
             window = (c - w / 2, c + w / 2)
         if not np.all(np.isfinite(arr)):
             from medsight.errors import InvalidValueError
