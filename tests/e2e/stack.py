@@ -164,6 +164,12 @@ class Stack:
             "log_level": "INFO",
         }
 
+    def database(self) -> Any:
+        """A connection to the service's database (SQLite file or PostgreSQL)."""
+        from medsight.service.db import Database
+
+        return Database(self.db_url or f"sqlite:///{self.workdir / 'medsight-data' / 'medsight.db'}")
+
     def start(self) -> Stack:
         self.orthanc.start()
         self.service = ServiceProcess(self.workdir, self.config()).start()

@@ -84,10 +84,15 @@ class Ingestor:
                                     code="too_large")
         if not data:
             raise RefusedInputError("expected a DICOM instance; got 0 bytes", code="corrupt")
+        headerless = data[128:132] != b"DICM"
         try:
-            return read_dataset(io.BytesIO(data), force=data[128:132] != b"DICM")
+            ds = read_dataset(io.BytesIO(data), force=headerless)
         except MedSightError as exc:
             raise RefusedInputError(f"expected a DICOM instance; {exc}", code="corrupt") from None
+        if headerless and "SOPClassUID" not in ds:
+            raise RefusedInputError("expected a DICOM instance; found no DICM preamble and no SOP Class UID",
+                                    code="corrupt")
+        return ds
 
     def check(self, ds: Any) -> InstanceFacts:
         """Refuse what the service cannot use; return the routing facts.

@@ -1,0 +1,142 @@
+"""Bad input, tried as a new user would: each is refused with the proper DICOM status or
+HTTP code, recorded (log + audit), and the service goes on processing good images."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+
+from e2e.helpers import storescu, wait_for
+from e2e.stack import TOKENS
+
+
+#: how dcmtk's storescu names the statuses the service answers
+STATUS_TEXT = {"0xc000": "cannotunderstand", "0x0122": "sopclassnotsupported", "0xa900": "datasetdoesnotmatchsopclass",
+               "0xa700": "outofresources"}
+
+
+def _status(out, hexcode):
+    text = (out.stdout + out.stderr).lower().replace(" ", "")
+    return hexcode in text or STATUS_TEXT[hexcode] in text
+
+
+def _refusals(stack, reason=None):
+    rows = stack.service.get("/api/v1/audit?action=refused").json()
+    return [r for r in rows if reason is None or r["details"].get("reason") == reason]
+
+
+def _corrupt(path, tmp_path):
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 512, 512  # pixel data far shorter than the header claims
+    out = tmp_path / "corrupt.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def _text_sr(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.file_meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.11", uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientID, ds.PatientName = "SR", "E2E-BAD", "E2E^PHI^CANARY"
+    ds.ValueType, ds.CompletionFlag, ds.VerificationFlag = "CONTAINER", "COMPLETE", "UNVERIFIED"
+    out = tmp_path / "text-sr.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def test_corrupt_dicom_gets_cannot_understand(stack, xray_file, tmp_path):
+    path, _ = xray_file("negative", patient_id="E2E-BAD")
+    out = storescu(stack.service.dicom_port, [_corrupt(path, tmp_path)])
+    assert _status(out, "0xc000"), out.stdout + out.stderr
+    assert _refusals(stack, "corrupt")
+
+
+def test_non_image_sop_class_is_refused(stack, tmp_path):
+    out = storescu(stack.service.dicom_port, [_text_sr(tmp_path)])
+    assert _status(out, "0x0122"), out.stdout + out.stderr
+    assert _refusals(stack, "not_image")
+
+
+def test_unknown_modality_is_refused(stack, xray_file):
+    path, _ = xray_file("negative", patient_id="E2E-BAD", modality="XYZ")
+    out = storescu(stack.service.dicom_port, [path])
+    assert _status(out, "0xa900"), out.stdout + out.stderr
+    assert _refusals(stack, "unknown_modality")
+
+
+def test_instance_over_the_size_limit_is_refused_by_dicom_and_http(stack, tmp_path, cases):
+    from support.xray_dicom import write_xray
+
+    big = np.tile(cases["negative"], (80, 80))  # 2240 x 2240 bytes = 5 MB > the 4 MB limit
+    path = write_xray(tmp_path / "big.dcm", big, patient_id="E2E-BAD")
+    out = storescu(stack.service.dicom_port, [path])
+    assert _status(out, "0xa700"), out.stdout + out.stderr
+    r = httpx.post(stack.service.http + "/api/v1/instances", files={"file": ("big.dcm", path.read_bytes())},
+                   headers={"Authorization": f"Bearer {TOKENS['sender']}"}, timeout=60)
+    assert r.status_code == 413, r.text
+    assert _refusals(stack, "too_large")
+
+
+def test_http_upload_codes(stack, xray_file, tmp_path):
+    h = {"Authorization": f"Bearer {TOKENS['sender']}"}
+    url = stack.service.http + "/api/v1/instances"
+    r = httpx.post(url, files={"file": ("junk.dcm", b"this is not DICOM at all" * 10)}, headers=h)
+    assert r.status_code == 422 and r.json()["instances"][0]["code"] == "corrupt"
+    r = httpx.post(url, files={"file": ("sr.dcm", _text_sr(tmp_path).read_bytes())}, headers=h)
+    assert r.status_code == 415
+    good, ds = xray_file("negative", patient_id="E2E-UPLOAD")
+    r = httpx.post(url, files={"file": ("good.dcm", good.read_bytes())}, headers=h)
+    assert r.status_code == 200 and r.json()["instances"][0]["sop_uid"] == ds.SOPInstanceUID
+
+
+@pytest.mark.parametrize("headers,status", [({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                                            ({"Authorization": "Basic abc"}, 401),
+                                            ({"Authorization": f"Bearer {TOKENS['sender']}"}, 403)])
+def test_wrong_or_missing_token(stack, headers, status):
+    r = httpx.get(stack.service.http + "/api/v1/worklist", headers=headers)
+    assert r.status_code == status
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+    log = stack.service.log_path.read_text(errors="replace")
+    assert "refused" in log and "wrong" not in log  # logged, without echoing the token
+
+
+def test_calling_aet_not_on_the_allow_list(stack, xray_file):
+    path, _ = xray_file("negative", patient_id="E2E-BAD")
+    out = storescu(stack.service.dicom_port, [path], aet="INTRUDER")
+    assert out.returncode != 0
+    assert "rejected" in (out.stdout + out.stderr).lower()
+    rows = wait_for(lambda: [r for r in _refusals(stack) if r["object_type"] == "association"], timeout=10,
+                    what="refused association in the audit")
+    assert rows[0]["actor"] == "dicom:INTRUDER"
+
+
+def test_other_work_continues_after_bad_input(stack, xray_file):
+    path, ds = xray_file("positive", patient_id="E2E-AFTER-BAD")
+    assert storescu(stack.service.dicom_port, [path]).returncode == 0
+    res = wait_for(lambda: stack.service.get(f"/api/v1/results?sop_uid={ds.SOPInstanceUID}").json(), timeout=60,
+                   what="result after the bad inputs")
+    assert res[0]["status"] == "ok"
+    assert stack.service.alive()
+    log = stack.service.log_path.read_text(errors="replace")
+    for code in ("corrupt", "not_image", "unknown_modality", "too_large"):
+        assert f"({code})" in log, code
+
+
+def test_no_patient_identifiers_in_the_logs(stack):
+    """Every test here sent PatientName E2E^PHI^CANARY; it must not appear in any log line."""
+    log = stack.service.log_path.read_text(errors="replace")
+    orth = (stack.workdir / "orthanc" / "orthanc.log")
+    assert "received" in log  # the log is not empty
+    for ident in ("E2E^PHI^CANARY", "PHI^CANARY", "E2E-BAD", "E2E-AFTER-BAD", "E2E-UPLOAD"):
+        assert ident not in log, ident
+    assert orth.exists()
