@@ -140,3 +140,15 @@ def test_an_oblique_series_has_its_spacing_along_the_normal(tmp_path):
     # the z step between slices is 6.5 * cos(20 deg), not the slice spacing
     last = image.affine @ [3, 0, 0, 1]
     assert last[2] - image.origin[2] == pytest.approx(3 * 6.5 * c, abs=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+def test_native_pixels_with_fewer_stored_bits_decode_exactly_as_pydicom(tmp_path, dtype):
+    stored = np.array([[0x0FFF, 0x0800], [0x7001, -2]], np.int16).astype(dtype)  # garbage above bit 11
+    ds = make_slice(stored, slope=None, intercept=None, modality="MR")
+    ds.BitsStored, ds.HighBit = 12, 11
+    write(ds, tmp_path / "p.dcm")
+    expected = pydicom.dcmread(tmp_path / "p.dcm").pixel_array
+    image = mio.read(tmp_path / "p.dcm")
+    assert image.array.dtype == expected.dtype
+    np.testing.assert_array_equal(image.array[0], expected)

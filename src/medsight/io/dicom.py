@@ -71,32 +71,38 @@ def read_dataset(path: Path | Any, *, headers_only: bool = False, force: bool = 
 
 
 def _check_complete(ds, file_size: int, name: object) -> None:
-    """Raise when a top-level element declares more bytes than the file holds (truncation)."""
+    """Raise when the file ends inside the last top-level element (truncation).
+
+    pydicom reads elements in file order and stops quietly at the end of the file, so only the
+    last element can be cut short: its value holds fewer bytes than its length declares (or,
+    when deferred, it would end past the file), or a few bytes of a next element header follow.
+    """
     from pydicom.dataelem import RawDataElement
 
     tags = list(ds.keys())
-    for i, tag in enumerate(tags):
-        try:
-            raw = ds.get_item(tag, keep_deferred=True)
-        except _PARSE_ERRORS:
-            continue
-        if not isinstance(raw, RawDataElement) or raw.length in (None, _UNDEFINED_LENGTH):
-            continue
-        if i == len(tags) - 1:  # the last element: a few bytes after it are a cut-off element header
-            left = file_size - (raw.value_tell + raw.length)
-            if 0 < left < 8:
-                raise CorruptFileError(
-                    f"DICOM is truncated: the file ends {left} byte(s) into the element after {tag}", path=name)
-        if raw.value is None:  # deferred: its bytes were skipped, not read
-            short = raw.length > 0 and raw.value_tell + raw.length > file_size
-            have = max(0, file_size - raw.value_tell)
-        else:
-            short = len(raw.value) < raw.length
-            have = len(raw.value)
-        if short:
-            raise CorruptFileError(
-                f"DICOM is truncated: element {tag} declares {raw.length:,} bytes but the file ends after "
-                f"{have:,} of them", path=name)
+    if not tags:
+        return
+    tag = tags[-1]
+    try:
+        raw = ds.get_item(tag, keep_deferred=True)
+    except _PARSE_ERRORS:
+        return
+    if not isinstance(raw, RawDataElement) or raw.length in (None, _UNDEFINED_LENGTH):
+        return
+    if raw.value is None:  # deferred: its bytes were skipped, not read
+        have = max(0, file_size - raw.value_tell)
+        short = raw.length > 0 and raw.value_tell + raw.length > file_size
+    else:
+        have = len(raw.value)
+        short = have < raw.length
+    if short:
+        raise CorruptFileError(
+            f"DICOM is truncated: element {tag} declares {raw.length:,} bytes but the file ends after "
+            f"{have:,} of them", path=name)
+    left = file_size - (raw.value_tell + raw.length)
+    if 0 < left < 8:
+        raise CorruptFileError(
+            f"DICOM is truncated: the file ends {left} byte(s) into the element after {tag}", path=name)
 
 
 def _float_list(value: Any, n: int) -> list[float] | None:
@@ -316,8 +322,6 @@ def _str(v: Any) -> str | None:
 
 @register_reader("dicom")
 def read_dicom(path: Path, *, limits: ReadLimits, **_: object) -> Image:
-    """Read one DICOM file (single- or multi-frame)."""
-    with open(path, "rb") as f:
-        head = f.read(132)
-    ds = read_dataset(path, force=head[128:132] != b"DICM")
+    """Read one DICOM file (single- or multi-frame); the registry has sniffed it as DICOM."""
+    ds = read_dataset(path, force=True)  # force: also preamble-less files named .dcm
     return dataset_to_image(ds, path=path, limits=limits)

@@ -125,9 +125,40 @@ def _frame_rescales(ds, frames: int) -> list[tuple[float, float]] | None:
     return None
 
 
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99")
+
+
+def _native_fast(ds) -> np.ndarray | None:
+    """Uncompressed little-endian grayscale with 8/16/32 bits, decoded as pydicom does.
+
+    pydicom's ``pixel_array`` spends most of a 512x512 slice's decode time on option
+    handling; for this one common layout we take the bytes as they are and apply pydicom's
+    own rule for BitsStored < BitsAllocated (mask unsigned values, sign-extend signed ones).
+    Everything else (compressed, big endian, colour, 1-bit, float) goes through pydicom.
+    """
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in _NATIVE_LE or "PixelData" not in ds or _int(ds, "SamplesPerPixel", 1) != 1:
+        return None
+    allocated = _int(ds, "BitsAllocated", 0)
+    stored = _int(ds, "BitsStored", allocated)
+    signed = _int(ds, "PixelRepresentation", 0) == 1
+    if allocated not in (8, 16, 32) or not 0 < stored <= allocated:
+        return None
+    n = _int(ds, "Rows", 0) * _int(ds, "Columns", 0) * (_int(ds, "NumberOfFrames", 1) or 1)
+    arr = np.frombuffer(ds.PixelData, dtype=f"<{'i' if signed else 'u'}{allocated // 8}", count=n).copy()
+    if stored < allocated:
+        if signed:
+            shift = allocated - stored
+            arr = (arr << shift) >> shift
+        else:
+            arr &= (1 << stored) - 1
+    return arr
+
+
 def _decode(ds, path: object) -> np.ndarray:
     try:
-        return np.asarray(ds.pixel_array)
+        fast = _native_fast(ds)
+        return fast if fast is not None else np.asarray(ds.pixel_array)
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - decoders in Rust raise pyo3's PanicException (a BaseException)
