@@ -32,10 +32,13 @@ log = logging.getLogger(__name__)
 
 def train_settings(cfg: Config, spatial_dims: int) -> Any:
     """The training settings with segmentation's defaults where the config left them unset:
-    monitor ``val_dice`` (max), batch size 2 (3D) or 12 (2D)."""
+    monitor ``val_dice`` (max; also when the config names a metric segmentation does not
+    report, such as classification's default ``val_auc``), batch size 2 (3D) or 12 (2D)."""
     update: dict[str, Any] = {}
     given = cfg.train.model_fields_set
-    if "monitor" not in given:
+    if "monitor" not in given or not cfg.train.monitor.startswith("val_dice"):
+        if "monitor" in given and cfg.train.monitor != "val_auc":
+            log.warning("train.monitor %r is not a segmentation metric; monitoring val_dice", cfg.train.monitor)
         update.update(monitor="val_dice", monitor_mode="max")
     if "batch_size" not in given:
         update["batch_size"] = 2 if spatial_dims == 3 else 12
@@ -72,7 +75,6 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     if "segmentation" not in get_spec(cfg.model.name).tasks:
         raise ConfigError(f"model {cfg.model.name!r} is not a segmentation model; choose unet, dynunet or segresnet")
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -126,6 +128,8 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     if dims == 3:
         net = net.to(memory_format=torch.channels_last_3d)
     tcfg = train_settings(cfg, dims)
+    cfg = cfg.model_copy(update={"train": tcfg})
+    save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same
     aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=patch, keys=("image", "label"),
                              label_keys=("label",), seed=cfg.train.seed)
     dataset = PatchDataset(x_tr, y_tr, patch_size=patch, foreground_ratio=seg.foreground_ratio,
