@@ -18,6 +18,7 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, UnsupportedFormatError
 from medsight.io.dicom_pixels import PIXEL_KEYWORDS, dataset_pixels
+from medsight.io.dicom_values import value
 from medsight.io.image import Image, Patient, default_direction
 from medsight.io.limits import ReadLimits
 from medsight.io.registry import register_reader
@@ -119,7 +120,7 @@ def patient_of(ds) -> Patient:
     """The patient identifiers of a dataset (kept for export, never logged)."""
 
     def s(kw: str) -> str | None:
-        v = ds.get(kw)
+        v = value(ds, kw)
         return None if v is None or str(v) == "" else str(v)
 
     return Patient(id=s("PatientID"), name=s("PatientName"), birth_date=s("PatientBirthDate"),
@@ -135,12 +136,13 @@ def plane_geometry(ds) -> dict[str, Any]:
     Missing values fall back to identity orientation, zero position and 1 mm spacing, with
     ``known`` False.
     """
-    iop = _float_list(ds.get("ImageOrientationPatient"), 6)
-    ipp = _float_list(ds.get("ImagePositionPatient"), 3)
+    get = ds.get if isinstance(ds, dict) else (lambda kw: value(ds, kw))
+    iop = _float_list(get("ImageOrientationPatient"), 6)
+    ipp = _float_list(get("ImagePositionPatient"), 3)
     spacing_source = None
     ps = None
     for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        ps = _float_list(ds.get(kw), 2)
+        ps = _float_list(get(kw), 2)
         if ps and ps[0] > 0 and ps[1] > 0:
             spacing_source = kw
             break
@@ -164,7 +166,7 @@ def plane_geometry(ds) -> dict[str, Any]:
 
 
 def _window(ds) -> list[float] | None:
-    c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
+    c, w = value(ds, "WindowCenter"), value(ds, "WindowWidth")
     if c is None or w is None:
         return None
     try:
@@ -181,10 +183,10 @@ def _common_meta(ds) -> dict[str, Any]:
                     ("SOPClassUID", "sop_class_uid"), ("StudyDate", "study_date"),
                     ("SeriesNumber", "series_number"), ("Manufacturer", "manufacturer"),
                     ("ViewPosition", "view_position"), ("StudyDescription", "study_description")):
-        v = ds.get(kw)
+        v = value(ds, kw)
         if v is not None and str(v) != "":
             meta[key] = str(v)
-    thick = ds.get("SliceThickness")
+    thick = value(ds, "SliceThickness")
     try:
         if thick is not None and str(thick) != "":
             meta["slice_thickness_mm"] = float(thick)
@@ -229,7 +231,7 @@ def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = Non
 
     A DICOM Segmentation (SEG) becomes a label image (see :mod:`medsight.io.dicom_seg`).
     """
-    if str(ds.get("SOPClassUID", "")) == SEG_STORAGE:
+    if str(value(ds, "SOPClassUID", "")) == SEG_STORAGE:
         from medsight.io.dicom_seg import seg_to_image
 
         return seg_to_image(ds, path=path, limits=limits)
@@ -250,16 +252,16 @@ def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = Non
     else:
         geo = plane_geometry(ds)
     row, col = geo["row_cosine"], geo["col_cosine"]
-    normal = np.cross(row, col)
     meta["spacing_known"] = geo["spacing_source"] is not None
     if isinstance(path, (str, Path)):
         meta["source_files"] = [str(path)]  # lets dicom_out.source_datasets re-read the headers
     if geo["spacing_source"] in ("ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         meta["spacing_source"] = geo["spacing_source"]
-    common = dict(modality=str(ds.get("Modality", "OT")) or "OT",
-                  study_uid=_str(ds.get("StudyInstanceUID")), series_uid=_str(ds.get("SeriesInstanceUID")),
-                  sop_uids=(str(ds.get("SOPInstanceUID", "")),) if ds.get("SOPInstanceUID") else (),
-                  frame_of_reference_uid=_str(ds.get("FrameOfReferenceUID")), patient=patient_of(ds),
+    sop_uid = _str(value(ds, "SOPInstanceUID"))
+    common = dict(modality=str(value(ds, "Modality", "OT")) or "OT",
+                  study_uid=_str(value(ds, "StudyInstanceUID")), series_uid=_str(value(ds, "SeriesInstanceUID")),
+                  sop_uids=(sop_uid,) if sop_uid else (),
+                  frame_of_reference_uid=_str(value(ds, "FrameOfReferenceUID")), patient=patient_of(ds),
                   source=None if path is None else str(path), meta=meta)
     channel_axis_last = pixels.ndim == 4
     if frames == 1:
@@ -268,6 +270,7 @@ def dataset_to_image(ds, *, path: object = None, limits: ReadLimits | None = Non
         direction = np.column_stack([col, row]) if geo["orientation_known"] else default_direction(2)
         return Image(array=arr, spacing=geo["pixel_spacing"], origin=tuple(geo["position"]),
                      direction=direction, **common)
+    normal = np.cross(row, col)
     order, slice_spacing, origin, notes = _frame_order(ds, frames, normal, geo["position"])
     if notes:
         meta.setdefault("warnings", []).extend(notes)

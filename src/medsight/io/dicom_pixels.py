@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import MissingPixelDataError, PixelDataError
+from medsight.io.dicom_values import value
 from medsight.io.limits import ReadLimits, check_pixel_count
 
 __all__ = ["PIXEL_KEYWORDS", "dataset_pixels", "expected_native_bytes"]
@@ -39,22 +40,30 @@ _DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError,
 
 
 def _int(ds, kw: str, default: int) -> int:
-    v = ds.get(kw, default)
+    v = value(ds, kw, default)
     try:
         return int(v) if v is not None and str(v) != "" else default
     except (TypeError, ValueError):
         return default
 
 
-def expected_native_bytes(ds) -> int:
+def _header(ds) -> dict[str, int]:
+    """The integer attributes that describe the pixel data, read once (each get costs)."""
+    allocated = _int(ds, "BitsAllocated", 16)
+    return {"rows": _int(ds, "Rows", 0), "cols": _int(ds, "Columns", 0),
+            "frames": _int(ds, "NumberOfFrames", 1) or 1, "samples": _int(ds, "SamplesPerPixel", 1),
+            "allocated": allocated, "stored": _int(ds, "BitsStored", allocated) or allocated,
+            "signed": int(_int(ds, "PixelRepresentation", 0) == 1)}
+
+
+def expected_native_bytes(ds, h: dict[str, int] | None = None) -> int:
     """Bytes that uncompressed PixelData must hold: rows x cols x frames x samples x bits/8.
 
     1-bit data (BitsAllocated 1) is packed, rounded up to whole bytes.
     """
-    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
-    frames, samples = _int(ds, "NumberOfFrames", 1) or 1, _int(ds, "SamplesPerPixel", 1) or 1
-    bits = _int(ds, "BitsAllocated", 16)
-    n = rows * cols * frames * samples
+    h = h or _header(ds)
+    n = h["rows"] * h["cols"] * h["frames"] * (h["samples"] or 1)
+    bits = h["allocated"]
     return (n * bits + 7) // 8
 
 
@@ -63,17 +72,17 @@ def _is_compressed(ds) -> bool:
     return bool(ts is not None and getattr(ts, "is_compressed", False))
 
 
-def _check_native_length(ds, path: object) -> str | None:
+def _check_native_length(ds, h: dict[str, int], path: object) -> str | None:
     """Raise on PixelData shorter than the header says; a warning for a few extra bytes."""
     if "PixelData" not in ds or _is_compressed(ds):
         return None
     actual = len(ds.PixelData or b"")
-    expected = expected_native_bytes(ds)
+    expected = expected_native_bytes(ds, h)
     if actual < expected:
         raise PixelDataError(
             f"pixel data has {actual:,} bytes; Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated "
             f"give {expected:,} bytes (the pixel data is short, or the header is wrong)", path=path)
-    frame_bytes = max(1, expected // max(1, _int(ds, "NumberOfFrames", 1) or 1))
+    frame_bytes = max(1, expected // h["frames"])
     extra = actual - expected
     if extra >= frame_bytes and extra > 1:
         raise PixelDataError(
@@ -85,15 +94,15 @@ def _check_native_length(ds, path: object) -> str | None:
     return None
 
 
-def _stored_range(ds) -> tuple[float, float]:
-    bits = _int(ds, "BitsStored", _int(ds, "BitsAllocated", 16)) or 16
-    if _int(ds, "PixelRepresentation", 0) == 1:
+def _stored_range(h: dict[str, int]) -> tuple[float, float]:
+    bits = h["stored"] or 16
+    if h["signed"]:
         return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
     return 0.0, 2.0**bits - 1
 
 
 def _rescale(item) -> tuple[float, float] | None:
-    slope, intercept = item.get("RescaleSlope"), item.get("RescaleIntercept")
+    slope, intercept = value(item, "RescaleSlope"), value(item, "RescaleIntercept")
     if slope is None and intercept is None:
         return None
     try:
@@ -128,7 +137,7 @@ def _frame_rescales(ds, frames: int) -> list[tuple[float, float]] | None:
 _NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99")
 
 
-def _native_fast(ds) -> np.ndarray | None:
+def _native_fast(ds, h: dict[str, int]) -> np.ndarray | None:
     """Uncompressed little-endian grayscale with 8/16/32 bits, decoded as pydicom does.
 
     pydicom's ``pixel_array`` spends most of a 512x512 slice's decode time on option
@@ -137,27 +146,25 @@ def _native_fast(ds) -> np.ndarray | None:
     Everything else (compressed, big endian, colour, 1-bit, float) goes through pydicom.
     """
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    if ts not in _NATIVE_LE or "PixelData" not in ds or _int(ds, "SamplesPerPixel", 1) != 1:
+    if ts not in _NATIVE_LE or "PixelData" not in ds or h["samples"] != 1:
         return None
-    allocated = _int(ds, "BitsAllocated", 0)
-    stored = _int(ds, "BitsStored", allocated)
-    signed = _int(ds, "PixelRepresentation", 0) == 1
+    allocated, stored, signed = h["allocated"], h["stored"], h["signed"]
     if allocated not in (8, 16, 32) or not 0 < stored <= allocated:
         return None
-    n = _int(ds, "Rows", 0) * _int(ds, "Columns", 0) * (_int(ds, "NumberOfFrames", 1) or 1)
-    arr = np.frombuffer(ds.PixelData, dtype=f"<{'i' if signed else 'u'}{allocated // 8}", count=n).copy()
-    if stored < allocated:
+    n = h["rows"] * h["cols"] * h["frames"]
+    arr = np.frombuffer(ds.PixelData, dtype=f"<{'i' if signed else 'u'}{allocated // 8}", count=n)
+    if stored < allocated:  # new arrays: the read-only view over PixelData is left alone
         if signed:
             shift = allocated - stored
             arr = (arr << shift) >> shift
         else:
-            arr &= (1 << stored) - 1
-    return arr
+            arr = arr & arr.dtype.type((1 << stored) - 1)
+    return arr  # may be a read-only view; dataset_pixels copies it unless a rescale does
 
 
-def _decode(ds, path: object) -> np.ndarray:
+def _decode(ds, h: dict[str, int], path: object) -> np.ndarray:
     try:
-        fast = _native_fast(ds)
+        fast = _native_fast(ds, h)
         return fast if fast is not None else np.asarray(ds.pixel_array)
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
@@ -194,22 +201,22 @@ def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None)
         raise MissingPixelDataError(
             f"expected an image, found a DICOM object without pixel data (SOP class {getattr(sop, 'name', sop)}"
             f"{hint})", path=path)
-    rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
-    frames, samples = _int(ds, "NumberOfFrames", 1) or 1, _int(ds, "SamplesPerPixel", 1)
+    h = _header(ds)
+    rows, cols, frames, samples = h["rows"], h["cols"], h["frames"], h["samples"]
     if rows <= 0 or cols <= 0 or frames <= 0 or samples not in (1, 3):
         raise PixelDataError(f"expected positive Rows/Columns/NumberOfFrames and 1 or 3 samples per pixel; got "
                              f"rows={rows} cols={cols} frames={frames} samples={samples}", path=path)
-    if _int(ds, "BitsAllocated", 16) not in (1, 8, 16, 32, 64):
+    if h["allocated"] not in (1, 8, 16, 32, 64):
         raise PixelDataError(f"expected BitsAllocated of 1, 8, 16, 32 or 64; got {ds.get('BitsAllocated')}", path=path)
     if limits is not None:
         check_pixel_count((frames, rows, cols, samples), limits, path)
     info: dict[str, Any] = {}
-    warning = _check_native_length(ds, path)
+    warning = _check_native_length(ds, h, path)
     if warning:
         info["warnings"] = [warning]
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    photometric = str(value(ds, "PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     info["photometric_interpretation"] = photometric
-    arr = _decode(ds, path)
+    arr = _decode(ds, h, path)
     expected_size = frames * rows * cols * samples
     if arr.size < expected_size:
         raise PixelDataError(f"decoded {arr.size:,} values; the header describes {expected_size:,}", path=path)
@@ -217,8 +224,12 @@ def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None)
         arr = arr.reshape(-1)[:expected_size] if arr.ndim == 1 else arr[:frames]
     arr = arr.reshape((frames, rows, cols) if samples == 1 else (frames, rows, cols, samples))
     if samples == 3 or photometric == "PALETTE COLOR":
-        return _colour(ds, arr, photometric, info, path)
-    return _grayscale(ds, arr, photometric, info, frames)
+        arr, info = _colour(ds, arr, photometric, info, path)
+    else:
+        arr, info = _grayscale(ds, arr, photometric, info, h)
+    if not arr.flags.writeable:  # a view over the dataset's bytes: give the caller its own array
+        arr = arr.copy()
+    return arr, info
 
 
 def _colour(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], path: object):
@@ -235,7 +246,7 @@ def _colour(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], path: o
             arr = (arr >> max(0, bits - 8)).astype(np.uint8)
     elif arr.dtype != np.uint8:
         # 16-bit colour is rare; scale into 8 bit so that every colour image has one dtype
-        bits = _int(ds, "BitsStored", 16)
+        bits = _int(ds, "BitsStored", 16)  # colour: rare enough to read again
         arr = (arr.astype(np.uint32) >> max(0, bits - 8)).astype(np.uint8)
     info["color"] = "RGB"
     if photometric.startswith("YBR"):
@@ -243,8 +254,9 @@ def _colour(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], path: o
     return arr, info
 
 
-def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], frames: int):
-    lo, hi = _stored_range(ds)
+def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], h: dict[str, int]):
+    frames = h["frames"]
+    lo, hi = _stored_range(h)
     rescales = None
     single = _rescale(ds)
     if single is not None:
@@ -254,10 +266,11 @@ def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], fram
     if rescales is not None and any(r != (1.0, 0.0) for r in rescales):
         slopes = np.array([r[0] for r in rescales], np.float32)[:, None, None]
         intercepts = np.array([r[1] for r in rescales], np.float32)[:, None, None]
-        arr = arr.astype(np.float32)
         if np.any(slopes != 1):
-            arr *= slopes
-        arr += intercepts
+            arr = np.multiply(arr, slopes, dtype=np.float32)
+            arr += intercepts
+        else:
+            arr = np.add(arr, intercepts, dtype=np.float32)  # one pass: cast and shift
         s0, i0 = rescales[0]
         lo, hi = sorted((lo * s0 + i0, hi * s0 + i0))
         info["rescale"] = [float(s0), float(i0)] if len(set(rescales)) == 1 else "per-frame"
@@ -278,7 +291,7 @@ def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], fram
                     break
         info["inverted_monochrome1"] = True
         info["inversion_sum"] = float(lo + hi)  # v' = sum - v; a DICOM window centre maps the same way
-    modality = str(ds.get("Modality", "")).upper()
+    modality = str(value(ds, "Modality", "")).upper()
     if modality == "CT" and ("rescale" in info or "modality_lut" in info):
         info["units"] = "HU"
     elif ds.get("RescaleType"):
