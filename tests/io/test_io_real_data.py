@@ -43,6 +43,7 @@ def test_pgbm_series_are_volumes_and_masks_sit_on_t1post_with_documented_volumes
             other = mio.read(pgbm_series(shared_data, date, kind))
             assert other.n_spatial == 3 and other.same_geometry(t1)
         assert t1.n_spatial == 3 and mask.same_geometry(t1)
+        assert t1.meta.get("units") is None  # RescaleType "US" means unspecified, not a unit
         assert mask.spacing == pytest.approx((6.5, 0.6875, 0.6875), abs=1e-5)  # along the oblique normal
         assert set(np.unique(mask.array)) == {0, 1}
         volume_ml = float((mask.array > 0).sum()) * mask.voxel_volume_mm3 / 1000

@@ -227,15 +227,18 @@ def info(
     for col in ("modality", "shape", "spacing (mm)", "intensity", "series / source"):
         table.add_column(col, overflow="fold")
     for im in d["images"]:
+        name = im.get("series_description") or Path(str(im.get("source") or im.get("series_uid"))).name
         if "error" in im:
-            table.add_row(im.get("modality", "?"), "-", "-", "-", f"{im.get('series_uid')}: [red]{im['error']}[/red]")
+            table.add_row(im.get("modality", "?"), "-", "-", "-", f"{name}: [red]{im['error']}[/red]")
             continue
         rng = im.get("intensity_range") or [None, None]
+        units = f" {im['units']}" if im.get("units") else ""
         table.add_row(str(im.get("modality")), "x".join(map(str, im.get("shape", []))),
                       " x ".join(f"{s:g}" for s in im.get("spacing_mm", [])),
-                      f"{rng[0]:g} .. {rng[1]:g}" if rng[0] is not None else "-",
-                      str(im.get("series_uid") or im.get("source")))
+                      f"{rng[0]:g} .. {rng[1]:g}{units}" if rng[0] is not None else "-", name)
     out.print(table)
+    out.print(f"{len(d['images'])} image(s) or series, {len(d['skipped'])} file(s) skipped"
+              + (f"; full details in {json_out}" if json_out else "; --json OUT gives UIDs and geometry"))
     for s in d["skipped"]:
         err.print(f"[yellow]skipped[/yellow] {s['file']}: {s['reason']}", highlight=False)
 

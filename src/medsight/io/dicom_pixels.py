@@ -294,8 +294,8 @@ def _grayscale(ds, arr: np.ndarray, photometric: str, info: dict[str, Any], h: d
     modality = str(value(ds, "Modality", "")).upper()
     if modality == "CT" and ("rescale" in info or "modality_lut" in info):
         info["units"] = "HU"
-    elif ds.get("RescaleType"):
-        info["units"] = str(ds.RescaleType)
+    elif str(value(ds, "RescaleType", "US")).upper() not in ("US", ""):  # "US" means unspecified
+        info["units"] = str(value(ds, "RescaleType"))
     elif modality == "PT" and ds.get("Units"):
         info["units"] = str(ds.Units)
     return arr, info

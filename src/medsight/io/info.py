@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ def describe(path: str | Path, *, limits: ReadLimits | None = None) -> dict[str,
             image = read_series(info, limits=limits, source=str(p))
             summary = image.summary()
             summary.update({"series_description": info.description, "problems": info.problems})
+            files = [f for f in image.meta.get("source_files", []) if f]
+            if files:  # the series' own folder, not the folder that was described
+                summary["source"] = os.path.commonpath([os.path.dirname(f) for f in files])
             images.append(summary)
         except MedSightError as exc:
             images.append({**info.summary(), "error": str(exc)})
