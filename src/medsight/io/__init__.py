@@ -1,5 +1,10 @@
 """Medical image input and output: one Image container, readers chosen by content, writers.
 
+``read(path)`` is the one entry point: a DICOM file, a DICOM series folder, a zip of a study,
+NIfTI, PNG/JPEG/TIFF or NumPy, chosen by content. Results go out through
+:mod:`medsight.io.dicom_out` (DICOM SEG, SR, Secondary Capture) and :func:`write_nifti`;
+:mod:`medsight.io.deid` de-identifies for export. See docs/io.md.
+
 Example:
     >>> import medsight.io as mio
     >>> image = mio.read("chest.dcm")          # doctest: +SKIP
@@ -12,17 +17,20 @@ from medsight.io.registry import read, registered_formats
 from medsight.io.sniff import sniff_format
 
 __all__ = ["Image", "Patient", "ReadLimits", "read", "registered_formats", "sniff_format",
-           "scan_folder", "write_nifti"]
+           "scan_folder", "read_series", "write_nifti", "describe"]
+
+_LAZY = {
+    "scan_folder": "medsight.io.series",
+    "read_series": "medsight.io.series",
+    "write_nifti": "medsight.io.nifti",
+    "describe": "medsight.io.info",
+}
 
 
 def __getattr__(name: str):
     # Lazy so that `import medsight.io` does not import pydicom or nibabel.
-    if name == "scan_folder":
-        from medsight.io.series import scan_folder
+    if name in _LAZY:
+        import importlib
 
-        return scan_folder
-    if name == "write_nifti":
-        from medsight.io.nifti import write_nifti
-
-        return write_nifti
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
