@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 #: dcmtk's storescu (the venv also has pynetdicom's app of the same name, first on PATH)
 STORESCU = "/usr/bin/storescu" if Path("/usr/bin/storescu").exists() else "storescu"
 

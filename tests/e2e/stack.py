@@ -160,7 +160,7 @@ class Stack:
                        "rules": [{"name": "pneumonia-positive", "kind": "above_threshold", "model": "pneumonia-xray",
                                   "priority": "high"}]},
             "catchup": {"source": "orthanc", "url": o.url, "username": o.user, "password": o.password,
-                        "interval_s": 2},
+                        "interval_s": 3},
             "log_level": "INFO",
         }
 

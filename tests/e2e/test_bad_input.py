@@ -11,7 +11,6 @@ import pytest
 from e2e.helpers import storescu, wait_for
 from e2e.stack import TOKENS
 
-
 #: how dcmtk's storescu names the statuses the service answers
 STATUS_TEXT = {"0xc000": "cannotunderstand", "0x0122": "sopclassnotsupported", "0xa900": "datasetdoesnotmatchsopclass",
                "0xa700": "outofresources"}

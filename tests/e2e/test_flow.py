@@ -4,8 +4,6 @@ complete series with "no model routed"; positive cases alert and reach the webho
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from e2e.helpers import orthanc_study_modalities, storescu, wait_for

@@ -39,7 +39,8 @@ def _counts(stack, patient_id: str) -> dict[str, int]:
     try:
         with db.session() as s:
             results = s.scalar(select(func.count(Result.id)).where(Result.patient_id == patient_id))
-            distinct = s.scalar(select(func.count(func.distinct(Result.sop_uid))).where(Result.patient_id == patient_id))
+            distinct = s.scalar(select(func.count(func.distinct(Result.sop_uid)))
+                                .where(Result.patient_id == patient_id))
             ids = select(Result.id).where(Result.patient_id == patient_id).scalar_subquery()
             sent = s.scalar(select(func.count(ResultOutput.id)).where(ResultOutput.result_id.in_(ids),
                                                                       ResultOutput.status == "sent"))

@@ -20,7 +20,7 @@ def xray_dataset(pixels: np.ndarray, *, patient_id: str, patient_name: str = "TE
                  study_date: str = "20240105", modality: str = "CR", body_part: str = "CHEST"):
     """A CR dataset (with file meta) holding ``pixels`` (uint8, rows x cols)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     sop_uid = sop_uid or generate_uid()

@@ -41,7 +41,8 @@ def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Al
             "weights_sha256": r.weights_sha256, "input_sha256": r.input_sha256, "study_uid": r.study_uid,
             "series_uid": r.series_uid, "sop_uid": r.sop_uid, "patient_id": r.patient_id, "label": r.label,
             "score": r.score, "threshold": r.threshold, "positive": r.positive, "outputs": r.outputs,
-            "timings": r.timings, "error": r.error, "received_at": _iso(r.received_at), "created_at": _iso(r.created_at),
+            "timings": r.timings, "error": r.error, "received_at": _iso(r.received_at),
+            "created_at": _iso(r.created_at),
             "overlay_url": f"/api/v1/results/{r.id}/overlay.png" if r.overlay_path else None,
             "image_url": f"/api/v1/instances/{r.sop_uid}/image.png" if r.sop_uid else None,
             "suggestion": None if suggestion is None else {"suggestion": suggestion.suggestion,
@@ -67,7 +68,7 @@ def whoami(principal: Principal = Depends(require(None))) -> dict[str, str]:
 def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
              _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
     """Studies ranked by their most urgent alert, then highest score, then most recent."""
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         series = list(s.scalars(select(Series).order_by(Series.last_at.desc()).limit(limit * 20)))
         studies: dict[str, dict[str, Any]] = {}
         for se in series:
@@ -150,7 +151,7 @@ def results(request: Request, study_uid: str | None = None, patient_id: str | No
                      (Result.sop_uid, sop_uid)):
         if val is not None:
             q = q.where(col == val)
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         return _results(s, q.order_by(Result.created_at.desc()).limit(limit))
 
 
@@ -174,7 +175,7 @@ def _png(path: str | None) -> Response:
 @router.get("/results/{result_id}/overlay.png", tags=["query"])
 def overlay(request: Request, result_id: int, _: Principal = Depends(require("read"))) -> Response:
     """The heatmap overlay of a result (PNG, the source image's rows x cols)."""
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         r = s.get(Result, result_id)
         return _png(r.overlay_path if r else None)
 
@@ -188,7 +189,7 @@ def instance_image(request: Request, sop_uid: str, _: Principal = Depends(requir
     from medsight.explain.overlay import grayscale_uint8
     from medsight.io.dicom import dataset_to_image, read_dataset
 
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         inst = s.scalar(select(Instance).where(Instance.sop_uid == sop_uid))
     if inst is None:
         raise HTTPException(404, f"no instance {sop_uid}")
@@ -208,7 +209,7 @@ def alerts(request: Request, unacknowledged: bool = False, limit: int = Query(20
     q = select(Alert)
     if unacknowledged:
         q = q.where(Alert.acknowledged_by.is_(None))
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         return [alert_dict(a) for a in s.scalars(q.order_by(Alert.rank.desc(), Alert.created_at.desc()).limit(limit))]
 
 
@@ -239,13 +240,14 @@ def timeline(request: Request, patient_id: str, principal: Principal = Depends(r
 
 @router.get("/audit", tags=["admin"])
 def audit_log(request: Request, action: str | None = None, object_id: str | None = None, actor: str | None = None,
-              limit: int = Query(500, ge=1, le=10000), _: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
+              limit: int = Query(500, ge=1, le=10000),
+              _: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
     """The audit trail, newest first (admin only)."""
     q = select(AuditEvent)
     for col, val in ((AuditEvent.action, action), (AuditEvent.object_id, object_id), (AuditEvent.actor, actor)):
         if val is not None:
             q = q.where(col == val)
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         return [{"at": _iso(e.at), "actor": e.actor, "action": e.action, "object_type": e.object_type,
                  "object_id": e.object_id, "details": e.details}
                 for e in s.scalars(q.order_by(AuditEvent.id.desc()).limit(limit))]
@@ -254,7 +256,7 @@ def audit_log(request: Request, action: str | None = None, object_id: str | None
 @router.get("/queue", tags=["query"])
 def queue(request: Request, _: Principal = Depends(require("read"))) -> dict[str, Any]:
     """Jobs by kind and status."""
-    with _ctx(request).db.session() as s:
+    with _ctx(request).db.read() as s:
         return queue_counts(s)
 
 

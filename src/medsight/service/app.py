@@ -79,7 +79,8 @@ def create_app(ctx: ServiceContext) -> Any:
             except Exception:  # noqa: BLE001
                 checks[name] = False
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+                            status_code=200 if ok else 503)
 
     from medsight.service.api_deps import require
 

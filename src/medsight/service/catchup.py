@@ -53,7 +53,7 @@ class Catchup:
     def _known(self, sop_uids: list[str]) -> set[str]:
         if not sop_uids:
             return set()
-        with self.db.session() as s:
+        with self.db.read() as s:
             a = set(s.scalars(select(Instance.sop_uid).where(Instance.sop_uid.in_(sop_uids))))
             b = set(s.scalars(select(ResultOutput.sop_uid).where(ResultOutput.sop_uid.in_(sop_uids))))
         return a | b
@@ -94,7 +94,7 @@ class Catchup:
         return httpx.Client(base_url=str(self.cfg.url).rstrip("/"), auth=auth, timeout=60)
 
     def _cursor(self, key: str) -> str | None:
-        with self.db.session() as s:
+        with self.db.read() as s:
             kv = s.get(KeyValue, key)
             return kv.value if kv else None
 

@@ -218,7 +218,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the lock up front (no deadlock on a read-to-write upgrade); readers do not
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("medsight_read") else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -241,6 +242,7 @@ class Database:
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(self.engine.execution_options(medsight_read=True), expire_on_commit=False)
 
     def create_all(self) -> None:
         """Create missing tables (safe to call from several processes at once)."""
@@ -264,6 +266,16 @@ class Database:
         except BaseException:
             s.rollback()
             raise
+        finally:
+            s.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (on SQLite it does not take the write lock)."""
+        s = self._read_factory()
+        try:
+            yield s
+            s.rollback()
         finally:
             s.close()
 

@@ -161,12 +161,15 @@ class Ingestor:
                                     f"{self.max_bytes / 1e6:.1f} MB", code="too_large")
         sop, sop_class = str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("SOPClassUID", "") or "")
         study, series = str(ds.get("StudyInstanceUID", "") or ""), str(ds.get("SeriesInstanceUID", "") or "")
-        with self.db.session() as s:
-            if s.scalar(select(ResultOutput.id).where(ResultOutput.sop_uid == sop).limit(1)) is not None:
-                return IngestOutcome("own_output", sop, sop_class, study, series, [])
-            if s.scalar(select(Instance.id).where(Instance.sop_uid == sop)) is not None:
+        with self.db.read() as s:
+            own = s.scalar(select(ResultOutput.id).where(ResultOutput.sop_uid == sop).limit(1)) is not None
+            known = s.scalar(select(Instance.id).where(Instance.sop_uid == sop)) is not None
+        if own:
+            return IngestOutcome("own_output", sop, sop_class, study, series, [])
+        if known:
+            with self.db.session() as s:
                 audit.record(s, actor, "duplicate", "instance", sop)
-                return IngestOutcome("duplicate", sop, sop_class, study, series, [])
+            return IngestOutcome("duplicate", sop, sop_class, study, series, [])
         facts = self.check(ds)
         if data is None:
             data = _encode(ds)

@@ -24,8 +24,9 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
 
     class _Collector:
         def collect(self):  # noqa: ANN202 - prometheus_client protocol
-            with ctx.db.session() as s:
-                jobs = GaugeMetricFamily("medsight_jobs", "Jobs in the queue by kind and status", labels=["kind", "status"])
+            with ctx.db.read() as s:
+                jobs = GaugeMetricFamily("medsight_jobs", "Jobs in the queue by kind and status",
+                                         labels=["kind", "status"])
                 for kind, by in queue_counts(s).items():
                     for status, n in by.items():
                         jobs.add_metric([kind, status], n)

@@ -75,7 +75,7 @@ class Processor:
         self.overlays = cfg.storage_path / "overlays"
 
     # -- instance jobs ---------------------------------------------------------------------
-    def run_instances(self, session_factory: Any, jobs: list[Any]) -> list[Outcome]:
+    def run_instances(self, session_factory: Any, jobs: list[Any]) -> list[Outcome]:  # session_factory: Database.read
         """Predict every routed model on the instances of ``jobs`` (batched per model)."""
         from medsight.io.dicom import dataset_to_image, read_dataset
 

@@ -58,7 +58,9 @@ class Worker:
         name: a unique worker name (host, pid, thread).
     """
 
-    def __init__(self, cfg: ServiceConfig, db: Database, catalog: ModelCatalog, name: str | None = None) -> None:
+    def __init__(self, cfg: ServiceConfig, db: Database, catalog: ModelCatalog, name: str | None = None, *,
+                 kinds: tuple[str, ...] | None = None) -> None:
+        self.kinds = kinds
         self.cfg = cfg
         self.db = db
         self.catalog = catalog
@@ -78,7 +80,8 @@ class Worker:
     def run_once(self) -> int:
         """Claim and run one batch; returns how many jobs it took."""
         self.housekeeping()
-        jobs = claim(self.db, self.name, limit=self.cfg.workers.batch_size, lease_s=self.cfg.workers.lease_s)
+        jobs = claim(self.db, self.name, limit=self.cfg.workers.batch_size, lease_s=self.cfg.workers.lease_s,
+                     kinds=self.kinds)
         if not jobs:
             return 0
         by_kind: dict[str, list[Job]] = {}
@@ -118,7 +121,7 @@ class Worker:
 
     # -- kinds -----------------------------------------------------------------------------
     def _run_instance(self, jobs: list[Job]) -> None:
-        outcomes = self.processor.run_instances(self.db.session, jobs)
+        outcomes = self.processor.run_instances(self.db.read, jobs)
         with self.db.session() as s:
             self.processor.store(s, outcomes)
             for j in jobs:
@@ -138,63 +141,69 @@ class Worker:
                      job.payload.get("n_instances"), outcome)
 
     def _run_send(self, jobs: list[Job]) -> None:
+        """Build the result objects of every job, send them over one association per
+        destination, record what each destination accepted."""
         from medsight.io.dicom import read_dataset
         from medsight.service.results_out import build_outputs, send_dicom, send_stow
 
         out_cfg = self.cfg.outputs
+        targets: list[tuple[str, Any]] = [(d.name, d) for d in out_cfg.dicom] + [(d.name, d) for d in out_cfg.stow_rs]
+        pending: list[tuple[Job, Any, list[Any], set[str]]] = []
         for job in jobs:
-            with self.db.session() as s:
+            with self.db.read() as s:
                 result = s.get(Result, job.payload["result_id"])
-                srcs = list(s.scalars(select(Instance.path).where(Instance.sop_uid == result.sop_uid))) \
-                    if result and result.sop_uid else \
-                    list(s.scalars(select(Instance.path).where(Instance.series_uid == result.series_uid))) \
-                    if result else []
-                sent = set(s.scalars(select(ResultOutput.sop_uid + "|" + ResultOutput.destination)
-                                     .where(ResultOutput.result_id == job.payload["result_id"],
-                                            ResultOutput.status == "sent")))
                 if result is not None:
+                    col = (Instance.sop_uid == result.sop_uid if result.sop_uid
+                           else Instance.series_uid == result.series_uid)
+                    srcs = list(s.scalars(select(Instance.path).where(col)))
+                    sent = set(s.scalars(select(ResultOutput.sop_uid + "|" + ResultOutput.destination)
+                                         .where(ResultOutput.result_id == result.id, ResultOutput.status == "sent")))
                     s.expunge(result)
             if result is None or result.status != "ok":
                 with self.db.session() as s:
                     complete(s, job)
                 continue
             try:
-                sources = [read_dataset(Path(p), headers_only=True) for p in srcs]
-                objects = build_outputs(result, sources, out_cfg)
+                objects = build_outputs(result, [read_dataset(Path(p), headers_only=True) for p in srcs], out_cfg)
             except MedSightError as exc:
                 self._fail(job, f"cannot build result objects: {exc}", permanent=True)
                 continue
-            records, errors = [], []
-            targets: list[tuple[str, Any]] = [(d.name, d) for d in out_cfg.dicom] + [(d.name, d)
-                                                                                   for d in out_cfg.stow_rs]
             self._announce(result.id, objects, [n for n, _ in targets], sent)
-            for name, dest in targets:
-                todo = [o for o in objects if f"{o.sop_uid}|{name}" not in sent]
-                if not todo:
-                    continue
-                try:
-                    statuses = (send_stow(dest, todo) if hasattr(dest, "url")
-                                else send_dicom(dest, todo, calling_aet=self.cfg.dicom.ae_title))
-                except (ServiceError, OSError, RuntimeError, ValueError) as exc:
-                    errors.append(f"{name}: {exc}")
-                    continue
-                for o in todo:
-                    st = statuses.get(o.sop_uid, 0xFFFF)
-                    if st in (0x0000, 0xB000, 0xB007, 0xB006):
-                        records.append((o, name))
-                    else:
-                        errors.append(f"{name}: {o.kind} refused with status 0x{st:04X}")
-            with self.db.session() as s:
-                for o, name in records:
-                    s.execute(update(ResultOutput).where(ResultOutput.sop_uid == o.sop_uid,
-                                                         ResultOutput.destination == name)
-                              .values(status="sent", sent_at=now()))
-                    audit.record(s, self.processor.actor, "sent", "result", str(result.id), kind=o.kind,
-                                 destination=name, sop_uid=o.sop_uid)
-                if not errors:
+            pending.append((job, result, objects, sent))
+        errors: dict[int, list[str]] = {job.id: [] for job, *_ in pending}
+        accepted: list[tuple[Any, Any, str]] = []
+        for name, dest in targets:
+            todo = [(job, result, o) for job, result, objects, sent in pending for o in objects
+                    if f"{o.sop_uid}|{name}" not in sent]
+            if not todo:
+                continue
+            try:
+                objs = [o for _, _, o in todo]
+                statuses = (send_stow(dest, objs) if hasattr(dest, "url")
+                            else send_dicom(dest, objs, calling_aet=self.cfg.dicom.ae_title))
+            except (ServiceError, OSError, RuntimeError, ValueError) as exc:
+                for job, _, _ in todo:
+                    errors[job.id].append(f"{name}: {exc}")
+                continue
+            for job, result, o in todo:
+                st = statuses.get(o.sop_uid, 0xFFFF)
+                if st in (0x0000, 0xB000, 0xB006, 0xB007):
+                    accepted.append((result, o, name))
+                else:
+                    errors[job.id].append(f"{name}: {o.kind} refused with status 0x{st:04X}")
+        with self.db.session() as s:
+            for result, o, name in accepted:
+                s.execute(update(ResultOutput).where(ResultOutput.sop_uid == o.sop_uid,
+                                                     ResultOutput.destination == name)
+                          .values(status="sent", sent_at=now()))
+                audit.record(s, self.processor.actor, "sent", "result", str(result.id), kind=o.kind, destination=name,
+                             sop_uid=o.sop_uid)
+            for job, *_ in pending:
+                if not errors[job.id]:
                     complete(s, job)
-            if errors:
-                self._fail(job, "; ".join(errors))
+        for job, *_ in pending:
+            if errors[job.id]:
+                self._fail(job, "; ".join(errors[job.id]))
 
     def _announce(self, result_id: int, objects: list[Any], destinations: list[str], sent: set[str]) -> None:
         """Record the objects about to be sent, so that a copy coming back (routing, catch-up)
@@ -255,9 +264,12 @@ def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | Non
     for name in catalog.available:
         catalog.warm_up(name, explain=cfg.models[name].explain)
     out = []
-    for i in range(threads or cfg.workers.threads):
-        w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
-        t = threading.Thread(target=w.run, args=(stop,), name=f"medsight-worker-{i}", daemon=True)
+    # inference threads never wait behind a batch of PACS sends: outputs have their own thread
+    roles = [(f"w{i}", ("instance", "series")) for i in range(threads or cfg.workers.threads)]
+    roles.append(("out", ("send", "webhook")))
+    for suffix, kinds in roles:
+        w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:{suffix}", kinds=kinds)
+        t = threading.Thread(target=w.run, args=(stop,), name=f"medsight-worker-{suffix}", daemon=True)
         t.start()
         out.append(t)
     return out
