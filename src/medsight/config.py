@@ -107,6 +107,7 @@ class TrainConfig(_Strict):
     ema: float | None = Field(None, gt=0, lt=1)
     steps_per_epoch: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: CPU autocast for forward and loss (AMX/AVX-512 CPUs)
+    schedule_by: Literal["steps", "time"] = "steps"  # time: onecycle/cosine span max_minutes of wall time
 
 
 class EvalConfig(_Strict):

@@ -117,6 +117,12 @@ class Trainer:
     def _scheduler(self, opt: torch.optim.Optimizer, steps_per_epoch: int):
         c = self.cfg
         total = c.epochs * steps_per_epoch
+        if c.schedule_by == "time" and c.schedule in ("onecycle", "cosine"):
+            if not c.max_minutes:
+                from medsight.errors import ConfigError
+
+                raise ConfigError("train.schedule_by: time needs train.max_minutes (the budget the schedule spans)")
+            return torch.optim.lr_scheduler.LambdaLR(opt, _time_factor(c, self._clock))
         if c.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=total,
                                                        pct_start=max(c.warmup_fraction, 1e-3))
@@ -149,6 +155,8 @@ class Trainer:
         n = len(train_dataset)  # type: ignore[arg-type]
         steps_per_epoch = c.steps_per_epoch or max(1, math.ceil(n / c.batch_size))
         opt = self._optimizer()
+        clock_base = [0.0, time.perf_counter()]  # seconds spent before this process, and when it started
+        self._clock = lambda: clock_base[0] + time.perf_counter() - clock_base[1]
         sched = self._scheduler(opt, steps_per_epoch)
         per_step = sched is not None and c.schedule in ("onecycle", "cosine")
         sign = 1.0 if c.monitor_mode == "max" else -1.0
@@ -173,6 +181,7 @@ class Trainer:
         _notify(self.observers, "on_train_start", epochs=c.epochs, steps_per_epoch=steps_per_epoch,
                 member=self.member, members=self.members)
         started = time.perf_counter()
+        clock_base[:] = [elapsed_before, started]
         stopped_early = False
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()
@@ -208,6 +217,8 @@ class Trainer:
                 total += float(loss.item()) * bs
                 count += bs
                 _notify(self.observers, "on_step", step=step + 1, loss=total / count)
+                if c.schedule_by == "time" and self._clock() >= c.max_minutes * 60:
+                    break  # the budget is spent: validate this epoch and stop
             metrics = self.task.validate(self.network)
             if c.monitor not in metrics:
                 raise KeyError(f"monitor '{c.monitor}' is not among the validation metrics {sorted(metrics)}")
@@ -283,3 +294,23 @@ def _sampler(dataset: Any, c: TrainConfig, gen: torch.Generator, steps: int):
     weights = (1.0 / counts.clamp_min(1).float())[targets]
     return torch.utils.data.WeightedRandomSampler(weights, num_samples=steps * c.batch_size, replacement=True,
                                                   generator=gen)
+
+
+def _time_factor(c: TrainConfig, clock: Callable[[], float]) -> Callable[[int], float]:
+    """LR multiplier as a function of the share of ``c.max_minutes`` spent (``schedule_by:
+    time``): one-cycle (cosine warm-up from lr/25 over ``warmup_fraction``, cosine decay to
+    lr/250000, as torch's OneCycleLR) or cosine, so a run ends its schedule within its wall-time
+    budget however busy the machine is."""
+    budget = float(c.max_minutes or 1) * 60.0
+    warm = max(c.warmup_fraction, 1e-3)
+
+    def factor(_step: int) -> float:
+        p = min(1.0, clock() / budget)
+        if c.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * p))
+        if p < warm:
+            return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * p / warm))
+        low = 1 / 25 / 1e4
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * (p - warm) / (1 - warm)))
+
+    return factor
