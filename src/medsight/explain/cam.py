@@ -96,13 +96,18 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return (v - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(v)
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def _gradcam(network: nn.Module, x: torch.Tensor, class_index: int) -> tuple[np.ndarray, str]:
     from monai.visualize import GradCAM
 
     layer = find_target_layer(network, x)
     if layer is None:
         raise ValueError("no spatial layer")
-    cam = GradCAM(nn_module=network, target_layers=layer)
+    # MONAI's default post-processing maps (min, max) to (1, 0), i.e. inverts the map: keep it raw
+    cam = GradCAM(nn_module=network, target_layers=layer, postprocessing=_identity)
     with torch.enable_grad():
         out = cam(x.clone().requires_grad_(True), class_idx=class_index)
     return np.asarray(out.detach().cpu().numpy())[0, 0], layer

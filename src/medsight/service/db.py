@@ -275,9 +275,8 @@ class Database:
         s = self._read_factory()
         try:
             yield s
-            s.rollback()
         finally:
-            s.close()
+            s.close()  # ends the transaction; loaded objects stay readable (detached)
 
     def dispose(self) -> None:
         self.engine.dispose()

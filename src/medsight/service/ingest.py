@@ -184,8 +184,8 @@ class Ingestor:
                 sop_uid=sop, sop_class_uid=sop_class, series_uid=series, study_uid=study,
                 patient_id=_s(ds.get("PatientID")), modality=facts.modality, body_part=facts.body_part,
                 path=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data), source=actor[:80],
-                received_at=t).on_conflict_do_nothing(index_elements=["sop_uid"]))
-            if not res.rowcount:  # a concurrent copy of the same instance won
+                received_at=t).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(Instance.id)).scalar()
+            if res is None:  # a concurrent copy of the same instance won
                 audit.record(s, actor, "duplicate", "instance", sop)
                 return IngestOutcome("duplicate", sop, sop_class, study, series, [])
             self._upsert_series(s, dialect, ds, facts, series, study, t)

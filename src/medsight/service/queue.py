@@ -39,8 +39,9 @@ def enqueue(session: Session, kind: str, key: str, payload: dict[str, Any] | Non
               "created_at": now()}
     dialect = session.get_bind().dialect.name
     ins = pg_insert(Job) if dialect == "postgresql" else sqlite_insert(Job)
-    res = session.execute(ins.values(**values).on_conflict_do_nothing(index_elements=["key"]))
-    return bool(res.rowcount)
+    new_id = session.execute(ins.values(**values).on_conflict_do_nothing(index_elements=["key"])
+                             .returning(Job.id)).scalar()
+    return new_id is not None
 
 
 def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
