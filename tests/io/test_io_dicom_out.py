@@ -121,3 +121,25 @@ def test_a_real_orthanc_files_results_beside_their_source(lidc, results, tmp_pat
         assert study["MainDicomTags"]["StudyInstanceUID"] == image.study_uid
         modalities = sorted(pacs.get(f"/series/{s}")["MainDicomTags"]["Modality"] for s in study["Series"])
         assert modalities == ["CT", "OT", "SEG", "SR"]
+
+
+def test_results_for_a_minimal_projection_xray_without_type2_attributes(tmp_path):
+    ds = make_slice(np.zeros((28, 28), np.uint8), slope=None, intercept=None, modality="CR")
+    for kw in ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+               "ReferringPhysicianName", "ImageOrientationPatient", "ImagePositionPatient", "FrameOfReferenceUID"):
+        delattr(ds, kw)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR
+    path = tmp_path / "xr.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    sources = source_datasets(mio.read(path))
+    sr = build_sr(sources, [Finding("Pneumonia probability", 0.83), Finding("Decision", text="pneumonia")],
+                  algorithm=ALGO)
+    assert "PatientBirthDate" not in sources[0]  # the caller's dataset is left as it was
+    assert sr.PatientBirthDate == "" and sr.StudyInstanceUID == ds.StudyInstanceUID
+    write_dicom(build_sc(sources[0], np.zeros((28, 28, 3), np.uint8), algorithm=ALGO), tmp_path / "sc.dcm")
+    mask = np.zeros((28, 28), np.uint8)
+    mask[3:9, 4:10] = 1
+    seg_path = write_dicom(build_seg(sources, mask, {1: "Opacity"}, algorithm=ALGO), tmp_path / "seg.dcm")
+    back = mio.read(seg_path)
+    assert back.shape == (28, 28) and back.meta["referenced_sop_uids"] == [ds.SOPInstanceUID]
+    np.testing.assert_array_equal(back.array[0], mask)

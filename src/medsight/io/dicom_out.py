@@ -191,14 +191,31 @@ def sort_like_series(datasets: Sequence[pydicom.Dataset]) -> list[pydicom.Datase
     return sorted(datasets, key=_slice_key)
 
 
+#: Type 2 patient/study attributes highdicom copies from the source; absent ones become empty.
+_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
+          "StudyTime", "ReferringPhysicianName")
+
+
 def _check_sources(sources: Sequence[pydicom.Dataset], what: str) -> list[pydicom.Dataset]:
+    """Check that the sources share one study; return them, copied where a type 2
+    patient/study attribute is missing, which the copy holds empty (as DICOM allows)."""
+    import copy
+
     if not sources:
         raise WriteError(f"{what} needs at least one source DICOM dataset; got none")
     studies = {str(ds.get("StudyInstanceUID", "")) for ds in sources}
     if len(studies) != 1 or "" in studies:
         raise WriteError(f"{what} needs sources from one study (one StudyInstanceUID); got {len(studies)} distinct "
                          "values or a missing one")
-    return list(sources)
+    out = []
+    for ds in sources:
+        missing = [kw for kw in _TYPE2 if kw not in ds]
+        if missing:
+            ds = copy.deepcopy(ds)  # never change the caller's dataset
+            for kw in missing:
+                setattr(ds, kw, "")
+        out.append(ds)
+    return out
 
 
 # -- codes ------------------------------------------------------------------------------------

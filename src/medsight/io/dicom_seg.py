@@ -37,10 +37,15 @@ def seg_to_image(ds, *, path: object = None, limits: ReadLimits | None = None) -
         check_pixel_count((frames, rows, cols), limits, path)
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError, RuntimeError) as exc:
+        raise CorruptFileError(f"malformed DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
+    if "PlanePositionSequence" not in _first_frame_groups(ds):
+        return _projection_seg(seg, ds, path)  # e.g. a mask on an X-ray: no patient-space positions
+    try:
         volume = seg.get_volume(combine_segments=True, skip_overlap_checks=True, dtype=np.uint16)
     except RuntimeError as exc:
         raise UnsupportedFormatError(f"expected SEG frames that form one regular volume: {exc}", path=path) from exc
-    except (ValueError, AttributeError, KeyError, IndexError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - highdicom's frame index raises sqlite and other errors
         raise CorruptFileError(f"malformed DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
     affine = np.asarray(volume.affine, float)
     arr = np.asarray(volume.array)
@@ -67,4 +72,43 @@ def seg_to_image(ds, *, path: object = None, limits: ReadLimits | None = None) -
                  direction=direction, modality="SEG", study_uid=str(ds.StudyInstanceUID),
                  series_uid=str(ds.SeriesInstanceUID), sop_uids=(str(ds.SOPInstanceUID),),
                  frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or None, patient=patient_of(ds),
+                 source=None if path is None else str(path), meta=meta)
+
+
+def _first_frame_groups(ds) -> Any:
+    for kw in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = ds.get(kw)
+        if groups and "PlanePositionSequence" in groups[0]:
+            return groups[0]
+    return {}
+
+
+def _projection_seg(seg, ds, path: object) -> Image:
+    """A SEG without plane positions (drawn on projection images): frames in the order of the
+    source instances it references, spacing from PixelMeasuresSequence when present."""
+    from medsight.io.dicom import patient_of
+
+    uids = [item.ReferencedSOPInstanceUID for series in ds.get("ReferencedSeriesSequence", [])
+            for item in series.ReferencedInstanceSequence]
+    try:
+        arr = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True,
+                                                dtype=np.uint16)
+    except Exception as exc:  # noqa: BLE001 - highdicom's frame index raises sqlite and other errors
+        raise CorruptFileError(f"malformed DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
+    spacing = (1.0, 1.0)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    measures = shared[0].get("PixelMeasuresSequence") if shared else None
+    if measures and measures[0].get("PixelSpacing"):
+        spacing = tuple(float(v) for v in measures[0].PixelSpacing)
+    arr = np.asarray(arr)
+    image_array = arr[:1] if arr.shape[0] == 1 else arr[None]
+    n = image_array.ndim - 1
+    meta = {"format": "dicom-seg", "units": "segment number", "spacing_known": measures is not None,
+            "segments": {str(d.SegmentNumber): str(d.SegmentLabel) for d in ds.SegmentSequence},
+            "referenced_sop_uids": uids}
+    if path is not None:
+        meta["source_files"] = [str(path)]
+    return Image(array=np.ascontiguousarray(image_array), spacing=spacing if n == 2 else (1.0, *spacing),
+                 modality="SEG", study_uid=str(ds.StudyInstanceUID), series_uid=str(ds.SeriesInstanceUID),
+                 sop_uids=(str(ds.SOPInstanceUID),), patient=patient_of(ds),
                  source=None if path is None else str(path), meta=meta)
