@@ -2,7 +2,8 @@
 """Fuzz medsight.io.read with mutated real DICOM files (run by hand, not in CI).
 
 Seeds are real DICOM files from ../shared/data (pydicom samples, one LIDC CT slice, one
-PGBM MR slice) plus compressed copies made here (JPEG 2000, JPEG-LS, RLE). Hypothesis draws
+PGBM MR slice) plus copies made here: JPEG 2000, JPEG-LS and RLE versions of MR_small, an
+enhanced multi-frame CT of three LIDC slices, and a two-segment DICOM SEG on MR_small. Hypothesis draws
 mutations: byte flips, overwritten runs, inserted and deleted bytes, truncation, and
 header-aware changes (Rows, Columns, BitsAllocated, NumberOfFrames, SamplesPerPixel,
 PhotometricInterpretation, transfer syntax, element lengths). Every case is read with
@@ -56,6 +57,40 @@ def seeds(tmp: Path) -> list[bytes]:
         p = tmp / f"seed-{ts.name[:10]}.dcm"
         ds.save_as(p, enforce_file_format=True)
         out.append(p.read_bytes())
+    out += derived_seeds(tmp)
+    return out
+
+
+def derived_seeds(tmp: Path) -> list[bytes]:
+    """An enhanced multi-frame CT (3 LIDC slices) and a DICOM SEG on MR_small, built with
+    highdicom, so that the multi-frame and SEG readers are fuzzed too."""
+    import highdicom as hd
+    import numpy as np
+    import pydicom
+
+    out = []
+    lidc = sorted((DATA / "lidc_idri_nodule_slabs").rglob("*.dcm"))[:3]
+    try:
+        legacy = [pydicom.dcmread(f) for f in lidc]
+        enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+            legacy_datasets=legacy, series_instance_uid=hd.UID(), series_number=1, sop_instance_uid=hd.UID(),
+            instance_number=1)
+        enhanced.save_as(tmp / "seed-enhanced.dcm", enforce_file_format=True)
+        out.append((tmp / "seed-enhanced.dcm").read_bytes())
+    except Exception as exc:
+        print(f"no enhanced seed: {exc}", file=sys.stderr)
+    try:
+        from medsight.io.dicom_out import Algorithm, build_seg
+
+        mr = pydicom.dcmread(DATA / "pydicom_testfiles" / "MR_small.dcm")
+        mask = np.zeros((1, int(mr.Rows), int(mr.Columns)), np.uint8)
+        mask[0, 10:30, 12:40] = 1
+        mask[0, 40:50, 40:50] = 2
+        seg = build_seg([mr], mask, {1: "A", 2: "B"}, algorithm=Algorithm("fuzz", "0"))
+        seg.save_as(tmp / "seed-seg.dcm", enforce_file_format=True)
+        out.append((tmp / "seed-seg.dcm").read_bytes())
+    except Exception as exc:
+        print(f"no SEG seed: {exc}", file=sys.stderr)
     return out
 
 
