@@ -11,8 +11,11 @@
    allocations during the read, and the growth of the process' maximum resident set.
    Target: peak close to the volume's size.
 
+Results go to benchmarks/results/io.json and, as a table, to stdout (copied into the "I/O"
+section of docs/benchmarks.md).
+
 Usage:
-    nice -n 10 python benchmarks/bench_io.py [--repeats 200] [--slices 300]
+    nice -n 10 python benchmarks/bench_io.py [--repeats 300] [--slices 300]
 """
 
 from __future__ import annotations
@@ -122,7 +125,11 @@ def main() -> int:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         m = {**runs[0], "max_rss_growth_mb": runs[1]["max_rss_growth_mb"], "read_s": runs[1]["read_s"]}
-    print(json.dumps({"slice": s, "series": m}, indent=1))
+    results = {"slice": s, "series": m, "load_average": os.getloadavg()}
+    out = REPO / "benchmarks" / "results" / "io.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
     print()
     print("| measurement | medsight | reference | ratio | target |")
     print("|---|---|---|---|---|")
