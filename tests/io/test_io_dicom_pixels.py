@@ -152,3 +152,18 @@ def test_native_pixels_with_fewer_stored_bits_decode_exactly_as_pydicom(tmp_path
     image = mio.read(tmp_path / "p.dcm")
     assert image.array.dtype == expected.dtype
     np.testing.assert_array_equal(image.array[0], expected)
+
+
+def test_colour_jpeg_baseline_from_dcmtk_comes_back_as_rgb(tmp_path):
+    if shutil.which("dcmcjpeg") is None:
+        pytest.skip("dcmtk's dcmcjpeg is not installed (make peers)")
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    rgb[10:30, :, 2] = 150
+    write(make_slice(rgb, slope=None, intercept=None, modality="US"), tmp_path / "raw.dcm")
+    subprocess.run(["dcmcjpeg", "+eb", str(tmp_path / "raw.dcm"), str(tmp_path / "jpeg.dcm")], check=True,
+                   capture_output=True)
+    assert pydicom.dcmread(tmp_path / "jpeg.dcm", stop_before_pixels=True).PhotometricInterpretation.startswith("YBR")
+    image = mio.read(tmp_path / "jpeg.dcm")
+    assert image.channels == 3 and image.meta["color"] == "RGB"
+    assert np.abs(image.array.transpose(1, 2, 0).astype(int) - rgb).mean() < 4
