@@ -148,7 +148,7 @@ class Stack:
                       "allowed_calling_aets": ["ORTHANC", "STORESCU", "E2ESCU"]},
             "http": {"port": self.http_port, "max_upload_mb": 2, "public_url": f"http://127.0.0.1:{self.http_port}"},
             "auth": {"tokens": [{"name": f"e2e-{r}", "role": r, "token": t} for r, t in TOKENS.items()]},
-            "workers": {"processes": 1, "threads": 1, "batch_size": 16, "lease_s": 8, "retry_backoff_s": 0.5},
+            "workers": {"processes": 1, "threads": 1, "output_threads": 2, "batch_size": 16, "lease_s": 8, "retry_backoff_s": 0.5},
             "series": {"complete_after_s": 2, "sweep_interval_s": 0.5},
             "models": {"pneumonia-xray": {"path": self.model}, "lung-nodule-ct": {"path": "lung-nodule-ct"}},
             "routing": [{"name": "chest-xray", "modalities": ["CR", "DX"], "body_parts": ["CHEST"],

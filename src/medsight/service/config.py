@@ -130,7 +130,8 @@ class WorkerConfig(_Strict):
     """The job workers."""
 
     processes: int = Field(1, ge=0, le=64)  # worker processes started by `medsight serve`
-    threads: int = Field(1, ge=1, le=64)  # worker threads per process
+    threads: int = Field(1, ge=1, le=64)  # inference threads per process
+    output_threads: int = Field(1, ge=1, le=16)  # threads per process sending results and webhooks
     batch_size: int = Field(16, ge=1, le=256)
     poll_interval_s: float = Field(0.05, gt=0)
     lease_s: float = Field(120.0, gt=0)

@@ -266,7 +266,7 @@ def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | Non
     out = []
     # inference threads never wait behind a batch of PACS sends: outputs have their own thread
     roles = [(f"w{i}", ("instance", "series")) for i in range(threads or cfg.workers.threads)]
-    roles.append(("out", ("send", "webhook")))
+    roles += [(f"out{i}", ("send", "webhook")) for i in range(cfg.workers.output_threads)]
     for suffix, kinds in roles:
         w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:{suffix}", kinds=kinds)
         t = threading.Thread(target=w.run, args=(stop,), name=f"medsight-worker-{suffix}", daemon=True)
