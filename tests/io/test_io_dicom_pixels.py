@@ -167,3 +167,20 @@ def test_colour_jpeg_baseline_from_dcmtk_comes_back_as_rgb(tmp_path):
     image = mio.read(tmp_path / "jpeg.dcm")
     assert image.channels == 3 and image.meta["color"] == "RGB"
     assert np.abs(image.array.transpose(1, 2, 0).astype(int) - rgb).mean() < 4
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.2"], ids=["implicit-LE", "explicit-BE"])
+def test_other_native_transfer_syntaxes_read_the_same(tmp_path, syntax):
+    stored = ramp_volume(1, 7, 5)[0]
+    ds = make_slice(stored, slope=2.0, intercept=-100.0, spacing=(0.6, 0.9))
+    reference = mio.read(write(ds, tmp_path / "le.dcm"))
+    ds.file_meta.TransferSyntaxUID = syntax
+    if syntax == "1.2.840.10008.1.2.2":  # pydicom writes PixelData bytes as given: make them big endian
+        ds.PixelData = stored.astype(">i2").tobytes()
+    ds.save_as(tmp_path / "other.dcm", enforce_file_format=True, little_endian=syntax != "1.2.840.10008.1.2.2",
+               implicit_vr=syntax == "1.2.840.10008.1.2")
+    image = mio.read(tmp_path / "other.dcm")
+    assert image.meta["transfer_syntax"] == syntax
+    np.testing.assert_array_equal(image.array, reference.array)
+    assert image.spacing == reference.spacing and image.origin == reference.origin
+    assert image.study_uid == reference.study_uid and image.meta["units"] == "HU"
