@@ -102,5 +102,8 @@ def test_burned_in_annotation_is_refused_and_export_goes_on(tmp_path):
         Deidentifier()(burned)
     good.save_as(tmp_path / "good.dcm", enforce_file_format=True)
     burned.save_as(tmp_path / "burned.dcm", enforce_file_format=True)
-    written = deidentify_files([tmp_path / "burned.dcm", tmp_path / "good.dcm"], tmp_path / "out", Deidentifier())
+    errors: list[dict[str, str]] = []
+    written = deidentify_files([tmp_path / "burned.dcm", tmp_path / "good.dcm"], tmp_path / "out", Deidentifier(),
+                               errors=errors)
     assert len(written) == 1 and pydicom.dcmread(written[0]).PatientIdentityRemoved == "YES"
+    assert [(e["file"], e["error"]) for e in errors] == [(str(tmp_path / "burned.dcm"), "DeidentificationError")]

@@ -238,11 +238,13 @@ class Deidentifier:
         return self._shift(value, vr)
 
 
-def deidentify_files(paths: Iterable[str | Path], out_dir: str | Path, deid: Deidentifier) -> list[Path]:
+def deidentify_files(paths: Iterable[str | Path], out_dir: str | Path, deid: Deidentifier,
+                     errors: list[dict[str, str]] | None = None) -> list[Path]:
     """De-identify DICOM files into ``out_dir``, named by their new SOPInstanceUID.
 
-    A file that cannot be read or de-identified is logged (without identifiers) and skipped;
-    the others are still written.
+    A file that cannot be read or de-identified is skipped, the others are still written.
+    Skipped files are appended to ``errors`` (``{"file", "error", "reason"}``) when given; the
+    log names only how many (file names can hold identifiers).
 
     Returns:
         The paths written.
@@ -258,12 +260,15 @@ def deidentify_files(paths: Iterable[str | Path], out_dir: str | Path, deid: Dei
     except OSError as exc:
         raise WriteError(f"cannot create the export folder: {exc}", path=out) from exc
     written = []
+    failed = 0
     for p in paths:
         try:
             ds = read_dataset(Path(p), force=True)
             clean = deid(ds)
         except MedSightError as exc:
-            log.warning("not exported: %s (%s)", Path(p).name, type(exc).__name__)
+            failed += 1
+            if errors is not None:
+                errors.append({"file": str(p), "error": type(exc).__name__, "reason": str(exc)})
             continue
         target = out / f"{clean.get('SOPInstanceUID', deid.new_uid(str(p)))}.dcm"
         try:
@@ -271,4 +276,6 @@ def deidentify_files(paths: Iterable[str | Path], out_dir: str | Path, deid: Dei
         except (OSError, ValueError) as exc:
             raise WriteError(f"could not write a de-identified file: {exc}", path=target) from exc
         written.append(target)
+    if failed:
+        log.warning("de-identification skipped %d file(s); %d written", failed, len(written))
     return written

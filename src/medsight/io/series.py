@@ -434,4 +434,7 @@ def read_dicom_folder(path: Path, *, limits: ReadLimits, series: str | int | Non
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         raise SeriesError(f"{_reason(exc)} (files skipped in this folder: {detail}{more})", path=path) from exc
     image.meta["skipped_files"] = scan.skipped + chosen.skipped
+    if image.meta["skipped_files"]:
+        log.warning("%d file(s) in the folder were skipped; meta['skipped_files'] says why",
+                    len(image.meta["skipped_files"]))
     return image
