@@ -156,3 +156,20 @@ def test_zip_of_non_images_says_so(tmp_path):
         zf.writestr("readme.txt", "hello")
     with pytest.raises(UnsupportedFormatError):
         mio.read(tmp_path / "notes.zip")
+
+
+def test_info_on_a_zip_names_members_and_what_was_skipped(tmp_path):
+    from medsight.io.info import describe
+
+    paths = write_series(tmp_path / "s", ramp_volume(3))
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as zf:
+        for p in paths:
+            zf.write(p, f"series/{p.name}")
+        zf.writestr("series/readme.txt", "not an image")
+    d = describe(tmp_path / "study.zip")
+    (image,) = d["images"]
+    assert image["shape"] == [3, 6, 5]
+    assert image["source"] == f"{tmp_path / 'study.zip'}::series"
+    (skipped,) = d["skipped"]
+    assert skipped["file"] == f"{tmp_path / 'study.zip'}::series/readme.txt"
+    assert "medsight-zip-" not in str(d)  # no temporary paths leak out
