@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.service.conftest import TOKENS, dicom_bytes, drain
 
 from medsight.service.db import AuditEvent
-from tests.service.conftest import TOKENS, drain, dicom_bytes
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from tests.service.conftest import drain, lidc_slab
 
 from medsight.service.db import Alert, AuditEvent, Job, Result, Series, Suggestion
-from tests.service.conftest import drain, lidc_slab
 
 
 def test_xray_to_result_with_provenance_heatmap_alert_and_suggestion(ctx, xray):
