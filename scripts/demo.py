@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("MEDSIGHT_DEMO_DIR", REPO / "runs" / "demo"))
 MEDSIGHT = [sys.executable, "-m", "medsight.cli"]
 EPOCHS = int(os.environ.get("MEDSIGHT_DEMO_EPOCHS", "8"))
+QUICK = ["--set", "train.steps_per_epoch=15"] if os.environ.get("MEDSIGHT_DEMO_QUICK") else []  # tests
 
 
 def run(*args: object) -> None:
@@ -67,7 +68,7 @@ def main() -> None:
     print(f"MedSight demo: PneumoniaMNIST from {data}; everything goes to {OUT}")
     run_dir = OUT / "run"
     run("train", REPO / "configs" / "pneumonia-xray.yaml", "--out", run_dir, "--set", f"data.source={data}",
-        "--set", f"train.epochs={EPOCHS}", "--set", "name=pneumonia-xray-demo")
+        "--set", f"train.epochs={EPOCHS}", "--set", "name=pneumonia-xray-demo", *QUICK)
     report = OUT / "report.html"
     run("evaluate", "--model", run_dir / "model", "--data", data, "--split", "test", "--json", OUT / "test.json",
         "--report", report)
