@@ -46,7 +46,8 @@ def train_settings(cfg: Config, spatial_dims: int) -> Any:
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
-    return {"n": ev["n"], "dice": ev["dice"], "hd95_mm": ev["hd95_mm"], "surface_dice": ev["surface_dice"],
+    return {"n": ev["n"], "mean_dice": round(float(np.mean(list(ev["dice"].values()))), 4), "dice": ev["dice"],
+            "hd95_mm": ev["hd95_mm"], "surface_dice": ev["surface_dice"],
             "volume_error_ml": ev["volume_error_ml"], "summary": ev["summary"]}
 
 

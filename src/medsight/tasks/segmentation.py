@@ -203,7 +203,7 @@ class SegmentationTask(Task):
             DataError: unreadable data description, labels the model does not know, no case in
                 the split, or no case could be scored.
         """
-        from medsight.data.segmentation import open_segmentation_data
+        from medsight.data.segmentation import open_segmentation_data, read_case
         from medsight.metrics.segmentation import case_metrics, summarize
 
         own_config = isinstance(data, DataConfig)
@@ -234,8 +234,6 @@ class SegmentationTask(Task):
         rows, skipped = [], []
         t_all = time.perf_counter()
         for case in cases:
-            from medsight.data.segmentation import read_case
-
             try:
                 image, mask = read_case(case, ds.labels)
                 t0 = time.perf_counter()
