@@ -22,7 +22,7 @@ def tiny_decathlon(tmp_path):
 def trained(tmp_path_factory):
     """``(model_dir, data_dir, run_dir)`` of a tiny 3D U-Net trained on 12 synthetic cases."""
     from medsight.api import train
-    from medsight.config import save_config, config_from_dict
+    from medsight.config import config_from_dict, save_config
 
     root = tmp_path_factory.mktemp("segrun")
     data = seg_factory.decathlon(root / "data", n=12)

@@ -105,14 +105,16 @@ def collect_fingerprint(pairs: Iterable[tuple[Any, np.ndarray]], *, modality: st
         DataError: no cases, or cases of different dimensionality or channel count.
     """
     rng = np.random.default_rng(seed)
-    spacings, shapes, samples = [], [], None
+    spacings: list[tuple[float, ...]] = []
+    shapes: list[tuple[int, ...]] = []
+    samples: list[list[np.ndarray]] = []
     voxels: dict[int, list[int]] = {}
     volumes: dict[int, list[float]] = {}
-    channels = dims = None
+    channels = dims = 0
     for image, mask in pairs:
         m = np.asarray(mask)
         m = m[0] if m.ndim == image.array.ndim else m
-        if dims is None:
+        if not dims:
             dims, channels = image.n_spatial, image.channels
             samples = [[] for _ in range(channels)]
         if image.n_spatial != dims or image.channels != channels:
@@ -120,7 +122,7 @@ def collect_fingerprint(pairs: Iterable[tuple[Any, np.ndarray]], *, modality: st
                             f"{image.n_spatial}D with {image.channels}")
         spacings.append(image.spacing)
         shapes.append(image.shape)
-        fg = np.flatnonzero(m.ravel() > 0)
+        fg: np.ndarray = np.flatnonzero(m.ravel() > 0)
         if fg.size == 0:
             fg = np.arange(m.size)
         pick = fg if fg.size <= _SAMPLES_PER_CASE else rng.choice(fg, _SAMPLES_PER_CASE, replace=False)
@@ -132,13 +134,14 @@ def collect_fingerprint(pairs: Iterable[tuple[Any, np.ndarray]], *, modality: st
                 continue
             voxels.setdefault(int(v), []).append(int(counts[v]))
             volumes.setdefault(int(v), []).append(float(counts[v]) * image.voxel_volume_mm3 / 1000.0)
-    if dims is None or samples is None:
+    if not dims:
         raise DataError("cannot fingerprint a dataset without readable training cases")
     intensity = []
     for c in range(channels):
-        v = np.concatenate(samples[c])
-        intensity.append({"mean": float(v.mean()), "sd": float(v.std()), "p00_5": float(np.percentile(v, 0.5)),
-                          "p99_5": float(np.percentile(v, 99.5)), "min": float(v.min()), "max": float(v.max())})
+        vals = np.concatenate(samples[c])
+        intensity.append({"mean": float(vals.mean()), "sd": float(vals.std()),
+                          "p00_5": float(np.percentile(vals, 0.5)), "p99_5": float(np.percentile(vals, 99.5)),
+                          "min": float(vals.min()), "max": float(vals.max())})
     return Fingerprint(spacings=np.asarray(spacings, float), shapes=np.asarray(shapes, int), modality=modality,
                        channels=int(channels), intensity=intensity,
                        label_voxels={k: float(np.mean(x)) for k, x in sorted(voxels.items())},
@@ -228,7 +231,7 @@ def plan_segmentation(fp: Fingerprint, seg: Any, *, model_name: str, model_param
 
     def fit(patch: list[int]) -> tuple[list[int], list[int]]:
         if model_name == "dynunet" and not model_params.get("strides"):
-            k, s = dynunet_topology(patch, target)
+            k, s = dynunet_topology(patch, [float(t) for t in target])
             params["kernel_size"], params["strides"] = k, s
         div = network_divisor(model_name, params, d)
         return [_round_up(p, m) for p, m in zip(patch, div)], div

@@ -61,6 +61,7 @@ def overlay_png(image: np.ndarray, spacing: Sequence[float], pred: np.ndarray, r
     focus = ref if ref is not None and np.any(ref) else pred
     centre = [int(round(c.mean())) if c.size else s // 2
               for c, s in zip(np.nonzero(focus) if np.any(focus) else [np.array([])] * img.ndim, img.shape)]
+    views: list[tuple[tuple[Any, ...], float, str]]
     if img.ndim == 2:
         views = [((slice(None), slice(None)), spacing[0] / spacing[1], "")]
     else:
@@ -98,7 +99,8 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
-table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}}
+table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
+td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}}
 th{{background:#f3f5f7}}td:first-child,th:first-child{{text-align:left}}.note{{color:#555;font-size:.9rem}}
 code{{background:#f3f5f7;padding:0 .2rem}}figure{{margin:1rem 0}}figcaption{{font-size:.85rem;color:#444}}
 </style></head><body>

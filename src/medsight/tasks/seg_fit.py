@@ -127,7 +127,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     net = create_model(cfg.model.name, spatial_dims=dims, in_channels=fp.channels, num_classes=len(label_values),
                        **params)
     if dims == 3:
-        net = net.to(memory_format=torch.channels_last_3d)
+        net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     tcfg = train_settings(cfg, dims)
     cfg = cfg.model_copy(update={"train": tcfg})
     save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same

@@ -111,12 +111,14 @@ def predict_classes(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Se
     Returns:
         ``(*spatial)`` uint8 class indices.
     """
-    kw = dict(patch_size=patch_size, overlap=overlap, sw_batch_size=sw_batch_size, tta_flips=tta_flips,
-              precision=precision)
+    def probs(part: torch.Tensor) -> torch.Tensor:
+        return predict_probabilities(network, part, patch_size=patch_size, overlap=overlap,
+                                     sw_batch_size=sw_batch_size, tta_flips=tta_flips, precision=precision)
+
     depth = int(x.shape[1])
     plane = int(np.prod(x.shape[2:]))
     if depth * plane <= max_voxels:
-        return predict_probabilities(network, x, **kw).argmax(0).to(torch.uint8).numpy()
+        return probs(x).argmax(0).to(torch.uint8).numpy()
     margin = int(patch_size[0]) // 2
     core = max(int(patch_size[0]), max_voxels // plane - 2 * margin)
     out = np.empty(tuple(x.shape[1:]), np.uint8)
@@ -124,7 +126,7 @@ def predict_classes(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Se
     for z0 in range(0, depth, core):
         z1 = min(depth, z0 + core)
         a, b = max(0, z0 - margin), min(depth, z1 + margin)
-        p = predict_probabilities(network, x[:, a:b], **kw)
+        p = probs(x[:, a:b])
         out[z0:z1] = p[:, z0 - a:z1 - a].argmax(0).to(torch.uint8).numpy()
         del p
     return out

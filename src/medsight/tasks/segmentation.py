@@ -51,7 +51,8 @@ def _label_values(model: SavedModel) -> list[int]:
     return [int(v) for v in model.manifest["label_values"]]
 
 
-def _load_cases(cases: Sequence[Any], labels: dict[int, str]) -> tuple[list[tuple[Any, Image, Image]], list[dict[str, str]]]:
+def _load_cases(cases: Sequence[Any],
+                labels: dict[int, str]) -> tuple[list[tuple[Any, Image, Image]], list[dict[str, str]]]:
     """Read and check cases; a bad case is logged and listed, never fatal."""
     from medsight.data.segmentation import read_case
 
