@@ -135,7 +135,8 @@ class SegmentationConfig(_Strict):
     samples_per_volume: int = Field(2, ge=1)
     sw_batch_size: int = Field(4, ge=1)
     sw_overlap: float = Field(0.5, ge=0, lt=1)
-    tta_flips: bool = False
+    tta_flips: bool = False  # average over mirrored copies along mirror_axes (all axes if none)
+    mirror_axes: list[int] | Literal["all"] = Field(default_factory=list)  # training: random flips along these axes
     largest_component: bool = True
     deep_supervision: bool = False
     max_patch_voxels: int | None = Field(None, ge=64)  # patch budget for "auto" (None: 96^3 in 3D, 512^2 in 2D)

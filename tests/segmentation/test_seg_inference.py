@@ -6,7 +6,12 @@ import numpy as np
 import torch
 
 from medsight.io.image import Image
-from medsight.tasks.seg_inference import keep_largest_component, predict_classes, predict_probabilities
+from medsight.tasks.seg_inference import (
+    keep_largest_component,
+    predict_classes,
+    predict_probabilities,
+    window_predictor,
+)
 from medsight.tasks.seg_preprocess import SegPreprocessor
 
 
@@ -44,6 +49,32 @@ def test_probabilities_sum_to_one_and_flip_tta_keeps_shape(rng):
     assert plain.shape == tta.shape == (3, 12, 14, 10)
     assert torch.allclose(tta.sum(0), torch.ones(12, 14, 10), atol=1e-5)
     assert not torch.allclose(plain, tta)  # the mirrored passes were really averaged in
+
+
+def test_tta_along_listed_axes_averages_the_image_and_its_mirror(rng):
+    torch.manual_seed(1)
+    net = torch.nn.Conv3d(1, 3, 3, padding=1)
+    x = torch.from_numpy(rng.normal(0, 1, (2, 1, 6, 8, 10)).astype(np.float32))
+    with torch.no_grad():
+        p0 = torch.softmax(net(x), 1)
+        p1 = torch.flip(torch.softmax(net(torch.flip(x, (4,))), 1), (4,))
+        got = window_predictor(net, tta_flips=[2])(x)
+    assert torch.allclose(got, (p0 + p1) / 2, atol=1e-6)
+
+
+def test_mirror_axes_flip_image_and_label_together(rng):
+    from medsight.tasks.seg_training import PatchDataset
+
+    img = np.arange(4 * 4 * 6, dtype=np.float32).reshape(1, 4, 4, 6)
+    lab = (img[0] > 50).astype(np.uint8)
+    ds = PatchDataset([img], [lab], patch_size=[4, 4, 6], foreground_ratio=0.5, samples_per_volume=16,
+                      mirror_axes=[2], seed=3)
+    flipped = 0
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert torch.equal((x[0] > 50).long(), y[0])  # the label moved with the image
+        flipped += int(torch.equal(x[0], torch.from_numpy(img[0][:, :, ::-1].copy())))
+    assert 0 < flipped < 16
 
 
 def test_largest_component_keeps_one_island_per_label():

@@ -133,10 +133,20 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same
     aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=patch, keys=("image", "label"),
                              label_keys=("label",), seed=cfg.train.seed)
+    mirror = list(range(dims)) if seg.mirror_axes == "all" else [int(a) for a in seg.mirror_axes]
+    if any(a < 0 or a >= dims for a in mirror):
+        raise ConfigError(f"segmentation.mirror_axes must be spatial axes 0..{dims - 1}; got {seg.mirror_axes}")
     dataset = PatchDataset(x_tr, y_tr, patch_size=patch, foreground_ratio=seg.foreground_ratio,
-                           samples_per_volume=seg.samples_per_volume, augmentation=aug, seed=cfg.train.seed)
+                           samples_per_volume=seg.samples_per_volume, augmentation=aug, mirror_axes=mirror,
+                           seed=cfg.train.seed)
+    # flip TTA mirrors along the axes the network learnt mirrored (all axes if none: only sensible
+    # for data whose orientation varies)
+    tta = (mirror or True) if seg.tta_flips else False
+    if seg.tta_flips and not mirror:
+        log.warning("flip TTA on a network not trained with mirroring (segmentation.mirror_axes) usually hurts: "
+                    "it sees mirrored anatomy it never learnt")
     inference = {"patch_size": patch, "overlap": seg.sw_overlap, "sw_batch_size": seg.sw_batch_size,
-                 "tta_flips": seg.tta_flips, "precision": tcfg.precision,
+                 "tta_flips": tta, "mirror_axes": mirror, "precision": tcfg.precision,
                  "largest_component": list(range(1, len(label_values))) if seg.largest_component else [],
                  "max_voxels": seg.max_voxels, "surface_tolerance_mm": seg.surface_tolerance_mm}
     hooks = SegmentationHooks(n_classes=len(label_values), val_images=x_va, val_masks=y_va, names=names,

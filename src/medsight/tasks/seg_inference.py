@@ -42,12 +42,13 @@ def _autocast(precision: str):
     return nullcontext()
 
 
-def window_predictor(network: torch.nn.Module, *, tta_flips: bool = False,
+def window_predictor(network: torch.nn.Module, *, tta_flips: bool | Sequence[int] = False,
                      precision: str = "fp32") -> Callable[[torch.Tensor], torch.Tensor]:
     """A function from windows ``(B, C, *patch)`` to class probabilities ``(B, K, *patch)``.
 
     With ``tta_flips`` the softmax is averaged over every combination of mirrored spatial
-    axes (4 passes in 2D, 8 in 3D).
+    axes: all of them for ``True`` (4 passes in 2D, 8 in 3D), or the listed spatial axes
+    (``[2]``: the image and its mirror along the last axis, 2 passes).
     """
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -56,8 +57,8 @@ def window_predictor(network: torch.nn.Module, *, tta_flips: bool = False,
             x = x.contiguous(memory_format=torch.channels_last_3d)
         flips: list[tuple[int, ...]] = [()]
         if tta_flips:
-            axes = tuple(range(2, 2 + dims))
-            flips = [c for r in range(dims + 1) for c in itertools.combinations(axes, r)]
+            axes = tuple(range(2, 2 + dims)) if tta_flips is True else tuple(2 + int(a) for a in tta_flips)
+            flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
         total = None
         with _autocast(precision):
             for f in flips:
@@ -72,7 +73,7 @@ def window_predictor(network: torch.nn.Module, *, tta_flips: bool = False,
 
 
 def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Sequence[int],
-                          overlap: float = 0.5, sw_batch_size: int = 4, tta_flips: bool = False,
+                          overlap: float = 0.5, sw_batch_size: int = 4, tta_flips: bool | Sequence[int] = False,
                           precision: str = "fp32") -> torch.Tensor:
     """Class probabilities of one image on the network grid.
 
@@ -82,7 +83,7 @@ def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_si
         patch_size: window size in voxels (the plan's patch size).
         overlap: fraction of a window shared with its neighbour along each axis.
         sw_batch_size: windows per forward pass.
-        tta_flips: average over mirrored copies.
+        tta_flips: average over mirrored copies (True: every axis; or a list of spatial axes).
         precision: ``fp32`` or ``bf16`` (CPU autocast).
 
     Returns:
@@ -101,7 +102,7 @@ def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_si
 
 
 def predict_classes(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Sequence[int], overlap: float = 0.5,
-                    sw_batch_size: int = 4, tta_flips: bool = False, precision: str = "fp32",
+                    sw_batch_size: int = 4, tta_flips: bool | Sequence[int] = False, precision: str = "fp32",
                     max_voxels: int = DEFAULT_MAX_VOXELS) -> np.ndarray:
     """Class indices (argmax) of one image on the network grid, in bounded memory.
 

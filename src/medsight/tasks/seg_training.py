@@ -44,13 +44,14 @@ class PatchDataset(torch.utils.data.Dataset):
         foreground_ratio: probability that a patch is centred on a foreground voxel.
         samples_per_volume: patches drawn per case and epoch.
         augmentation: a MONAI ``Compose`` over keys ``image`` and ``label``, or None.
+        mirror_axes: spatial axes along which a patch is mirrored with probability 0.5 each.
         seed: initial random state (the trainer re-seeds every epoch).
     """
 
     def __init__(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, patch_size: Sequence[int],
                  foreground_ratio: float, samples_per_volume: int, augmentation: Any | None = None,
-                 seed: int = 0) -> None:
-        from monai.transforms import RandCropByPosNegLabeld, SpatialPad
+                 mirror_axes: Sequence[int] = (), seed: int = 0) -> None:
+        from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, SpatialPad
 
         if len(images) != len(masks) or not images:
             raise ValueError("PatchDataset needs as many masks as images, and at least one case")
@@ -61,6 +62,8 @@ class PatchDataset(torch.utils.data.Dataset):
         self.crop = RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=list(patch_size),
                                            pos=pos, neg=1.0 - pos if pos < 1 else 0.0, num_samples=1)
         self.augmentation = augmentation
+        self.mirror = Compose([RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=int(a))
+                               for a in mirror_axes]) if mirror_axes else None
         self.samples_per_volume = int(samples_per_volume)
         self.reseed(seed)
 
@@ -72,12 +75,16 @@ class PatchDataset(torch.utils.data.Dataset):
         self.crop.set_random_state(seed=seed % 2**32)
         if self.augmentation is not None:
             self.augmentation.set_random_state(seed=(seed + 1) % 2**32)
+        if self.mirror is not None:
+            self.mirror.set_random_state(seed=(seed + 2) % 2**32)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = i % len(self.images)
         d = self.crop({"image": self.images[k], "label": self.masks[k]})[0]
         if self.augmentation is not None:
             d = self.augmentation(d)
+        if self.mirror is not None:
+            d = self.mirror(d)
         x, y = d["image"], d["label"]
         x = x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
         y = y.as_tensor() if hasattr(y, "as_tensor") else torch.as_tensor(y)

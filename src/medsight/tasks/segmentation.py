@@ -95,7 +95,7 @@ class SegmentationTask(Task):
         pre = _preprocessor(model)
         x = pre.image(image)
         kw = dict(patch_size=inf["patch_size"], overlap=float(inf.get("overlap", 0.5)),
-                  sw_batch_size=int(inf.get("sw_batch_size", 4)), tta_flips=bool(inf.get("tta_flips", False)),
+                  sw_batch_size=int(inf.get("sw_batch_size", 4)), tta_flips=inf.get("tta_flips") or False,
                   precision=str(inf.get("precision", "fp32")))
         max_voxels = int(inf.get("max_voxels", 16_000_000))
         n_classes = len(_label_values(model))
