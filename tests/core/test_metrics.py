@@ -66,6 +66,15 @@ def test_sensitivity_rule_meets_its_target_on_the_split(target):
     assert np.mean(s[y == 1] >= (above[0] + above[1]) / 2) < target
 
 
+def test_accuracy_rule_maximises_validation_accuracy():
+    y, s = scores(600, 1.0)
+    t = choose_threshold(y, s, "accuracy")
+    best = max(np.mean((s >= c) == y) for c in np.unique(s))
+    assert np.mean((s >= t) == y) == pytest.approx(best)
+    # with 1 positive in 3, it sits above Youden's threshold (fewer false positives pay off)
+    assert t > choose_threshold(y, s, "youden")
+
+
 def test_specificity_rule_meets_its_target():
     y, s = scores(600, 1.0)
     t = choose_threshold(y, s, "specificity:0.9")
@@ -74,7 +83,7 @@ def test_specificity_rule_meets_its_target():
 
 def test_rules_are_validated():
     assert parse_rule("fixed:0.3") == ("fixed", 0.3)
-    for bad in ("magic", "sensitivity", "specificity:2", "youden:1"):
+    for bad in ("magic", "sensitivity", "specificity:2", "youden:1", "accuracy:0.9"):
         with pytest.raises(ConfigError):
             parse_rule(bad)
 

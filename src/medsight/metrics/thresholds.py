@@ -1,8 +1,9 @@
 """Operating thresholds chosen on a validation split.
 
-Rules: ``youden`` (maximise sensitivity + specificity - 1), ``sensitivity:X`` (the highest
-threshold whose sensitivity is at least X), ``specificity:X`` (the lowest threshold whose
-specificity is at least X), ``fixed:T``.
+Rules: ``youden`` (maximise sensitivity + specificity - 1), ``accuracy`` (maximise the
+validation accuracy, i.e. weigh errors by the validation split's prevalence),
+``sensitivity:X`` (the highest threshold whose sensitivity is at least X), ``specificity:X``
+(the lowest threshold whose specificity is at least X), ``fixed:T``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from medsight.errors import ConfigError, DataError
 
 __all__ = ["parse_rule", "choose_threshold"]
 
-_RULES = ("youden", "sensitivity", "specificity", "fixed")
+_RULES = ("youden", "accuracy", "sensitivity", "specificity", "fixed")
 
 
 def parse_rule(rule: str) -> tuple[str, float | None]:
     """Split ``"sensitivity:0.9"`` into ``("sensitivity", 0.9)``; validate it."""
     name, _, value = rule.strip().lower().partition(":")
     if name not in _RULES:
-        raise ConfigError(f"threshold rule must be one of youden, sensitivity:X, specificity:X, fixed:T; got {rule!r}")
-    if name == "youden":
+        raise ConfigError("threshold rule must be one of youden, accuracy, sensitivity:X, specificity:X, fixed:T; "
+                          f"got {rule!r}")
+    if name in ("youden", "accuracy"):
         if value:
-            raise ConfigError(f"threshold rule 'youden' takes no value; got {rule!r}")
+            raise ConfigError(f"threshold rule {name!r} takes no value; got {rule!r}")
         return name, None
     try:
         x = float(value)
@@ -66,6 +68,8 @@ def choose_threshold(y_true: np.ndarray, score: np.ndarray, rule: str = "youden"
         fpr = np.array([(s[neg] >= t).mean() for t in cuts])
     if name == "youden":
         i = int(np.argmax(tpr - fpr))
+    elif name == "accuracy":
+        i = int(np.argmax(tpr * pos.sum() + (1 - fpr) * neg.sum()))
     elif name == "sensitivity":
         ok = np.flatnonzero(tpr >= value - 1e-12)
         i = int(ok[0])
