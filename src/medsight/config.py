@@ -96,6 +96,7 @@ class TrainConfig(_Strict):
     monitor: str = "val_auc"
     monitor_mode: Literal["max", "min"] = "max"
     checkpoint: Literal["best", "last"] = "best"  # which epoch's weights the model keeps
+    save_dtype: Literal["float32", "float16"] = "float32"  # weights as saved; metrics use them as saved
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     seed: int = 0
     deterministic: bool = True

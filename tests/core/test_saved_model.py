@@ -89,3 +89,22 @@ def test_weights_for_another_architecture_are_refused(tmp_path):
 def test_unknown_name():
     with pytest.raises(ModelNotFoundError, match="no model named"):
         load_model("no-such-model")
+
+
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    from medsight.tasks.classification import round_to_float16
+
+    net, folder32 = make(tmp_path)
+    round_to_float16(net)
+    m = load_model(folder32)
+    m.manifest["weights_dtype"] = "float16"
+    m.network.load_state_dict(net.state_dict())
+    folder16 = m.save(tmp_path / "half")
+    size32 = (folder32 / "weights.safetensors").stat().st_size
+    size16 = (folder16 / "weights.safetensors").stat().st_size
+    assert size16 < 0.6 * size32
+    loaded = load_model(folder16)
+    assert all(p.dtype == torch.float32 for p in loaded.network.parameters())
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded.network(x))  # rounding happened before, so nothing changes on load

@@ -117,7 +117,10 @@ def save_model(model: SavedModel, path: str | Path) -> Path:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS
-    save_weights(model.network, weights, metadata={"format": FORMAT})
+    state = model.network.state_dict()
+    if model.manifest.get("weights_dtype") == "float16":  # halves the file; loading casts back to float32
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_weights(state, weights, metadata={"format": FORMAT})
     manifest = dict(model.manifest)
     manifest.update({"format": FORMAT, "format_version": FORMAT_VERSION, "weights_sha256": _sha256(weights)})
     manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -272,6 +272,8 @@ class ClassificationTask(Task):
             best_epochs.append(result.best_epoch)
         network = members[0] if len(members) == 1 else Ensemble(members, multilabel=multilabel)
         network.eval()
+        if cfg.train.save_dtype == "float16":  # threshold and metrics from the weights as they will be stored
+            round_to_float16(network)
         train_seconds = time.perf_counter() - t_start
         # operating point: validation split only
         p_va = _probabilities(network, x_va_t, multilabel, tta=cfg.evaluation.tta)
@@ -279,6 +281,7 @@ class ClassificationTask(Task):
             "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
             "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities, "augmentation": cfg.augmentation, "labels": labels,
             "multilabel": multilabel, "positive_index": pos, "tta": cfg.evaluation.tta,
+            "weights_dtype": cfg.train.save_dtype,
             "positive_label": labels[pos] if pos is not None else None,
             "threshold_rule": cfg.evaluation.threshold_rule,
             "training": {
@@ -329,6 +332,14 @@ class ClassificationTask(Task):
                 raise DataError(f"class(es) {missing} have no training images")
             weight = torch.tensor(len(y) / (n_classes * counts), dtype=torch.float32)
         return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+
+
+def round_to_float16(network: torch.nn.Module) -> None:
+    """Round floating-point weights through float16 in place (they stay float32 tensors)."""
+    with torch.no_grad():
+        for t in network.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
 
 
 def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[int]) -> None:
