@@ -295,6 +295,10 @@ def version() -> None:
 
 def run() -> None:
     """Console-script entry point."""
+    # OpenMP threads that spin while waiting make every torch process on a busy machine
+    # (CI, a hospital server running the service) many times slower; sleeping threads cost
+    # little when the machine is idle. Set before torch is imported; an explicit value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except SystemExit as exc:

@@ -368,7 +368,7 @@ def model_card(manifest: dict[str, Any]) -> str:
     t = manifest.get("training", {})
     data = t.get("data", {})
     lines = [f"# {manifest['name']} (v{manifest.get('version')})", "", manifest.get("description") or "", "",
-             "## Model", f"- Task: {manifest['task']}; labels: {', '.join(manifest['labels'])}",
+             "## Model", f"- Task: {manifest['task']}; labels: {', '.join(repr(x) for x in manifest['labels'])}",
              f"- Architecture: {manifest['architecture']['name']} {manifest['architecture'].get('params') or ''}"
              f" ({manifest['architecture']['spatial_dims']}D, ensemble of {manifest['architecture'].get('ensemble', 1)})",
              f"- Input: {manifest['preprocessing'].get('channels')} channel(s), resized to "
