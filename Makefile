@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SHARED_DATA ?= $(abspath ../shared/data)
 export MEDSIGHT_SHARED_DATA ?= $(SHARED_DATA)
+# sleeping (not spinning) OpenMP threads: torch stays fast when several processes share 2 cores
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install peers demo test e2e bench lint clean
 
