@@ -25,7 +25,7 @@ from medsight.models.saved import SavedModel
 if TYPE_CHECKING:  # pragma: no cover
     from medsight.tasks.segmentation import SegmentationTask
 
-__all__ = ["fit_segmentation", "train_settings"]
+__all__ = ["fit_segmentation", "train_settings", "reproduce_command"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ def train_settings(cfg: Config, spatial_dims: int) -> Any:
     if "batch_size" not in given:
         update["batch_size"] = 2 if spatial_dims == 3 else 12
     return cfg.train.model_copy(update=update)
+
+
+def reproduce_command(cfg: Config) -> str:
+    """The command that retrains ``cfg``: ``configs/<name>.yaml`` when that file exists (the
+    shipped models' convention), else a placeholder."""
+    shipped = Path("configs") / f"{cfg.name}.yaml"
+    if shipped.is_file():
+        return f"medsight train {shipped.as_posix()} --out runs/{cfg.name}"
+    return "medsight train CONFIG.yaml --out RUN   # CONFIG.yaml: this run's config.yaml"
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     from medsight.report.segmentation import segmentation_model_card
     from medsight.tasks.seg_preprocess import SegPreprocessor, label_lookup
     from medsight.tasks.seg_training import PatchDataset, SegmentationHooks
-    from medsight.tasks.segmentation import REPRODUCE_HINT, _load_cases
+    from medsight.tasks.segmentation import _load_cases
     from medsight.transforms.augment import build_augmentation
 
     t_start = time.perf_counter()
@@ -183,7 +192,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
             evaluations[split] = task.evaluate(model, cfg.data, split=split, csv_path=eval_dir / f"{split}_cases.csv")
     manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
     manifest["training"]["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-    model.card = segmentation_model_card(manifest, reproduce=REPRODUCE_HINT.format(config="CONFIG.yaml"))
+    model.card = segmentation_model_card(manifest, reproduce=reproduce_command(cfg))
     model.save(run_dir / "model")
     for split, ev in evaluations.items():
         (eval_dir / f"{split}.json").write_text(json.dumps(ev, indent=1))

@@ -29,13 +29,9 @@ from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
 
-__all__ = ["SegmentationTask", "REPRODUCE_HINT"]
+__all__ = ["SegmentationTask"]
 
 log = logging.getLogger(__name__)
-
-#: How a run is reproduced (written into model cards).
-REPRODUCE_HINT = "medsight train {config} --out RUN"
-
 
 def _preprocessor(model: SavedModel):
     from medsight.tasks.seg_preprocess import SegPreprocessor
