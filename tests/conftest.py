@@ -12,16 +12,7 @@ import pytest
 from medsight.config import config_from_dict
 from medsight.tasks.base import get_task
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def shared(sub: str) -> Path:
-    """Path of a real-data folder or file, or skip the test with a clear reason."""
-    p = SHARED_DATA / sub
-    if not p.exists():
-        pytest.skip(f"real data not available: {p} is absent (set MEDSIGHT_SHARED_DATA to the shared data folder)")
-    return p
+from support.data import REPO, SHARED_DATA, shared  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture

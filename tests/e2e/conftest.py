@@ -39,7 +39,7 @@ def pneumonia_npz(shared_data_session):
 
 @pytest.fixture(scope="session")
 def shared_data_session():
-    from conftest import shared
+    from support.data import shared
 
     return shared
 

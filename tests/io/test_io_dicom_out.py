@@ -17,7 +17,7 @@ ALGO = Algorithm("nodule-test", "1.2.3")
 
 @pytest.fixture(scope="module")
 def lidc():
-    from conftest import shared
+    from support.data import shared
 
     folder = series_dir(shared, "lidc_idri_nodule_slabs/LIDC-IDRI-0001")
     image = mio.read(folder)
