@@ -142,16 +142,18 @@ def keep_largest_component(classes: np.ndarray, class_ids: Iterable[int]) -> np.
     structure = ndimage.generate_binary_structure(classes.ndim, classes.ndim)
     for k in class_ids:
         m = classes == k
-        objs = ndimage.find_objects(m.astype(np.uint8))
-        if not objs or objs[0] is None:
+        if not m.any():
             continue
-        box = objs[0]
+        box = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in
+                    (np.flatnonzero(m.any(axis=tuple(b for b in range(m.ndim) if b != a))) for a in range(m.ndim)))
         sub = m[box]
         lab, n = ndimage.label(sub, structure=structure)
         if n <= 1:
             continue
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0
-        view = classes[box]
-        view[sub & (lab != int(sizes.argmax()))] = 0
+        drop = lab != int(sizes.argmax())
+        del lab
+        drop &= sub
+        classes[box][drop] = 0
     return classes

@@ -41,6 +41,16 @@ def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     return out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)
 
 
+def _mean_sd(x: np.ndarray, rows: int = 1 << 22) -> tuple[float, float]:
+    """Mean and standard deviation of ``x`` in float64, without a float64 copy of it."""
+    flat = x.reshape(-1)
+    n = flat.size
+    total = sum(float(flat[i:i + rows].sum(dtype=np.float64)) for i in range(0, n, rows))
+    mean = total / max(n, 1)
+    sq = sum(float(np.square(flat[i:i + rows] - mean, dtype=np.float64).sum()) for i in range(0, n, rows))
+    return mean, (sq / max(n, 1)) ** 0.5
+
+
 class SegPreprocessor:
     """Image → float32 tensor ``(C, *grid)`` at the target spacing, and network output back.
 
@@ -63,20 +73,27 @@ class SegPreprocessor:
         return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(image.shape, image.spacing, self.target_spacing))
 
     def normalize(self, arr: np.ndarray) -> np.ndarray:
-        """Intensity normalisation per channel; ``arr`` is ``(C, *spatial)``."""
+        """Intensity normalisation per channel; ``arr`` is ``(C, *spatial)``.
+
+        Works in place on one float32 copy of the image (statistics are accumulated slab by
+        slab in float64), so a large CT costs one extra volume of memory, not three.
+        """
         out = np.empty(arr.shape, np.float32)
         for c, rule in enumerate(self.normalization):
-            x = arr[c].astype(np.float32, copy=False)
+            x = out[c]
+            x[...] = arr[c]
             scheme = rule.get("scheme", "zscore")
             if scheme == "ct":
-                x = np.clip(x, rule["lower"], rule["upper"])
-                out[c] = (x - rule["mean"]) / rule["sd"]
+                np.clip(x, rule["lower"], rule["upper"], out=x)
+                x -= np.float32(rule["mean"])
+                x /= np.float32(rule["sd"])
                 continue
             if scheme == "percentile":
                 lo, hi = np.percentile(x, [0.5, 99.5])
-                x = np.clip(x, lo, hi)
-            mean, sd = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
-            out[c] = (x - mean) / max(sd, 1e-8)
+                np.clip(x, lo, hi, out=x)
+            mean, sd = _mean_sd(x)
+            x -= np.float32(mean)
+            x /= np.float32(max(sd, 1e-8))
         return out
 
     def image(self, image: Image) -> torch.Tensor:

@@ -100,8 +100,10 @@ class SegmentationTask(Task):
             if tuple(probs.shape[1:]) != image.shape:
                 probs = pre.probabilities_back(probs, image.shape)
             classes = probs.argmax(0).to(torch.uint8).numpy()
+            del probs
         else:  # slabs in bounded memory; the class map is resampled by nearest neighbour
             classes = pre.classes_back(predict_classes(model.network, x, max_voxels=max_voxels, **kw), image.shape)
+        del x  # the network input is a float copy of the whole image: free it before post-processing
         keep = inf.get("largest_component") or []
         if keep is True:
             keep = list(range(1, n_classes))
