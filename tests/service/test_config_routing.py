@@ -46,7 +46,8 @@ def test_shipped_example_config_is_valid():
     from pathlib import Path
 
     cfg = load_service_config(Path(__file__).parents[2] / "configs" / "service.yaml")
-    assert {r.name for r in cfg.routing} >= {"chest-xray", "chest-ct"}
+    assert {r.name for r in cfg.routing} >= {"chest-xray", "chest-ct", "hippocampus-mr"}
+    assert "hippocampus-mri" in cfg.models and cfg.outputs.send_seg
 
 
 def test_router_splits_2d_3d_and_missing_models():

@@ -29,7 +29,7 @@ from medsight.service.models import ModelCatalog
 from medsight.service.queue import enqueue
 from medsight.service.timeline import previous_measurements, suggest
 
-__all__ = ["Outcome", "Processor", "result_key"]
+__all__ = ["Outcome", "Processor", "result_key", "measurements"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,21 @@ log = logging.getLogger(__name__)
 def result_key(input_id: str, model_name: str, version: str) -> str:
     """The idempotency key of a result."""
     return f"{input_id}|{model_name}|{version}"
+
+
+def measurements(outputs: dict[str, Any] | None) -> dict[str, float]:
+    """The numeric findings of a stored result's outputs, as alert rules see them.
+
+    ``findings`` (e.g. ``nodule_diameter_mm``) as they are, and each structure volume of a
+    segmentation (``volumes_ml``) as ``volume_ml_<structure>`` (mL), so that ``growth_percent``
+    rules can follow a volume over time.
+    """
+    out = {k: float(v) for k, v in ((outputs or {}).get("findings") or {}).items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for name, v in ((outputs or {}).get("volumes_ml") or {}).items():
+        if isinstance(v, (int, float)):
+            out[f"volume_ml_{name}"] = float(v)
+    return out
 
 
 @dataclass
@@ -56,6 +71,7 @@ class Outcome:
     error: str | None = None
     overlay_path: str | None = None
     heatmap: str | None = None
+    mask: dict[str, Any] | None = None  # where a segmentation's mask file is, and its source instances
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -73,6 +89,7 @@ class Processor:
         self.catalog = catalog
         self.actor = f"worker:{worker_id}"
         self.overlays = cfg.storage_path / "overlays"
+        self.masks = cfg.storage_path / "masks"
 
     # -- instance jobs ---------------------------------------------------------------------
     def run_instances(self, session_factory: Any, jobs: list[Any]) -> list[Outcome]:  # session_factory: Database.read
@@ -138,6 +155,12 @@ class Processor:
                         patient_id=inst.patient_id, received_at=inst.received_at, result=pred)
             o.timings = {"queue_ms": round((t_claim - inst.received_at) * 1000, 2), "read_ms": round(read_ms, 2),
                          "inference_ms": round(infer_ms, 2)}
+            if getattr(pred, "mask", None) is not None:  # a 2D segmentation model
+                try:
+                    o.mask = self._save_mask(o, pred.mask)
+                except MedSightError as exc:
+                    out.append(self._error(inst, model_name, str(exc)))
+                    continue
             self._explain(o, image)
             out.append(o)
         return out
@@ -200,10 +223,39 @@ class Processor:
                     continue
                 o = Outcome(status="ok", result=pred, **base)
                 o.timings = {"inference_ms": round((time.perf_counter() - t0) * 1000, 2)}
+                if getattr(pred, "mask", None) is not None:
+                    o.mask = self._save_mask(o, pred.mask)
                 outcomes.append(o)
             except MedSightError as exc:
                 outcomes.append(Outcome(status="error", error=str(exc), **base))
         return f"processed by {', '.join(match.series_models)}", outcomes
+
+    def _save_mask(self, o: Outcome, mask: Any) -> dict[str, Any]:
+        """Write a segmentation's label mask as NIfTI in the input's geometry, under
+        ``storage/masks/<study>/``, named after the result's key (a re-run writes the same file).
+
+        Returns:
+            What the result's outputs record: the path, the format, and the SOPInstanceUIDs of
+            the source instances in mask slice order (what a SEG references).
+
+        Raises:
+            WriteError: the file cannot be written.
+        """
+        import hashlib
+        import os
+
+        from medsight.errors import WriteError
+        from medsight.io.nifti import write_nifti
+
+        name = hashlib.sha256(o.key.encode()).hexdigest()[:24]
+        path = self.masks / o.study_uid / f"{o.series_uid}.{o.info.model_name}.{name}.nii.gz"
+        tmp = path.with_name(f".{os.getpid()}.{path.name}")  # keeps .nii.gz: nibabel compresses by suffix
+        write_nifti(mask, tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise WriteError(f"could not store the mask: {exc}", path=path) from exc
+        return {"path": str(path), "format": "nifti", "sop_uids": list(mask.sop_uids)}
 
     # -- storing ---------------------------------------------------------------------------
     def store(self, s: Session, outcomes: list[Outcome]) -> list[int]:
@@ -251,6 +303,8 @@ class Processor:
             d.pop("input", None)
             row["outputs"].update(d)
             row["outputs"]["heatmap"] = o.heatmap
+            if o.mask is not None:
+                row["outputs"]["mask"] = o.mask
             if hasattr(r, "probabilities"):
                 row.update(label=r.label, score=r.score, threshold=r.threshold, positive=r.positive)
                 if r.score is None and r.probabilities:
@@ -260,16 +314,12 @@ class Processor:
         return row
 
     def _alerts_and_policy(self, s: Session, o: Outcome, rid: int, row: dict[str, Any]) -> None:
-        findings = {k: float(v) for k, v in (row["outputs"].get("findings") or {}).items()
-                    if isinstance(v, (int, float))}
-        for name, v in (row["outputs"].get("volumes_ml") or {}).items():
-            findings[f"volume_ml_{name}"] = float(v)
+        findings = measurements(row["outputs"])
         prev = previous_measurements(s, o.patient_id, o.info.model_name, row["created_at"])
         previous = None
         if prev:
             last = prev[-1]
-            previous = {"score": last.score, **{k: float(v) for k, v in (last.outputs.get("findings") or {}).items()
-                                                if isinstance(v, (int, float))}}
+            previous = {"score": last.score, **measurements(last.outputs)}
         for f in evaluate_rules(self.cfg.alerts.rules, model=o.model, positive=row["positive"], score=row["score"],
                                 label=row["label"], threshold=row["threshold"], findings=findings, previous=previous):
             webhook = self.cfg.alerts.webhook is not None

@@ -10,6 +10,7 @@ PACS keeps one.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,26 @@ import numpy as np
 from medsight.errors import ServiceError
 from medsight.service.config import DicomDestination, OutputsConfig, StowDestination
 
-__all__ = ["OutputObject", "build_outputs", "send_dicom", "send_stow", "derived_uid"]
+__all__ = ["OutputObject", "build_outputs", "send_dicom", "send_stow", "derived_uid", "source_sop_uids"]
 
 log = logging.getLogger(__name__)
 
 
-def derived_uid(*parts: str) -> str:
-    """A UID that depends only on ``parts`` (``2.25.<int>`` from a SHA-512 of them)."""
-    from pydicom.uid import generate_uid
+#: Namespace of the name-based UUIDs behind :func:`derived_uid` (fixed: changing it would
+#: give every result new UIDs, and a PACS a second copy of everything re-sent). It is
+#: uuid5(NAMESPACE_URL, "medsight:service:result-uids").
+_UID_NAMESPACE = uuid.UUID("9646f8e0-a6a4-5058-ac6b-3c04495596ca")
 
-    return str(generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts]))
+
+def derived_uid(*parts: str) -> str:
+    """A UID that depends only on ``parts``: ``2.25.<int>`` of a name-based UUID (RFC 4122
+    version 5) of the parts, so the same result always gives the same instances.
+
+    (pydicom's ``generate_uid(prefix=None, entropy_srcs=...)`` ignores its entropy and returns a
+    random UUID, which is why it is not used here.)
+    """
+    name = "\x1f".join(str(p) for p in parts)  # a separator no UID or key holds: ("ab", "c") != ("a", "bc")
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
 @dataclass
@@ -65,13 +76,64 @@ def _findings(result: Any) -> list[Any]:
     return out
 
 
+def source_sop_uids(result: Any) -> list[str] | None:
+    """The SOPInstanceUIDs a result was computed on, when it records them (a segmentation's
+    mask lists its source instances in slice order); None for "its instance or its series"."""
+    uids = ((result.outputs or {}).get("mask") or {}).get("sop_uids")
+    return [str(u) for u in uids] if uids else None
+
+
+def _seg(result: Any, sources: list[Any], algo: Any) -> Any | None:
+    """The DICOM SEG of a result's stored mask, or None when the mask is empty.
+
+    Raises:
+        WriteError: the mask file is gone or unreadable, a source instance is missing, or the
+            sources do not sort into the mask's slice order.
+    """
+    from medsight.errors import MedSightError, WriteError
+    from medsight.io import read
+    from medsight.io.dicom_out import build_seg, sort_like_series
+
+    mask_info = result.outputs["mask"]
+    uids = source_sop_uids(result) or []
+    try:
+        mask = read(mask_info["path"])
+    except MedSightError as exc:
+        raise WriteError(f"cannot read the stored mask of result {result.id}: {exc}") from exc
+    arr = np.asarray(mask.array[0])
+    if not arr.any():
+        return None
+    if mask.n_spatial == 2:
+        arr = arr[None]
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    missing = [u for u in uids if u not in by_uid]
+    if missing or len(uids) != arr.shape[0]:
+        raise WriteError(f"expected the {arr.shape[0]} source instance(s) of the mask of result {result.id}; "
+                         f"{len(missing)} of the {len(uids)} recorded are not stored")
+    srcs = [by_uid[u] for u in uids]
+    if [str(ds.SOPInstanceUID) for ds in sort_like_series(srcs)] != uids:
+        raise WriteError(f"the source instances of result {result.id} do not sort into the mask's slice order; "
+                         "no SEG is built rather than one that maps slices to the wrong images")
+    labels = {int(k): str(v) for k, v in (result.outputs.get("labels") or {}).items()}
+    return build_seg(srcs, arr, labels, algorithm=algo, series_uid=derived_uid(result.series_uid, result.model, "SEG"),
+                     sop_uid=derived_uid(result.key, "SEG"))
+
+
 def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[OutputObject]:
     """The DICOM objects for one stored result.
 
+    An SR with the findings (probabilities, decision, structure volumes in mL...), a Secondary
+    Capture of the heatmap overlay of a single image, and a SEG of a segmentation's mask (none
+    when the mask is empty). Every UID derives from the result's key.
+
     Args:
         result: a :class:`~medsight.service.db.Result` row with status ``ok``.
-        sources: the source datasets (headers are enough).
+        sources: the source datasets (headers are enough): the result's instance, or the
+            instances listed by :func:`source_sop_uids`, or its series.
         cfg: the ``outputs`` section.
+
+    Raises:
+        WriteError: an object cannot be built from these sources (see :func:`_seg`).
     """
     from medsight.io.dicom_out import Algorithm, build_sc, build_sr
 
@@ -93,6 +155,10 @@ def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[O
         sc = build_sc(sources[0], rgb, algorithm=algo, series_description=f"MedSight {result.model} heatmap"[:64],
                       series_uid=derived_uid(result.series_uid, result.model, "SC"), sop_uid=derived_uid(key, "SC"))
         out.append(OutputObject("SC", sc))
+    if cfg.send_seg and (result.outputs or {}).get("mask"):
+        seg = _seg(result, sources, algo)
+        if seg is not None:
+            out.append(OutputObject("SEG", seg))
     return out
 
 

@@ -144,7 +144,7 @@ class Worker:
         """Build the result objects of every job, send them over one association per
         destination, record what each destination accepted."""
         from medsight.io.dicom import read_dataset
-        from medsight.service.results_out import build_outputs, send_dicom, send_stow
+        from medsight.service.results_out import build_outputs, send_dicom, send_stow, source_sop_uids
 
         out_cfg = self.cfg.outputs
         targets: list[tuple[str, Any]] = [(d.name, d) for d in out_cfg.dicom] + [(d.name, d) for d in out_cfg.stow_rs]
@@ -153,8 +153,9 @@ class Worker:
             with self.db.read() as s:
                 result = s.get(Result, job.payload["result_id"])
                 if result is not None:
+                    uids = source_sop_uids(result)
                     col = (Instance.sop_uid == result.sop_uid if result.sop_uid
-                           else Instance.series_uid == result.series_uid)
+                           else Instance.sop_uid.in_(uids) if uids else Instance.series_uid == result.series_uid)
                     srcs = list(s.scalars(select(Instance.path).where(col)))
                     sent = set(s.scalars(select(ResultOutput.sop_uid + "|" + ResultOutput.destination)
                                          .where(ResultOutput.result_id == result.id, ResultOutput.status == "sent")))
