@@ -28,8 +28,12 @@ __all__ = ["serve", "Service"]
 log = logging.getLogger(__name__)
 
 
-def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str) -> None:
-    """Entry point of a worker process: run worker threads until told to stop or orphaned."""
+def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str, ready: Any = None) -> None:
+    """Entry point of a worker process: run worker threads until told to stop or orphaned.
+
+    ``ready`` (a multiprocessing Event) is set once the models are loaded and warmed up and
+    the threads run; the service's readiness check waits for it.
+    """
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d] %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     from medsight.service.worker import run_workers
@@ -38,7 +42,10 @@ def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str) -
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = run_workers(cfg, stop)
+    threads = run_workers(cfg, stop)  # returns once every configured model is loaded and warmed up
+    if ready is not None:
+        ready.set()
+    log.info("worker process ready (%d thread(s))", len(threads))
     while not stop.is_set():
         if os.getppid() != parent_pid:  # the service was killed: do not linger as an orphan
             log.warning("service process %d is gone; worker exiting", parent_pid)
@@ -64,6 +71,7 @@ class Service:
         self.http_server: Any = None
         self._threads: list[threading.Thread] = []
         self._procs: list[Any] = []
+        self._ready: list[Any] = []  # one multiprocessing Event per worker process
 
     def start(self) -> Service:
         """Start every role except the HTTP server's blocking loop (see :meth:`run`)."""
@@ -82,36 +90,47 @@ class Service:
             self.ctx.catchup = catchup.run_once
             self._thread(catchup.run_forever, "medsight-catchup")
         if "worker" in cfg.roles:
-            if cfg.workers.processes == 0:
+            if cfg.workers.processes == 0:  # threads here: models are loaded before start() returns
                 from medsight.service.worker import run_workers
 
-                self._threads += run_workers(cfg, self.stop_event)
+                workers = run_workers(cfg, self.stop_event)
+                self._threads += workers
+                self.ctx.checks["workers"] = lambda: all(t.is_alive() for t in workers)
             else:
                 for _ in range(cfg.workers.processes):
-                    self._procs.append(self._spawn())
+                    p, ready = self._spawn()
+                    self._procs.append(p)
+                    self._ready.append(ready)
                 self._thread(self._supervise, "medsight-supervisor")
-                self.ctx.checks["workers"] = lambda: all(p.is_alive() for p in self._procs)
+                self.ctx.checks["workers"] = self.workers_ready
         return self
+
+    def workers_ready(self) -> bool:
+        """True when every worker process is alive and has loaded and warmed up its models."""
+        procs, ready = list(self._procs), list(self._ready)
+        return bool(procs) and all(p.is_alive() and r.is_set() for p, r in zip(procs, ready))
 
     def _thread(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _spawn(self) -> Any:
+    def _spawn(self) -> tuple[Any, Any]:
         ctx = mp.get_context("spawn")
+        ready = ctx.Event()
         p = ctx.Process(target=_worker_process, args=(self.cfg.model_dump(mode="json"), os.getpid(),
-                                                      self.cfg.log_level), daemon=False, name="medsight-worker")
+                                                      self.cfg.log_level, ready), daemon=False, name="medsight-worker")
         p.start()
         log.info("started worker process %d", p.pid)
-        return p
+        return p, ready
 
     def _supervise(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             for i, p in enumerate(self._procs):
                 if not p.is_alive() and not stop.is_set():
                     log.warning("worker process %d exited with %s; starting another", p.pid, p.exitcode)
-                    self._procs[i] = self._spawn()
+                    # the new process is not ready until it has loaded its models
+                    self._procs[i], self._ready[i] = self._spawn()
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT: the HTTP API in this thread when the ``api`` role is on."""
@@ -146,7 +165,7 @@ class Service:
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
-        self._procs = []
+        self._procs, self._ready = [], []
         for t in self._threads:
             t.join(timeout=10)
         log.info("service stopped")
