@@ -73,6 +73,19 @@ def test_series_result_keeps_the_mask_in_a_file_and_the_volumes_as_findings(seg_
         assert r.outputs["volumes_ml"][name] == pytest.approx(np.count_nonzero(mask.array == value) * voxel_ml,
                                                               abs=1e-6)
         assert r.outputs["volumes_ml"][name] > 0.5  # a hippocampus is 1-3 mL
+    # the API shows the mask by URL, not by its path on the server
+    from fastapi.testclient import TestClient
+    from tests.service.conftest import TOKENS
+
+    from medsight.service.app import create_app
+
+    client = TestClient(create_app(seg_ctx))
+    auth = {"Authorization": f"Bearer {TOKENS['reader']}"}
+    (shown,) = client.get(f"/api/v1/results?study_uid={uids['study']}", headers=auth).json()
+    assert "path" not in shown["outputs"]["mask"] and shown["mask_url"] == f"/api/v1/results/{r.id}/mask.nii.gz"
+    got = client.get(shown["mask_url"], headers=auth)
+    assert got.status_code == 200 and got.content == Path(mask_info["path"]).read_bytes()
+    assert client.get(shown["mask_url"]).status_code == 401
 
 
 def test_sr_and_seg_reference_the_source_slices_with_key_derived_uids(seg_ctx, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from tests.service.conftest import drain, lidc_slab
 
-from medsight.service.db import Alert, AuditEvent, Job, Result, Series, Suggestion
+from medsight.service.db import Alert, AuditEvent, Instance, Job, Result, Series, Suggestion
 
 
 def test_xray_to_result_with_provenance_heatmap_alert_and_suggestion(ctx, xray):
@@ -100,3 +100,17 @@ def test_no_patient_identifiers_in_logs(ctx, xray, caplog):
     assert ds.SOPInstanceUID in text  # the logs do say what happened
     for ident in ("PID-CANARY-7", "CANARY^SECRET", "CANARY", "20190101"):
         assert ident not in text
+
+
+def test_an_instance_without_preamble_is_stored_as_a_part10_file_and_processed(ctx, xray):
+    # Orthanc's WADO-RS parts (catch-up over DICOMweb) and raw uploads come without the
+    # 128-byte preamble and 'DICM'; the workers and series scans read Part 10 files
+    ds, data = xray()
+    assert data[128:132] == b"DICM"
+    assert ctx.ingestor.ingest(data[132:], actor="catchup:dicomweb").status == "stored"
+    drain(ctx)
+    with ctx.db.read() as s:
+        inst = s.scalar(select(Instance).where(Instance.sop_uid == ds.SOPInstanceUID))
+        r = s.scalar(select(Result))
+    assert Path(inst.path).read_bytes()[128:132] == b"DICM"
+    assert r.status == "ok" and r.sop_uid == ds.SOPInstanceUID

@@ -2,8 +2,8 @@
 
 Both go through the same :class:`~medsight.service.ingest.Ingestor` as the DICOM receiver.
 A body over the size limit is refused with 413 before it is read. The multipart/related
-body of STOW-RS is split with the standard library's MIME parser (``email``), which
-implements RFC 2046 fully; no hand-written boundary scanning.
+body of STOW-RS is split by :func:`medsight.service.multipart.split_related` (the standard
+library's MIME parser).
 """
 
 from __future__ import annotations
@@ -97,22 +97,18 @@ def _http_status(codes: list[str]) -> int:
 
 
 def _split_related(content_type: str, body: bytes) -> list[bytes]:
-    from email import policy
-    from email.parser import BytesParser
+    from medsight.service.multipart import split_related
 
-    if not content_type.lower().startswith("multipart/related"):
-        raise RefusedInputError(f"expected Content-Type multipart/related; type=\"application/dicom\"; found "
-                                f"{content_type or 'none'!r}", code="corrupt")
-    msg = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    if not msg.is_multipart():
+    parts = split_related(content_type, body)
+    if parts is None:
+        if not content_type.lower().startswith("multipart/related"):
+            raise RefusedInputError(f"expected Content-Type multipart/related; type=\"application/dicom\"; found "
+                                    f"{content_type or 'none'!r}", code="corrupt")
         raise RefusedInputError("expected a multipart/related body with a boundary; found none", code="corrupt")
-    parts = []
-    for part in msg.iter_parts():
-        ctype = part.get_content_type()
+    for ctype, _ in parts:
         if ctype not in ("application/dicom", "application/octet-stream"):
             raise RefusedInputError(f"expected parts of type application/dicom; found {ctype}", code="not_image")
-        parts.append(part.get_payload(decode=True) or b"")
-    return parts
+    return [payload for _, payload in parts]
 
 
 def _sop_item(sop_class: str | None, sop: str | None, reason: int | None = None, url: str | None = None) -> dict:

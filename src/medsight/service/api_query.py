@@ -36,14 +36,19 @@ def _iso(t: float | None) -> str | None:
 
 def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Alert] | None = None,
                 outputs: list[ResultOutput] | None = None) -> dict[str, Any]:
-    """A result as the API shows it."""
+    """A result as the API shows it (files by URL, never by their path on the server)."""
+    shown = dict(r.outputs or {})
+    mask = shown.get("mask")
+    if isinstance(mask, dict):
+        shown["mask"] = {k: v for k, v in mask.items() if k != "path"}
     return {"id": r.id, "status": r.status, "model": r.model, "model_version": r.model_version,
             "weights_sha256": r.weights_sha256, "input_sha256": r.input_sha256, "study_uid": r.study_uid,
             "series_uid": r.series_uid, "sop_uid": r.sop_uid, "patient_id": r.patient_id, "label": r.label,
-            "score": r.score, "threshold": r.threshold, "positive": r.positive, "outputs": r.outputs,
+            "score": r.score, "threshold": r.threshold, "positive": r.positive, "outputs": shown,
             "timings": r.timings, "error": r.error, "received_at": _iso(r.received_at),
             "created_at": _iso(r.created_at),
             "overlay_url": f"/api/v1/results/{r.id}/overlay.png" if r.overlay_path else None,
+            "mask_url": f"/api/v1/results/{r.id}/mask.nii.gz" if isinstance(mask, dict) else None,
             "image_url": f"/api/v1/instances/{r.sop_uid}/image.png" if r.sop_uid else None,
             "suggestion": None if suggestion is None else {"suggestion": suggestion.suggestion,
                                                            "reasons": suggestion.reasons},
@@ -178,6 +183,19 @@ def overlay(request: Request, result_id: int, _: Principal = Depends(require("re
     with _ctx(request).db.read() as s:
         r = s.get(Result, result_id)
         return _png(r.overlay_path if r else None)
+
+
+@router.get("/results/{result_id}/mask.nii.gz", tags=["query"])
+def mask_file(request: Request, result_id: int, _: Principal = Depends(require("read"))) -> Response:
+    """The label mask of a segmentation result: NIfTI (gzip) on the source's voxel grid."""
+    with _ctx(request).db.read() as s:
+        r = s.get(Result, result_id)
+        path = ((r.outputs or {}).get("mask") or {}).get("path") if r else None
+    if not path or not Path(path).is_file():
+        raise HTTPException(404, "no mask for this result")
+    return Response(Path(path).read_bytes(), media_type="application/gzip",
+                    headers={"Cache-Control": "private, max-age=60",
+                             "Content-Disposition": f'attachment; filename="result-{result_id}-mask.nii.gz"'})
 
 
 @router.get("/instances/{sop_uid}/image.png", tags=["query"])

@@ -7,15 +7,16 @@ reconciles:
 * ``orthanc``: follows Orthanc's ``/changes`` feed from a cursor kept in the database; every
   ``NewInstance`` whose SOPInstanceUID is unknown here is downloaded (``/instances/{id}/file``)
   and ingested like any other instance;
-* ``dicomweb``: QIDO-RS lists the instances of the studies of the last ``lookback_days``;
-  those unknown here are retrieved with WADO-RS.
+* ``dicomweb``: QIDO-RS lists the instances of the studies whose StudyDate lies within the
+  last ``lookback_days``; those unknown here are retrieved with WADO-RS. (DICOMweb has no
+  "received since" query: an old study re-sent while the service was down is not found.)
 
-Instances MedSight made itself (its SRs and SCs) are recognised by UID and skipped.
+Instances MedSight made itself (its SRs, SCs and SEGs) are recognised by UID and skipped, and
+so are instances catch-up fetched before and the ingestor refused.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from datetime import date, timedelta
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from medsight.errors import RefusedInputError, ServiceError
 from medsight.service import audit
 from medsight.service.config import CatchupConfig
-from medsight.service.db import Database, Instance, KeyValue, ResultOutput
+from medsight.service.db import AuditEvent, Database, Instance, KeyValue, ResultOutput
 from medsight.service.ingest import Ingestor
 
 __all__ = ["Catchup"]
@@ -56,7 +57,12 @@ class Catchup:
         with self.db.read() as s:
             a = set(s.scalars(select(Instance.sop_uid).where(Instance.sop_uid.in_(sop_uids))))
             b = set(s.scalars(select(ResultOutput.sop_uid).where(ResultOutput.sop_uid.in_(sop_uids))))
-        return a | b
+            # what catch-up fetched and the ingestor refused (an SR, a presentation state...) is
+            # not fetched again at every reconciliation
+            c = set(s.scalars(select(AuditEvent.object_id).where(AuditEvent.action == "refused",
+                                                                 AuditEvent.actor == self.actor,
+                                                                 AuditEvent.object_id.in_(sop_uids))))
+        return a | b | c
 
     def _ingest(self, data: bytes, ref: str) -> str:
         try:
@@ -91,7 +97,7 @@ class Catchup:
         import httpx
 
         auth = (self.cfg.username, self.cfg.secret() or "") if self.cfg.username else None
-        return httpx.Client(base_url=str(self.cfg.url).rstrip("/"), auth=auth, timeout=60)
+        return httpx.Client(base_url=str(self.cfg.url).rstrip("/"), auth=auth, timeout=self.cfg.timeout_s)
 
     def _cursor(self, key: str) -> str | None:
         with self.db.read() as s:
@@ -141,29 +147,52 @@ class Catchup:
 
     # -- DICOMweb --------------------------------------------------------------------------
     def _dicomweb(self) -> dict[str, Any]:
+        """QIDO-RS over the studies of the last ``lookback_days`` (by StudyDate), then WADO-RS
+        for each instance not known here.
+
+        WADO-RS is requested by hand rather than with ``DICOMwebClient.retrieve_instance``:
+        Orthanc's DICOMweb plugin (1.7) answers parts without the 128-byte preamble, which
+        dicomweb-client's ``pydicom.dcmread`` refuses; the ingestor accepts them and stores
+        a normalised Part 10 file.
+        """
         import requests
         from dicomweb_client.api import DICOMwebClient
 
+        from medsight.service.multipart import split_related
+
+        base = str(self.cfg.url).rstrip("/")
         session = requests.Session()
         if self.cfg.username:
             session.auth = (self.cfg.username, self.cfg.secret() or "")
-        client = DICOMwebClient(url=str(self.cfg.url), session=session)
+        client = DICOMwebClient(url=base, session=session, timeout=self.cfg.timeout_s)
         start = (date.today() - timedelta(days=self.cfg.lookback_days)).strftime("%Y%m%d")
         counts = {"seen": 0, "fetched": 0, "refused": 0}
-        studies = client.search_for_studies(search_filters={"StudyDate": f"{start}-"})
-        for st in studies:
-            study_uid = st["0020000D"]["Value"][0]
-            insts = client.search_for_instances(study_instance_uid=study_uid)
-            refs = [(i["0020000E"]["Value"][0], i["00080018"]["Value"][0]) for i in insts]
-            known = self._known([sop for _, sop in refs])
-            for series_uid, sop in refs:
-                counts["seen"] += 1
-                if sop in known:
-                    continue
-                ds = client.retrieve_instance(study_uid, series_uid, sop)
-                buf = io.BytesIO()
-                ds.save_as(buf, enforce_file_format=True)
-                status = self._ingest(buf.getvalue(), sop)
-                if status in ("stored", "refused"):
-                    counts["fetched" if status == "stored" else "refused"] += 1
+        accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+        try:
+            studies = client.search_for_studies(search_filters={"StudyDate": f"{start}-"}, get_remaining=True)
+            for st in studies:
+                study_uid = st["0020000D"]["Value"][0]
+                insts = client.search_for_instances(study_instance_uid=study_uid, get_remaining=True)
+                refs = [(i["0020000E"]["Value"][0], i["00080018"]["Value"][0]) for i in insts]
+                known = self._known([sop for _, sop in refs])
+                for series_uid, sop in refs:
+                    counts["seen"] += 1
+                    if sop in known:
+                        continue
+                    r = session.get(f"{base}/studies/{study_uid}/series/{series_uid}/instances/{sop}",
+                                    headers={"Accept": accept}, timeout=self.cfg.timeout_s)
+                    if r.status_code == 404:  # deleted since the query: nothing to catch up
+                        continue
+                    if r.status_code != 200:
+                        raise ServiceError(f"expected WADO-RS to answer 200 for an instance; got {r.status_code}")
+                    parts = split_related(r.headers.get("content-type", ""), r.content)
+                    if not parts:
+                        raise ServiceError("expected WADO-RS to answer multipart/related with one DICOM part; got "
+                                           f"{r.headers.get('content-type') or 'no content type'}")
+                    for _, payload in parts:
+                        status = self._ingest(payload, sop)
+                        if status in ("stored", "refused"):
+                            counts["fetched" if status == "stored" else "refused"] += 1
+        except (requests.RequestException, KeyError, IndexError) as exc:
+            raise ServiceError(f"expected QIDO-RS/WADO-RS at {base} to answer; {type(exc).__name__}: {exc}") from None
         return counts

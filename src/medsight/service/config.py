@@ -257,6 +257,7 @@ class CatchupConfig(_Strict):
     password_env: str | None = None
     interval_s: float = Field(30.0, gt=0)
     lookback_days: int = Field(2, ge=0)  # dicomweb: studies of the last N days are compared
+    timeout_s: float = Field(60.0, gt=0)  # each HTTP request to the PACS
 
     @model_validator(mode="after")
     def _url(self) -> CatchupConfig:

@@ -159,6 +159,10 @@ class Ingestor:
         if data is not None and len(data) > self.max_bytes:
             raise RefusedInputError(f"instance is {len(data) / 1e6:.1f} MB; the limit is "
                                     f"{self.max_bytes / 1e6:.1f} MB", code="too_large")
+        if data is not None and data[128:132] != b"DICM":
+            # no preamble (a raw dataset, or a WADO-RS part from Orthanc): store it as a Part 10
+            # file, which is what the workers' readers and series scans expect on disk
+            data = None
         sop, sop_class = str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("SOPClassUID", "") or "")
         study, series = str(ds.get("StudyInstanceUID", "") or ""), str(ds.get("SeriesInstanceUID", "") or "")
         with self.db.read() as s:
@@ -172,7 +176,11 @@ class Ingestor:
             return IngestOutcome("duplicate", sop, sop_class, study, series, [])
         facts = self.check(ds)
         if data is None:
-            data = _encode(ds)
+            try:
+                data = _encode(ds)
+            except Exception as exc:  # noqa: BLE001 - pydicom raises many types for unwritable datasets
+                raise RefusedInputError(f"expected a dataset that can be stored as a DICOM file; "
+                                        f"{type(exc).__name__}: {exc}", code="corrupt") from None
         path = self._path(study, series, sop)
         self._write(path, data)
         match = self.router.match(facts)

@@ -206,7 +206,7 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
     password = dest.password or (os.environ.get(dest.password_env) if dest.password_env else None)
     if dest.username:
         session.auth = (dest.username, password or "")
-    client = DICOMwebClient(url=dest.url, session=session)
+    client = DICOMwebClient(url=dest.url, session=session, timeout=dest.timeout_s)
     try:
         answer = client.store_instances([o.dataset for o in objects])
     except (requests.RequestException, OSError) as exc:
