@@ -130,7 +130,8 @@ def write_table(results: list[dict], info: dict) -> None:
         t = r["test"]
         lines.append(
             f"| {r['name']} | {t['auc']:.4f} ({t['auc_ci95'][0]:.3f}–{t['auc_ci95'][1]:.3f}) | {t['accuracy']:.4f} | "
-            f"{t['sensitivity']:.4f} | {t['specificity']:.4f} | {t['threshold']:.3f} | {r['train_wall_s'] / 60:.1f} min "
+            f"{t['sensitivity']:.4f} | {t['specificity']:.4f} | {t['threshold']:.3f} | "
+            f"{r['train_wall_s'] / 60:.1f} min "
             f"({sum(r['epochs'])} epochs) | {r['train_images_per_s']:.0f} | {r['predict_images_per_s']:.0f} |")
     lines += ["", "Predict throughput is the whole path: read a PNG, preprocess, network, decision, one by one "
               "in chunks of 64.", f"<!-- END {MARK} -->"]

@@ -4,14 +4,12 @@ reason when the folder is absent, as on a user's machine)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from medsight.config import config_from_dict
 from medsight.tasks.base import get_task
-
 from support.data import REPO, SHARED_DATA, shared  # noqa: F401  (re-exported for tests)
 
 

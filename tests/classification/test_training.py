@@ -45,17 +45,18 @@ def test_learns_separable_data_and_writes_a_complete_run(tiny_npz, tmp_path):
 
 
 def test_same_seed_same_weights_different_seed_different(tiny_npz, tmp_path):
-    a = train(cfg(tiny_npz, {"epochs": 2}), tmp_path / "a")
-    b = train(cfg(tiny_npz, {"epochs": 2}), tmp_path / "b")
-    c = train(cfg(tiny_npz, {"epochs": 2, "seed": 1}), tmp_path / "c")
-    wa, wb, wc = (load_weights(p / "model/weights.safetensors") for p in (tmp_path / "a", tmp_path / "b", tmp_path / "c"))
+    train(cfg(tiny_npz, {"epochs": 2}), tmp_path / "a")
+    train(cfg(tiny_npz, {"epochs": 2}), tmp_path / "b")
+    train(cfg(tiny_npz, {"epochs": 2, "seed": 1}), tmp_path / "c")
+    wa, wb, wc = (load_weights(tmp_path / r / "model/weights.safetensors") for r in "abc")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(tiny_npz, tmp_path):
     full = train(cfg(tiny_npz, {"epochs": 4, "schedule": "cosine"}), tmp_path / "full")
-    train(cfg(tiny_npz, {"epochs": 4, "schedule": "cosine", "max_minutes": 1e-9}), tmp_path / "part")  # stops after epoch 1
+    # max_minutes ~0: stops after epoch 1
+    train(cfg(tiny_npz, {"epochs": 4, "schedule": "cosine", "max_minutes": 1e-9}), tmp_path / "part")
     assert len(list(csv.DictReader(open(tmp_path / "part/metrics.csv")))) == 1
     resumed = train(cfg(tiny_npz, {"epochs": 4, "schedule": "cosine"}), tmp_path / "part", resume=True)
     rows = list(csv.DictReader(open(tmp_path / "part/metrics.csv")))
@@ -81,7 +82,8 @@ def test_multiclass_and_balanced_sampler(tmp_path, rng):
         x[y == k, 4 + 8 * k:10 + 8 * k, :] = 250
     np.savez(tmp_path / "three.npz", train_images=x[:60], train_labels=y[:60], val_images=x[60:75],
              val_labels=y[60:75], test_images=x[75:], test_labels=y[75:])
-    model = train(cfg(tmp_path / "three.npz", {"epochs": 6, "sampler": "balanced"}, augmentation="none"), tmp_path / "r")
+    model = train(cfg(tmp_path / "three.npz", {"epochs": 6, "sampler": "balanced"}, augmentation="none"),
+                  tmp_path / "r")
     ev = json.loads((tmp_path / "r/evaluation/test.json").read_text())
     assert "threshold" not in model.manifest and len(ev["per_class"]) == 3
     assert ev["accuracy"] >= 0.6  # three stripes, learnable in a few epochs

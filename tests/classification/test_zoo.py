@@ -44,7 +44,7 @@ def test_predict_by_name_on_a_png_right_after_install(tmp_path, shared_data):
     from support.bad_inputs import write_png
 
     with np.load(shared_data("pneumoniamnist/pneumoniamnist.npz")) as z:
-        img, label = z["test_images"][1], int(z["test_labels"][1, 0])
+        img = z["test_images"][1]
     png = write_png(tmp_path / "chest.png", img)
     [r] = medsight.load("pneumonia-xray").predict([png])
     assert r.label in ("normal", "pneumonia") and abs(sum(r.probabilities.values()) - 1) < 1e-5

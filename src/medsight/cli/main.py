@@ -127,7 +127,8 @@ def evaluate(
     table.add_column("metric")
     table.add_column("value")
     for k, v in result.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) or (isinstance(v, dict) and k in ("dice", "hd95_mm")):
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if number or (isinstance(v, dict) and k in ("dice", "hd95_mm")):
             ci = result.get(f"{k}_ci95")
             table.add_row(k, f"{v}" + (f"  (95% CI {ci[0]}–{ci[1]})" if ci else ""))
     out.print(table)
@@ -246,7 +247,8 @@ def info(
 @models_app.command("list")
 @_guard
 def models_list(task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
-                json_out: Annotated[Path | None, typer.Option("--json", help="Write the lists as JSON here.")] = None) -> None:
+                json_out: Annotated[Path | None,
+                                    typer.Option("--json", help="Write the lists as JSON here.")] = None) -> None:
     """List registered architectures and shipped models."""
     from medsight.models import get_spec, list_models, list_zoo
 

@@ -47,7 +47,8 @@ class TrainingProgress:
 
     def on_epoch_end(self, record: dict[str, Any], *, improved: bool) -> None:
         self.epoch = record["epoch"] - 1
-        parts = [f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "lr", "seconds") and isinstance(v, float)]
+        parts = [f"{k} {v:.4f}" for k, v in record.items()
+                 if k not in ("epoch", "lr", "seconds") and isinstance(v, float)]
         star = " [green]*best*[/green]" if improved else ""
         self.console.print(f"{self.tag}epoch {record['epoch']:>3}/{self.epochs}  " + "  ".join(parts)
                            + f"  ({record['seconds']:.1f}s){star}")

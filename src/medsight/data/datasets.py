@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_samples(samples: Sequence[Sample], preprocessor: Preprocessor,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
+                    progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
     """Read and preprocess every sample once.
 
     Returns:

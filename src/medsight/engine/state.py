@@ -17,7 +17,8 @@ from medsight.errors import ModelFileError
 __all__ = ["save_weights", "load_weights", "save_training_state", "load_training_state"]
 
 
-def save_weights(module: torch.nn.Module | dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(module: torch.nn.Module | dict[str, torch.Tensor], path: Path,
+                 metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     state = module.state_dict() if isinstance(module, torch.nn.Module) else module

@@ -177,7 +177,8 @@ class Trainer:
             best_path = state_dir / "best.safetensors"
             if best_path.is_file():
                 best_state = load_weights(best_path)
-            log.info("resuming at epoch %d (best %s %.4f at epoch %d)", start_epoch + 1, c.monitor, sign * best, best_epoch + 1)
+            log.info("resuming at epoch %d (best %s %.4f at epoch %d)", start_epoch + 1, c.monitor, sign * best,
+                     best_epoch + 1)
         _notify(self.observers, "on_train_start", epochs=c.epochs, steps_per_epoch=steps_per_epoch,
                 member=self.member, members=self.members)
         started = time.perf_counter()

@@ -9,4 +9,5 @@ from medsight.metrics.classification import (
 )
 from medsight.metrics.thresholds import choose_threshold, parse_rule
 
-__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci", "choose_threshold", "parse_rule"]
+__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci",
+           "choose_threshold", "parse_rule"]

@@ -61,20 +61,22 @@ class Ensemble(nn.Module):
 @register_model("classic-cnn", tasks=("classification",), dims=(2, 3),
                 description="reference design's Conv32-MaxPool-Dense128 CNN (for reproduction)", input_size=(28, 28))
 def _classic(*, spatial_dims, in_channels, num_classes, input_size):
-    return ClassicCNN(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, input_size=input_size)
+    return ClassicCNN(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
+                      input_size=input_size)
 
 
 def _monai_resnet(depth: str):
     def factory(*, spatial_dims, in_channels, num_classes, **kw):
         from monai.networks import nets
 
-        return getattr(nets, depth)(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes, **kw)
+        return getattr(nets, depth)(spatial_dims=spatial_dims, n_input_channels=in_channels,
+                                    num_classes=num_classes, **kw)
 
     return factory
 
 
-register_model("resnet18", tasks=("classification",), dims=(2, 3), description="MONAI ResNet-18")(_monai_resnet("resnet18"))
-register_model("resnet50", tasks=("classification",), dims=(2, 3), description="MONAI ResNet-50")(_monai_resnet("resnet50"))
+for _depth, _title in (("resnet18", "MONAI ResNet-18"), ("resnet50", "MONAI ResNet-50")):
+    register_model(_depth, tasks=("classification",), dims=(2, 3), description=_title)(_monai_resnet(_depth))
 
 
 @register_model("densenet121", tasks=("classification",), dims=(2, 3), description="MONAI DenseNet-121")

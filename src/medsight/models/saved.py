@@ -218,7 +218,8 @@ def load_model(name_or_path: str | Path) -> SavedModel:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{MANIFEST} is not valid JSON ({exc})", path=folder) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{MANIFEST} is not a MedSight manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})",
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ModelFileError(f"{MANIFEST} is not a MedSight manifest (format {fmt!r})",
                              path=folder)
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelFileError(f"model format version {manifest['format_version']} is newer than this MedSight "

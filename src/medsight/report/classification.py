@@ -42,7 +42,8 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def write_classification_report(ev: dict[str, Any], path: str | Path, *, manifest: dict[str, Any] | None = None) -> Path:
+def write_classification_report(ev: dict[str, Any], path: str | Path, *,
+                                manifest: dict[str, Any] | None = None) -> Path:
     """Write ``ev`` (the output of ``evaluate``) as one HTML file with embedded plots."""
     path = Path(path)
     labels = ev.get("labels") or []
@@ -51,7 +52,8 @@ def write_classification_report(ev: dict[str, Any], path: str | Path, *, manifes
         point = None
         if ev.get("sensitivity") is not None and ev.get("specificity") is not None:
             point = (1 - ev["specificity"], ev["sensitivity"])
-        roc = f'<img alt="ROC curve" src="data:image/png;base64,{roc_png(ev["roc"]["fpr"], ev["roc"]["tpr"], auc=ev.get("auc"), ci=ev.get("auc_ci95"), point=point)}">'
+        png = roc_png(ev["roc"]["fpr"], ev["roc"]["tpr"], auc=ev.get("auc"), ci=ev.get("auc_ci95"), point=point)
+        roc = f'<img alt="ROC curve" src="data:image/png;base64,{png}">'
     cm = ""
     if ev.get("confusion_matrix"):
         names = labels
@@ -67,13 +69,15 @@ def write_classification_report(ev: dict[str, Any], path: str | Path, *, manifes
         for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece") if k in ev)
     extra = ""
     if ev.get("per_class"):
-        extra += "<h2>Per class</h2><table><tr><th>class</th><th>AUC</th><th>sensitivity</th><th>specificity</th><th>n</th></tr>"
+        extra += ("<h2>Per class</h2><table><tr><th>class</th><th>AUC</th><th>sensitivity</th>"
+                  "<th>specificity</th><th>n</th></tr>")
         extra += "".join(f"<tr><td>{html.escape(c)}</td><td>{_fmt(m['auc'])}</td><td>{_fmt(m['sensitivity'])}</td>"
                          f"<td>{_fmt(m['specificity'])}</td><td>{m['n']}</td></tr>" for c, m in ev["per_class"].items())
         extra += "</table>"
     if ev.get("skipped"):
         extra += f"<h2>Inputs skipped ({len(ev['skipped'])})</h2><ul>" + "".join(
-            f"<li><code>{html.escape(s['input'])}</code>: {html.escape(s['error'])}</li>" for s in ev["skipped"][:50]) + "</ul>"
+            f"<li><code>{html.escape(s['input'])}</code>: {html.escape(s['error'])}</li>"
+            for s in ev["skipped"][:50]) + "</ul>"
     prov_items = {"model": ev.get("model"), "model version": ev.get("model_version"), "data": ev.get("data"),
                   "images/s": ev.get("images_per_second")}
     if manifest:

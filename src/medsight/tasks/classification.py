@@ -86,7 +86,8 @@ class _Hooks:
             auc = roc_auc_score(y == self.pos, p[:, self.pos]) if 0 < (y == self.pos).sum() < len(y) else 0.0
         else:
             present = np.unique(y)
-            auc = roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1]))) if len(present) == p.shape[1] else 0.0
+            auc = (roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1])))
+                   if len(present) == p.shape[1] else 0.0)
         return {"val_loss": loss, "val_auc": float(auc), "val_accuracy": float(np.mean(p.argmax(1) == y))}
 
 
@@ -111,7 +112,8 @@ class ClassificationTask(Task):
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
-        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")), tta=bool(model.manifest.get("tta")))
+        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")),
+                              tta=bool(model.manifest.get("tta")))
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         t0 = time.perf_counter()
@@ -279,7 +281,8 @@ class ClassificationTask(Task):
         p_va = _probabilities(network, x_va_t, multilabel, tta=cfg.evaluation.tta)
         manifest: dict[str, Any] = {
             "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
-            "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities, "augmentation": cfg.augmentation, "labels": labels,
+            "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities,
+            "augmentation": cfg.augmentation, "labels": labels,
             "multilabel": multilabel, "positive_index": pos, "tta": cfg.evaluation.tta,
             "weights_dtype": cfg.train.save_dtype,
             "positive_label": labels[pos] if pos is not None else None,
@@ -291,7 +294,8 @@ class ClassificationTask(Task):
             },
         }
         if pos is not None:
-            manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos], cfg.evaluation.threshold_rule)
+            manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos],
+                                                     cfg.evaluation.threshold_rule)
         elif multilabel:
             manifest["thresholds"] = [choose_threshold(y_va[:, j], p_va[:, j], cfg.evaluation.threshold_rule)
                                       if 0 < y_va[:, j].sum() < len(y_va) else 0.5 for j in range(len(labels))]
@@ -311,8 +315,8 @@ class ClassificationTask(Task):
         if "test" in evaluations:
             self.write_report(evaluations["test"], eval_dir / "report.html", model=model)
         for member, hist in enumerate(histories):
-            plot_learning_curves(hist, run_dir / ("learning_curves.png" if len(histories) == 1
-                                                  else f"learning_curves_member{member}.png"), monitor=cfg.train.monitor)
+            curves = "learning_curves.png" if len(histories) == 1 else f"learning_curves_member{member}.png"
+            plot_learning_curves(hist, run_dir / curves, monitor=cfg.train.monitor)
         (run_dir / "summary.json").write_text(json.dumps({
             "model": str(run_dir / "model"), "train_seconds": round(train_seconds, 1),
             "best_epochs": best_epochs, "metrics": manifest["metrics"]}, indent=1))
@@ -353,7 +357,8 @@ def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[i
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"model {name!r} cannot take {'x'.join(map(str, size))} inputs ({first}); "
-                          "use a larger preprocessing.spatial_size or a model for small images (resnet-small)") from None
+                          "use a larger preprocessing.spatial_size or a model for small images (resnet-small)"
+                          ) from None
     finally:
         net.train()
 
@@ -367,15 +372,16 @@ def model_card(manifest: dict[str, Any]) -> str:
     """A Markdown model card from the manifest (intended use, data, metrics, limits)."""
     t = manifest.get("training", {})
     data = t.get("data", {})
+    arch, pre = manifest["architecture"], manifest["preprocessing"]
     lines = [f"# {manifest['name']} (v{manifest.get('version')})", "", manifest.get("description") or "", "",
              "## Model", f"- Task: {manifest['task']}; labels: {', '.join(repr(x) for x in manifest['labels'])}",
-             f"- Architecture: {manifest['architecture']['name']} {manifest['architecture'].get('params') or ''}"
-             f" ({manifest['architecture']['spatial_dims']}D, ensemble of {manifest['architecture'].get('ensemble', 1)})",
-             f"- Input: {manifest['preprocessing'].get('channels')} channel(s), resized to "
-             f"{manifest['preprocessing'].get('spatial_size')}, intensity '{manifest['preprocessing'].get('intensity')}'"]
+             f"- Architecture: {arch['name']} {arch.get('params') or ''}"
+             f" ({arch['spatial_dims']}D, ensemble of {arch.get('ensemble', 1)})",
+             f"- Input: {pre.get('channels')} channel(s), resized to "
+             f"{pre.get('spatial_size')}, intensity '{pre.get('intensity')}'"]
     if manifest.get("threshold") is not None:
-        lines.append(f"- Operating threshold: {manifest['threshold']:.4f} on P({manifest.get('positive_label')}), chosen on "
-                     f"the validation split by rule '{manifest.get('threshold_rule')}'")
+        lines.append(f"- Operating threshold: {manifest['threshold']:.4f} on P({manifest.get('positive_label')}), "
+                     f"chosen on the validation split by rule '{manifest.get('threshold_rule')}'")
     lines += ["", "## Training data", f"- Source: {data.get('file') or data.get('source')} ({data.get('format')})",
               f"- Images: {data.get('n')}; class counts: {data.get('class_counts')}",
               f"- Checksum: {data.get('md5') or data.get('sha256') or data.get('listing_sha256')}",

@@ -53,7 +53,8 @@ class Preprocessor:
         want = int(self.spec.get("channels", 1))
         if arr.shape[0] != want:
             if want == 1 and arr.shape[0] in (3, 4):
-                arr = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), arr[:3].astype(np.float32), axes=1)[None]
+                luma = np.array([0.299, 0.587, 0.114], np.float32)
+                arr = np.tensordot(luma, arr[:3].astype(np.float32), axes=1)[None]
             elif arr.shape[0] == 1:
                 arr = np.repeat(arr, want, axis=0)
             else:
