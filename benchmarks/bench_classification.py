@@ -95,6 +95,7 @@ def bench(name: str) -> dict:
     data = data_path(dataset)
     out = RUNS / name
     shutil.rmtree(out, ignore_errors=True)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
     model = train(REPO / config, run_dir=out, overrides=[f"data.source={data}"])
     wall = time.perf_counter() - t0
@@ -112,6 +113,8 @@ def bench(name: str) -> dict:
         "train_images_per_s": round(n_train * epochs_seen / wall, 1),
         "predict_images_per_s": round(predict_throughput(out / "model", data), 1),
         "eval_images_per_s": ev["images_per_second"],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_at_start": load_at_start,
     }
 
 
@@ -123,16 +126,17 @@ def write_table(results: list[dict], info: dict) -> None:
              "copies in ../shared/data, official splits; metrics on the official test split, threshold chosen on "
              "the validation split only).", "",
              f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} with {info['torch_threads']} "
-             f"threads, load average at start {info['load_average_at_start']}; run {info['date']}.", "",
+             "threads.", "",
              "| model | test AUC (95% CI) | accuracy | sensitivity | specificity | threshold | train wall time | "
-             "train img/s | predict img/s |", "|---|---|---|---|---|---|---|---|---|"]
+             "train img/s | predict img/s | run (load average at start) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         t = r["test"]
         lines.append(
             f"| {r['name']} | {t['auc']:.4f} ({t['auc_ci95'][0]:.3f}–{t['auc_ci95'][1]:.3f}) | {t['accuracy']:.4f} | "
             f"{t['sensitivity']:.4f} | {t['specificity']:.4f} | {t['threshold']:.3f} | "
             f"{r['train_wall_s'] / 60:.1f} min "
-            f"({sum(r['epochs'])} epochs) | {r['train_images_per_s']:.0f} | {r['predict_images_per_s']:.0f} |")
+            f"({sum(r['epochs'])} epochs) | {r['train_images_per_s']:.0f} | {r['predict_images_per_s']:.0f} | "
+            f"{r.get('date', '?')} ({r.get('load_average_at_start', '?')}) |")
     lines += ["", "Predict throughput is the whole path: read a PNG, preprocess, network, decision, one by one "
               "in chunks of 64.", f"<!-- END {MARK} -->"]
     block = "\n".join(lines)
