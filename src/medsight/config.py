@@ -161,7 +161,8 @@ class Config(_Strict):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
 
 
-def _format_validation(exc: ValidationError) -> str:
+def format_validation(exc: ValidationError) -> str:
+    """pydantic's errors as one line: unknown and missing keys by name, others with the value given."""
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(x) for x in err["loc"])
@@ -169,8 +170,10 @@ def _format_validation(exc: ValidationError) -> str:
             parts.append(f"unknown key '{loc}'")
         elif err["type"] == "missing":
             parts.append(f"missing required key '{loc}'")
-        else:
+        elif loc:
             parts.append(f"'{loc}': {err['msg']} (got {err.get('input')!r})")
+        else:  # a rule across keys (a model validator)
+            parts.append(err["msg"])
     return "; ".join(parts)
 
 
@@ -181,7 +184,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_validation(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation(exc)}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

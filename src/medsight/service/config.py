@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medsight.config import format_validation
 from medsight.errors import ConfigError
 
 __all__ = [
@@ -307,20 +308,6 @@ class ServiceConfig(_Strict):
         return self.database.resolved_url(self.storage_path)
 
 
-def _format(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
-        elif err["type"] == "missing":
-            parts.append(f"missing required key '{loc}'")
-        else:
-            where = f"'{loc}': " if loc else ""
-            parts.append(f"{where}{err['msg']} (got {err.get('input')!r})" if loc else err["msg"])
-    return "; ".join(parts)
-
-
 def service_config_from_dict(data: Any, *, source: str = "service config") -> ServiceConfig:
     """Validate a mapping as a :class:`ServiceConfig`.
 
@@ -332,7 +319,7 @@ def service_config_from_dict(data: Any, *, source: str = "service config") -> Se
     try:
         return ServiceConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation(exc)}") from None
 
 
 def load_service_config(path: str | Path) -> ServiceConfig:
