@@ -139,6 +139,13 @@ class Service:
 
             from medsight.service.app import create_app
 
+            # uvicorn (>= 0.29) shuts down on SIGTERM/SIGINT, restores the handlers it found and
+            # raises the signal again: with the default handlers that kills this process before
+            # stop() below (workers not stopped, receiver not closed). Handlers of our own make
+            # the re-raised signal end run() normally.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop_event.set())
+
             config = uvicorn.Config(create_app(self.ctx), host=self.cfg.http.host, port=self.cfg.http.port,
                                     log_level="warning", access_log=False, lifespan="off")
             self.http_server = uvicorn.Server(config)
