@@ -59,3 +59,80 @@ def db(url: str) -> Any:
     from medsight.service.db import Database
 
     return Database(url)
+
+
+def orthanc_instances(orthanc: Any, study_uid: str, modality: str) -> list[Any]:
+    """The instances of ``modality`` Orthanc holds in a study, as pydicom datasets."""
+    import io
+
+    import pydicom
+
+    found = orthanc.post("/tools/lookup", study_uid.encode(), "text/plain")
+    studies = [f for f in found if f["Type"] == "Study"]
+    out = []
+    for series in orthanc.get(f"/studies/{studies[0]['ID']}/series") if studies else []:
+        if series["MainDicomTags"].get("Modality") == modality:
+            for oid in series["Instances"]:
+                out.append(pydicom.dcmread(io.BytesIO(orthanc.file(oid))))
+    return out
+
+
+def sr_measurements(sr: Any) -> dict[str, tuple[float, str]]:
+    """Numeric measurements of a TID 1500 SR: concept name → (value, UCUM unit)."""
+    out: dict[str, tuple[float, str]] = {}
+
+    def walk(items: Any) -> None:
+        for item in items:
+            if item.ValueType == "NUM" and "MeasuredValueSequence" in item:
+                mv = item.MeasuredValueSequence[0]
+                out[item.ConceptNameCodeSequence[0].CodeMeaning] = (float(mv.NumericValue),
+                                                                    mv.MeasurementUnitsCodeSequence[0].CodeValue)
+            walk(getattr(item, "ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return out
+
+
+def check_seg_and_sr(stack: Any, series: dict[str, Any], *, destination: str, timeout: float = 120) -> dict:
+    """The hippocampus MR series was segmented, and its SEG and SR reached Orthanc (through
+    ``destination``) in the source study, referencing the source instances; returns the result.
+
+    Checks: one ok result of hippocampus-mri for the series, sent as exactly one SEG and one SR;
+    Orthanc holds them in the source's study; the SEG's frames reference source instances
+    (and only those) and its segments are Anterior and Posterior; the SR holds the volumes in
+    mL as stored; the stored volumes are within 15 % of the reference label's.
+    """
+    study = series["study"]
+
+    def sent() -> Any:
+        rs = stack.service.get(f"/api/v1/results?study_uid={study}", role="reader").json()
+        ok = [r for r in rs if r["series_uid"] == series["series"]]
+        return ok if ok and {o["kind"] for o in ok[0]["sent"]} >= {"SEG", "SR"} else None
+
+    (res,) = wait_for(sent, timeout=timeout, what="the MR series' result stored and its SEG and SR sent")
+    assert res["status"] == "ok" and res["model"] == "hippocampus-mri" and res["sop_uid"] is None
+    assert sorted((o["kind"], o["destination"]) for o in res["sent"]) == [("SEG", destination), ("SR", destination)]
+    assert sorted(res["outputs"]["mask"]["sop_uids"]) == sorted(series["sop_uids"])
+    n = len(series["sop_uids"])
+    expected = {"MR": n, "SEG": 1, "SR": 1}
+    wait_for(lambda: orthanc_study_modalities(stack.orthanc, study) == expected, timeout=30,
+             what=f"{expected} in the study in Orthanc")
+    (seg,) = orthanc_instances(stack.orthanc, study, "SEG")
+    (sr,) = orthanc_instances(stack.orthanc, study, "SR")
+    sent_uids = {o["kind"]: o["sop_uid"] for o in res["sent"]}
+    assert seg.SOPInstanceUID == sent_uids["SEG"] and sr.SOPInstanceUID == sent_uids["SR"]
+    assert seg.StudyInstanceUID == sr.StudyInstanceUID == study
+    assert seg.FrameOfReferenceUID == series["frame"]
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["Anterior", "Posterior"]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series["series"]
+    frame_refs = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                  for f in seg.PerFrameFunctionalGroupsSequence]
+    assert len(frame_refs) == int(seg.NumberOfFrames) > 0
+    assert set(frame_refs) <= set(series["sop_uids"])
+    numbers = sr_measurements(sr)
+    volumes = res["outputs"]["volumes_ml"]
+    for name, ref in series["reference_ml"].items():
+        value, unit = numbers[f"Volume of {name}"]
+        assert unit == "mL" and abs(value - volumes[name]) < 1e-3
+        assert abs(volumes[name] - ref) <= 0.15 * ref, f"{name}: {volumes[name]:.3f} mL vs reference {ref:.3f} mL"
+    return res

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ import yaml
 from support.peers import Orthanc, free_port
 
 SERVICE_AET = "MEDSIGHT"
+MANUFACTURER = "MedSight"  # outputs.manufacturer: written into every result object
 TOKENS = {"admin": "e2e-admin-token", "reader": "e2e-reader-token", "sender": "e2e-sender-token"}
 
 ROUTE_LUA = """
 function OnStoredInstance(instanceId, tags, metadata, origin)
-  -- results come back from MedSight's own AE: never send them round again
-  if origin["RemoteAet"] == "%(aet)s" then return end
+  -- results come back from MedSight's own AE (C-STORE) or by STOW-RS, where Orthanc's origin
+  -- names no user ({"RequestOrigin": "Plugins"}), so they are known by their Manufacturer:
+  -- never send them round again
+  if origin["RemoteAet"] == "%(aet)s" or tags["Manufacturer"] == "%(manufacturer)s" then return end
   local ok, err = pcall(SendToModality, instanceId, "medsight")
   if not ok then print("route to MedSight failed; catch-up will fetch " .. instanceId) end
 end
@@ -127,19 +131,28 @@ class ServiceProcess:
 class Stack:
     """Orthanc + (PostgreSQL) + MedSight for one test module."""
 
-    def __init__(self, workdir: Path, *, model: str, db_url: str | None, webhook_url: str) -> None:
+    def __init__(self, workdir: Path, *, model: str, db_url: str | None, webhook_url: str,
+                 overrides: Callable[[Stack], dict[str, Any]] | None = None) -> None:
         self.workdir = workdir
         self.service_port = free_port()
         self.http_port = free_port()
         self.orthanc = Orthanc(workdir / "orthanc", modalities={"medsight": (SERVICE_AET, "127.0.0.1",
                                                                               self.service_port)},
-                               lua=ROUTE_LUA % {"aet": SERVICE_AET})
+                               lua=ROUTE_LUA % {"aet": SERVICE_AET, "manufacturer": MANUFACTURER})
         self.db_url = db_url
         self.model = model
         self.webhook_url = webhook_url
+        self.overrides = overrides
         self.service: ServiceProcess | None = None
 
     def config(self) -> dict[str, Any]:
+        """The service config: the shared e2e config, with a module's sections replaced by its
+        ``stack_overrides(stack)``."""
+        cfg = self._base_config()
+        cfg.update(self.overrides(self) if self.overrides else {})
+        return cfg
+
+    def _base_config(self) -> dict[str, Any]:
         o = self.orthanc
         return {
             "database": {"url": self.db_url},
@@ -151,12 +164,16 @@ class Stack:
             "workers": {"processes": 1, "threads": 1, "output_threads": 2, "batch_size": 16, "lease_s": 8,
                         "retry_backoff_s": 0.5},
             "series": {"complete_after_s": 2, "sweep_interval_s": 0.5},
-            "models": {"pneumonia-xray": {"path": self.model}, "lung-nodule-ct": {"path": "lung-nodule-ct"}},
+            "models": {"pneumonia-xray": {"path": self.model}, "lung-nodule-ct": {"path": "lung-nodule-ct"},
+                       "hippocampus-mri": {"path": "hippocampus-mri", "explain": "none"}},
             "routing": [{"name": "chest-xray", "modalities": ["CR", "DX"], "body_parts": ["CHEST"],
                          "models": ["pneumonia-xray"]},
                         {"name": "chest-ct", "modalities": ["CT"], "body_parts": ["CHEST"],
-                         "models": ["lung-nodule-ct"]}],
-            "outputs": {"dicom": [{"name": "orthanc", "ae_title": o.aet, "port": o.dicom_port}]},
+                         "models": ["lung-nodule-ct"]},
+                        {"name": "hippocampus-mr", "modalities": ["MR"], "body_parts": ["HEAD", "BRAIN"],
+                         "series_description": "HIPPO", "models": ["hippocampus-mri"]}],
+            "outputs": {"dicom": [{"name": "orthanc", "ae_title": o.aet, "port": o.dicom_port}],
+                        "manufacturer": MANUFACTURER},
             "alerts": {"webhook": {"url": self.webhook_url},
                        "rules": [{"name": "pneumonia-positive", "kind": "above_threshold", "model": "pneumonia-xray",
                                   "priority": "high"}]},

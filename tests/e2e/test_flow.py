@@ -1,12 +1,13 @@
 """End to end: images reach MedSight through Orthanc's routing, straight by C-STORE and by
 STOW-RS; results come back to Orthanc as SR + SC in the source study; the CT slab is one
-complete series with "no model routed"; positive cases alert and reach the webhook."""
+complete series with "no model routed"; an MR hippocampus series is segmented and comes back
+as SEG + SR; positive cases alert and reach the webhook."""
 
 from __future__ import annotations
 
 import pytest
 
-from e2e.helpers import orthanc_study_modalities, storescu, wait_for
+from e2e.helpers import check_seg_and_sr, orthanc_study_modalities, storescu, wait_for
 from e2e.stack import TOKENS
 
 LIDC = "lidc_idri_nodule_slabs/LIDC-IDRI-0001"
@@ -63,6 +64,16 @@ def test_storescu_to_orthanc_routes_xray_and_ct_slab(stack, webhook, xray_file, 
     assert study["results"] == []
     jobs = stack.service.get("/api/v1/queue", role="reader").json()
     assert "failed" not in jobs.get("series", {})
+
+
+def test_mr_series_through_orthanc_comes_back_as_seg_and_sr(stack, mr_series):
+    series = mr_series(patient_id="E2E-HIPPO")
+    out = storescu(stack.orthanc.dicom_port, series["paths"], aec="ORTHANC")
+    assert out.returncode == 0, out.stdout + out.stderr
+    check_seg_and_sr(stack, series, destination="orthanc")
+    study = stack.service.get(f"/api/v1/studies/{series['study']}", role="reader").json()
+    (s,) = study["series"]
+    assert s["n_instances"] == len(series["paths"]) and s["outcome"] == "processed by hippocampus-mri"
 
 
 def test_storescu_straight_to_medsight(stack, webhook, xray_file, shared_data):

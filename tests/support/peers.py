@@ -59,8 +59,9 @@ class Orthanc:
         user, password: HTTP basic-auth credentials (authentication is on).
     """
 
-    def __init__(self, workdir: Path, *, aet: str = "ORTHANC", modalities: dict[str, tuple[str, str, int]] | None = None,
-                 lua: str | None = None, user: str = "medsight", password: str = "medsight-test") -> None:
+    def __init__(self, workdir: Path, *, aet: str = "ORTHANC",
+                 modalities: dict[str, tuple[str, str, int]] | None = None, lua: str | None = None,
+                 user: str = "medsight", password: str = "medsight-test") -> None:
         self.workdir = Path(workdir)
         self.aet = aet
         self.modalities = modalities or {}
@@ -143,7 +144,8 @@ class Orthanc:
         self.stop()
 
     # -- REST ----------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+    def _request(self, method: str, path: str, data: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> bytes:
         import base64
 
         req = urllib.request.Request(self.url + path, data=data, method=method)
@@ -163,6 +165,10 @@ class Orthanc:
     def upload(self, dicom_bytes: bytes) -> dict[str, Any]:
         """Store one DICOM instance over REST; returns Orthanc's answer (ID, Status...)."""
         return self.post("/instances", dicom_bytes)
+
+    def file(self, orthanc_id: str) -> bytes:
+        """The stored DICOM file of an instance."""
+        return self._request("GET", f"/instances/{orthanc_id}/file")
 
     def instance_tags(self, orthanc_id: str) -> dict[str, Any]:
         return self.get(f"/instances/{orthanc_id}/simplified-tags")
