@@ -59,6 +59,8 @@ async function worklist() {
     tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
 }
 
+const volumes = (v) => Object.entries(v).map(([name, ml]) => `${esc(name)} ${Number(ml).toFixed(2)} mL`).join(", ");
+
 async function study(uid) {
   const s = await json(`/api/v1/studies/${encodeURIComponent(uid)}`);
   const series = s.series.map((x) => `<li>${esc(x.modality)} ${esc(x.body_part || "")} ${esc(x.description || "")}:
@@ -66,8 +68,9 @@ async function study(uid) {
   const results = s.results.map((r) => `<div class="card result" data-result="${r.id}">
     <h3>${esc(r.model)} <span class="muted">v${esc(r.model_version)}</span>
       ${r.alerts.map((a) => badge(a.priority)).join(" ")}</h3>
-    ${r.status === "ok" ? `<p>Decision: <strong>${esc(r.label)}</strong>; score ${pct(r.score)}
-      (threshold ${pct(r.threshold)})</p>` : `<p class="error">${esc(r.error)}</p>`}
+    ${r.status !== "ok" ? `<p class="error">${esc(r.error)}</p>`
+      : r.outputs.volumes_ml ? `<p>Volumes: <strong>${volumes(r.outputs.volumes_ml)}</strong> (mask sent as DICOM SEG)</p>`
+      : `<p>Decision: <strong>${esc(r.label)}</strong>; score ${pct(r.score)} (threshold ${pct(r.threshold)})</p>`}
     <div class="images">
       ${r.image_url ? `<figure><img class="source" alt="source image"><figcaption>Image</figcaption></figure>` : ""}
       ${r.overlay_url ? `<figure><img class="heatmap" alt="heatmap overlay"><figcaption>Heatmap (${esc(r.outputs.heatmap || "")})</figcaption></figure>` : ""}
