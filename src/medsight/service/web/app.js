@@ -43,7 +43,9 @@ function start(me) {
 }
 
 const badge = (p) => `<span class="badge ${esc(p)}">${esc(p)}</span>`;
-const pct = (v) => (v == null ? "–" : (100 * v).toFixed(1) + "%");
+// never show a non-zero probability as 0.0% or a value below 1 as 100.0%
+const pct = (v) => (v == null ? "–" : v > 0 && v < 0.0005 ? "<0.1%" : v < 1 && v > 0.9995 ? ">99.9%"
+  : (100 * v).toFixed(1) + "%");
 
 async function worklist() {
   const rows = await json("/api/v1/worklist");
