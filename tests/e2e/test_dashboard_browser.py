@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright): sign in, see the
-positive study at the top of the worklist, open it, see the heatmap."""
+positive study at the top of the worklist, open it, see the heatmap; the API page (Swagger UI)
+loads the OpenAPI document with the signed-in token."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def test_dashboard_signin_worklist_study_heatmap(stack, xray_file):
         assert width == pos.Columns  # the overlay is in the source image's geometry
         assert "Intensify treatment" in page.inner_text("#view")
         page.screenshot(path=str(SHOTS / "study.png"), full_page=True)
+        page.click("nav a[href='api.html']")  # Swagger UI, from local files, with the signed-in token
+        page.wait_for_selector(".opblock-summary-path", timeout=20000)
+        assert "/api/v1/results" in page.inner_text("#swagger-ui")
+        page.screenshot(path=str(SHOTS / "api.png"))
         browser.close()
     viewed = stack.service.get(f"/api/v1/audit?action=viewed&object_id={pos.StudyInstanceUID}").json()
     assert viewed and viewed[0]["actor"] == "http:e2e-reader"

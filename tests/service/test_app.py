@@ -38,6 +38,17 @@ def test_nothing_but_health_answers_without_a_token(client):
     assert ui.status_code == 200 and 'id="signin"' in ui.text
 
 
+def test_swagger_ui_is_served_locally_and_reads_the_spec_with_a_token(client):
+    page = client.get("/docs")  # redirects to the static page
+    assert page.status_code == 200 and page.url.path == "/ui/api.html"
+    assert 'src="swagger/swagger-ui-bundle.js"' in page.text and "https://" not in page.text  # no CDN
+    js = client.get("/ui/swagger/swagger-ui-bundle.js")
+    assert js.status_code == 200 and "SwaggerUIBundle" in js.text
+    assert client.get("/openapi.json").status_code == 401
+    spec = client.get("/openapi.json", headers=H("reader"))
+    assert spec.status_code == 200 and "/api/v1/results" in "".join(spec.json()["paths"])
+
+
 @pytest.mark.parametrize("role,path,method,status", [
     ("sender", "/api/v1/worklist", "GET", 403), ("reader", "/api/v1/audit", "GET", 403),
     ("reader", "/api/v1/instances", "POST", 403), ("admin", "/api/v1/audit", "GET", 200),

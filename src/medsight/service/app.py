@@ -2,7 +2,9 @@
 
 Every route except ``/health`` and ``/health/ready`` needs a Bearer token; the dashboard's
 static shell (``/ui/``) holds no data and signs in with a token like any client. The OpenAPI
-document is at ``/openapi.json`` (any valid token).
+document is at ``/openapi.json`` (any valid token); ``/docs`` leads to Swagger UI
+(``/ui/api.html``, Swagger UI's files from the swagger-ui-py package), which reads it with the token the
+dashboard signed in with.
 """
 
 
@@ -22,6 +24,16 @@ HTTP_STATUS_BY_CODE = {"not_image": 415, "corrupt": 422, "missing_uid": 422, "un
                        "too_large": 413}
 
 WEB = Path(__file__).parent / "web"
+
+
+def _swagger_static() -> Path:
+    """The folder of Swagger UI's files in the swagger-ui-py package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or spec.origin is None:
+        raise ImportError("swagger-ui-py is not installed: pip install 'medsight[service]'")
+    return Path(spec.origin).parent / "static"
 
 
 def create_app(ctx: ServiceContext) -> Any:
@@ -104,5 +116,11 @@ def create_app(ctx: ServiceContext) -> Any:
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> RedirectResponse:
+        return RedirectResponse("/ui/api.html")
+
+    # Swagger UI 5's own files (OpenAPI 3.1) from the swagger-ui-py package: no CDN, works offline
+    app.mount("/ui/swagger", StaticFiles(directory=str(_swagger_static())), name="swagger")
     app.mount("/ui", StaticFiles(directory=str(WEB), html=True), name="ui")
     return app
