@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright): sign in, see the
-positive study at the top of the worklist, open it, see the heatmap; the API page (Swagger UI)
-loads the OpenAPI document with the signed-in token."""
+positive study at the top of the worklist, open it, see the heatmap; a segmented MR study shows
+its structure volumes; the API page (Swagger UI) loads the OpenAPI document with the signed-in
+token."""
 
 from __future__ import annotations
 
@@ -19,16 +20,20 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 SHOTS = Path(os.environ.get("MEDSIGHT_E2E_ARTIFACTS", "/tmp/medsight-e2e/artifacts"))
 
 
-def test_dashboard_signin_worklist_study_heatmap(stack, xray_file):
+def test_dashboard_signin_worklist_study_heatmap(stack, xray_file, mr_series):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (run `make peers`)")
     sync_api = pytest.importorskip("playwright.sync_api")
     neg_path, neg = xray_file("negative", patient_id="E2E-UI-NEG", name="UI^NEGATIVE")
     pos_path, pos = xray_file("positive", patient_id="E2E-UI-POS", name="UI^POSITIVE")
     assert storescu(stack.service.dicom_port, [neg_path, pos_path]).returncode == 0
+    mr = mr_series(patient_id="E2E-UI-MR")
+    assert storescu(stack.service.dicom_port, mr["paths"]).returncode == 0
     for ds in (neg, pos):
         wait_for(lambda ds=ds: stack.service.get(f"/api/v1/results?sop_uid={ds.SOPInstanceUID}").json(),
                  timeout=60, what="results")
+    (mr_result,) = wait_for(lambda: stack.service.get(f"/api/v1/results?study_uid={mr['study']}").json(),
+                            timeout=120, what="the MR series' segmentation result")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -52,6 +57,15 @@ def test_dashboard_signin_worklist_study_heatmap(stack, xray_file):
         assert width == pos.Columns  # the overlay is in the source image's geometry
         assert "Intensify treatment" in page.inner_text("#view")
         page.screenshot(path=str(SHOTS / "study.png"), full_page=True)
+        # a segmentation result: the study page gives the structure volumes as stored
+        page.goto(stack.service.http + f"/ui/#/study/{mr['study']}")
+        page.wait_for_selector("#view :text('Volumes:')", timeout=20000)
+        shown = page.inner_text("#view")
+        for name, ml in mr_result["outputs"]["volumes_ml"].items():
+            assert f"{name} {ml:.2f} mL" in shown, (name, ml, shown)
+        page.screenshot(path=str(SHOTS / "segmentation.png"), full_page=True)
+        page.goto(stack.service.http + "/ui/#/worklist")
+        page.wait_for_selector("#worklist tbody tr")
         page.click("nav a[href='api.html']")  # Swagger UI, from local files, with the signed-in token
         page.wait_for_selector(".opblock-summary-path", timeout=20000)
         assert "/api/v1/results" in page.inner_text("#swagger-ui")
