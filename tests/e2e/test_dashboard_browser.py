@@ -63,6 +63,15 @@ def test_dashboard_signin_worklist_study_heatmap(stack, xray_file, mr_series):
         shown = page.inner_text("#view")
         for name, ml in mr_result["outputs"]["volumes_ml"].items():
             assert f"{name} {ml:.2f} mL" in shown, (name, ml, shown)
+        # and the mask over the slice with the most labelled voxels, in the series' geometry
+        page.wait_for_function("() => { const i = document.querySelector('img.heatmap');"
+                               " return i && i.complete && i.naturalWidth > 0; }", timeout=20000)
+        import pydicom
+
+        columns = pydicom.dcmread(mr["paths"][0], stop_before_pixels=True).Columns
+        assert page.evaluate("() => document.querySelector('img.heatmap').naturalWidth") == columns
+        slice_shown = mr_result["outputs"]["mask"]["overlay_slice"]
+        assert f"Mask on slice {slice_shown + 1}: Anterior Posterior" in page.inner_text("#view")
         page.screenshot(path=str(SHOTS / "segmentation.png"), full_page=True)
         page.goto(stack.service.http + "/ui/#/worklist")
         page.wait_for_selector("#worklist tbody tr")

@@ -82,3 +82,28 @@ def test_overlay_keeps_the_source_geometry_and_colours_only_hot_areas():
     assert np.ptp(rgb[15, 15]) > 50  # hot: coloured
     with pytest.raises(Exception, match="heatmap of shape"):
         overlay(img, np.zeros((5, 5)))
+
+
+def test_label_overlay_fills_and_outlines_each_label_on_the_fullest_slice():
+    from medsight.errors import ShapeError
+    from medsight.explain.overlay import LABEL_COLOURS, label_overlay
+
+    arr = np.zeros((1, 5, 20, 20), np.float32)
+    arr[0, :, :, 10:] = 100.0  # left half dark, right half bright
+    labels = np.zeros((5, 20, 20), np.uint8)
+    labels[1, 2:6, 2:6] = 1  # 16 voxels on slice 1
+    labels[3, 5:15, 5:15] = 2  # 100 voxels on slice 3: the fullest
+    labels[3, 16:19, 1:4] = 1
+    image = Image(arr, spacing=(1.0, 1.0, 1.0))
+    rgb, shown = label_overlay(image, labels, alpha=0.5)
+    assert shown == 3 and rgb.shape == (20, 20, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 0).all() and (rgb[0, 19] == 255).all()  # unlabelled pixels keep their gray
+    blue, orange = (LABEL_COLOURS[1] * 255).round(), (LABEL_COLOURS[0] * 255).round()
+    np.testing.assert_allclose(rgb[5, 9], blue, atol=1)  # outline: the label's colour
+    np.testing.assert_allclose(rgb[10, 7], (blue * 0.5).round(), atol=1)  # inside, over black: half colour
+    np.testing.assert_allclose(rgb[10, 12], (255 * 0.5 + blue * 0.5).round(), atol=1)  # over white
+    np.testing.assert_allclose(rgb[16, 1], orange, atol=1)  # a 3x3 island: outline all round
+    np.testing.assert_allclose(rgb[17, 2], (orange * 0.5).round(), atol=1)  # but its centre
+    assert label_overlay(image, labels, slice_index=1)[1] == 1
+    with pytest.raises(ShapeError, match="labels of shape"):
+        label_overlay(image, labels[:4])

@@ -86,6 +86,19 @@ def test_series_result_keeps_the_mask_in_a_file_and_the_volumes_as_findings(seg_
     got = client.get(shown["mask_url"], headers=auth)
     assert got.status_code == 200 and got.content == Path(mask_info["path"]).read_bytes()
     assert client.get(shown["mask_url"]).status_code == 401
+    # the dashboard's picture: the mask over the slice with the most labelled voxels
+    import io
+
+    from PIL import Image as PILImage
+
+    counts = (mask.array[0] > 0).reshape(mask.shape[0], -1).sum(1)
+    assert mask_info["overlay_slice"] == shown["outputs"]["mask"]["overlay_slice"] == int(counts.argmax())
+    png = client.get(shown["overlay_url"], headers=auth)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    rgb = np.asarray(PILImage.open(io.BytesIO(png.content)).convert("RGB"))
+    assert rgb.shape == (*mask.shape[1:], 3)
+    coloured = (rgb.max(2).astype(int) - rgb.min(2)) > 20  # gray pixels have r == g == b
+    assert coloured.sum() >= counts.max() * 0.9  # every labelled pixel of that slice is tinted
 
 
 def test_sr_and_seg_reference_the_source_slices_with_key_derived_uids(seg_ctx, tmp_path):

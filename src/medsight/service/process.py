@@ -161,6 +161,7 @@ class Processor:
                 except MedSightError as exc:
                     out.append(self._error(inst, model_name, str(exc)))
                     continue
+                self._mask_overlay(o, image, pred.mask)
             self._explain(o, image)
             out.append(o)
         return out
@@ -225,10 +226,31 @@ class Processor:
                 o.timings = {"inference_ms": round((time.perf_counter() - t0) * 1000, 2)}
                 if getattr(pred, "mask", None) is not None:
                     o.mask = self._save_mask(o, pred.mask)
+                    self._mask_overlay(o, image, pred.mask)
                 outcomes.append(o)
             except MedSightError as exc:
                 outcomes.append(Outcome(status="error", error=str(exc), **base))
         return f"processed by {', '.join(match.series_models)}", outcomes
+
+    def _mask_overlay(self, o: Outcome, image: Any, mask: Any) -> None:
+        """A picture of the mask over its image for the dashboard: the slice with the most
+        labelled voxels, each label filled in its colour and outlined."""
+        import numpy as np
+        from PIL import Image as PILImage
+
+        from medsight.explain.overlay import label_overlay
+
+        try:
+            rgb, shown = label_overlay(image, np.asarray(mask.array)[0])
+        except MedSightError as exc:
+            log.warning("no mask overlay for series %s: %s", o.series_uid, exc)
+            return
+        path = self.overlays / o.study_uid / f"{o.sop_uid or o.series_uid}.{o.info.model_name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(rgb).save(path)
+        o.overlay_path = str(path)
+        if o.mask is not None:
+            o.mask["overlay_slice"] = shown
 
     def _save_mask(self, o: Outcome, mask: Any) -> dict[str, Any]:
         """Write a segmentation's label mask as NIfTI in the input's geometry, under

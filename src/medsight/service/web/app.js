@@ -63,6 +63,14 @@ async function worklist() {
 
 const volumes = (v) => Object.entries(v).map(([name, ml]) => `${esc(name)} ${Number(ml).toFixed(2)} mL`).join(", ");
 
+const maskCaption = (out) => {
+  const slice = (out.mask || {}).overlay_slice;
+  return `Mask${slice == null ? "" : ` on slice ${slice + 1}`}: ` + Object.keys(out.volumes_ml).map((name, i) =>
+    `<span class="swatch" style="background:${LABEL_COLOURS[i % LABEL_COLOURS.length]}"></span>${esc(name)}`).join(" ");
+};
+// the colours of medsight.explain.overlay.LABEL_COLOURS, for labels 1, 2, ...
+const LABEL_COLOURS = ["#e69f00", "#56b4e8", "#009e73", "#f0e442", "#0072b3", "#d65f00", "#cc78a6"];
+
 async function study(uid) {
   const s = await json(`/api/v1/studies/${encodeURIComponent(uid)}`);
   const series = s.series.map((x) => `<li>${esc(x.modality)} ${esc(x.body_part || "")} ${esc(x.description || "")}:
@@ -75,7 +83,8 @@ async function study(uid) {
       : `<p>Decision: <strong>${esc(r.label)}</strong>; score ${pct(r.score)} (threshold ${pct(r.threshold)})</p>`}
     <div class="images">
       ${r.image_url ? `<figure><img class="source" alt="source image"><figcaption>Image</figcaption></figure>` : ""}
-      ${r.overlay_url ? `<figure><img class="heatmap" alt="heatmap overlay"><figcaption>Heatmap (${esc(r.outputs.heatmap || "")})</figcaption></figure>` : ""}
+      ${r.overlay_url ? `<figure><img class="heatmap" alt="${r.outputs.volumes_ml ? "mask" : "heatmap"} overlay">
+        <figcaption>${r.outputs.volumes_ml ? maskCaption(r.outputs) : `Heatmap (${esc(r.outputs.heatmap || "")})`}</figcaption></figure>` : ""}
     </div>
     ${r.suggestion ? `<p>Suggested: <strong>${esc(r.suggestion.suggestion)}</strong></p>
       <ul class="reasons">${r.suggestion.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}
