@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["case_metrics", "summarize", "METRICS", "DEFAULT_TOLERANCE_MM"]
+__all__ = ["case_metrics", "summarize", "bounding_box", "METRICS", "DEFAULT_TOLERANCE_MM"]
 
 #: The per-label metrics of :func:`case_metrics`, in report order.
 METRICS = ("dice", "hd95_mm", "surface_dice", "volume_ml", "volume_ref_ml", "volume_error_ml", "abs_volume_error_ml")
@@ -35,7 +35,8 @@ METRICS = ("dice", "hd95_mm", "surface_dice", "volume_ml", "volume_ref_ml", "vol
 DEFAULT_TOLERANCE_MM = 1.0
 
 
-def _bbox(m: np.ndarray) -> tuple[slice, ...]:
+def bounding_box(m: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (one slice per axis) holding every True of a non-empty boolean array."""
     idx = [np.flatnonzero(m.any(axis=tuple(j for j in range(m.ndim) if j != a))) for a in range(m.ndim)]
     return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
 
@@ -90,7 +91,7 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, labels: Mapping[int, str], s
             m.update(dice=0.0, hd95_mm=None, surface_dice=0.0)
         else:
             inter = int(np.count_nonzero(p & r))
-            box = _bbox(p | r)
+            box = bounding_box(p | r)
             yp, yr = _one_hot(p[box]), _one_hot(r[box])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -139,13 +139,14 @@ def keep_largest_component(classes: np.ndarray, class_ids: Iterable[int]) -> np.
     ``classes``."""
     from scipy import ndimage
 
+    from medsight.metrics.segmentation import bounding_box
+
     structure = ndimage.generate_binary_structure(classes.ndim, classes.ndim)
     for k in class_ids:
         m = classes == k
         if not m.any():
             continue
-        box = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in
-                    (np.flatnonzero(m.any(axis=tuple(b for b in range(m.ndim) if b != a))) for a in range(m.ndim)))
+        box = bounding_box(m)
         sub = m[box]
         lab, n = ndimage.label(sub, structure=structure)
         if n <= 1:
