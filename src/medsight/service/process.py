@@ -170,8 +170,6 @@ class Processor:
         method = self.cfg.models[o.model].explain
         if method == "none" or o.info.task != "classification" or image.n_spatial != 2:
             return
-        from PIL import Image as PILImage
-
         from medsight.explain import heatmap, overlay
 
         t0 = time.perf_counter()
@@ -181,10 +179,7 @@ class Processor:
         except MedSightError as exc:
             log.warning("no heatmap for %s: %s", o.sop_uid, exc)
             return
-        path = self.overlays / o.study_uid / f"{o.sop_uid}.{o.info.model_name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        PILImage.fromarray(rgb).save(path)
-        o.overlay_path = str(path)
+        self._write_overlay(o, rgb)
         o.timings["explain_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         o.heatmap = h.method
 
@@ -209,14 +204,20 @@ class Processor:
             missing = f" ({', '.join(match.missing_models)} not installed)" if match.missing_models else ""
             return f"no model routed{missing}", []
         outcomes = []
+        image, read_error = None, None
+        try:  # read once, whatever the number of models routed
+            image = read_series(scan_folder(folder).choose(uid))
+        except MedSightError as exc:
+            read_error = str(exc)
         for m in match.series_models:
             info = self.catalog.available[m]
             key = result_key(f"series:{uid}:{series.n_instances}", info.model_name, info.version)
             base = dict(key=key, model=m, info=info, study_uid=series.study_uid, series_uid=uid, sop_uid=None,
                         patient_id=series.patient_id, received_at=series.last_at)
+            if image is None:
+                outcomes.append(Outcome(status="error", error=read_error, **base))
+                continue
             try:
-                scan = scan_folder(folder)
-                image = read_series(scan.choose(uid))
                 t0 = time.perf_counter()
                 pred = self.catalog.predictor(m).predict_images([image], [uid])[0]
                 if hasattr(pred, "error_type"):
@@ -236,21 +237,26 @@ class Processor:
         """A picture of the mask over its image for the dashboard: the slice with the most
         labelled voxels, each label filled in its colour and outlined."""
         import numpy as np
-        from PIL import Image as PILImage
 
         from medsight.explain.overlay import label_overlay
 
         try:
             rgb, shown = label_overlay(image, np.asarray(mask.array)[0])
         except MedSightError as exc:
-            log.warning("no mask overlay for series %s: %s", o.series_uid, exc)
+            log.warning("no mask overlay for %s: %s", o.sop_uid or o.series_uid, exc)
             return
+        self._write_overlay(o, rgb)
+        if o.mask is not None:
+            o.mask["overlay_slice"] = shown
+
+    def _write_overlay(self, o: Outcome, rgb: Any) -> None:
+        """Store an overlay picture (heatmap or mask) as the result's PNG under ``storage/overlays/<study>/``."""
+        from PIL import Image as PILImage
+
         path = self.overlays / o.study_uid / f"{o.sop_uid or o.series_uid}.{o.info.model_name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         PILImage.fromarray(rgb).save(path)
         o.overlay_path = str(path)
-        if o.mask is not None:
-            o.mask["overlay_slice"] = shown
 
     def _save_mask(self, o: Outcome, mask: Any) -> dict[str, Any]:
         """Write a segmentation's label mask as NIfTI in the input's geometry, under

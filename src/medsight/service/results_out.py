@@ -152,7 +152,8 @@ def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[O
 
         with PILImage.open(result.overlay_path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        sc = build_sc(sources[0], rgb, algorithm=algo, series_description=f"MedSight {result.model} heatmap"[:64],
+        picture = "mask" if (result.outputs or {}).get("mask") else "heatmap"  # a 2D segmentation's overlay
+        sc = build_sc(sources[0], rgb, algorithm=algo, series_description=f"MedSight {result.model} {picture}"[:64],
                       series_uid=derived_uid(result.series_uid, result.model, "SC"), sop_uid=derived_uid(key, "SC"))
         out.append(OutputObject("SC", sc))
     if cfg.send_seg and (result.outputs or {}).get("mask"):
