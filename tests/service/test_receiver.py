@@ -81,3 +81,133 @@ def test_calling_ae_title_not_on_the_allow_list_is_rejected(ctx, receiver):
     with ctx.db.read() as s:
         ev = s.scalar(select(AuditEvent).where(AuditEvent.action == "refused"))
     assert ev.actor == "dicom:STRANGER" and ev.object_type == "association"
+    assert ev.details["reason"] == "calling_aet_not_allowed"
+
+
+def _receiver(ctx, make_cfg, **dicom):
+    cfg = make_cfg(dicom={"port": 0, "allowed_calling_aets": ["GOODSCU"], **dicom})
+    return DicomReceiver(cfg.dicom, ctx.ingestor).start()
+
+
+def _refusal_reasons(ctx) -> list[str]:
+    with ctx.db.read() as s:
+        refused = select(AuditEvent).where(AuditEvent.action == "refused", AuditEvent.object_type == "association")
+        return [e.details["reason"] for e in s.scalars(refused.order_by(AuditEvent.id))]
+
+
+def test_64_silent_connections_do_not_lock_out_a_modality(ctx, make_cfg, xray, capsys):
+    import socket
+    import time
+
+    r = _receiver(ctx, make_cfg)  # default limits: 128 connections, 32 associations, ACSE timeout 5 s
+    silent = [socket.create_connection(("127.0.0.1", r.port), timeout=5) for _ in range(64)]  # never send a byte
+    try:
+        ds, _ = xray()
+        t0 = time.monotonic()
+        a = _assoc(r)
+        assert a.is_established
+        assert a.send_c_store(ds).Status == 0
+        a.release()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 15
+        with capsys.disabled():
+            print(f"\nC-STORE with 64 silent connections open: {elapsed * 1000:.0f} ms")
+    finally:
+        for c in silent:
+            c.close()
+        r.stop()
+    assert _refusal_reasons(ctx) == []
+
+
+def test_a_connection_that_sends_no_association_request_is_closed_after_the_acse_timeout(ctx, make_cfg):
+    import socket
+
+    r = _receiver(ctx, make_cfg, acse_timeout_s=0.3, network_timeout_s=60)
+    try:
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as c:
+            assert c.recv(1) == b""  # closed by the receiver (ARTIM), long before the 60 s network timeout
+    finally:
+        r.stop()
+
+
+def test_connections_beyond_max_connections_are_closed_and_the_receiver_recovers(ctx, make_cfg):
+    import socket
+
+    r = _receiver(ctx, make_cfg, max_connections=4, acse_timeout_s=1)
+    try:
+        held = [socket.create_connection(("127.0.0.1", r.port), timeout=10) for _ in range(4)]
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as extra:
+            assert extra.recv(1) == b""  # closed at once
+        for c in held:
+            assert c.recv(1) == b""  # closed by the receiver after the ACSE timeout, freeing their slots
+            c.close()
+        import time
+
+        time.sleep(0.2)
+        a = _assoc(r)
+        assert a.is_established
+        a.release()
+    finally:
+        r.stop()
+
+
+def test_association_limits_reject_with_their_own_reason_in_log_and_audit(ctx, make_cfg, caplog):
+    r = _receiver(ctx, make_cfg, max_associations_per_peer=2)
+    try:
+        held = [_assoc(r), _assoc(r)]
+        assert all(a.is_established for a in held)
+        third = _assoc(r)
+        assert third.is_rejected
+        for a in held:
+            a.release()
+    finally:
+        r.stop()
+    r = _receiver(ctx, make_cfg, max_associations=1)
+    try:
+        first = _assoc(r)
+        assert first.is_established
+        assert _assoc(r).is_rejected
+        first.release()
+        again = _assoc(r)  # a slot is free again once the first is released
+        assert again.is_established
+        again.release()
+    finally:
+        r.stop()
+    assert _refusal_reasons(ctx) == ["peer_association_limit", "too_many_associations"]
+    refused = [m.getMessage() for m in caplog.records if m.getMessage().startswith("refused association")]
+    assert [m.rsplit(": ", 1)[1] for m in refused] == ["peer_association_limit", "too_many_associations"]
+    assert not any("allow-list" in m for m in refused)
+
+
+_SEND = """
+import sys
+from pydicom import dcmread
+from pynetdicom import AE
+ds = dcmread(sys.argv[2])
+ae = AE(ae_title="GOODSCU")
+ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+a = ae.associate("127.0.0.1", int(sys.argv[1]), ae_title="MEDSIGHT")
+print(f"0x{a.send_c_store(ds).Status:04X}")
+a.release()
+"""
+
+
+def test_a_c_store_over_the_limit_is_refused_without_being_held_in_memory(ctx, receiver, xray, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import tracemalloc
+
+    big, _ = xray()
+    big.Rows = big.Columns = 4000
+    big.PixelData = bytes(4000 * 4000)  # 16 MB > the 1 MB limit
+    big.save_as(tmp_path / "big.dcm", enforce_file_format=True)
+    tracemalloc.start()  # the receiver's allocations, in this process; the sender is another process
+    try:
+        out = subprocess.run([sys.executable, "-c", _SEND, str(receiver.port), str(tmp_path / "big.dcm")],
+                             capture_output=True, text=True, timeout=120, env={**os.environ})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.stdout.split() == ["0xA700"], out.stderr[-2000:]
+    assert peak < 8e6, f"the receiver traced {peak / 1e6:.0f} MB for a refused 16 MB instance"

@@ -78,8 +78,12 @@ class DicomConfig(_Strict):
     port: int = Field(11112, ge=0, le=65535)
     allowed_calling_aets: list[str] = Field(default_factory=list)  # empty: any calling AE
     accept_modalities: list[str] = Field(default_factory=lambda: list(DEFAULT_MODALITIES))
-    max_pdu: int = Field(0, ge=0)
+    max_pdu: int = Field(65536, ge=4096, le=1 << 24)  # largest PDU received: what one read holds in memory
     network_timeout_s: float = Field(60.0, gt=0)
+    acse_timeout_s: float = Field(5.0, gt=0)  # a connection that sends no A-ASSOCIATE-RQ is closed after this
+    max_connections: int = Field(128, ge=1)  # TCP connections open at once, negotiating or not
+    max_associations: int = Field(32, ge=1)  # associations (A-ASSOCIATE-RQ received) open at once
+    max_associations_per_peer: int = Field(8, ge=1)  # of those, from one IP address
 
     @field_validator("ae_title")
     @classmethod

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ class Ingestor:
         self.fsync = fsync
 
     # -- checks -------------------------------------------------------------------------------
-    def parse(self, data: bytes) -> Any:
-        """Parse Part 10 bytes (with or without preamble) into a dataset.
+    def parse(self, data: bytes | Path) -> Any:
+        """Parse Part 10 bytes or a file (with or without preamble) into a dataset.
+
+        A file over the size limit is refused from its size, unread.
 
         Raises:
             RefusedInputError: too large, or not parseable DICOM (code ``too_large`` /
@@ -79,14 +82,15 @@ class Ingestor:
         """
         from medsight.io.dicom import read_dataset
 
-        if len(data) > self.max_bytes:
-            raise RefusedInputError(f"instance is {len(data) / 1e6:.1f} MB; the limit is {self.max_bytes / 1e6:.1f} MB",
+        size = _size(data)
+        if size > self.max_bytes:
+            raise RefusedInputError(f"instance is {size / 1e6:.1f} MB; the limit is {self.max_bytes / 1e6:.1f} MB",
                                     code="too_large")
-        if not data:
+        if not size:
             raise RefusedInputError("expected a DICOM instance; got 0 bytes", code="corrupt")
-        headerless = data[128:132] != b"DICM"
+        headerless = not _has_preamble(data)
         try:
-            ds = read_dataset(io.BytesIO(data), force=headerless)
+            ds = read_dataset(data if isinstance(data, Path) else io.BytesIO(data), force=headerless)
         except MedSightError as exc:
             raise RefusedInputError(f"expected a DICOM instance; {exc}", code="corrupt") from None
         if headerless and "SOPClassUID" not in ds:
@@ -134,21 +138,26 @@ class Ingestor:
     def _path(self, study: str, series: str, sop: str) -> Path:
         return self.storage / "dicom" / study / series / f"{sop}.dcm"
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes | Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            f.write(data)
+            if isinstance(data, Path):
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, f)
+            else:
+                f.write(data)
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def ingest(self, data: bytes | None, *, actor: str, dataset: Any = None) -> IngestOutcome:
+    def ingest(self, data: bytes | Path | None, *, actor: str, dataset: Any = None) -> IngestOutcome:
         """Check, store and enqueue one instance.
 
         Args:
-            data: the Part 10 file bytes (None when ``dataset`` is given and must be encoded).
+            data: the Part 10 file bytes, or a Part 10 file that is copied (None when ``dataset`` is
+                given and must be encoded).
             actor: who sent it (``dicom:AET``, ``http:name``, ``catchup:orthanc``).
             dataset: an already parsed dataset (the C-STORE path), to skip parsing.
 
@@ -156,10 +165,10 @@ class Ingestor:
             RefusedInputError: the instance is refused; nothing is stored.
         """
         ds = dataset if dataset is not None else self.parse(data or b"")
-        if data is not None and len(data) > self.max_bytes:
-            raise RefusedInputError(f"instance is {len(data) / 1e6:.1f} MB; the limit is "
+        if data is not None and _size(data) > self.max_bytes:
+            raise RefusedInputError(f"instance is {_size(data) / 1e6:.1f} MB; the limit is "
                                     f"{self.max_bytes / 1e6:.1f} MB", code="too_large")
-        if data is not None and data[128:132] != b"DICM":
+        if data is not None and not _has_preamble(data):
             # no preamble (a raw dataset, or a WADO-RS part from Orthanc): store it as a Part 10
             # file, which is what the workers' readers and series scans expect on disk
             data = None
@@ -191,7 +200,7 @@ class Ingestor:
             res = s.execute(ins.values(
                 sop_uid=sop, sop_class_uid=sop_class, series_uid=series, study_uid=study,
                 patient_id=_s(ds.get("PatientID")), modality=facts.modality, body_part=facts.body_part,
-                path=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data), source=actor[:80],
+                path=str(path), sha256=_sha256(data), size=_size(data), source=actor[:80],
                 received_at=t).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(Instance.id)).scalar()
             if res is None:  # a concurrent copy of the same instance won
                 audit.record(s, actor, "duplicate", "instance", sop)
@@ -217,6 +226,27 @@ class Ingestor:
         stmt = stmt.on_conflict_do_update(index_elements=["series_uid"], set_={
             "n_instances": Series.n_instances + 1, "last_at": t, "status": "receiving"})
         s.execute(stmt)
+
+
+def _size(data: bytes | Path) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
+
+
+def _has_preamble(data: bytes | Path) -> bool:
+    if isinstance(data, Path):
+        with open(data, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    return data[128:132] == b"DICM"
+
+
+def _sha256(data: bytes | Path) -> str:
+    if isinstance(data, Path):
+        h = hashlib.sha256()
+        with open(data, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def _s(v: Any) -> str | None:
