@@ -1,14 +1,19 @@
 """Images in over HTTP: multipart upload and STOW-RS (DICOMweb PS3.18 Store).
 
 Both go through the same :class:`~medsight.service.ingest.Ingestor` as the DICOM receiver.
-A body over the size limit is refused with 413 before it is read. The multipart/related
-body of STOW-RS is split by :func:`medsight.service.multipart.split_related` (the standard
-library's MIME parser).
+A body is counted as it arrives and refused with 413 as soon as it passes ``http.max_upload_mb``
+(whether or not it declared a Content-Length), and a body with more than ``http.max_parts``
+files or instances is refused with 413 before any is stored. A multipart/form-data upload is
+parsed while it streams in (starlette's parser over python-multipart, files spooled to disk);
+the multipart/related body of STOW-RS is split by
+:func:`medsight.service.multipart.split_related` (the standard library's MIME parser) in a
+worker thread, so the event loop keeps answering other requests.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,6 +31,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
+#: Failure Reason (0008,1197) of a STOW-RS instance for each refusal code (PS3.18 10.5.3).
+STOW_STATUS_BY_CODE = {**STATUS_BY_CODE, "wrong_study": 0xA900}
+
 
 def _check_length(request: Request) -> int:
     limit = int(request.app.state.ctx.cfg.http.max_upload_mb * 1e6)
@@ -36,25 +44,59 @@ def _check_length(request: Request) -> int:
     return limit
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused (413) once more than ``limit`` bytes came."""
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise RefusedInputError(f"request body exceeds the limit of {limit / 1e6:.1f} MB", code="too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
-def _ingest_one(request: Request, data: bytes, actor: str) -> dict[str, Any]:
-    ctx = request.app.state.ctx
+async def _read_limited(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _limited_stream(request, limit)])
+
+
+async def _read_form(request: Request, limit: int) -> Any:
+    """Parse a multipart/form-data body while it streams in, within the size and part limits."""
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    max_parts = request.app.state.ctx.cfg.http.max_parts
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise RefusedInputError(f"expected Content-Type multipart/form-data; found {content_type or 'none'!r}",
+                                code="corrupt")
+    parser = MultiPartParser(request.headers, _limited_stream(request, limit),
+                             max_files=max_parts, max_fields=max_parts)
     try:
-        outcome = ctx.ingestor.ingest(data, actor=actor)
+        return await parser.parse()
+    except MultiPartException as exc:
+        too_many = str(exc).startswith("Too many")  # starlette's "Too many files/fields" (one exception type)
+        raise RefusedInputError(f"expected at most {max_parts} parts in a multipart/form-data body; the body has more"
+                                if too_many else f"expected a valid multipart/form-data body; {exc}",
+                                code="too_large" if too_many else "corrupt") from None
+
+
+def _ingest_one(request: Request, data: bytes, actor: str, study_uid: str | None = None) -> dict[str, Any]:
+    """Ingest one instance; with ``study_uid`` (a STOW-RS study URL), only an instance of that study."""
+    ctx = request.app.state.ctx
+    ds = None
+    try:
+        ds = ctx.ingestor.parse(data)
+        if study_uid is not None and str(ds.get("StudyInstanceUID", "") or "") != study_uid:
+            raise RefusedInputError("expected an instance of the study in the URL; found one of another study",
+                                    code="wrong_study")
+        outcome = ctx.ingestor.ingest(data, actor=actor, dataset=ds)
     except RefusedInputError as exc:
         log.warning("refused an HTTP instance from %s (%s)", actor, exc.code)
         with ctx.db.session() as s:
             audit.record(s, actor, "refused", "instance", "unknown", reason=exc.code, message=str(exc)[:300])
-        return {"status": "refused", "code": exc.code, "error": str(exc)}
+        entry = {"status": "refused", "code": exc.code, "error": str(exc)}
+        if exc.code == "wrong_study":
+            entry.update(sop_uid=str(ds.get("SOPInstanceUID", "") or ""),
+                         sop_class_uid=str(ds.get("SOPClassUID", "") or ""))
+        return entry
     return {"status": outcome.status, "sop_uid": outcome.sop_uid, "sop_class_uid": outcome.sop_class_uid,
             "study_uid": outcome.study_uid, "models": outcome.routed_models}
 
@@ -69,7 +111,7 @@ async def upload(request: Request, principal: Principal = Depends(require("send"
     from starlette.concurrency import run_in_threadpool
 
     limit = _check_length(request)
-    form = await request.form(max_files=1000)
+    form = await _read_form(request, limit)
     items = []
     for name, value in form.multi_items():
         if not hasattr(value, "read"):
@@ -96,10 +138,14 @@ def _http_status(codes: list[str]) -> int:
     return HTTP_STATUS_BY_CODE.get(codes[0], 409) if len(distinct) == 1 else 409
 
 
-def _split_related(content_type: str, body: bytes) -> list[bytes]:
-    from medsight.service.multipart import split_related
+def _split_related(content_type: str, body: bytes, max_parts: int) -> list[bytes]:
+    from medsight.service.multipart import MultipartError, TooManyPartsError, split_related
 
-    parts = split_related(content_type, body)
+    try:
+        parts = split_related(content_type, body, max_parts=max_parts)
+    except MultipartError as exc:
+        raise RefusedInputError(str(exc), code="too_large" if isinstance(exc, TooManyPartsError) else "corrupt") \
+            from None
     if parts is None:
         if not content_type.lower().startswith("multipart/related"):
             raise RefusedInputError(f"expected Content-Type multipart/related; type=\"application/dicom\"; found "
@@ -137,17 +183,17 @@ async def stow(request: Request, study_uid: str | None = None,
 
     limit = _check_length(request)
     body = await _read_limited(request, limit)
-    parts = _split_related(request.headers.get("content-type", ""), body)
+    parts = await run_in_threadpool(_split_related, request.headers.get("content-type", ""), body,
+                                    request.app.state.ctx.cfg.http.max_parts)
+    del body
     actor = f"stow:{principal.name}"
     ok_items, failed_items, codes = [], [], []
     for data in parts:
-        entry = await run_in_threadpool(_ingest_one, request, data, actor)
+        entry = await run_in_threadpool(_ingest_one, request, data, actor, study_uid)
         if entry["status"] == "refused":
             codes.append(entry["code"])
-            failed_items.append(_sop_item(None, None, STATUS_BY_CODE.get(entry["code"], 0xC000)))
-        elif study_uid and entry["study_uid"] != study_uid:
-            failed_items.append(_sop_item(entry["sop_class_uid"], entry["sop_uid"], 0xA900))
-            codes.append("corrupt")
+            failed_items.append(_sop_item(entry.get("sop_class_uid"), entry.get("sop_uid"),
+                                          STOW_STATUS_BY_CODE.get(entry["code"], 0xC000)))
         else:
             ok_items.append(_sop_item(entry["sop_class_uid"], entry["sop_uid"]))
     answer: dict[str, Any] = {}

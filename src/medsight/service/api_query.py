@@ -30,6 +30,16 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
+_MAX_ID = 2**31 - 1  # row ids are INTEGER columns (32 bits on PostgreSQL)
+
+
+def _known_id(value: int, what: str) -> int:
+    """``value`` if it can be a row id; 404 otherwise (a huge id is not found, not a database error)."""
+    if not 0 < value <= _MAX_ID:
+        raise HTTPException(404, f"no {what} {value}")
+    return value
+
+
 def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
@@ -163,6 +173,7 @@ def results(request: Request, study_uid: str | None = None, patient_id: str | No
 @router.get("/results/{result_id}", tags=["query"])
 def result(request: Request, result_id: int, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
     """One result with its provenance, suggestion, alerts and the objects sent to the PACS."""
+    _known_id(result_id, "result")
     with _ctx(request).db.session() as s:
         found = _results(s, select(Result).where(Result.id == result_id))
         if not found:
@@ -180,6 +191,7 @@ def _png(path: str | None) -> Response:
 @router.get("/results/{result_id}/overlay.png", tags=["query"])
 def overlay(request: Request, result_id: int, _: Principal = Depends(require("read"))) -> Response:
     """The heatmap overlay of a result (PNG, the source image's rows x cols)."""
+    _known_id(result_id, "result")
     with _ctx(request).db.read() as s:
         r = s.get(Result, result_id)
         return _png(r.overlay_path if r else None)
@@ -188,6 +200,7 @@ def overlay(request: Request, result_id: int, _: Principal = Depends(require("re
 @router.get("/results/{result_id}/mask.nii.gz", tags=["query"])
 def mask_file(request: Request, result_id: int, _: Principal = Depends(require("read"))) -> Response:
     """The label mask of a segmentation result: NIfTI (gzip) on the source's voxel grid."""
+    _known_id(result_id, "result")
     with _ctx(request).db.read() as s:
         r = s.get(Result, result_id)
         path = ((r.outputs or {}).get("mask") or {}).get("path") if r else None
@@ -234,6 +247,7 @@ def alerts(request: Request, unacknowledged: bool = False, limit: int = Query(20
 @router.post("/alerts/{alert_id}/ack", tags=["query"])
 def acknowledge(request: Request, alert_id: int, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
     """Acknowledge an alert (recorded with the token's name)."""
+    _known_id(alert_id, "alert")
     with _ctx(request).db.session() as s:
         a = s.get(Alert, alert_id)
         if a is None:

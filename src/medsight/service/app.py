@@ -15,7 +15,7 @@ from typing import Any
 from medsight.errors import AuthError, MedSightError, RefusedInputError
 from medsight.service.context import ServiceContext
 
-__all__ = ["create_app", "HTTP_STATUS_BY_CODE"]
+__all__ = ["create_app", "HTTP_STATUS_BY_CODE", "SECURITY_HEADERS", "SecurityHeaders"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,45 @@ HTTP_STATUS_BY_CODE = {"not_image": 415, "corrupt": 422, "missing_uid": 422, "un
                        "too_large": 413}
 
 WEB = Path(__file__).parent / "web"
+
+#: Headers on every response. Scripts only from the service itself (the dashboard and Swagger UI
+#: have no inline scripts); inline style attributes are allowed (the dashboard's label swatches,
+#: Swagger UI's React styles); images also from data: (Swagger UI's icons) and blob: (the
+#: dashboard fetches images with its token and shows them as blob URLs); no framing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`SECURITY_HEADERS` on every response, and ``Cache-Control:
+    no-store`` on JSON answers (they carry patient data) unless the route set its own."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.datastructures import MutableHeaders
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if "json" in headers.get("content-type", ""):
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _swagger_static() -> Path:
@@ -51,6 +90,7 @@ def create_app(ctx: ServiceContext) -> Any:
                   openapi_url=None,
                   description="DICOM-in, model, DICOM-out: uploads, STOW-RS, results, alerts, patient timelines.")
     app.state.ctx = ctx
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:

@@ -158,7 +158,7 @@ class Catchup:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
-        from medsight.service.multipart import split_related
+        from medsight.service.multipart import MultipartError, split_related
 
         base = str(self.cfg.url).rstrip("/")
         session = requests.Session()
@@ -193,6 +193,6 @@ class Catchup:
                         status = self._ingest(payload, sop)
                         if status in ("stored", "refused"):
                             counts["fetched" if status == "stored" else "refused"] += 1
-        except (requests.RequestException, KeyError, IndexError) as exc:
+        except (requests.RequestException, KeyError, IndexError, MultipartError) as exc:
             raise ServiceError(f"expected QIDO-RS/WADO-RS at {base} to answer; {type(exc).__name__}: {exc}") from None
         return counts

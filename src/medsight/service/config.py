@@ -99,7 +99,8 @@ class HttpConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    max_upload_mb: float = Field(64.0, gt=0)
+    max_upload_mb: float = Field(64.0, gt=0)  # a request body, counted as it arrives
+    max_parts: int = Field(1000, ge=1)  # files (upload) or instances (STOW-RS) in one request
     public_url: str | None = None  # for links in webhooks
 
 
