@@ -119,6 +119,19 @@ def test_calling_aet_not_on_the_allow_list(stack, xray_file):
     assert rows[0]["actor"] == "dicom:INTRUDER"
 
 
+def test_64_silent_connections_do_not_lock_out_storescu(stack, xray_file):
+    import socket
+
+    path, _ = xray_file("negative", patient_id="E2E-FLOOD")
+    held = [socket.create_connection(("127.0.0.1", stack.service.dicom_port), timeout=10) for _ in range(64)]
+    try:  # 64 connections that never send an A-ASSOCIATE-RQ, past the 32 associations allowed
+        out = storescu(stack.service.dicom_port, [path], timeout=15)  # raises TimeoutExpired after 15 s
+    finally:
+        for c in held:
+            c.close()
+    assert out.returncode == 0, out.stdout[-2000:]
+
+
 def test_other_work_continues_after_bad_input(stack, xray_file):
     path, ds = xray_file("positive", patient_id="E2E-AFTER-BAD")
     assert storescu(stack.service.dicom_port, [path]).returncode == 0

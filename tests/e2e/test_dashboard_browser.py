@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright): sign in, see the
 positive study at the top of the worklist, open it, see the heatmap; a segmented MR study shows
 its structure volumes; the API page (Swagger UI) loads the OpenAPI document with the signed-in
-token."""
+token; the Content-Security-Policy blocks nothing either needs."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def test_dashboard_signin_worklist_study_heatmap(stack, xray_file, mr_series):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        blocked = []  # what the Content-Security-Policy refused (the dashboard and Swagger UI must need nothing)
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
         page.goto(stack.service.http + "/")
         page.fill("#token", "not-a-token")
         page.click("#signin button[type=submit]")
@@ -80,5 +82,6 @@ def test_dashboard_signin_worklist_study_heatmap(stack, xray_file, mr_series):
         assert "/api/v1/results" in page.inner_text("#swagger-ui")
         page.screenshot(path=str(SHOTS / "api.png"))
         browser.close()
+    assert blocked == []
     viewed = stack.service.get(f"/api/v1/audit?action=viewed&object_id={pos.StudyInstanceUID}").json()
     assert viewed and viewed[0]["actor"] == "http:e2e-reader"
