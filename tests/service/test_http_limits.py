@@ -142,12 +142,19 @@ def test_stow_stores_exactly_the_parts_bytes_and_nothing_from_a_truncated_body(c
     assert inst.size == len(data) and inst.sha256 == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("path,method", [("/api/v1/results/{}", "get"), ("/api/v1/results/{}/overlay.png", "get"),
-                                         ("/api/v1/results/{}/mask.nii.gz", "get"),
-                                         ("/api/v1/alerts/{}/ack", "post")])
-def test_out_of_range_ids_are_404(client, path, method):
-    for big in (2**31, 2**64, 10**30):
-        assert getattr(client, method)(path.format(big), headers=H("reader")).status_code == 404
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_out_of_range_ids_are_404(make_cfg, request, database):
+    from medsight.service.app import create_app
+    from medsight.service.context import build_context
+
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    ctx = build_context(make_cfg(database={"url": url}))
+    client = TestClient(create_app(ctx))
+    for path, method in (("/api/v1/results/{}", "get"), ("/api/v1/results/{}/overlay.png", "get"),
+                         ("/api/v1/results/{}/mask.nii.gz", "get"), ("/api/v1/alerts/{}/ack", "post")):
+        for big in (2**31, 2**63, 10**30):  # past PostgreSQL's INTEGER, SQLite's 64-bit integer, both
+            assert getattr(client, method)(path.format(big), headers=H("reader")).status_code == 404, (path, big)
+    ctx.db.dispose()
 
 
 def test_every_response_has_security_headers_and_api_json_is_not_cached(client):
