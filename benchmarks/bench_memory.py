@@ -129,11 +129,12 @@ def _send(port: int, path: Path) -> int:
 
 def service_peaks(images: dict[str, Path], workdir: Path) -> dict:
     import pydicom
-    from e2e.stack import ServiceProcess
     from sqlalchemy import select
 
+    from e2e.stack import ServiceProcess
     from medsight.service.db import Database, Result
 
+    workdir.mkdir(parents=True, exist_ok=True)
     port, http = free_port(), free_port()
     cfg = {"storage": {"path": str(workdir / "data"), "max_instance_mb": 64},
            "dicom": {"port": port}, "http": {"port": http},

@@ -181,7 +181,9 @@ def _decode(ds, h: dict[str, int], path: object) -> np.ndarray:
     except BaseException as exc:  # noqa: BLE001 - decoders in Rust raise pyo3's PanicException (a BaseException)
         if not isinstance(exc, _DECODE_ERRORS) and type(exc).__name__ != "PanicException":
             raise
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # pydicom's "raised by all available plugins:" is followed by one line per plugin: keep them, on one line
+        text = "; ".join(lines[:4]).replace(":;", ":") if lines else type(exc).__name__
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", ts) or "unknown transfer syntax"
         raise PixelDataError(f"pixel data ({ts_name}) cannot be decoded: {text}", path=path) from exc
