@@ -6,7 +6,8 @@ Images, generated in a temporary folder (never committed; tests/support/big_dico
 * ``bomb``: an RLE Lossless CR declaring 24000x24000 8-bit pixels (576 M pixels, under the
   600 M pixel limit) in 9 MB; decoded it would be 576 MB, far over the 128 MiB frame budget;
 * ``edge``: an RLE CR of 8192x8192 at 16 bits, exactly the frame budget (128 MiB decoded),
-  the largest 2D image accepted by default;
+  the largest 16-bit 2D image accepted by default; ``edge8``: 11584x11584 at 8 bits, the
+  largest 8-bit one (more pixels, so more float32 work for the same budget);
 * ``dx``: an RLE DX of 4096x4096 at 16 bits (32 MiB decoded), a real detector size;
 * ``damaged``: a 64x64 RLE CR whose stream stops half way (the receiver accepts its header,
   the worker must record an error and go on);
@@ -16,7 +17,7 @@ Images, generated in a temporary folder (never committed; tests/support/big_dico
    from ``wait4``'s rusage (``ru_maxrss``), under an address-space cap (``--cap-gb``, RLIMIT_AS)
    so that a regression cannot take the machine down.
 2. ``medsight serve`` (SQLite, one worker process, no outputs) on loopback; the images are sent
-   by C-STORE one after the other (bomb, damaged, dx, edge, good); then each result is awaited
+   by C-STORE one after the other (bomb, damaged, dx, edge, edge8, good); then each result is awaited
    and the peak RSS of the service process (the receiver) and of its worker process is read
    from ``/proc/<pid>/status`` (``VmHWM``).
 
@@ -24,7 +25,7 @@ Targets (issue 8): predict on the bomb refuses with a one-line error or stays un
 the receiver under 500 MB and the worker under 2 GB; the good instance after it gets its result.
 
 Usage:
-    .venv/bin/python benchmarks/bench_memory.py [--json out.json] [--cap-gb 6] [--skip-service]
+    .venv/bin/python benchmarks/bench_memory.py [--json out.json] [--cap-gb 6] [--skip-service] [--images bomb ...]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def make_images(folder: Path) -> dict[str, Path]:
 
     images = {"bomb": rle_cr(folder / "bomb.dcm", 24000, 24000, patient_id="BENCH-1"),
               "edge": rle_cr(folder / "edge.dcm", 8192, 8192, bits=16, value=1000, patient_id="BENCH-2"),
+              "edge8": rle_cr(folder / "edge8.dcm", 11584, 11584, value=100, patient_id="BENCH-6"),
               "dx": rle_cr(folder / "dx.dcm", 4096, 4096, bits=16, value=1000, patient_id="BENCH-3", modality="DX")}
     ds = pydicom.dcmread(rle_cr(folder / "damaged.dcm", 64, 64, patient_id="BENCH-4"))
     frame = rle_constant_frame(64, 64, 100)
@@ -86,7 +88,7 @@ def predict_peak(path: Path, cap_gb: float) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-    error = next((ln for ln in lines if "Error" in ln or "budget" in ln), None)
+    error = next((ln.strip("│ ") for ln in lines if "rror" in ln or "budget" in ln), None)
     return {"rc": proc.returncode, "peak_rss_mb": round(usage.ru_maxrss * 1024 / MB, 1),
             "seconds": round(time.perf_counter() - t0, 2), "error": error}
 
@@ -148,7 +150,7 @@ def service_peaks(images: dict[str, Path], workdir: Path) -> dict:
     try:
         pid = service.proc.pid
         base_receiver = _vm_hwm(pid)
-        order = ["bomb", "damaged", "dx", "edge", "good"]
+        order = ["bomb", "damaged", "dx", "edge", "edge8", "good"]
         t0 = time.perf_counter()
         for name in order:
             out["statuses"][name] = hex(_send(port, images[name]))
@@ -189,13 +191,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cap-gb", type=float, default=6.0, help="RLIMIT_AS of each medsight predict")
     ap.add_argument("--skip-service", action="store_true")
+    ap.add_argument("--images", nargs="+", default=["good", "dx", "edge", "edge8", "bomb"],
+                    help="the images given to medsight predict")
     args = ap.parse_args()
     report: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         tmp_path = Path(tmp)
         images = make_images(tmp_path / "images")
         report["file_mb"] = {k: round(p.stat().st_size / MB, 2) for k, p in images.items()}
-        report["predict"] = {k: predict_peak(images[k], args.cap_gb) for k in ("good", "dx", "edge", "bomb")}
+        report["predict"] = {k: predict_peak(images[k], args.cap_gb) for k in args.images}
         if not args.skip_service:
             report["service"] = service_peaks(images, tmp_path / "service")
     text = json.dumps(report, indent=1)
