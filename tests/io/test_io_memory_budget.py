@@ -157,3 +157,31 @@ def test_a_big_secondary_capture_is_capped_with_its_spacing_scaled():
     assert [float(v) for v in sc.PixelSpacing] == [0.2, 0.2]
     small = build_sc(source, np.zeros((2000, 2000, 3), np.uint8), algorithm=Algorithm("t", "1"))
     assert [float(v) for v in small.PixelSpacing] == [0.2, 0.2]  # an overlay already at the picture size
+
+
+def test_medsight_predict_refuses_the_24000_square_cr_within_a_1_5_gib_address_space(tmp_path):
+    """The issue's case end to end, in a subprocess capped by RLIMIT_AS (before: 7.7 GB peak)."""
+    import json
+    import os
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from support.xray_dicom import write_xray
+
+    bomb = rle_cr(tmp_path / "bomb.dcm", 24000, 24000, patient_id="P")
+    good = write_xray(tmp_path / "good.dcm", np.full((28, 28), 90, np.uint8), patient_id="P")
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (int(1.5 * 2**30), int(1.5 * 2**30)))
+
+    out = tmp_path / "out.json"
+    exe = Path(sys.executable).parent / "medsight"
+    proc = subprocess.run([str(exe), "predict", "--model", "pneumonia-xray", str(good), str(bomb), "--json", str(out)],
+                          capture_output=True, text=True, preexec_fn=cap, env=dict(os.environ, COLUMNS="300"),
+                          timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one input failed; no crash, no MemoryError
+    rows = {Path(r["input"]).name: r for r in json.loads(out.read_text())}
+    assert rows["good.dcm"]["label"] in ("normal", "pneumonia")
+    assert rows["bomb.dcm"]["error_type"] == "ImageTooLargeError" and "max_frame_bytes" in rows["bomb.dcm"]["error"]
