@@ -25,7 +25,7 @@ Targets (issue 8): predict on the bomb refuses with a one-line error or stays un
 the receiver under 500 MB and the worker under 2 GB; the good instance after it gets its result.
 
 Usage:
-    .venv/bin/python benchmarks/bench_memory.py [--json out.json] [--cap-gb 6] [--skip-service] [--images bomb ...]
+    .venv/bin/python benchmarks/bench_memory.py [--json benchmarks/results/memory.json] [--cap-gb 6] [--skip-service] [--images bomb ...]
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def _size(path: str | None) -> list[int] | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "memory.json")
     ap.add_argument("--cap-gb", type=float, default=6.0, help="RLIMIT_AS of each medsight predict")
     ap.add_argument("--skip-service", action="store_true")
     ap.add_argument("--images", nargs="+", default=["good", "dx", "edge", "edge8", "bomb"],
