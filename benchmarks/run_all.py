@@ -1,6 +1,6 @@
 """Run every benchmark script in this folder (bench_*.py), one after the other.
 
-Usage: python benchmarks/run_all.py [NAME ...]   (NAME: classification, io, segmentation, service)
+Usage: python benchmarks/run_all.py [NAME ...]   (NAME: classification, io, memory, segmentation, service)
 Each script writes its own results into benchmarks/results/ and its section of docs/benchmarks.md.
 Benchmarks are not part of the test suite: they train models and take minutes to an hour.
 """

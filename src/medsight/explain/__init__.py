@@ -6,6 +6,10 @@
 * :func:`overlay` blends such a map over the image as ``(rows, cols, 3)`` uint8 RGB, what a
   DICOM Secondary Capture and the dashboard show.
 
+Maps and pictures are at most ``MAX_SIDE`` (2048) pixels along their longest side: a larger
+image gets them shrunk by a whole factor (:func:`medsight.explain.overlay.display_shape`), so
+explaining a huge image costs no more memory than explaining a 2048x2048 one.
+
 Example:
     >>> from medsight.explain import heatmap, overlay
     >>> heat = heatmap(model, image)        # doctest: +SKIP

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from medsight.errors import ShapeError
+from medsight.explain.overlay import MAX_SIDE, display_shape
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 
@@ -35,7 +36,8 @@ class Heatmap:
 
     Attributes:
         values: ``(rows, cols)`` (or ``(slices, rows, cols)``) float32 in [0, 1], in the
-            source image's geometry.
+            source image's geometry: its size, or, for an image with a side above ``max_side``,
+            its :func:`~medsight.explain.overlay.display_shape` (the picture's size).
         method: ``gradcam`` or ``occlusion``.
         layer: the target layer's module name (GradCAM), else None.
         class_index: the class explained.
@@ -126,7 +128,8 @@ def _occlusion(network: nn.Module, x: torch.Tensor, class_index: int) -> np.ndar
     return float(s.max()) - s  # a big drop of the class score when hidden = important
 
 
-def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, method: str = "gradcam") -> Heatmap:
+def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, method: str = "gradcam",
+            max_side: int = MAX_SIDE) -> Heatmap:
     """Where ``model`` looked on ``image``, in the image's own geometry.
 
     Args:
@@ -135,9 +138,11 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         class_index: the class to explain (default: the positive class of a binary model,
             else the most probable class).
         method: ``gradcam`` (falls back to occlusion when it cannot run) or ``occlusion``.
+        max_side: the longest in-plane side of the map; a larger image gets its map at
+            :func:`~medsight.explain.overlay.display_shape`, never at full size.
 
     Returns:
-        A :class:`Heatmap` with values in [0, 1] of shape ``image.shape``.
+        A :class:`Heatmap` with values in [0, 1] of shape ``image.shape`` (in-plane sides capped).
 
     Raises:
         ShapeError, ModalityError: the image does not fit the model.
@@ -178,4 +183,5 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         if used == "occlusion":
             maps = [_occlusion(member, x, class_index) for member in members]
     values = _normalise(np.mean(maps, axis=0))
-    return Heatmap(values=_normalise(_resize(values, image.shape)), method=used, layer=layer, class_index=class_index)
+    shape = (*image.shape[:-2], *display_shape(*image.shape[-2:], max_side))
+    return Heatmap(values=_normalise(_resize(values, shape)), method=used, layer=layer, class_index=class_index)

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medsight.errors import ShapeError, WriteError
+from medsight.io.limits import MAX_SIDE, display_shape, shrink_factor
 
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
@@ -350,12 +351,15 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
 
 def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
              series_description: str = "MedSight overlay", series_number: int = 902, series_uid: str | None = None,
-             sop_uid: str | None = None) -> pydicom.Dataset:
+             sop_uid: str | None = None, max_side: int = MAX_SIDE) -> pydicom.Dataset:
     """A Secondary Capture image of an RGB overlay (a heatmap on the source image).
 
-    The patient orientation comes from the source's ImageOrientationPatient; when the overlay
-    has the source's rows and columns, its PixelSpacing is copied too. The source is
-    referenced in SourceImageSequence.
+    An overlay longer than ``max_side`` on a side is shrunk by a whole factor (box filter), so
+    an SC is at most 2048 x 2048 x 3 bytes (12.6 MB) by default. The patient orientation comes
+    from the source's ImageOrientationPatient; when the overlay is the source's rows and
+    columns, or the source shrunk by a whole factor (:func:`~medsight.io.limits.display_shape`),
+    its PixelSpacing is copied, times that factor. The source is referenced in
+    SourceImageSequence.
 
     Args:
         source: the image the overlay was drawn on.
@@ -365,6 +369,7 @@ def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
         series_number: SeriesNumber of the new series.
         series_uid: SeriesInstanceUID to use; a fresh one by default.
         sop_uid: SOPInstanceUID to use; a fresh one by default.
+        max_side: the longest side of the SC's pixels.
 
     Raises:
         ShapeError: ``rgb`` is not ``(rows, cols, 3)`` uint8.
@@ -378,15 +383,24 @@ def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
         raise ShapeError(f"expected an overlay of shape (rows, cols, 3) and dtype uint8; got {rgb.shape} {rgb.dtype}")
-    same_size = (int(source.get("Rows", -1) or -1), int(source.get("Columns", -1) or -1)) == rgb.shape[:2]
-    spacing = source.get("PixelSpacing") if same_size else None
+    g = shrink_factor(*rgb.shape[:2], max_side)
+    if g > 1:
+        from PIL import Image as PILImage
+
+        rgb = np.asarray(PILImage.fromarray(np.ascontiguousarray(rgb)).reduce(g))  # sides rounded up, as display_shape
+    rows, cols = int(source.get("Rows", 0) or 0), int(source.get("Columns", 0) or 0)
+    f = shrink_factor(rows, cols, max(rgb.shape[:2])) if rows > 0 and cols > 0 else 0
+    spacing = source.get("PixelSpacing") if f and display_shape(rows, cols, max(rgb.shape[:2])) == rgb.shape[:2] \
+        else None
+    if spacing is not None:
+        spacing = [float(v) * f for v in spacing]
     try:
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=source, pixel_array=np.ascontiguousarray(rgb), photometric_interpretation="RGB",
             bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=_uid(series_uid),
             series_number=series_number, sop_instance_uid=_uid(sop_uid), instance_number=1,
             manufacturer=algorithm.manufacturer, patient_orientation=_patient_orientation(source),
-            pixel_spacing=tuple(float(v) for v in spacing) if spacing else None,
+            pixel_spacing=tuple(spacing) if spacing else None,
             transfer_syntax_uid="1.2.840.10008.1.2.1", series_description=series_description[:64],
             manufacturer_model_name=algorithm.name[:64], software_versions=algorithm.version[:64],
         )

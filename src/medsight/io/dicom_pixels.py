@@ -16,6 +16,10 @@ Compressed transfer syntaxes are decoded by pydicom's plugins: JPEG baseline/ext
 (pydicom's own decoder or pylibjpeg-rle). Native (uncompressed) pixel data is length-checked
 before decoding, so a short or over-long PixelData gets a :class:`PixelDataError` that says
 how many bytes were expected and found.
+
+:func:`check_pixel_header` does every check that needs no decoding (the declared size against
+the :class:`~medsight.io.limits.ReadLimits` budgets, the length of native pixel data): the
+service's receiver runs it instead of decoding, and :func:`dataset_pixels` runs it first.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import numpy as np
 
 from medsight.errors import MissingPixelDataError, PixelDataError
 from medsight.io.dicom_values import value
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size
 
-__all__ = ["PIXEL_KEYWORDS", "dataset_pixels", "expected_native_bytes"]
+__all__ = ["PIXEL_KEYWORDS", "check_pixel_header", "dataset_pixels", "expected_native_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,8 @@ def _is_compressed(ds) -> bool:
     return bool(ts is not None and getattr(ts, "is_compressed", False))
 
 
-def _check_native_length(ds, h: dict[str, int], path: object) -> str | None:
-    """Raise on PixelData shorter than the header says; a warning for a few extra bytes."""
-    if "PixelData" not in ds or _is_compressed(ds):
-        return None
+def _native_length_error(ds, h: dict[str, int], path: object) -> None:
+    """Raise on PixelData shorter than the header says, or longer by a whole frame or more."""
     actual = len(ds.PixelData or b"")
     expected = expected_native_bytes(ds, h)
     if actual < expected:
@@ -88,6 +90,14 @@ def _check_native_length(ds, h: dict[str, int], path: object) -> str | None:
         raise PixelDataError(
             f"pixel data has {actual:,} bytes; the header describes {expected:,} bytes, so {extra:,} bytes "
             "(at least one whole frame) are unaccounted for (NumberOfFrames or Rows/Columns is wrong)", path=path)
+
+
+def _check_native_length(ds, h: dict[str, int], path: object) -> str | None:
+    """Drop a few extra bytes after native PixelData (checked by :func:`_native_length_error`), with a warning."""
+    if "PixelData" not in ds or _is_compressed(ds):
+        return None
+    expected = expected_native_bytes(ds, h)
+    extra = len(ds.PixelData or b"") - expected
     if extra > 1:
         ds.PixelData = ds.PixelData[:expected + (expected % 2)]  # drop the excess before pydicom sees it
         return f"pixel data has {extra} bytes more than the header describes; they were ignored"
@@ -171,29 +181,30 @@ def _decode(ds, h: dict[str, int], path: object) -> np.ndarray:
     except BaseException as exc:  # noqa: BLE001 - decoders in Rust raise pyo3's PanicException (a BaseException)
         if not isinstance(exc, _DECODE_ERRORS) and type(exc).__name__ != "PanicException":
             raise
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # pydicom's "raised by all available plugins:" is followed by one line per plugin: keep them, on one line
+        text = "; ".join(lines[:4]).replace(":;", ":") if lines else type(exc).__name__
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", ts) or "unknown transfer syntax"
         raise PixelDataError(f"pixel data ({ts_name}) cannot be decoded: {text}", path=path) from exc
 
 
-def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode a dataset's pixels to modality values.
+def check_pixel_header(ds, *, path: object = None, limits: ReadLimits | None = None) -> dict[str, int]:
+    """Check what the header declares about the pixels, without decoding them.
 
-    Args:
-        ds: a fully read pydicom dataset.
-        path: named in error messages.
-        limits: caps on the decoded size; checked before decoding.
+    Rows, Columns, NumberOfFrames, SamplesPerPixel and BitsAllocated must be usable and their
+    decoded size within ``limits`` (frames x rows x columns x samples x BitsAllocated/8, the
+    frame and image budgets); uncompressed pixel data must hold the bytes they describe.
+    Compressed data is not decoded here: a damaged stream is found when it is decoded.
+    ``limits`` None means :meth:`ReadLimits.from_env`.
 
     Returns:
-        ``(frames, rows, cols)`` grayscale or ``(frames, rows, cols, 3)`` uint8 RGB, and facts
-        about the decoding (``photometric_interpretation``, ``rescale``, ``units``,
-        ``inverted_monochrome1``, ``color``, ``warnings``).
+        The integer header attributes (rows, cols, frames, samples, allocated, stored, signed).
 
     Raises:
         MissingPixelDataError: the dataset holds no pixel data.
-        PixelDataError: the pixel data is too short or too long, or cannot be decoded.
-        ImageTooLargeError: frames x rows x cols x samples exceeds the limit.
+        PixelDataError: unusable dimensions, or native pixel data too short or too long.
+        ImageTooLargeError: the declared size exceeds a budget.
     """
     if not any(kw in ds for kw in PIXEL_KEYWORDS):
         sop = ds.get("SOPClassUID")
@@ -208,8 +219,34 @@ def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None)
                              f"rows={rows} cols={cols} frames={frames} samples={samples}", path=path)
     if h["allocated"] not in (1, 8, 16, 32, 64):
         raise PixelDataError(f"expected BitsAllocated of 1, 8, 16, 32 or 64; got {ds.get('BitsAllocated')}", path=path)
-    if limits is not None:
-        check_pixel_count((frames, rows, cols, samples), limits, path)
+    check_decoded_size((frames, rows, cols, samples), (h["allocated"] + 7) // 8, limits or ReadLimits.from_env(),
+                       path, frame=(rows, cols, samples))
+    if "PixelData" in ds and not _is_compressed(ds):
+        _native_length_error(ds, h, path)
+    return h
+
+
+def dataset_pixels(ds, *, path: object = None, limits: ReadLimits | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode a dataset's pixels to modality values.
+
+    Args:
+        ds: a fully read pydicom dataset.
+        path: named in error messages.
+        limits: caps on the decoded size, checked before decoding (default
+            :meth:`ReadLimits.from_env`).
+
+    Returns:
+        ``(frames, rows, cols)`` grayscale or ``(frames, rows, cols, 3)`` uint8 RGB, and facts
+        about the decoding (``photometric_interpretation``, ``rescale``, ``units``,
+        ``inverted_monochrome1``, ``color``, ``warnings``).
+
+    Raises:
+        MissingPixelDataError: the dataset holds no pixel data.
+        PixelDataError: the pixel data is too short or too long, or cannot be decoded.
+        ImageTooLargeError: the declared size exceeds a budget (see :func:`check_pixel_header`).
+    """
+    h = check_pixel_header(ds, path=path, limits=limits)
+    rows, cols, frames, samples = h["rows"], h["cols"], h["frames"], h["samples"]
     info: dict[str, Any] = {}
     warning = _check_native_length(ds, h, path)
     if warning:

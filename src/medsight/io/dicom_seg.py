@@ -16,7 +16,7 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, UnsupportedFormatError
 from medsight.io.image import Image
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size
 
 __all__ = ["seg_to_image"]
 
@@ -27,14 +27,13 @@ def seg_to_image(ds, *, path: object = None, limits: ReadLimits | None = None) -
     Raises:
         UnsupportedFormatError: the SEG's frames cannot form one regular volume.
         CorruptFileError: the SEG is malformed.
-        ImageTooLargeError: its frames exceed the pixel limit.
+        ImageTooLargeError: its frames exceed the pixel or byte budgets.
     """
     import highdicom as hd
 
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if limits is not None:
-        check_pixel_count((frames, rows, cols), limits, path)
+    check_decoded_size((frames, rows, cols), 1, limits or ReadLimits.from_env(), path)
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, IndexError, TypeError, RuntimeError) as exc:

@@ -8,17 +8,31 @@ from pathlib import Path
 
 from medsight.errors import ImageTooLargeError
 
-__all__ = ["ReadLimits", "DEFAULT_LIMITS", "check_file_size", "check_pixel_count"]
+__all__ = ["ReadLimits", "DEFAULT_LIMITS", "check_file_size", "check_pixel_count", "check_decoded_size", "MAX_SIDE",
+           "display_shape", "shrink_factor"]
+
+#: Longest side, in pixels, of any rendered picture (heatmap, overlay, image PNG, Secondary Capture).
+MAX_SIDE = 2048
 
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Caps applied before any pixel data is decoded.
+    """Caps applied before any pixel data is decoded (from the headers).
+
+    The byte budgets count the array the decoder produces: voxels x samples x bytes per
+    sample as stored (BitsAllocated / 8 for DICOM, the dtype for NIfTI/NumPy, the mode for
+    PNG/JPEG/TIFF), before any rescale. Reading and preparing an image for a model needs a
+    small multiple of it, so the budgets bound the memory one image can take.
 
     Args:
         max_file_bytes: largest file accepted, in bytes (default 2 GiB).
         max_pixels: largest number of voxels (all channels and frames) one image may decode
             to (default 600 million: a 512x512x2000 CT, far beyond a 60000x60000 PNG bomb).
+        max_decoded_bytes: largest decoded pixel array of one image: a file, or a whole
+            series (default 1 GiB: a 512x512x2000 CT at 16 bits).
+        max_frame_bytes: largest decoded 2D frame (rows x columns x samples) of any image; the
+            budget of a radiograph (default 128 MiB: 8192x8192 at 16 bits; a 4096x4096 DX is
+            32 MiB, a 512x512 CT slice 0.5 MiB).
         max_files: most files scanned in one folder or archive.
         max_archive_ratio: largest uncompressed/compressed ratio accepted in an archive.
     """
@@ -27,15 +41,26 @@ class ReadLimits:
     max_pixels: int = 600_000_000
     max_files: int = 100_000
     max_archive_ratio: float = 200.0
+    max_decoded_bytes: int = 2**30
+    max_frame_bytes: int = 128 * 2**20
 
     @classmethod
     def from_env(cls) -> ReadLimits:
-        """Defaults, overridden by MEDSIGHT_MAX_FILE_BYTES / MEDSIGHT_MAX_PIXELS when set."""
+        """Defaults, overridden by the environment variables in :data:`ENV` when set.
+
+        ``medsight predict``, batch inference (``Predictor``, ``medsight.Model``) and the service
+        (receiver and workers) all take their limits from here.
+        """
         kwargs = {}
-        for key, env in (("max_file_bytes", "MEDSIGHT_MAX_FILE_BYTES"), ("max_pixels", "MEDSIGHT_MAX_PIXELS")):
+        for key, env in ENV.items():
             if os.environ.get(env):
                 kwargs[key] = int(os.environ[env])
         return cls(**kwargs)
+
+
+#: The environment variable that overrides each limit.
+ENV = {"max_file_bytes": "MEDSIGHT_MAX_FILE_BYTES", "max_pixels": "MEDSIGHT_MAX_PIXELS",
+       "max_decoded_bytes": "MEDSIGHT_MAX_DECODED_BYTES", "max_frame_bytes": "MEDSIGHT_MAX_FRAME_BYTES"}
 
 
 DEFAULT_LIMITS = ReadLimits()
@@ -63,3 +88,47 @@ def check_pixel_count(shape: tuple[int, ...], limits: ReadLimits, path: object =
             "(possible decompression bomb)",
             path=path,
         )
+
+
+def check_decoded_size(shape: tuple[int, ...], itemsize: int, limits: ReadLimits, path: object = None, *,
+                       frame: tuple[int, ...] | None = None) -> None:
+    """Raise before decoding when an image of ``shape`` would exceed the pixel or byte budgets.
+
+    Args:
+        shape: every dimension of the decoded array (frames, rows, columns, samples...).
+        itemsize: bytes per sample of the decoded array.
+        limits: the budgets.
+        path: named in the error.
+        frame: the dimensions of one 2D frame (rows, columns and samples); default the last two
+            of ``shape``.
+
+    Raises:
+        ImageTooLargeError: naming the declared size, the budget and its environment variable.
+    """
+    check_pixel_count(shape, limits, path)
+    itemsize = max(1, int(itemsize))
+    frame = tuple(shape[-2:]) if frame is None else tuple(frame)
+    dims = "x".join(str(int(s)) for s in shape)
+    for what, dim, key in ((frame, "x".join(str(int(s)) for s in frame), "max_frame_bytes"),
+                           (shape, dims, "max_decoded_bytes")):
+        n = itemsize
+        for s in what:
+            n *= int(s)
+        budget = getattr(limits, key)
+        if n > budget:
+            kind = f"one frame ({dim})" if key == "max_frame_bytes" else "the image"
+            raise ImageTooLargeError(
+                f"image declares {dims} values of {itemsize} byte(s): {kind} would decode to {n:,} bytes, over the "
+                f"budget of {budget:,} bytes ({key}, {ENV[key]}); refused before decoding", path=path)
+
+
+def shrink_factor(rows: int, cols: int, max_side: int = MAX_SIDE) -> int:
+    """The whole factor that brings ``rows`` x ``cols`` within ``max_side`` (1 when it fits)."""
+    return max(1, -(-max(int(rows), int(cols)) // max(1, int(max_side))))
+
+
+def display_shape(rows: int, cols: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The ``(rows, cols)`` of the picture of a ``rows`` x ``cols`` plane: shrunk by
+    :func:`shrink_factor`, each side rounded up."""
+    f = shrink_factor(rows, cols, max_side)
+    return -(-int(rows) // f), -(-int(cols) // f)

@@ -8,7 +8,7 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, InvalidValueError, ShapeError, WriteError
 from medsight.io.image import Image
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size
 from medsight.io.registry import register_reader
 
 __all__ = ["read_nifti", "write_nifti", "lps_affine_to_image_geometry", "image_to_ras_affine"]
@@ -60,7 +60,9 @@ def read_nifti(path: Path, *, limits: ReadLimits, allow_nan: bool = False, modal
     except Exception as exc:  # nibabel raises many types for a bad header
         raise CorruptFileError(f"not a valid NIfTI header: {exc}", path=path) from exc
     shape = tuple(int(s) for s in img.shape)
-    check_pixel_count(shape, limits, path)
+    scaled = img.dataobj.slope != 1 or img.dataobj.inter != 0 if hasattr(img.dataobj, "slope") else False
+    itemsize = max(img.get_data_dtype().itemsize, 4 if scaled else 1)  # scaling gives floats
+    check_decoded_size(shape, itemsize, limits, path, frame=shape[:2])  # NIfTI: i, j in-plane
     if len(shape) > 4 or len(shape) < 2:
         raise ShapeError(f"expected 2D, 3D or 4D NIfTI data; got shape {shape}")
     try:

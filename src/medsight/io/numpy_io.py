@@ -8,7 +8,7 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, ShapeError, UnsupportedFormatError
 from medsight.io.image import Image
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size
 from medsight.io.registry import register_reader
 
 __all__ = ["read_npy", "read_npz", "array_to_image"]
@@ -41,7 +41,7 @@ def read_npy(path: Path, *, limits: ReadLimits, **_: object) -> Image:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise CorruptFileError(f"not a plain NumPy array (pickled objects are refused): {exc}", path=path) from exc
-    check_pixel_count(arr.shape, limits, path)
+    check_decoded_size(arr.shape, arr.dtype.itemsize, limits, path)
     arr = np.array(arr)
     img = array_to_image(arr, source=str(path))
     img.meta["format"] = "npy"
@@ -67,8 +67,8 @@ def read_npz(path: Path, *, limits: ReadLimits, key: str | None = None, **_: obj
                 version = np.lib.format.read_magic(member)
                 fmt = np.lib.format
                 reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                shape, _, _ = reader(member)
-            check_pixel_count(shape, limits, path)
+                shape, _, dtype = reader(member)
+            check_decoded_size(shape, np.dtype(dtype).itemsize, limits, path)
             arr = z[key]
             spacing = tuple(np.asarray(z["spacing"], float).tolist()) if "spacing" in keys else None
     except ValueError as exc:

@@ -12,7 +12,7 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, ImageTooLargeError, UnsupportedFormatError
 from medsight.io.image import Image
-from medsight.io.limits import ReadLimits, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size
 from medsight.io.registry import register_reader
 
 __all__ = ["read_raster"]
@@ -42,7 +42,7 @@ def read_raster(path: Path, *, limits: ReadLimits, modality: str = "OT", **_: ob
 
     try:
         with _PIL_LOCK, warnings.catch_warnings():
-            # Pillow's own bomb check is replaced by ours (limits.max_pixels), checked below
+            # Pillow's own bomb check is replaced by ours (limits: pixels and bytes), checked below
             warnings.simplefilter("ignore")
             saved = PILImage.MAX_IMAGE_PIXELS
             PILImage.MAX_IMAGE_PIXELS = max(1, limits.max_pixels // 2)  # Pillow errors at twice this value
@@ -58,8 +58,9 @@ def read_raster(path: Path, *, limits: ReadLimits, modality: str = "OT", **_: ob
         raise CorruptFileError(f"the image header is damaged ({type(exc).__name__}: {exc})", path=path) from exc
     with pil:
         cols, rows = pil.size
-        bands = len(pil.getbands())
-        check_pixel_count((bands, rows, cols), limits, path)
+        bands = 3 if pil.mode == "P" else len(pil.getbands())  # palettes are expanded to RGB
+        itemsize = 4 if pil.mode in ("I", "F") else 2 if pil.mode.startswith("I;16") else 1
+        check_decoded_size((bands, rows, cols), itemsize, limits, path, frame=(bands, rows, cols))
         frames = getattr(pil, "n_frames", 1)
         if frames > 1:
             raise UnsupportedFormatError(f"expected one image; found a multi-page file with {frames} pages", path=path)

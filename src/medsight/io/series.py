@@ -29,7 +29,7 @@ from medsight.errors import (
 from medsight.io.dicom import dataset_to_image, patient_of, plane_geometry, read_dataset
 from medsight.io.dicom_pixels import PIXEL_KEYWORDS, dataset_pixels
 from medsight.io.image import Image
-from medsight.io.limits import ReadLimits, check_file_size, check_pixel_count
+from medsight.io.limits import ReadLimits, check_decoded_size, check_file_size
 from medsight.io.registry import register_reader
 from medsight.io.sniff import sniff_format
 
@@ -360,7 +360,7 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
     first = info.slices[0]
     plan, step = _slice_plan(info) if info.problems else (list(info.slices), info.spacing[0])  # type: ignore[index]
     n = len(plan)
-    check_pixel_count((n, first.rows, first.cols), limits, source)
+    check_decoded_size((n, first.rows, first.cols), 1, limits, source)  # again with the real dtype below
     volume: np.ndarray | None = None
     meta: dict[str, Any] = {}
     ds0 = None
@@ -375,9 +375,12 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
         if volume is None:
             ds0, meta = ds, pinfo
             dtype = np.float32 if pixels.dtype.kind == "f" else pixels.dtype
+            check_decoded_size((n, first.rows, first.cols), np.dtype(dtype).itemsize, limits, source)
             volume = np.empty((n, first.rows, first.cols), dtype=dtype)
         elif not np.can_cast(pixels.dtype, volume.dtype, "safe"):
             wider = np.promote_types(pixels.dtype, volume.dtype)
+            check_decoded_size(volume.shape, 4 if wider.kind == "f" or wider.itemsize > 4 else wider.itemsize, limits,
+                               source)
             volume = volume.astype(np.float32 if wider.kind == "f" or wider.itemsize > 4 else wider)  # widen once
         volume[k] = pixels[0]
     assert volume is not None and ds0 is not None

@@ -1,11 +1,13 @@
 """The one way an image enters the service, whatever brought it (C-STORE, HTTP upload,
 STOW-RS, catch-up).
 
-An instance is checked (parses, is an image, has a modality the service accepts, its pixels
-decode, it is not too large), written to storage, and recorded with its jobs in one
-database transaction, and only then acknowledged to the sender: once a sender hears
-"success", the study cannot be lost. A second copy of an instance (same SOPInstanceUID) is
-acknowledged and recorded as a duplicate, and starts no work.
+An instance is checked (parses, is an image, has a modality the service accepts, its header
+declares pixels within the memory budgets of :class:`~medsight.io.limits.ReadLimits` and, when
+uncompressed, holds as many bytes as it declares; nothing is decoded here, so a damaged
+compressed stream is found by the worker, which records an error result), written to
+storage, and recorded with its jobs in one database transaction, and only then acknowledged
+to the sender: once a sender hears "success", the study cannot be lost. A second copy of an
+instance (same SOPInstanceUID) is acknowledged and recorded as a duplicate, and starts no work.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ class Ingestor:
             RefusedInputError: with code ``missing_uid``, ``not_image``, ``unknown_modality``,
                 ``too_large`` or ``corrupt``.
         """
-        from medsight.io.dicom import PIXEL_KEYWORDS, dataset_pixels
+        from dataclasses import replace
+
+        from medsight.io.dicom import PIXEL_KEYWORDS
+        from medsight.io.dicom_pixels import check_pixel_header
         from medsight.io.limits import ReadLimits
 
         try:
@@ -126,11 +131,11 @@ class Ingestor:
         if modality not in self.accept:
             raise RefusedInputError(f"expected a modality among {', '.join(sorted(self.accept))}; found "
                                     f"{modality or 'none'!r}", code="unknown_modality")
-        try:
-            dataset_pixels(ds, limits=ReadLimits(max_file_bytes=self.max_bytes))
+        try:  # from the header only: the receiver never decodes a whole image
+            check_pixel_header(ds, limits=replace(ReadLimits.from_env(), max_file_bytes=self.max_bytes))
         except MedSightError as exc:
             code = "too_large" if type(exc).__name__ == "ImageTooLargeError" else "corrupt"
-            raise RefusedInputError(f"expected decodable pixel data; {exc}", code=code) from None
+            raise RefusedInputError(f"expected usable pixel data; {exc}", code=code) from None
         return InstanceFacts(modality=modality, body_part=_s(ds.get("BodyPartExamined")),
                              series_description=_s(ds.get("SeriesDescription")))
 

@@ -93,8 +93,16 @@ class Processor:
 
     # -- instance jobs ---------------------------------------------------------------------
     def run_instances(self, session_factory: Any, jobs: list[Any]) -> list[Outcome]:  # session_factory: Database.read
-        """Predict every routed model on the instances of ``jobs`` (batched per model)."""
+        """Predict every routed model on the instances of ``jobs`` (batched per model).
+
+        The decoded images held at once stay within one image budget
+        (:attr:`~medsight.io.limits.ReadLimits.max_decoded_bytes`): a batch of big images is
+        predicted in parts, so the batch size does not multiply the worker's memory.
+        """
         from medsight.io.dicom import dataset_to_image, read_dataset
+        from medsight.io.limits import ReadLimits
+
+        budget, held = ReadLimits.from_env().max_decoded_bytes, 0
 
         t_claim = time.time()
         with session_factory() as s:
@@ -121,6 +129,11 @@ class Processor:
                     outcomes.append(self._error(inst, m, f"cannot read the stored instance: {exc}"))
                 continue
             read_ms = (time.perf_counter() - t0) * 1000
+            if per_model and held + image.array.nbytes > budget:  # predict what is held before holding more
+                for m, items in per_model.items():
+                    outcomes.extend(self._predict(m, items, t_claim))
+                per_model, held = {}, 0
+            held += image.array.nbytes
             for m in todo:
                 per_model.setdefault(m, []).append((inst, image, read_ms))
         for m, items in per_model.items():

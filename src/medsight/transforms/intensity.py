@@ -41,22 +41,35 @@ def to_unit_range(arr: np.ndarray, *, mode: str, a_min: float = 0.0, a_max: floa
         ``ct_window``: ``window`` = (lower, upper) HU maps to 0 and 1, clipped.
         ``zscore``/``none``: unchanged here (z-scoring happens after resizing).
     """
-    x = arr.astype(np.float32, copy=False)
+    # one new float32 array, changed in place: a big image costs 4 bytes a pixel here, not 3 float64 temporaries
     if mode == "range":
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(arr.min()), float(arr.max())
         if lo >= a_min - 1e-6 and hi <= a_max + 1e-6:
-            return np.clip((x - a_min) / (a_max - a_min), 0, 1)
+            return _clipped(arr, a_min, a_max)
         if window is not None:
-            return np.clip((x - window[0]) / (window[1] - window[0]), 0, 1)
+            return _clipped(arr, window[0], window[1])
         mode = "percentile"
     if mode == "percentile":
-        lo, hi = np.percentile(x, [lower_percentile, upper_percentile])
-        return np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
+        lo, hi = (float(v) for v in np.percentile(arr, [lower_percentile, upper_percentile]))
+        return _clipped(arr, lo, hi) if hi > lo else np.zeros(arr.shape, np.float32)
     if mode == "minmax":
-        lo, hi = float(x.min()), float(x.max())
-        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+        lo, hi = float(arr.min()), float(arr.max())
+        return _scaled(arr, lo, hi) if hi > lo else np.zeros(arr.shape, np.float32)
     if mode == "ct_window":
         if window is None:
             raise ConfigError("intensity 'ct_window' needs preprocessing.ct_window (lung, mediastinum, bone, brain)")
-        return np.clip((x - window[0]) / (window[1] - window[0]), 0, 1)
-    return x
+        return _clipped(arr, window[0], window[1])
+    return arr.astype(np.float32, copy=False)
+
+
+def _scaled(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(arr - lo) / (hi - lo)`` as a new float32 array."""
+    out = np.subtract(arr, np.float32(lo), dtype=np.float32)
+    out /= np.float32(hi - lo)
+    return out
+
+
+def _clipped(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """:func:`_scaled`, clipped to [0, 1] in place."""
+    out = _scaled(arr, lo, hi)
+    return np.clip(out, 0, 1, out=out)

@@ -65,7 +65,7 @@ class Preprocessor:
             if image.meta.get("inversion_sum") is not None:  # MONOCHROME1 was inverted on read
                 c = float(image.meta["inversion_sum"]) - c
             window = (c - w / 2, c + w / 2)
-        if not np.all(np.isfinite(arr)):
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):  # integers are always finite
             from medsight.errors import InvalidValueError
 
             raise InvalidValueError("image holds NaN or infinite values", path=image.source)
