@@ -56,6 +56,7 @@ def test_a_job_that_kills_its_worker_is_failed_as_poison_and_its_batch_mates_get
                 break
             time.sleep(0.5)
         took = time.monotonic() - t0
+        print(f"batch-mates' results and the poison verdict {took:.1f} s after the worker process was ready")
     finally:
         svc.stop()
     assert set(good) <= results, f"batch-mates without a result after {took:.0f} s: {set(good) - results}"
