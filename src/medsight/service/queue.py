@@ -66,12 +66,12 @@ def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
         q = select(Job).where(Job.status == "pending", Job.available_at <= t)
         if kinds:
             q = q.where(Job.kind.in_(kinds))
-        if ":" in worker and s.scalar(select(Job.id).where(
-                Job.status == "running", Job.crashes > 0,
-                Job.worker.startswith(worker.rsplit(":", 1)[0] + ":", autoescape=True)).limit(1)) is not None:
-            q = q.where(Job.crashes == 0)
         q = q.order_by(Job.priority.desc(), Job.id).limit(limit).with_for_update(skip_locked=True)
         jobs = list(s.scalars(q))
+        if any(j.crashes for j in jobs) and ":" in worker and s.scalar(select(Job.id).where(
+                Job.status == "running", Job.crashes > 0,
+                Job.worker.startswith(worker.rsplit(":", 1)[0] + ":", autoescape=True)).limit(1)) is not None:
+            jobs = [j for j in jobs if not j.crashes]  # this process already runs a suspect
         # a suspect first in line goes alone; otherwise the batch leaves the suspects for later
         jobs = jobs[:1] if jobs and jobs[0].crashes else [j for j in jobs if not j.crashes]
         for j in jobs:
