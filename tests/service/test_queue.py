@@ -1,5 +1,7 @@
-"""The durable queue: keyed enqueue, leases, redelivery after a worker dies, retries, and no
-job handed to two workers at once (SQLite and a real PostgreSQL)."""
+"""The durable queue: keyed enqueue, leases, redelivery after a worker dies, retries, no job
+handed to two workers at once, and poison jobs isolated: the jobs of a dead worker become
+suspects claimed one at a time, the one that keeps killing its worker is failed as poison, and
+the leases of dead worker processes are released at once (SQLite and a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from medsight.service.db import Database, Job
-from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
+from medsight.service.queue import POISON, claim, complete, enqueue, fail, release_workers, requeue_expired
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,9 +47,9 @@ def test_a_dead_workers_jobs_are_handed_out_again(db):
     with db.session() as s:
         enqueue(s, "instance", "k")
     (job,) = claim(db, "dies", lease_s=0.2)
-    assert requeue_expired(db) == 0
+    assert requeue_expired(db, max_attempts=5) == 0
     time.sleep(0.3)
-    assert requeue_expired(db) == 1
+    assert requeue_expired(db, max_attempts=5) == 1
     (again,) = claim(db, "survivor")
     assert again.id == job.id and again.attempts == 2
 
@@ -87,3 +89,97 @@ def test_concurrent_claimers_never_share_a_job(db):
     ids = [i for t in taken for i in t]
     assert len(ids) == 120 and len(set(ids)) == 120
     assert sum(1 for t in taken if t) >= 2  # the work was really shared
+
+
+def _rows(db) -> dict[str, Job]:
+    with db.read() as s:
+        return {j.key: j for j in s.scalars(select(Job))}
+
+
+def test_a_job_that_keeps_killing_its_worker_is_failed_as_poison(db):
+    with db.session() as s:
+        enqueue(s, "instance", "bad", max_attempts=2)
+    (job,) = claim(db, "h:1:w0", lease_s=0.2)
+    time.sleep(0.3)
+    assert requeue_expired(db, max_attempts=5) == 1  # the job's own max_attempts (2) counts, not 5
+    assert _rows(db)["bad"].status == "pending"
+    (job,) = claim(db, "h:2:w0", lease_s=0.2)
+    time.sleep(0.3)
+    assert requeue_expired(db, max_attempts=5) == 1
+    row = _rows(db)["bad"]
+    assert row.status == "failed" and row.attempts == 2 and row.crashes == 2 and row.finished_at is not None
+    assert row.error == f"{POISON}the worker died while running it 2 time(s), attempt 2 of 2"
+    assert claim(db, "h:3:w0") == []  # never handed out again
+
+
+def test_after_a_crash_the_batch_is_claimed_one_at_a_time_and_only_the_culprit_is_poison(db):
+    with db.session() as s:
+        for k in "abcd":
+            enqueue(s, "instance", k)
+    assert len(claim(db, "h:1:w0", limit=8)) == 4
+    # the process died holding all four: none is known to be the culprit, even at max_attempts 1
+    assert release_workers(db, ["h:1:"], max_attempts=1) == 4
+    assert {j.status for j in _rows(db).values()} == {"pending"}
+    with db.session() as s:
+        enqueue(s, "instance", "e")  # a job that was never near the crash
+    done = []
+    while jobs := claim(db, "h:2:w0", limit=8):
+        if jobs[0].key == "b":  # the culprit kills its worker again
+            assert len(jobs) == 1
+            assert release_workers(db, ["h:2:"], max_attempts=1) == 1
+            continue
+        assert len(jobs) == 1 or all(not j.crashes for j in jobs)
+        with db.session() as s:
+            for j in jobs:
+                complete(s, j)
+        done.append([j.key for j in jobs])
+    assert done == [["a"], ["c"], ["d"], ["e"]]
+    rows = _rows(db)
+    assert rows["b"].status == "failed" and rows["b"].error.startswith(POISON)
+    assert [rows[k].status for k in "acde"] == ["done"] * 4
+
+
+def test_one_suspect_at_a_time_per_worker_process(db):
+    with db.session() as s:
+        for k in ("s1", "s2", "s3"):
+            enqueue(s, "instance", k)
+    claim(db, "h:1:w0", limit=8)
+    release_workers(db, ["h:1:"], max_attempts=5)
+    with db.session() as s:
+        enqueue(s, "send", "n1")
+        enqueue(s, "send", "n2")
+    assert [j.key for j in claim(db, "h:2:w0", limit=8)] == ["s1"]  # a suspect goes alone
+    # another thread of the same process leaves the suspects alone while s1 runs
+    assert [j.key for j in claim(db, "h:2:out0", limit=8)] == ["n1", "n2"]
+    assert [j.key for j in claim(db, "h:3:w0", limit=8)] == ["s2"]  # another process may take one
+
+
+def test_release_workers_matches_whole_name_prefixes_only(db):
+    with db.session() as s:
+        for k in ("a", "b", "c", "d"):
+            enqueue(s, "instance", k)
+    for k, worker in zip("abcd", ("a_b:12:w0", "a_b:12:out0", "a_b:123:w0", "axb:12:w0")):
+        (j,) = claim(db, worker)
+        assert j.key == k
+    assert release_workers(db, ["a_b:12:"], max_attempts=5) == 2  # "_" is not a wildcard, 123 is not 12
+    assert {k: j.status for k, j in _rows(db).items()} == {"a": "pending", "b": "pending", "c": "running",
+                                                            "d": "running"}
+    assert release_workers(db, [], max_attempts=5) == 0
+
+
+def test_dead_local_workers_names_the_processes_of_this_host_that_are_gone():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from medsight.service.runner import dead_local_workers
+
+    host = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = {f"{host}:{gone.pid}:w0", f"{host}:{gone.pid}:out0", f"{host}:{os.getppid()}:w0",
+             f"{host}:{os.getpid()}:w0", f"other-host:{gone.pid}:w0", "test-worker"}
+    assert dead_local_workers(names) == [f"{host}:{gone.pid}:"]
+    assert dead_local_workers(names, this_process_too=True) == sorted([f"{host}:{gone.pid}:",
+                                                                       f"{host}:{os.getpid()}:"])

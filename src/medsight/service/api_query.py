@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from medsight.service import audit
 from medsight.service.api_deps import require
 from medsight.service.auth import Principal
-from medsight.service.db import Alert, AuditEvent, Instance, Result, ResultOutput, Series, Suggestion
-from medsight.service.queue import queue_counts
+from medsight.service.db import Alert, AuditEvent, Instance, Job, Result, ResultOutput, Series, Suggestion
+from medsight.service.queue import POISON, queue_counts
 
 __all__ = ["router"]
 
@@ -290,6 +290,21 @@ def queue(request: Request, _: Principal = Depends(require("read"))) -> dict[str
     """Jobs by kind and status."""
     with _ctx(request).db.read() as s:
         return queue_counts(s)
+
+
+@router.get("/queue/failed", tags=["query"])
+def failed_jobs(request: Request, kind: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
+    """Jobs that failed for good, newest first, with the reason; ``poison`` when their worker
+    died running them until they had used their attempts."""
+    q = select(Job).where(Job.status == "failed")
+    if kind is not None:
+        q = q.where(Job.kind == kind)
+    with _ctx(request).db.read() as s:
+        return [{"id": j.id, "kind": j.kind, "key": j.key, "attempts": j.attempts, "crashes": j.crashes,
+                 "poison": (j.error or "").startswith(POISON), "error": j.error, "created_at": _iso(j.created_at),
+                 "finished_at": _iso(j.finished_at)}
+                for j in s.scalars(q.order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit))]
 
 
 @router.post("/catchup", tags=["admin"])

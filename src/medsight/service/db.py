@@ -101,6 +101,7 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
     priority: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    crashes: Mapped[int] = mapped_column(Integer, default=0)  # times its worker died holding it (a suspect if > 0)
     available_at: Mapped[float] = mapped_column(Float, default=now)
     lease_until: Mapped[float | None] = mapped_column(Float)
     worker: Mapped[str | None] = mapped_column(String(80))

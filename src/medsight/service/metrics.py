@@ -19,8 +19,8 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-    from medsight.service.db import Alert, AuditEvent, Instance, Result, Series
-    from medsight.service.queue import queue_counts
+    from medsight.service.db import Alert, AuditEvent, Instance, Job, Result, Series
+    from medsight.service.queue import POISON, queue_counts
 
     class _Collector:
         def collect(self):  # noqa: ANN202 - prometheus_client protocol
@@ -31,6 +31,12 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
                     for status, n in by.items():
                         jobs.add_metric([kind, status], n)
                 yield jobs
+                poison = GaugeMetricFamily("medsight_poison_jobs", "Jobs failed as poison (their worker died running "
+                                           "them until they had used their attempts) by kind", labels=["kind"])
+                for kind, n in s.execute(select(Job.kind, func.count()).where(
+                        Job.status == "failed", Job.error.startswith(POISON, autoescape=True)).group_by(Job.kind)):
+                    poison.add_metric([kind], n)
+                yield poison
                 inst = CounterMetricFamily("medsight_instances_received", "Instances received", labels=["modality"])
                 for mod, n in s.execute(select(Instance.modality, func.count()).group_by(Instance.modality)):
                     inst.add_metric([mod], n)

@@ -1,9 +1,15 @@
 """The durable job queue, in the service's database.
 
 Delivery is at least once: a claimed job holds a lease; a worker that dies (SIGKILL, power
-loss) leaves its lease to expire, and :func:`requeue_expired` hands the job out again.
-Processing is idempotent because every effect is keyed (results by input + model + version,
-outputs by SOPInstanceUID), so a job run twice leaves one set of effects.
+loss) leaves its lease to expire, and :func:`requeue_expired` hands the job out again (or
+:func:`release_workers` at once, for a worker known to be dead). Processing is idempotent
+because every effect is keyed (results by input + model + version, outputs by SOPInstanceUID),
+so a job run twice leaves one set of effects.
+
+Poison jobs are isolated: each job a dead worker held counts a crash and becomes a suspect;
+suspects are claimed one at a time (one per worker process), so the job that kills its worker
+is soon the only one it holds, and once it has used its attempts it is failed as poison
+(``error`` starts with :data:`POISON`) while the others of its batch go on.
 
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` (workers never wait on each other);
 SQLite runs the same statements inside ``BEGIN IMMEDIATE`` (one writer at a time).
@@ -12,18 +18,22 @@ SQLite runs the same statements inside ``BEGIN IMMEDIATE`` (one writer at a time
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from medsight.service.db import Database, Job, now
 
-__all__ = ["enqueue", "claim", "complete", "fail", "requeue_expired", "queue_counts"]
+__all__ = ["enqueue", "claim", "complete", "fail", "requeue_expired", "release_workers", "leased_workers",
+           "queue_counts", "POISON"]
 
 log = logging.getLogger(__name__)
+
+POISON = "poison: "  # how the error of a job failed as poison begins
 
 
 def enqueue(session: Session, kind: str, key: str, payload: dict[str, Any] | None = None, *, priority: int = 0,
@@ -46,7 +56,11 @@ def enqueue(session: Session, kind: str, key: str, payload: dict[str, Any] | Non
 
 def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
           kinds: tuple[str, ...] | None = None) -> list[Job]:
-    """Take up to ``limit`` due jobs (highest priority, then oldest) and lease them."""
+    """Take up to ``limit`` due jobs (highest priority, then oldest) and lease them.
+
+    A suspect (a job held by a worker that died) is taken alone, and not while another thread
+    of the same worker process (``host:pid:thread``) runs one, so that a death names its job.
+    """
     t = now()
     with db.session() as s:
         q = select(Job).where(Job.status == "pending", Job.available_at <= t)
@@ -54,6 +68,12 @@ def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
             q = q.where(Job.kind.in_(kinds))
         q = q.order_by(Job.priority.desc(), Job.id).limit(limit).with_for_update(skip_locked=True)
         jobs = list(s.scalars(q))
+        if any(j.crashes for j in jobs) and ":" in worker and s.scalar(select(Job.id).where(
+                Job.status == "running", Job.crashes > 0,
+                Job.worker.startswith(worker.rsplit(":", 1)[0] + ":", autoescape=True)).limit(1)) is not None:
+            jobs = [j for j in jobs if not j.crashes]  # this process already runs a suspect
+        # a suspect first in line goes alone; otherwise the batch leaves the suspects for later
+        jobs = jobs[:1] if jobs and jobs[0].crashes else [j for j in jobs if not j.crashes]
         for j in jobs:
             j.status, j.worker, j.lease_until, j.attempts = "running", worker, t + lease_s, j.attempts + 1
         s.flush()
@@ -87,15 +107,60 @@ def fail(db: Database, job: Job, error: str, *, max_attempts: int, backoff_s: fl
     return status
 
 
-def requeue_expired(db: Database) -> int:
-    """Hand out again jobs whose worker's lease ran out (the worker died). Returns how many."""
+def requeue_expired(db: Database, *, max_attempts: int) -> int:
+    """Release the jobs whose lease ran out (their worker died, see :func:`release_workers`).
+
+    Returns:
+        How many jobs were released (handed out again or failed as poison).
+    """
+    return _release(db, Job.lease_until < now(), max_attempts, "whose lease expired")
+
+
+def release_workers(db: Database, prefixes: list[str], *, max_attempts: int) -> int:
+    """Release at once the jobs of workers known to be dead, instead of waiting out their lease.
+
+    Args:
+        prefixes: worker names or name prefixes (``host:pid:`` for every thread of a process).
+
+    Returns:
+        How many jobs were released.
+    """
+    if not prefixes:
+        return 0
+    return _release(db, or_(*(Job.worker.startswith(p, autoescape=True) for p in prefixes)), max_attempts,
+                    "of a dead worker")
+
+
+def leased_workers(db: Database) -> set[str]:
+    """The names of the workers holding running jobs."""
+    with db.read() as s:
+        return set(s.scalars(select(Job.worker).where(Job.status == "running", Job.worker.is_not(None)).distinct()))
+
+
+def _release(db: Database, where: ColumnElement[bool], max_attempts: int, what: str) -> int:
+    """Each running job matching ``where`` counts a crash: it is pending again (a suspect), or
+    failed as poison when it was its worker's only job (the culprit) and has used its attempts."""
+    t = now()
+    poison: list[Job] = []
     with db.session() as s:
-        res = s.execute(update(Job).where(Job.status == "running", Job.lease_until < now())
-                        .values(status="pending", worker=None, lease_until=None, available_at=now()))
-        n = res.rowcount or 0
-    if n:
-        log.warning("requeued %d job(s) whose worker lease expired", n)
-    return n
+        rows = list(s.scalars(select(Job).where(Job.status == "running", where).with_for_update(skip_locked=True)))
+        batch = Counter(j.worker for j in rows)
+        for j in rows:
+            limit = int(j.payload.get("max_attempts") or max_attempts)
+            j.crashes = (j.crashes or 0) + 1
+            if batch[j.worker] == 1 and j.attempts >= limit:
+                j.status, j.finished_at = "failed", t
+                j.error = (f"{POISON}the worker died while running it {j.crashes} time(s), "
+                           f"attempt {j.attempts} of {limit}")
+                poison.append(j)
+            else:
+                j.status, j.available_at = "pending", t
+            j.worker, j.lease_until = None, None
+    if rows:
+        log.warning("released %d job(s) %s; %d failed as poison", len(rows), what, len(poison))
+    for j in poison:
+        log.error("job %s (%s) failed as poison: %s", j.id, j.kind, j.error)
+    return len(rows)
 
 
 def queue_counts(session: Session) -> dict[str, dict[str, int]]:

@@ -7,7 +7,9 @@ die). With PostgreSQL, more machines can run more workers: give them a config wi
 
 SIGTERM or SIGINT stop everything gracefully: the receiver stops accepting, workers finish
 their batch. A SIGKILL loses nothing either: acknowledged instances are on disk and in the
-database, and the jobs of a killed worker are handed out again when their lease expires.
+database, and the jobs of a killed worker are handed out again: at once when the supervisor
+sees its worker process die, or when the service starts and finds leases held by processes of
+this host that no longer exist; otherwise (another machine) when their lease expires.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -23,9 +26,32 @@ from typing import Any
 
 from medsight.service.config import ServiceConfig, load_service_config, service_config_from_dict
 
-__all__ = ["serve", "Service"]
+__all__ = ["serve", "Service", "dead_local_workers"]
 
 log = logging.getLogger(__name__)
+
+
+def dead_local_workers(names: set[str], *, this_process_too: bool = False) -> list[str]:
+    """The ``host:pid:`` prefixes of the worker names (``host:pid:thread``) whose process on
+    this host no longer exists; with ``this_process_too`` this process's own as well (a
+    previous run's, e.g. pid 1 in a container, when it has not started any worker yet)."""
+    host, dead = socket.gethostname(), set()
+    for name in names:
+        parts = name.rsplit(":", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid():
+            if this_process_too:
+                dead.add(f"{host}:{pid}:")
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead.add(f"{host}:{pid}:")
+        except PermissionError:  # alive, another user's
+            pass
+    return sorted(dead)
 
 
 def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str, ready: Any = None) -> None:
@@ -82,6 +108,9 @@ class Service:
         cfg = self.cfg
         self.ctx = build_context(cfg)
         log.info("database: %s; storage: %s", "SQLite" if self.ctx.db.is_sqlite else "PostgreSQL", cfg.storage.path)
+        from medsight.service.queue import leased_workers
+
+        self._release(dead_local_workers(leased_workers(self.ctx.db), this_process_too=True))
         if "receiver" in cfg.roles and cfg.dicom.enabled:
             self.receiver = DicomReceiver(cfg.dicom, self.ctx.ingestor).start()
             self.ctx.checks["dicom_receiver"] = lambda: self.receiver is not None and self.receiver._server is not None
@@ -129,8 +158,18 @@ class Service:
             for i, p in enumerate(self._procs):
                 if not p.is_alive() and not stop.is_set():
                     log.warning("worker process %d exited with %s; starting another", p.pid, p.exitcode)
+                    self._release([f"{socket.gethostname()}:{p.pid}:"])  # its jobs need not wait out their lease
                     # the new process is not ready until it has loaded its models
                     self._procs[i], self._ready[i] = self._spawn()
+
+    def _release(self, prefixes: list[str]) -> None:
+        """Hand out again at once the jobs of dead worker processes (``host:pid:`` prefixes)."""
+        from medsight.service.queue import release_workers
+
+        try:
+            release_workers(self.ctx.db, prefixes, max_attempts=self.cfg.workers.max_attempts)
+        except Exception:  # noqa: BLE001 - the database briefly unreachable: their leases will expire
+            log.exception("could not release the jobs of dead worker processes")
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT: the HTTP API in this thread when the ``api`` role is on."""

@@ -74,7 +74,7 @@ class Worker:
         if time.monotonic() - self._last_housekeeping < self.cfg.series.sweep_interval_s:
             return
         self._last_housekeeping = time.monotonic()
-        requeue_expired(self.db)
+        requeue_expired(self.db, max_attempts=self.cfg.workers.max_attempts)
         sweep_series(self.db, self.cfg.series.complete_after_s)
 
     def run_once(self) -> int:

@@ -116,6 +116,21 @@ async function alerts() {
     tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
 }
 
+async function queue() {
+  const [counts, failed] = await Promise.all([json("/api/v1/queue"), json("/api/v1/queue/failed")]);
+  const statuses = ["pending", "running", "done", "failed"];
+  $("#view").innerHTML = `<div class="card"><h2>Queue</h2><table id="queue"><thead><tr><th>Kind</th>
+    ${statuses.map((st) => `<th>${st}</th>`).join("")}</tr></thead><tbody>
+    ${Object.entries(counts).map(([kind, by]) => `<tr><td>${esc(kind)}</td>
+      ${statuses.map((st) => `<td>${by[st] || 0}</td>`).join("")}</tr>`).join("")}</tbody></table></div>
+    <div class="card"><h2>Failed jobs</h2><table id="failed"><thead><tr><th>Kind</th><th>Job</th><th>Attempts</th>
+    <th>Reason</th><th>Failed</th></tr></thead><tbody>
+    ${failed.map((j) => `<tr data-job="${j.id}"><td>${esc(j.kind)}</td><td class="muted">${esc(j.key)}</td>
+      <td>${j.attempts}</td><td>${j.poison ? badge("poison") + " " : ""}${esc(j.error)}</td>
+      <td class="muted">${esc(j.finished_at)}</td></tr>`).join("")}</tbody></table>
+    ${failed.length ? "" : '<p class="muted">No failed jobs.</p>'}</div>`;
+}
+
 function sparkline(values) {
   if (values.length < 2) return "";
   const w = 240, h = 60, step = w / (values.length - 1);
@@ -145,6 +160,7 @@ async function route() {
   try {
     if (view === "study") await study(decodeURIComponent(arg));
     else if (view === "alerts") await alerts();
+    else if (view === "queue") await queue();
     else if (view === "patient") await patient(decodeURIComponent(arg));
     else await worklist();
   } catch (e) {
