@@ -69,8 +69,8 @@ def delivery_dict(o: ResultOutput) -> dict[str, Any]:
 def alert_dict(a: Alert) -> dict[str, Any]:
     return {"id": a.id, "rule": a.rule, "priority": a.priority, "rank": a.rank, "message": a.message,
             "study_uid": a.study_uid, "patient_id": a.patient_id, "result_id": a.result_id,
-            "webhook_status": a.webhook_status, "webhook_attempts": a.webhook_attempts, "webhook_error": a.webhook_error,
-            "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
+            "webhook_status": a.webhook_status, "webhook_attempts": a.webhook_attempts,
+            "webhook_error": a.webhook_error, "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
 
 
 @router.get("/whoami", tags=["query"])
