@@ -271,3 +271,55 @@ def test_backoff_is_capped_and_other_kinds_keep_max_attempts(ctx):
         assert 59 <= s.scalar(select(Job.available_at).where(Job.key == "send:x")) - now() <= 60
     jobs["instance"].attempts = 5
     assert fail(ctx.db, jobs["instance"], "boom", max_attempts=5, backoff_s=2) == "failed"
+
+
+class Stow:
+    """A STOW-RS endpoint on 127.0.0.1 answering each POST with a fixed status and body."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/dicom+json") -> None:
+        answer = (status, body, content_type)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(answer[0])
+                self.send_header("Content-Type", answer[2])
+                self.send_header("Content-Length", str(len(answer[1])))
+                self.end_headers()
+                self.wfile.write(answer[1])
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status,body,reason", [
+    (200, b"{}", "not listed in the STOW-RS answer"),  # an answer confirming nothing confirms nothing
+    (503, b"PACS overloaded while storing PID-CANARY-7", "HTTPError (HTTP 503)"),
+])
+def test_a_stow_answer_that_does_not_confirm_an_object_leaves_it_unsent_with_a_scrubbed_reason(
+        make_cfg, xray, status, body, reason):
+    from medsight.service.context import build_context
+
+    stow = Stow(status, body)
+    try:
+        ctx = build_context(make_cfg(outputs={"stow_rs": [{"name": "web", "url": stow.url, "timeout_s": 5}]},
+                                     workers={"processes": 0, "batch_size": 8, "lease_s": 30,
+                                              "retry_backoff_s": 1000}))
+        ctx.ingestor.ingest(xray()[1], actor="http:test")
+        drain(ctx)
+        outs = _outputs(ctx)
+        assert outs and all(o.status == "retrying" and o.sent_at is None for o in outs)
+        assert all(reason in o.last_error and "PID-CANARY-7" not in o.last_error for o in outs)
+        with ctx.db.read() as s:
+            assert "PID-CANARY-7" not in s.scalar(select(Job.error).where(Job.kind == "send"))
+        ctx.db.dispose()
+    finally:
+        stow.close()

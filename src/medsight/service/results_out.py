@@ -204,7 +204,8 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
     """STOW-RS ``objects`` to ``dest`` (dicomweb-client).
 
     Returns:
-        SOPInstanceUID → 0 when stored, 0xC000 when listed in FailedSOPSequence.
+        SOPInstanceUID → 0 when listed in ReferencedSOPSequence (stored), 0xC000 when listed in
+        FailedSOPSequence; an object the answer does not list is not confirmed (absent).
     """
     import os
 
@@ -216,12 +217,14 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
     if dest.username:
         session.auth = (dest.username, password or "")
     client = DICOMwebClient(url=dest.url, session=session, timeout=dest.timeout_s)
+    client.set_http_retry_params(retry=False)  # the send job retries, with its backoff and re-drive
     try:
         answer = client.store_instances([o.dataset for o in objects])
-    except (requests.RequestException, OSError) as exc:
+    except (requests.RequestException, OSError, ValueError) as exc:
         # the exception's text may echo the request or the server's body: only its type and status
         code = getattr(getattr(exc, "response", None), "status_code", None)
         raise ServiceError(f"expected STOW-RS at {dest.name} to accept the results; {type(exc).__name__}"
                            + (f" (HTTP {code})" if code else "")) from None
     failed = {str(item.ReferencedSOPInstanceUID) for item in (answer.get("FailedSOPSequence") or [])}
-    return {o.sop_uid: (0xC000 if o.sop_uid in failed else 0) for o in objects}
+    stored = {str(item.ReferencedSOPInstanceUID) for item in (answer.get("ReferencedSOPSequence") or [])}
+    return {**{u: 0 for u in stored}, **{u: 0xC000 for u in failed}}

@@ -189,7 +189,8 @@ class Worker:
             except (OSError, RuntimeError, ValueError) as exc:  # third-party text may echo values: its type only
                 statuses, reason = {}, f"{type(exc).__name__} while sending"
             else:
-                reason = "no answer: the association was lost"
+                reason = ("not listed in the STOW-RS answer" if hasattr(dest, "url")
+                          else "no answer: the association was lost")
             for job, result, o in todo:
                 st = statuses.get(o.sop_uid)
                 if st in (0x0000, 0xB000, 0xB006, 0xB007):
