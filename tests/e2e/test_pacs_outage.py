@@ -110,6 +110,35 @@ def _deliveries(stack) -> list[dict]:
     return [d for r in rs for d in r["deliveries"]]
 
 
+def _dashboard_delivery(stack, study_uid: str) -> list[str] | None:
+    """The delivery lines of a study's results as the dashboard shows them in chromium (None
+    without chromium and Playwright)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path(chromium).exists():
+        return None
+    from e2e.stack import TOKENS
+    from e2e.test_dashboard_browser import FLAGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        page = browser.new_page()
+        page.goto(stack.service.http + "/")
+        page.fill("#token", TOKENS["reader"])
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector("#worklist tbody tr")
+        page.goto(f"{stack.service.http}/ui/#/study/{study_uid}")
+        page.wait_for_selector(".result .delivery")
+        lines = [el.inner_text() for el in page.query_selector_all(".result .delivery")]
+        browser.close()
+    return lines
+
+
 @pytest.fixture(scope="module")
 def npz(shared_data_session):
     return shared_data_session("pneumoniamnist/pneumoniamnist.npz")
@@ -137,6 +166,9 @@ def test_pacs_down_then_up_every_result_reaches_orthanc_once_and_none_is_called_
                  what=f"all {N} results stored while the PACS is down")
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         during = {d["status"] for d in _deliveries(stack)}
+        rs = stack.service.get(f"/api/v1/results?patient_id={PATIENT}&limit=5000", role="reader").json()
+        waiting_study = next(r["study_uid"] for r in rs if not r["sent"])
+        shown_down = _dashboard_delivery(stack, waiting_study)
         ready = stack.service.get("/health/ready").json()
         metrics = stack.service.get("/metrics", role="reader").text
         with watch.lock:
@@ -148,6 +180,7 @@ def test_pacs_down_then_up_every_result_reaches_orthanc_once_and_none_is_called_
                  timeout=max(120.0, OUTAGE_S), interval=0.5, what=f"all {2 * N} objects sent after the PACS is back")
         drained = time.monotonic() - back_at
         time.sleep(3)  # a duplicate would show up now
+        shown_up = _dashboard_delivery(stack, waiting_study)
     watch.received_in_time()
     assert watch.violations == [], watch.violations[:5]
     assert watch.polls > outage / 2  # the API was polled throughout
@@ -158,6 +191,12 @@ def test_pacs_down_then_up_every_result_reaches_orthanc_once_and_none_is_called_
     assert ready["checks"]["database"] and ready["outputs"]["orthanc"]["last_check"]["answers"] is False
     assert any(ready["outputs"]["orthanc"]["outputs"].get(st) for st in ("retrying", "failed")), ready
     assert 'medsight_outputs{destination="orthanc"' in metrics
+    if shown_down is not None:  # the dashboard says so too: nothing "sent" before Orthanc confirmed it
+        (line,) = shown_down
+        assert line.startswith("Sent to PACS: not yet; not yet confirmed: ") and "attempt" in line, line
+        assert "SR to orthanc: " in line and "SC to orthanc: " in line
+        (line,) = shown_up
+        assert line.startswith("Sent to PACS: SR, SC;") and "not yet" not in line, line
     # every object in Orthanc exactly once, and nothing else of this patient's results
     ds = _deliveries(stack)
     uids = {d["sop_uid"] for d in ds}
