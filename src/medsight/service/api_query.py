@@ -63,14 +63,24 @@ def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Al
             "suggestion": None if suggestion is None else {"suggestion": suggestion.suggestion,
                                                            "reasons": suggestion.reasons},
             "alerts": [alert_dict(a) for a in alerts or []],
+            # "sent": only what a destination confirmed; "deliveries": every object with its real status
             "sent": [{"kind": o.kind, "sop_uid": o.sop_uid, "destination": o.destination, "sent_at": _iso(o.sent_at)}
-                     for o in outputs or []]}
+                     for o in outputs or [] if o.status == "sent"],
+            "deliveries": [delivery_dict(o) for o in outputs or []]}
+
+
+def delivery_dict(o: ResultOutput) -> dict[str, Any]:
+    """One result object to one destination: ``pending``, ``retrying``, ``sent`` or ``failed``."""
+    return {"kind": o.kind, "sop_uid": o.sop_uid, "destination": o.destination, "status": o.status,
+            "attempts": o.attempts, "last_error": o.last_error, "sent_at": _iso(o.sent_at),
+            "updated_at": _iso(o.updated_at)}
 
 
 def alert_dict(a: Alert) -> dict[str, Any]:
     return {"id": a.id, "rule": a.rule, "priority": a.priority, "rank": a.rank, "message": a.message,
             "study_uid": a.study_uid, "patient_id": a.patient_id, "result_id": a.result_id,
-            "webhook_status": a.webhook_status, "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
+            "webhook_status": a.webhook_status, "webhook_attempts": a.webhook_attempts,
+            "webhook_error": a.webhook_error, "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
 
 
 @router.get("/whoami", tags=["query"])
@@ -151,7 +161,7 @@ def _results(s: Any, query: Any) -> list[dict[str, Any]]:
     for a in s.scalars(select(Alert).where(Alert.result_id.in_(ids))):
         alerts.setdefault(a.result_id, []).append(a)
     outs: dict[int, list[ResultOutput]] = {}
-    for o in s.scalars(select(ResultOutput).where(ResultOutput.result_id.in_(ids))):
+    for o in s.scalars(select(ResultOutput).where(ResultOutput.result_id.in_(ids)).order_by(ResultOutput.id)):
         outs.setdefault(o.result_id, []).append(o)
     return [result_dict(r, sugg.get(r.id), alerts.get(r.id), outs.get(r.id)) for r in rows]
 

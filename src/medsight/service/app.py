@@ -115,13 +115,22 @@ def create_app(ctx: ServiceContext) -> Any:
 
     @app.get("/health/ready", tags=["health"])
     def ready() -> JSONResponse:
-        """Readiness: the database answers and every component is running."""
+        """Readiness: the database answers and every component is running.
+
+        ``outputs`` lists, per destination, the result objects by delivery status and the last
+        check of the destination. A backlog does not make the service unready: it still
+        receives and processes, and delivers the backlog once the destination is back.
+        """
         from sqlalchemy import text
 
+        from medsight.service.delivery import delivery_report
+
         checks: dict[str, bool] = {}
+        outputs: dict[str, Any] = {}
         try:
             with ctx.db.session() as s:
                 s.execute(text("SELECT 1"))
+                outputs = delivery_report(s)
             checks["database"] = True
         except Exception:  # noqa: BLE001
             checks["database"] = False
@@ -131,7 +140,7 @@ def create_app(ctx: ServiceContext) -> Any:
             except Exception:  # noqa: BLE001
                 checks[name] = False
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks, "outputs": outputs},
                             status_code=200 if ok else 503)
 
     from medsight.service.api_deps import require

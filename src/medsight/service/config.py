@@ -195,15 +195,27 @@ class StowDestination(_Strict):
     password_env: str | None = None
     password: str | None = None
     timeout_s: float = Field(30.0, gt=0)
+    health_url: str | None = None  # what the delivery check GETs (default: url, the DICOMweb root)
 
 
 class OutputsConfig(_Strict):
+    """Where results go, and how long delivery (to the PACS and the alert webhook) is retried.
+
+    A send or webhook that fails is retried with exponential backoff (``workers.retry_backoff_s``
+    doubling, at most ``max_backoff_s``) for ``retry_for_s``, then marked failed. While any is
+    waiting, its destination is checked every ``probe_interval_s`` (C-ECHO, or an HTTP GET); when
+    it answers again, its waiting sends are due at once and its failed ones are retried.
+    """
+
     dicom: list[DicomDestination] = Field(default_factory=list)
     stow_rs: list[StowDestination] = Field(default_factory=list)
     send_sr: bool = True
     send_sc: bool = True
     send_seg: bool = True
     manufacturer: str = "MedSight"
+    retry_for_s: float = Field(86400.0, gt=0)
+    max_backoff_s: float = Field(600.0, gt=0)
+    probe_interval_s: float = Field(30.0, gt=0)
 
 
 class WebhookConfig(_Strict):

@@ -140,7 +140,13 @@ class Result(Base):
 
 
 class ResultOutput(Base):
-    """A DICOM object MedSight built from a result and sent (SR, SC, SEG)."""
+    """A DICOM object MedSight built from a result, to one destination (SR, SC, SEG).
+
+    ``status``: ``pending`` (not tried yet), ``retrying`` (tried, not confirmed; ``attempts``
+    and ``last_error`` say why), ``sent`` (the destination confirmed it: C-STORE success or a
+    STOW-RS answer listing no failure; ``sent_at`` is then set) or ``failed`` (given up after
+    ``outputs.retry_for_s``; retried again when the destination answers).
+    """
 
     __tablename__ = "result_outputs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -149,8 +155,11 @@ class ResultOutput(Base):
     sop_uid: Mapped[str] = mapped_column(String(64), index=True)
     series_uid: Mapped[str] = mapped_column(String(64))
     destination: Mapped[str] = mapped_column(String(80))
-    status: Mapped[str] = mapped_column(String(16))
-    sent_at: Mapped[float] = mapped_column(Float, default=now)
+    status: Mapped[str] = mapped_column(String(16))  # pending | retrying | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(300))  # scrubbed: our words, no header values
+    updated_at: Mapped[float | None] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float)  # set only once the destination confirmed it
 
     __table_args__ = (UniqueConstraint("sop_uid", "destination", name="uq_output_dest"),)
 
@@ -166,7 +175,9 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text)
     study_uid: Mapped[str] = mapped_column(String(64), index=True)
     patient_id: Mapped[str | None] = mapped_column(String(64))
-    webhook_status: Mapped[str] = mapped_column(String(16), default="none")  # none|pending|sent|failed
+    webhook_status: Mapped[str] = mapped_column(String(16), default="none")  # none|pending|retrying|sent|failed
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_error: Mapped[str | None] = mapped_column(String(300))  # the last failure, scrubbed
     acknowledged_by: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[float] = mapped_column(Float, default=now)
 

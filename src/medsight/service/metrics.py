@@ -59,6 +59,15 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
                 for st, n in s.execute(select(Series.status, func.count()).group_by(Series.status)):
                     ser.add_metric([st], n)
                 yield ser
+                from medsight.service.delivery import WEBHOOK, backlog
+
+                outs = GaugeMetricFamily("medsight_outputs", "Result objects by destination and delivery status "
+                                         "(pending, retrying, sent, failed); the alert webhook is destination "
+                                         f"'{WEBHOOK}'", labels=["destination", "status"])
+                for dest, by in backlog(s).items():
+                    for status, n in by.items():
+                        outs.add_metric([dest, status], n)
+                yield outs
                 recent = [r for r in s.execute(select(Result.created_at - Result.received_at)
                                                .where(Result.received_at.is_not(None))
                                                .order_by(Result.id.desc()).limit(1000)).scalars()]

@@ -88,16 +88,27 @@ def complete(session: Session, job: Job) -> None:
                                                                  error=None))
 
 
-def fail(db: Database, job: Job, error: str, *, max_attempts: int, backoff_s: float, permanent: bool = False) -> str:
+def fail(db: Database, job: Job, error: str, *, max_attempts: int, backoff_s: float, permanent: bool = False,
+         retry_for_s: float | None = None, max_backoff_s: float | None = None) -> str:
     """Record a failure: retry later with exponential backoff, or give up.
+
+    Args:
+        retry_for_s: give up once this long has passed since the job was created (or re-driven:
+            ``payload["retry_from"]``) instead of after ``max_attempts`` (deliveries to a PACS or
+            webhook that may be down for hours).
+        max_backoff_s: the longest wait between two attempts.
 
     Returns:
         The job's new status (``pending`` or ``failed``).
     """
-    limit = int(job.payload.get("max_attempts") or max_attempts)
-    final = permanent or job.attempts >= limit
+    if retry_for_s is not None:
+        final = permanent or now() >= float(job.payload.get("retry_from") or job.created_at) + retry_for_s
+    else:
+        final = permanent or job.attempts >= int(job.payload.get("max_attempts") or max_attempts)
     status = "failed" if final else "pending"
-    delay = backoff_s * (2 ** max(job.attempts - 1, 0))
+    delay = backoff_s * (2 ** min(max(job.attempts - 1, 0), 40))
+    if max_backoff_s is not None:
+        delay = min(delay, max_backoff_s)
     with db.session() as s:
         s.execute(update(Job).where(Job.id == job.id).values(
             status=status, error=error[:2000], lease_until=None, available_at=now() + (0 if final else delay),

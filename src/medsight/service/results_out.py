@@ -167,7 +167,8 @@ def send_dicom(dest: DicomDestination, objects: list[OutputObject], *, calling_a
     """C-STORE ``objects`` to ``dest`` over one association.
 
     Returns:
-        SOPInstanceUID → DICOM status of each object.
+        SOPInstanceUID → DICOM status of each object the PACS answered for (an object missing
+        from it got no answer: the association was lost before).
 
     Raises:
         ServiceError: the association could not be established.
@@ -185,10 +186,17 @@ def send_dicom(dest: DicomDestination, objects: list[OutputObject], *, calling_a
     statuses: dict[str, int] = {}
     try:
         for o in objects:
-            st = assoc.send_c_store(o.dataset)
-            statuses[o.sop_uid] = int(getattr(st, "Status", 0xFFFF)) if st else 0xFFFF
+            if not assoc.is_established:
+                break  # the PACS went away mid-batch: the rest have no status (not sent)
+            try:
+                st = assoc.send_c_store(o.dataset)
+            except RuntimeError:  # the association dropped while sending
+                break
+            if st:  # an empty answer is no confirmation: the object stays unsent
+                statuses[o.sop_uid] = int(getattr(st, "Status", 0xFFFF))
     finally:
-        assoc.release()
+        if assoc.is_established:
+            assoc.release()
     return statuses
 
 
@@ -196,7 +204,8 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
     """STOW-RS ``objects`` to ``dest`` (dicomweb-client).
 
     Returns:
-        SOPInstanceUID → 0 when stored, 0xC000 when listed in FailedSOPSequence.
+        SOPInstanceUID → 0 when listed in ReferencedSOPSequence (stored), 0xC000 when listed in
+        FailedSOPSequence; an object the answer does not list is not confirmed (absent).
     """
     import os
 
@@ -208,10 +217,14 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
     if dest.username:
         session.auth = (dest.username, password or "")
     client = DICOMwebClient(url=dest.url, session=session, timeout=dest.timeout_s)
+    client.set_http_retry_params(retry=False)  # the send job retries, with its backoff and re-drive
     try:
         answer = client.store_instances([o.dataset for o in objects])
-    except (requests.RequestException, OSError) as exc:
-        raise ServiceError(f"expected STOW-RS at {dest.url} to accept the results; {type(exc).__name__}: {exc}") \
-            from None
+    except (requests.RequestException, OSError, ValueError) as exc:
+        # the exception's text may echo the request or the server's body: only its type and status
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+        raise ServiceError(f"expected STOW-RS at {dest.name} to accept the results; {type(exc).__name__}"
+                           + (f" (HTTP {code})" if code else "")) from None
     failed = {str(item.ReferencedSOPInstanceUID) for item in (answer.get("FailedSOPSequence") or [])}
-    return {o.sop_uid: (0xC000 if o.sop_uid in failed else 0) for o in objects}
+    stored = {str(item.ReferencedSOPInstanceUID) for item in (answer.get("ReferencedSOPSequence") or [])}
+    return {**{u: 0 for u in stored}, **{u: 0xC000 for u in failed}}

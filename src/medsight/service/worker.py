@@ -142,7 +142,8 @@ class Worker:
 
     def _run_send(self, jobs: list[Job]) -> None:
         """Build the result objects of every job, send them over one association per
-        destination, record what each destination accepted."""
+        destination, record what each destination confirmed (``sent``) and, for the others,
+        the attempt and its reason (``retrying``, then ``failed`` once the retry window is over)."""
         from medsight.io.dicom import read_dataset
         from medsight.service.results_out import build_outputs, send_dicom, send_stow, source_sop_uids
 
@@ -173,6 +174,7 @@ class Worker:
             pending.append((job, result, objects, sent))
         errors: dict[int, list[str]] = {job.id: [] for job, *_ in pending}
         accepted: list[tuple[Any, Any, str]] = []
+        refused: list[tuple[Job, Any, str, str]] = []  # (job, object, destination, reason)
         for name, dest in targets:
             todo = [(job, result, o) for job, result, objects, sent in pending for o in objects
                     if f"{o.sop_uid}|{name}" not in sent]
@@ -182,33 +184,54 @@ class Worker:
                 objs = [o for _, _, o in todo]
                 statuses = (send_stow(dest, objs) if hasattr(dest, "url")
                             else send_dicom(dest, objs, calling_aet=self.cfg.dicom.ae_title))
-            except (ServiceError, OSError, RuntimeError, ValueError) as exc:
-                for job, _, _ in todo:
-                    errors[job.id].append(f"{name}: {exc}")
-                continue
+            except ServiceError as exc:  # our own words: destination and what failed
+                statuses, reason = {}, str(exc)
+            except (OSError, RuntimeError, ValueError) as exc:  # third-party text may echo values: its type only
+                statuses, reason = {}, f"{type(exc).__name__} while sending"
+            else:
+                reason = ("not listed in the STOW-RS answer" if hasattr(dest, "url")
+                          else "no answer: the association was lost")
             for job, result, o in todo:
-                st = statuses.get(o.sop_uid, 0xFFFF)
+                st = statuses.get(o.sop_uid)
                 if st in (0x0000, 0xB000, 0xB006, 0xB007):
                     accepted.append((result, o, name))
-                else:
-                    errors[job.id].append(f"{name}: {o.kind} refused with status 0x{st:04X}")
+                    continue
+                why = reason if st is None else f"{o.kind} refused with status 0x{st:04X}"
+                refused.append((job, o, name, why))
+                if f"{name}: {why}" not in errors[job.id]:
+                    errors[job.id].append(f"{name}: {why}")
         with self.db.session() as s:
             for result, o, name in accepted:
                 s.execute(update(ResultOutput).where(ResultOutput.sop_uid == o.sop_uid,
                                                      ResultOutput.destination == name)
-                          .values(status="sent", sent_at=now()))
+                          .values(status="sent", sent_at=now(), updated_at=now(), last_error=None,
+                                  attempts=ResultOutput.attempts + 1))
                 audit.record(s, self.processor.actor, "sent", "result", str(result.id), kind=o.kind, destination=name,
                              sop_uid=o.sop_uid)
+            for _, o, name, why in refused:
+                s.execute(update(ResultOutput).where(ResultOutput.sop_uid == o.sop_uid,
+                                                     ResultOutput.destination == name)
+                          .values(status="retrying", updated_at=now(), last_error=why[:300],
+                                  attempts=ResultOutput.attempts + 1))
             for job, *_ in pending:
                 if not errors[job.id]:
                     complete(s, job)
         for job, *_ in pending:
-            if errors[job.id]:
-                self._fail(job, "; ".join(errors[job.id]))
+            if errors[job.id] and self._fail_delivery(job, "; ".join(errors[job.id])) == "failed":
+                with self.db.session() as s:
+                    s.execute(update(ResultOutput).where(ResultOutput.result_id == job.payload["result_id"],
+                                                         ResultOutput.status != "sent")
+                              .values(status="failed", updated_at=now()))
+
+    def _fail_delivery(self, job: Job, error: str) -> str:
+        """A send or webhook failed: retry with capped backoff for ``outputs.retry_for_s``."""
+        return fail(self.db, job, error, max_attempts=self.cfg.workers.max_attempts,
+                    backoff_s=self.cfg.workers.retry_backoff_s, retry_for_s=self.cfg.outputs.retry_for_s,
+                    max_backoff_s=self.cfg.outputs.max_backoff_s)
 
     def _announce(self, result_id: int, objects: list[Any], destinations: list[str], sent: set[str]) -> None:
-        """Record the objects about to be sent, so that a copy coming back (routing, catch-up)
-        is known as MedSight's own before the PACS even has it."""
+        """Record the objects about to be sent (``pending``, no ``sent_at``), so that a copy coming
+        back (routing, catch-up) is known as MedSight's own before the PACS even has it."""
         from sqlalchemy.dialects.postgresql import insert as pg_insert
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -219,8 +242,8 @@ class Worker:
                     if f"{o.sop_uid}|{name}" in sent:
                         continue
                     s.execute(ins(ResultOutput).values(result_id=result_id, kind=o.kind, sop_uid=o.sop_uid,
-                                                       series_uid=o.series_uid, destination=name, status="sending",
-                                                       sent_at=now())
+                                                       series_uid=o.series_uid, destination=name, status="pending",
+                                                       attempts=0, updated_at=now(), sent_at=None)
                               .on_conflict_do_nothing(index_elements=["sop_uid", "destination"]))
 
     def _run_webhook(self, jobs: list[Job]) -> None:
@@ -244,15 +267,16 @@ class Worker:
                 error = f"webhook unreachable: {type(exc).__name__}"
             with self.db.session() as s:
                 if error is None:
-                    s.execute(update(Alert).where(Alert.id == alert.id).values(webhook_status="sent"))
+                    s.execute(update(Alert).where(Alert.id == alert.id).values(
+                        webhook_status="sent", webhook_error=None, webhook_attempts=Alert.webhook_attempts + 1))
                     audit.record(s, self.processor.actor, "webhook", "alert", str(alert.id), status=status)
                     complete(s, job)
-            if error is not None:
-                status_now = fail(self.db, job, error, max_attempts=self.cfg.workers.max_attempts,
-                                  backoff_s=self.cfg.workers.retry_backoff_s)
-                if status_now == "failed":
-                    with self.db.session() as s:
-                        s.execute(update(Alert).where(Alert.id == alert.id).values(webhook_status="failed"))
+                else:
+                    s.execute(update(Alert).where(Alert.id == alert.id).values(
+                        webhook_status="retrying", webhook_error=error, webhook_attempts=Alert.webhook_attempts + 1))
+            if error is not None and self._fail_delivery(job, error) == "failed":
+                with self.db.session() as s:
+                    s.execute(update(Alert).where(Alert.id == alert.id).values(webhook_status="failed"))
 
 
 def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | None = None) -> list[threading.Thread]:
@@ -271,6 +295,12 @@ def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | Non
     for suffix, kinds in roles:
         w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:{suffix}", kinds=kinds)
         t = threading.Thread(target=w.run, args=(stop,), name=f"medsight-worker-{suffix}", daemon=True)
+        t.start()
+        out.append(t)
+    if cfg.outputs.dicom or cfg.outputs.stow_rs or cfg.alerts.webhook is not None:
+        from medsight.service.delivery import DeliveryMonitor  # re-drives deliveries when a destination is back
+
+        t = threading.Thread(target=DeliveryMonitor(cfg, db).run, args=(stop,), name="medsight-delivery", daemon=True)
         t.start()
         out.append(t)
     return out

@@ -71,6 +71,21 @@ const maskCaption = (out) => {
 // the colours of medsight.explain.overlay.LABEL_COLOURS, for labels 1, 2, ...
 const LABEL_COLOURS = ["#e69f00", "#56b4e8", "#009e73", "#f0e442", "#0072b3", "#d65f00", "#cc78a6"];
 
+// "Sent to PACS" lists only what the PACS confirmed; the rest says where it stands
+const delivery = (r) => {
+  const sent = (r.deliveries || []).filter((o) => o.status === "sent");
+  const waiting = (r.deliveries || []).filter((o) => o.status !== "sent").map((o) =>
+    `${esc(o.kind)} to ${esc(o.destination)}: ${esc(o.status)}` + (o.attempts
+      ? ` (${o.attempts} attempt${o.attempts === 1 ? "" : "s"}${o.last_error ? ", last error " + esc(o.last_error) : ""})`
+      : ""));
+  return `Sent to PACS: ${sent.map((o) => esc(o.kind)).join(", ") || "not yet"}` +
+    (waiting.length ? `; not yet confirmed: ${waiting.join("; ")}` : "");
+};
+
+const webhook = (a) => esc(a.webhook_status) + (a.webhook_status === "retrying" || a.webhook_status === "failed"
+  ? ` (${a.webhook_attempts} attempt${a.webhook_attempts === 1 ? "" : "s"}${a.webhook_error ? ", " + esc(a.webhook_error) : ""})`
+  : "");
+
 async function study(uid) {
   const s = await json(`/api/v1/studies/${encodeURIComponent(uid)}`);
   const series = s.series.map((x) => `<li>${esc(x.modality)} ${esc(x.body_part || "")} ${esc(x.description || "")}:
@@ -88,7 +103,7 @@ async function study(uid) {
     </div>
     ${r.suggestion ? `<p>Suggested: <strong>${esc(r.suggestion.suggestion)}</strong></p>
       <ul class="reasons">${r.suggestion.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}
-    <p class="muted">Sent to PACS: ${r.sent.map((o) => esc(o.kind)).join(", ") || "not yet"};
+    <p class="muted delivery">${delivery(r)};
       input sha256 ${esc((r.input_sha256 || "").slice(0, 12))}…; ${esc(JSON.stringify(r.timings))}</p></div>`).join("");
   $("#view").innerHTML = `<div class="card"><h2>Study</h2>
     <p>Patient <a href="#/patient/${encodeURIComponent(s.patient_id || "")}">${esc(s.patient_id)}</a>;
@@ -106,7 +121,7 @@ async function alerts() {
   $("#view").innerHTML = `<div class="card"><h2>Alerts</h2><table id="alerts"><thead><tr><th>Priority</th>
     <th>Rule</th><th>Message</th><th>Webhook</th><th>Raised</th><th></th></tr></thead><tbody>
     ${rows.map((a) => `<tr class="row" data-study="${esc(a.study_uid)}"><td>${badge(a.priority)}</td>
-      <td>${esc(a.rule)}</td><td>${esc(a.message)}</td><td>${esc(a.webhook_status)}</td>
+      <td>${esc(a.rule)}</td><td>${esc(a.message)}</td><td>${webhook(a)}</td>
       <td class="muted">${esc(a.created_at)}</td>
       <td>${a.acknowledged_by ? "ack: " + esc(a.acknowledged_by) : `<button data-ack="${a.id}">Acknowledge</button>`}</td>
       </tr>`).join("")}</tbody></table></div>`;
