@@ -180,6 +180,27 @@ def test_sends_retry_for_the_retry_window_not_max_attempts_then_fail(dctx, xray)
     assert {d["status"] for d in _api_result(ctx)["deliveries"]} == {"failed"}
 
 
+def test_a_send_batch_that_raises_unexpectedly_keeps_its_retry_window(dctx, xray, monkeypatch):
+    from medsight.service import results_out
+    from medsight.service.worker import Worker
+
+    ctx = dctx(retry_for_s=3600)
+    ctx.ingestor.ingest(xray()[1], actor="http:test")
+    drain(ctx)
+
+    def broken(*args, **kwargs):
+        raise KeyError("unexpected")
+
+    monkeypatch.setattr(results_out, "build_outputs", broken)
+    w = Worker(ctx.cfg, ctx.db, ctx.catalog, name="t")
+    for _ in range(4):  # max_attempts is 2: the generic batch handler gave up after the second
+        _due_now(ctx, "send")
+        w.run_once()
+    with ctx.db.read() as s:
+        job = s.scalar(select(Job).where(Job.kind == "send"))
+    assert job.status == "pending" and job.attempts == 5 and "KeyError" in job.error
+
+
 def test_a_pacs_that_answers_again_gets_its_waiting_and_failed_sends_at_once(dctx, xray, pacs):
     from medsight.service.delivery import DeliveryMonitor
 

@@ -97,8 +97,10 @@ class Worker:
                 handler(group)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the worker
                 log.exception("%s batch of %d failed", kind, len(group))
+                # a delivery keeps its retry window (outputs.retry_for_s), not max_attempts
+                record = self._fail_delivery if kind in ("send", "webhook") else self._fail
                 for j in group:
-                    self._fail(j, f"{type(exc).__name__}: {exc}")
+                    record(j, f"{type(exc).__name__}: {exc}")
         return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
