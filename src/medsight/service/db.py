@@ -263,10 +263,12 @@ class Database:
         for _ in range(5):
             try:
                 Base.metadata.create_all(self.engine)
+                _add_missing_columns(self.engine)
                 return
             except (IntegrityError, ProgrammingError, OperationalError):  # a concurrent creator won
                 time.sleep(0.2)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -292,3 +294,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns a database made by an older MedSight lacks (the schema only grows).
+
+    Each missing column is added with its scalar default as the SQL default (or as nullable
+    when it has none), so existing rows stay valid on SQLite and PostgreSQL. Dropping or
+    changing columns is never done here.
+    """
+    from sqlalchemy import inspect, literal
+
+    insp = inspect(engine)
+    todo = []
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            ddl = f"ALTER TABLE {table.name} ADD COLUMN {col.name} {col.type.compile(engine.dialect)}"
+            if col.default is not None and col.default.is_scalar:
+                ddl += " DEFAULT " + str(literal(col.default.arg, col.type).compile(
+                    dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+            todo.append(ddl)
+    if todo:
+        with engine.begin() as conn:
+            for ddl in todo:
+                conn.exec_driver_sql(ddl)
