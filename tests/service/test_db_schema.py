@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, select, text
 
-from medsight.service.db import Database, Job
+from medsight.service.db import Database, Job, Result, ResultOutput
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,6 +23,19 @@ def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(url):
         db.create_all()
         with db.engine.begin() as conn:  # make it look like the schema before issue 8
             conn.execute(text("ALTER TABLE jobs DROP COLUMN crashes"))
+            conn.execute(text("DROP TABLE result_outputs"))  # as it was: sent_at required, no delivery columns
+            serial = "SERIAL" if db.engine.dialect.name == "postgresql" else "INTEGER"
+            conn.execute(text(f"CREATE TABLE result_outputs (id {serial} PRIMARY KEY, result_id INTEGER NOT NULL "
+                              "REFERENCES results(id), kind VARCHAR(8) NOT NULL, sop_uid VARCHAR(64) NOT NULL, "
+                              "series_uid VARCHAR(64) NOT NULL, destination VARCHAR(80) NOT NULL, "
+                              "status VARCHAR(16) NOT NULL, sent_at FLOAT NOT NULL, "
+                              "CONSTRAINT uq_output_dest UNIQUE (sop_uid, destination))"))
+            conn.execute(text("CREATE INDEX ix_result_outputs_result_id ON result_outputs (result_id)"))
+            conn.execute(text("INSERT INTO results (key, status, model, model_version, study_uid, series_uid, "
+                              "outputs, timings, created_at) VALUES ('r', 'ok', 'm', '1', '1.2', '1.2.3', '{}', "
+                              "'{}', 0)"))
+            conn.execute(text("INSERT INTO result_outputs (result_id, kind, sop_uid, series_uid, destination, "
+                              "status, sent_at) SELECT id, 'SR', '1.2.3.4', '1.2.3', 'pacs', 'sent', 5 FROM results"))
             conn.execute(text("INSERT INTO jobs (kind, key, payload, status, priority, attempts, available_at, "
                               "created_at) VALUES ('instance', 'old-job', '{}', 'pending', 0, 0, 0, 0)"))
         assert "crashes" not in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
@@ -32,5 +45,13 @@ def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(url):
         with db.read() as s:
             job = s.scalar(select(Job).where(Job.key == "old-job"))
         assert job.status == "pending" and job.crashes == 0
+        with db.session() as s:  # a new output is recorded unsent (sent_at NULL), as the delivery code does
+            rid = s.scalar(select(Result.id))
+            s.add(ResultOutput(result_id=rid, kind="SC", sop_uid="1.2.3.5", series_uid="1.2.3", destination="pacs",
+                               status="pending", sent_at=None))
+        with db.read() as s:
+            outs = {o.sop_uid: (o.status, o.sent_at, o.attempts) for o in s.scalars(select(ResultOutput))}
+        assert outs == {"1.2.3.4": ("sent", 5.0, 0), "1.2.3.5": ("pending", None, 0)}
+        assert {i["name"] for i in inspect(db.engine).get_indexes("result_outputs")} >= {"ix_result_outputs_result_id"}
     finally:
         db.dispose()

@@ -321,3 +321,42 @@ def _add_missing_columns(engine: Engine) -> None:
         with engine.begin() as conn:
             for ddl in todo:
                 conn.exec_driver_sql(ddl)
+    for table in Base.metadata.sorted_tables:  # columns that became nullable (result_outputs.sent_at)
+        db_cols = {c["name"]: c for c in insp.get_columns(table.name)}
+        relax = [c.name for c in table.columns if c.nullable and not c.primary_key and c.name in db_cols
+                 and not db_cols[c.name]["nullable"]]
+        if relax and engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                for name in relax:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN {name} DROP NOT NULL")
+        elif relax:
+            _rebuild_sqlite_table(engine, table, [i["name"] for i in insp.get_indexes(table.name)])
+
+
+def _rebuild_sqlite_table(engine: Engine, table: Any, indexes: list[str]) -> None:
+    """SQLite cannot change a column's constraints: copy the table into one made from the model
+    (the procedure of https://www.sqlite.org/lang_altertable.html, section 7)."""
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    old = f"_old_{table.name}"
+    cols = ", ".join(c.name for c in table.columns)
+    raw = engine.raw_connection()  # the pragma must run outside a transaction, so plain DB-API here
+    try:
+        cur = raw.cursor()
+        cur.execute("PRAGMA foreign_keys=OFF")
+        cur.execute("BEGIN IMMEDIATE")
+        for name in indexes:
+            cur.execute(f"DROP INDEX IF EXISTS {name}")
+        cur.execute(f"ALTER TABLE {table.name} RENAME TO {old}")
+        cur.execute(str(CreateTable(table).compile(engine)))
+        for index in table.indexes:
+            cur.execute(str(CreateIndex(index).compile(engine)))
+        cur.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {old}")
+        cur.execute(f"DROP TABLE {old}")
+        cur.execute("COMMIT")
+        cur.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
