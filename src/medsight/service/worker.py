@@ -22,6 +22,7 @@ from medsight.errors import MedSightError, ServiceError
 from medsight.service import audit
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
+from medsight.service.logs import safe_error
 from medsight.service.models import ModelCatalog
 from medsight.service.process import Processor
 from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
@@ -98,7 +99,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the worker
                 log.exception("%s batch of %d failed", kind, len(group))
                 for j in group:
-                    self._fail(j, f"{type(exc).__name__}: {exc}")
+                    self._fail(j, safe_error(exc))
         return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
@@ -167,7 +168,7 @@ class Worker:
             try:
                 objects = build_outputs(result, [read_dataset(Path(p), headers_only=True) for p in srcs], out_cfg)
             except MedSightError as exc:
-                self._fail(job, f"cannot build result objects: {exc}", permanent=True)
+                self._fail(job, f"cannot build result objects: {safe_error(exc)}", permanent=True)
                 continue
             self._announce(result.id, objects, [n for n, _ in targets], sent)
             pending.append((job, result, objects, sent))
@@ -184,7 +185,7 @@ class Worker:
                             else send_dicom(dest, objs, calling_aet=self.cfg.dicom.ae_title))
             except (ServiceError, OSError, RuntimeError, ValueError) as exc:
                 for job, _, _ in todo:
-                    errors[job.id].append(f"{name}: {exc}")
+                    errors[job.id].append(f"{name}: {safe_error(exc)}")
                 continue
             for job, result, o in todo:
                 st = statuses.get(o.sop_uid, 0xFFFF)
