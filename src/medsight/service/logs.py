@@ -77,8 +77,9 @@ class OneLineFormatter(logging.Formatter):
         super().__init__(fmt)
 
     def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_text = None  # another handler's formatter may have cached the full traceback there
         if record.name.split(".")[0] in _QUOTING_LOGGERS:
-            record = logging.makeLogRecord(record.__dict__)
             found = _WARNING_CATEGORY.search(record.getMessage())
             record.msg, record.args = f"{found.group(1) if found else 'message'} ({WITHHELD})", None
         text = super().format(record)
