@@ -162,6 +162,7 @@ def test_fake_identifiers_reach_no_log_audit_row_error_field_or_error_body(stack
     no log line, no audit row, no job or result error and no HTTP error body. The over-long
     PatientID is stored (cut to its column) and the malformed birth date still gets its SR."""
     import json
+    import re
 
     from sqlalchemy import select
 
@@ -205,6 +206,8 @@ def test_fake_identifiers_reach_no_log_audit_row_error_field_or_error_body(stack
 
     log = stack.service.log_path.read_text(errors="replace")
     assert "refused" in log and "/api/v1/patients/{patient_id}/timeline" in log
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")  # one record, one line
+    assert [line for line in log.splitlines() if line.strip() and not stamp.match(line)] == []
     assert _phi_in(log) == [], [line for line in log.splitlines() if _phi_in(line)][:5]
     with stack.database().read() as s:
         events = list(s.scalars(select(AuditEvent)))

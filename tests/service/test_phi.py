@@ -116,6 +116,11 @@ def test_log_records_are_one_line_and_tracebacks_hold_no_values():
     warn = logging.LogRecord("pydicom", logging.WARNING, __file__, 1, "Invalid value for VR DA: %r", (CANARY_BIRTH,),
                              None)
     assert CANARY_BIRTH not in fmt.format(warn)
+    captured = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, "%s",
+                                 (f"valuerep.py:440: UserWarning: Invalid value for VR DA: '{CANARY_BIRTH}'\n  x",),
+                                 None)
+    line = fmt.format(captured)
+    assert CANARY_BIRTH not in line and "UserWarning" in line
 
 
 def test_an_auth_refusal_logs_the_route_template_and_is_audited_without_the_token(ctx, caplog):

@@ -79,9 +79,9 @@ class OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record = logging.makeLogRecord(record.__dict__)
         record.exc_text = None  # another handler's formatter may have cached the full traceback there
-        if record.name.split(".")[0] in _QUOTING_LOGGERS:
+        if any(record.name == n or record.name.startswith(n + ".") for n in _QUOTING_LOGGERS):
             found = _WARNING_CATEGORY.search(record.getMessage())
-            record.msg, record.args = f"{found.group(1) if found else 'message'} ({WITHHELD})", None
+            record.msg, record.args = f"{found.group(1) if found else record.levelname.lower()} ({WITHHELD})", None
         text = super().format(record)
         return " ".join(text.split("\n")).replace("\r", " ")
 
