@@ -199,8 +199,10 @@ def test_fake_identifiers_reach_no_log_audit_row_error_field_or_error_body(stack
     # a malformed PatientBirthDate: the result is still reported (its SR reaches Orthanc)
     sloppy, sloppy_ds = _phi_file(tmp_path, cases, "sloppy.dcm", PatientBirthDate=PHI_MALFORMED_BIRTH)
     assert storescu(port, [sloppy]).returncode == 0
-    wait_for(lambda: stack.service.get(f"/api/v1/results?sop_uid={long_sop}").json(), timeout=60,
-             what="the result of the instance with an over-long PatientID")
+    (res,) = wait_for(lambda: stack.service.get(f"/api/v1/results?sop_uid={long_sop}").json(), timeout=60,
+                      what="the result of the instance with an over-long PatientID")
+    assert res["patient_id"] == PHI["PatientID"][:64]
+    assert stack.service.get(f"/api/v1/patients/{res['patient_id']}/timeline", role="reader").status_code == 200
     wait_for(lambda: orthanc_study_modalities(stack.orthanc, sloppy_ds.StudyInstanceUID).get("SR"), timeout=90,
              what="the SR of the instance with a malformed PatientBirthDate in Orthanc")
 

@@ -182,3 +182,19 @@ def test_duplicate_tokens_are_a_config_error_and_short_ones_a_warning(make_cfg, 
     caplog.set_level(logging.WARNING)
     TokenAuth([TokenConfig(name="short", role="reader", token="abc123")])
     assert "token 'short' is 6 characters" in caplog.text and "abc123" not in caplog.text
+
+
+def test_viewing_a_timeline_is_audited_without_the_patient_id(ctx, xray):
+    from medsight.service.audit import patient_ref
+
+    ds, data = xray(patient_id="PHI-CANARY-TL")
+    ctx.ingestor.ingest(data, actor="http:test")
+    drain(ctx)
+    r = _client(ctx).get("/api/v1/patients/PHI-CANARY-TL/timeline",
+                         headers={"Authorization": f"Bearer {TOKENS['reader']}"})
+    assert r.status_code == 200
+    with ctx.db.read() as s:
+        (ev,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "viewed"))
+        rows = [str((e.actor, e.object_id, e.details)) for e in s.scalars(select(AuditEvent))]
+    assert ev.object_type == "patient" and ev.object_id == patient_ref("PHI-CANARY-TL")
+    assert [row for row in rows if "PHI-CANARY" in row] == []
