@@ -14,7 +14,8 @@ __all__ = ["context", "require", "client_address", "route_template"]
 
 
 def client_address(request: Request) -> str:
-    """The peer's address (the proxy's when the service sits behind one)."""
+    """The client's address (uvicorn takes it from ``X-Forwarded-For`` when a proxy on
+    127.0.0.1 sets it; otherwise a proxy's requests all come from the proxy's address)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -77,7 +77,7 @@ def create_app(ctx: ServiceContext) -> Any:
     def _audit_auth_failed(route: str, client: str, reason: str, hint: str | None, locked: bool) -> None:
         try:
             with ctx.db.session() as s:
-                audit.record(s, f"http:{client}", "auth_failed", "route", route, reason=reason, client=client,
+                audit.record(s, f"client:{client}", "auth_failed", "route", route, reason=reason, client=client,
                              token_sha256_prefix=hint, locked_out=locked)
         except Exception as exc:  # noqa: BLE001 - a refusal is answered even when the audit cannot be written
             log.warning("could not audit a failed authentication: %s", safe_error(exc))

@@ -33,7 +33,8 @@ def record(session: Session, actor: str, action: str, object_type: str, object_i
     """Add one audit event to the session's transaction.
 
     Args:
-        actor: ``dicom:AET``, ``http:NAME``, ``worker:ID``, ``catchup:orthanc``, ...
+        actor: ``dicom:AET``, ``http:NAME``, ``worker:ID``, ``catchup:orthanc``,
+            ``client:ADDRESS`` (a request whose token was refused), ...
         action: one of :data:`ACTIONS`.
         object_type: ``instance``, ``series``, ``result``, ``study``, ``alert``, ``patient``.
         object_id: a UID or id (never a patient identifier: a patient is named by
