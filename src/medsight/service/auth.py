@@ -82,6 +82,8 @@ class FailureLimiter:
                 self._failures.pop(next(iter(self._failures)))
             if len(q) >= self.max_failures:
                 q.clear()
+                if len(self._locked_until) >= self.max_clients:
+                    self._locked_until = {c: u for c, u in self._locked_until.items() if u > t}
                 self._locked_until[client] = t + self.lockout_s
                 return True
             return False
