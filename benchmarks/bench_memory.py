@@ -25,7 +25,8 @@ Targets (issue 8): predict on the bomb refuses with a one-line error or stays un
 the receiver under 500 MB and the worker under 2 GB; the good instance after it gets its result.
 
 Usage:
-    .venv/bin/python benchmarks/bench_memory.py [--json benchmarks/results/memory.json] [--cap-gb 6] [--skip-service] [--images bomb ...]
+    .venv/bin/python benchmarks/bench_memory.py [--json benchmarks/results/memory.json] [--cap-gb 6]
+        [--skip-service] [--images bomb ...]
 """
 
 from __future__ import annotations

@@ -44,3 +44,12 @@ def test_registry_lists_by_pattern_and_task():
     assert "resnet18" in list_models("resnet*")
     assert "unet" not in list_models(task="classification")
     assert set(list_models(task="segmentation")) >= {"unet", "dynunet", "segresnet"}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_architecture_declares_its_parameters_and_refuses_pretrained(name):
+    spec = get_spec(name)
+    assert set(spec.defaults) <= set(spec.params)
+    assert "pretrained" not in spec.params
+    with pytest.raises(ConfigError, match="pretrained"):
+        create_model(name, spatial_dims=spec.dims[0], pretrained=True)

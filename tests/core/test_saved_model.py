@@ -42,14 +42,63 @@ def test_damaged_weights_are_detected_by_checksum(tmp_path):
         load_model(folder)
 
 
-def test_truncated_weights_without_checksum_still_fail_cleanly(tmp_path):
+def test_truncated_weights_with_a_matching_checksum_still_fail_cleanly(tmp_path):
+    import hashlib
+
     _, folder = make(tmp_path)
-    m = json.loads((folder / "manifest.json").read_text())
-    del m["weights_sha256"]
-    (folder / "manifest.json").write_text(json.dumps(m))
     w = folder / "weights.safetensors"
     w.write_bytes(w.read_bytes()[:100])
+    m = json.loads((folder / "manifest.json").read_text())
+    m["weights_sha256"] = hashlib.sha256(w.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelFileError, match="safetensors"):
+        load_model(folder)
+
+
+def _edit_manifest(folder, **changes):
+    m = json.loads((folder / "manifest.json").read_text())
+    for k, v in changes.items():
+        if v is None:
+            del m[k]
+        else:
+            m[k] = v
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_manifest_without_weights_checksum_is_refused(tmp_path):
+    _, folder = make(tmp_path)
+    _edit_manifest(folder, weights_sha256=None)
+    with pytest.raises(ModelFileError, match="weights_sha256"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("params", [{"width": 8, "pretrained": True}, {"width": 8, "pretrained": "/etc/passwd"},
+                                    {"width": 8, "weights_path": "weights.pt"}, {"width": 8, "layers": "../x.pt"}])
+def test_architecture_params_outside_the_allow_list_are_refused(tmp_path, params):
+    _, folder = make(tmp_path)
+    _edit_manifest(folder, architecture={**ARCH, "params": params})
+    with pytest.raises(ModelFileError, match="bad parameters"):
+        load_model(folder)
+
+
+def test_pretrained_never_reaches_the_architecture(monkeypatch):
+    from medsight.errors import ConfigError
+    from medsight.models import create_model
+
+    calls = []
+    monkeypatch.setattr("monai.networks.nets.DenseNet121", lambda **kw: calls.append(kw))
+    with pytest.raises(ConfigError, match="pretrained"):
+        create_model("densenet121", spatial_dims=2, pretrained=True)
+    assert calls == []
+
+
+def test_a_symlink_in_the_model_folder_is_refused(tmp_path):
+    _, folder = make(tmp_path)
+    w = folder / "weights.safetensors"
+    real = tmp_path / "elsewhere.safetensors"
+    w.rename(real)
+    w.symlink_to(real)
+    with pytest.raises(ModelFileError, match="symbolic link"):
         load_model(folder)
 
 

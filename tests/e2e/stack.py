@@ -89,7 +89,7 @@ class ServiceProcess:
         exe = Path(sys.executable).parent / "medsight"
         self.proc = subprocess.Popen([str(exe), "serve", "--config", str(self.config_path), "--verbose"],
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=dict(os.environ, COLUMNS="200"))
+                                     env=dict(os.environ))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

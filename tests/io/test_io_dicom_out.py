@@ -143,3 +143,17 @@ def test_results_for_a_minimal_projection_xray_without_type2_attributes(tmp_path
     back = mio.read(seg_path)
     assert back.shape == (28, 28) and back.meta["referenced_sop_uids"] == [ds.SOPInstanceUID]
     np.testing.assert_array_equal(back.array[0], mask)
+
+
+def test_results_are_built_on_a_source_with_malformed_patient_and_study_values(tmp_path):
+    """A modality's sloppy header (a birth date with dashes, a free-text sex, a time with a
+    colon) must not stop the result being reported; the copies hold those values empty."""
+    ds = make_slice(np.zeros((28, 28), np.uint8), slope=None, intercept=None, modality="CR")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR
+    ds.PatientBirthDate, ds.PatientSex, ds.StudyTime = "19XX-07-PHI", "female", "10:15"
+    sr = build_sr([ds], [Finding("Pneumonia probability", 0.83)], algorithm=ALGO)
+    sc = build_sc(ds, np.zeros((28, 28, 3), np.uint8), algorithm=ALGO)
+    for out in (sr, sc):
+        assert not any(out.get(kw) for kw in ("PatientBirthDate", "PatientSex", "StudyTime"))
+        assert out.PatientID == ds.PatientID and out.StudyInstanceUID == ds.StudyInstanceUID
+    assert ds.PatientBirthDate == "19XX-07-PHI"  # the caller's dataset is left as it was

@@ -50,7 +50,8 @@ def make_cfg(tmp_path, tiny_models):
             "storage": {"path": str(tmp_path / "data"), "max_instance_mb": 1},
             "dicom": {"port": 0, "allowed_calling_aets": ["GOODSCU"]},
             "http": {"port": 0, "max_upload_mb": 1},
-            "auth": {"tokens": [{"name": f"u-{r}", "role": r, "token": t} for r, t in TOKENS.items()]},
+            "auth": {"tokens": [{"name": f"u-{r}", "role": r, "token": t} for r, t in TOKENS.items()],
+                     "max_failures": 1000},  # tests probe every route without a token
             "workers": {"processes": 0, "batch_size": 8, "lease_s": 30, "retry_backoff_s": 0},
             "series": {"complete_after_s": 0.2, "sweep_interval_s": 0.01},
             "models": {"pneumonia-xray": {"path": tiny_models["xray"]}, "ct-3d": {"path": tiny_models["ct3d"]},

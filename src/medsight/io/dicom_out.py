@@ -197,9 +197,34 @@ _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "Accessi
           "StudyTime", "ReferringPhysicianName")
 
 
+def _malformed(ds: pydicom.Dataset, kw: str) -> bool:
+    """True when a type 2 attribute holds a value highdicom refuses to copy (a date that is
+    not YYYYMMDD, a time that is not HHMMSS.FFFFFF, a PatientSex other than M, F or O)."""
+    from pydicom.valuerep import DA, TM
+
+    v = str(ds.get(kw, "") or "").strip()
+    if not v:
+        return False
+    if kw == "PatientSex":
+        return v not in ("M", "F", "O")
+    convert = {"PatientBirthDate": DA, "StudyDate": DA, "StudyTime": TM}.get(kw)
+    if convert is None:
+        return False
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's warning would echo the value
+            convert(v)
+    except (ValueError, TypeError, OverflowError):
+        return True
+    return False
+
+
 def _check_sources(sources: Sequence[pydicom.Dataset], what: str) -> list[pydicom.Dataset]:
     """Check that the sources share one study; return them, copied where a type 2
-    patient/study attribute is missing, which the copy holds empty (as DICOM allows)."""
+    patient/study attribute is missing or malformed (see :func:`_malformed`), which the copy
+    holds empty (as DICOM allows), so that a result is still reported on a sloppy header."""
     import copy
 
     if not sources:
@@ -210,7 +235,7 @@ def _check_sources(sources: Sequence[pydicom.Dataset], what: str) -> list[pydico
                          "values or a missing one")
     out = []
     for ds in sources:
-        missing = [kw for kw in _TYPE2 if kw not in ds]
+        missing = [kw for kw in _TYPE2 if kw not in ds or _malformed(ds, kw)]
         if missing:
             ds = copy.deepcopy(ds)  # never change the caller's dataset
             for kw in missing:

@@ -59,7 +59,8 @@ class Ensemble(nn.Module):
 
 
 @register_model("classic-cnn", tasks=("classification",), dims=(2, 3),
-                description="reference design's Conv32-MaxPool-Dense128 CNN (for reproduction)", input_size=(28, 28))
+                description="reference design's Conv32-MaxPool-Dense128 CNN (for reproduction)", params=("input_size",),
+                input_size=(28, 28))
 def _classic(*, spatial_dims, in_channels, num_classes, input_size):
     return ClassicCNN(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes,
                       input_size=input_size)
@@ -76,10 +77,13 @@ def _monai_resnet(depth: str):
 
 
 for _depth, _title in (("resnet18", "MONAI ResNet-18"), ("resnet50", "MONAI ResNet-50")):
-    register_model(_depth, tasks=("classification",), dims=(2, 3), description=_title)(_monai_resnet(_depth))
+    register_model(_depth, tasks=("classification",), dims=(2, 3), description=_title,
+                   params=("widen_factor", "conv1_t_size", "conv1_t_stride", "no_max_pool", "shortcut_type",
+                           "bias_downsample"))(_monai_resnet(_depth))
 
 
-@register_model("densenet121", tasks=("classification",), dims=(2, 3), description="MONAI DenseNet-121")
+@register_model("densenet121", tasks=("classification",), dims=(2, 3), description="MONAI DenseNet-121",
+                params=("init_features", "growth_rate", "bn_size", "dropout_prob"))
 def _densenet(*, spatial_dims, in_channels, num_classes, **kw):
     from monai.networks.nets import DenseNet121
 
@@ -98,6 +102,7 @@ def _resnet_small(*, spatial_dims, in_channels, num_classes, width=32, layers=(1
 
 
 @register_model("unet", tasks=("segmentation",), dims=(2, 3), description="MONAI residual U-Net",
+                params=("kernel_size", "up_kernel_size", "dropout"),
                 channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2)
 def _unet(*, spatial_dims, in_channels, num_classes, channels, strides, num_res_units, **kw):
     from monai.networks.nets import UNet
@@ -106,7 +111,8 @@ def _unet(*, spatial_dims, in_channels, num_classes, channels, strides, num_res_
                 strides=list(strides), num_res_units=num_res_units, **kw)
 
 
-@register_model("segresnet", tasks=("segmentation",), dims=(2, 3), description="MONAI SegResNet", init_filters=16)
+@register_model("segresnet", tasks=("segmentation",), dims=(2, 3), description="MONAI SegResNet",
+                params=("blocks_down", "blocks_up", "dropout_prob"), init_filters=16)
 def _segresnet(*, spatial_dims, in_channels, num_classes, init_filters, **kw):
     from monai.networks.nets import SegResNet
 
@@ -116,7 +122,7 @@ def _segresnet(*, spatial_dims, in_channels, num_classes, init_filters, **kw):
 
 @register_model("dynunet", tasks=("segmentation",), dims=(2, 3),
                 description="MONAI DynUNet (nnU-Net's network); kernels/strides from the dataset fingerprint",
-                kernel_size=None, strides=None, filters=None)
+                params=("dropout", "deep_supervision", "deep_supr_num"), kernel_size=None, strides=None, filters=None)
 def _dynunet(*, spatial_dims, in_channels, num_classes, kernel_size=None, strides=None, filters=None, **kw):
     from monai.networks.nets import DynUNet
 

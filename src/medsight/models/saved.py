@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from medsight.errors import ModelFileError, ModelNotFoundError
+from medsight.errors import ConfigError, ModelFileError, ModelNotFoundError
 
 __all__ = ["SavedModel", "build_network", "load_model", "save_model", "resolve_model_path", "list_zoo",
            "FORMAT", "FORMAT_VERSION"]
@@ -206,13 +206,20 @@ def load_model(name_or_path: str | Path) -> SavedModel:
     """Load a saved model folder or a shipped model by name.
 
     Raises:
-        ModelNotFoundError, ModelFileError: see :func:`resolve_model_path`; also a manifest
-            that is not valid JSON or not of this format, a weights checksum mismatch, or
-            weights that do not fit the architecture.
+        ModelNotFoundError, ModelFileError: see :func:`resolve_model_path`; also a symbolic
+            link in the folder, a manifest that is not valid JSON or not of this format, a
+            missing or mismatched weights checksum, architecture parameters the architecture
+            does not declare (or ``pretrained``, or a file path: see
+            :func:`medsight.models.registry.check_params`), or weights that do not fit the
+            architecture.
     """
     from medsight.engine.state import load_weights
 
     folder = resolve_model_path(name_or_path)
+    links = sorted(p.name for p in folder.iterdir() if p.is_symlink())
+    if links:
+        raise ModelFileError(f"expected a model folder of plain files; {', '.join(links)} is a symbolic link, which "
+                             "could make loading read a file outside the folder", path=folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -228,13 +235,18 @@ def load_model(name_or_path: str | Path) -> SavedModel:
     if not weights.is_file():
         raise ModelFileError(f"{WEIGHTS} is missing", path=folder)
     expected = manifest.get("weights_sha256")
-    if expected and _sha256(weights) != expected:
+    if not expected:
+        raise ModelFileError(f"{MANIFEST} lacks weights_sha256: expected the SHA-256 of {WEIGHTS}, which every "
+                             "saved model records, so that replaced weights are detected", path=folder)
+    if _sha256(weights) != expected:
         raise ModelFileError(f"{WEIGHTS} does not match the checksum in {MANIFEST}: the file is damaged or was "
                              "replaced", path=folder)
     try:
         network = build_network(manifest["architecture"])
     except KeyError as exc:
         raise ModelFileError(f"{MANIFEST} lacks {exc}", path=folder) from None
+    except ConfigError as exc:  # parameters the architecture does not accept, pretrained, paths
+        raise ModelFileError(f"{MANIFEST} architecture: {exc}", path=folder) from None
     state = load_weights(weights)
     try:
         network.load_state_dict(state, strict=True)

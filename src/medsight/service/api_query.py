@@ -276,7 +276,7 @@ def timeline(request: Request, patient_id: str, principal: Principal = Depends(r
         t = patient_timeline(s, patient_id)
         if not t["entries"]:
             raise HTTPException(404, "no results for this patient")
-        audit.record(s, principal.actor, "viewed", "patient", patient_id)
+        audit.record(s, principal.actor, "viewed", "patient", audit.patient_ref(patient_id))
         return t
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from medsight.errors import AuthError, MedSightError, RefusedInputError
+from medsight.service import audit
+from medsight.service.auth import token_hint
 from medsight.service.context import ServiceContext
+from medsight.service.logs import safe_error
 
 __all__ = ["create_app", "HTTP_STATUS_BY_CODE", "SECURITY_HEADERS", "SecurityHeaders"]
 
@@ -94,19 +97,39 @@ def create_app(ctx: ServiceContext) -> Any:
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        forbidden = getattr(exc, "forbidden", False)
-        log.warning("HTTP %s %s refused: %s", request.method, request.url.path,
-                    "forbidden role" if forbidden else "missing or invalid token")
+        from starlette.concurrency import run_in_threadpool
+
+        from medsight.service.api_deps import client_address, route_template
+
+        forbidden, wait = getattr(exc, "forbidden", False), getattr(exc, "retry_after", 0)
+        if wait:  # locked out: answered without a log line or audit row each
+            return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+        client, route = client_address(request), route_template(request)
+        reason = "forbidden role" if forbidden else "missing or invalid token"
+        locked = not forbidden and ctx.auth.limiter.failed(client)
+        log.warning("HTTP %s %s refused: %s (client %s)%s", request.method, route, reason, client,
+                    f"; locked out for {ctx.cfg.auth.lockout_s:.0f} s" if locked else "")
+        await run_in_threadpool(_audit_auth_failed, route, client, reason, token_hint(request.headers.get(
+            "authorization")), locked)
         headers = {} if forbidden else {"WWW-Authenticate": "Bearer"}
         return JSONResponse({"error": str(exc)}, status_code=403 if forbidden else 401, headers=headers)
 
+    def _audit_auth_failed(route: str, client: str, reason: str, hint: str | None, locked: bool) -> None:
+        try:
+            with ctx.db.session() as s:
+                audit.record(s, f"client:{client}", "auth_failed", "route", route, reason=reason, client=client,
+                             token_sha256_prefix=hint, locked_out=locked)
+        except Exception as exc:  # noqa: BLE001 - a refusal is answered even when the audit cannot be written
+            log.warning("could not audit a failed authentication: %s", safe_error(exc))
+
     @app.exception_handler(RefusedInputError)
     async def _refused(request: Request, exc: RefusedInputError) -> JSONResponse:
-        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=HTTP_STATUS_BY_CODE.get(exc.code, 422))
+        return JSONResponse({"error": safe_error(exc), "code": exc.code},
+                            status_code=HTTP_STATUS_BY_CODE.get(exc.code, 422))
 
     @app.exception_handler(MedSightError)
     async def _medsight_error(request: Request, exc: MedSightError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": safe_error(exc)}, status_code=400)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -29,6 +29,7 @@ from medsight.service import audit
 from medsight.service.config import CatchupConfig
 from medsight.service.db import AuditEvent, Database, Instance, KeyValue, ResultOutput
 from medsight.service.ingest import Ingestor
+from medsight.service.logs import safe_error
 
 __all__ = ["Catchup"]
 
@@ -89,7 +90,7 @@ class Catchup:
                 if counts.get("fetched"):
                     log.info("catch-up fetched %d instance(s) the service had missed", counts["fetched"])
             except Exception as exc:  # noqa: BLE001 - the PACS may be down: try again later
-                log.warning("catch-up with %s failed: %s", self.cfg.url, exc)
+                log.warning("catch-up with %s failed: %s", self.cfg.url, safe_error(exc))
             stop.wait(self.cfg.interval_s)
 
     # -- Orthanc ---------------------------------------------------------------------------

@@ -129,7 +129,28 @@ class TokenConfig(_Strict):
 
 
 class AuthConfig(_Strict):
+    """API tokens, and how failed authentications are limited.
+
+    A client address with ``max_failures`` failed authentications within ``failure_window_s``
+    gets HTTP 429 for ``lockout_s``, whatever token it then sends.
+    """
+
     tokens: list[TokenConfig] = Field(default_factory=list)
+    max_failures: int = Field(10, ge=1)
+    failure_window_s: float = Field(60.0, gt=0)
+    lockout_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AuthConfig:
+        seen: dict[str, str] = {}
+        for t in self.tokens:
+            d = t.digest()
+            if d is not None and d in seen:
+                raise ValueError(f"tokens '{seen[d]}' and '{t.name}' are the same secret; give each its own "
+                                 "(a request could not tell them apart)")
+            if d is not None:
+                seen[d] = t.name
+        return self
 
 
 class WorkerConfig(_Strict):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsight.service.auth import TokenAuth
+from medsight.service.auth import FailureLimiter, TokenAuth
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Database
 from medsight.service.ingest import Ingestor
@@ -48,4 +48,6 @@ def build_context(cfg: ServiceConfig, *, db: Database | None = None) -> ServiceC
     router = Router(cfg.routing, catalog.dims())
     limit = int(cfg.storage.max_instance_mb * 1e6)
     ingestor = Ingestor(db, cfg.storage_path, router, accept_modalities=cfg.dicom.accept_modalities, max_bytes=limit)
-    return ServiceContext(cfg=cfg, db=db, ingestor=ingestor, auth=TokenAuth(cfg.auth.tokens), catalog=catalog)
+    limiter = FailureLimiter(cfg.auth.max_failures, cfg.auth.failure_window_s, cfg.auth.lockout_s)
+    return ServiceContext(cfg=cfg, db=db, ingestor=ingestor, auth=TokenAuth(cfg.auth.tokens, limiter),
+                          catalog=catalog)

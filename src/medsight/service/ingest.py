@@ -29,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from medsight.errors import MedSightError, RefusedInputError
 from medsight.service import audit
 from medsight.service.db import Database, Instance, ResultOutput, Series, now
+from medsight.service.logs import safe_error
 from medsight.service.queue import enqueue
 from medsight.service.routing import InstanceFacts, Router
 
@@ -94,7 +95,7 @@ class Ingestor:
         try:
             ds = read_dataset(data if isinstance(data, Path) else io.BytesIO(data), force=headerless)
         except MedSightError as exc:
-            raise RefusedInputError(f"expected a DICOM instance; {exc}", code="corrupt") from None
+            raise RefusedInputError(f"expected a DICOM instance; {safe_error(exc)}", code="corrupt") from None
         if headerless and "SOPClassUID" not in ds:
             raise RefusedInputError("expected a DICOM instance; found no DICM preamble and no SOP Class UID",
                                     code="corrupt")
@@ -135,7 +136,7 @@ class Ingestor:
             check_pixel_header(ds, limits=replace(ReadLimits.from_env(), max_file_bytes=self.max_bytes))
         except MedSightError as exc:
             code = "too_large" if type(exc).__name__ == "ImageTooLargeError" else "corrupt"
-            raise RefusedInputError(f"expected usable pixel data; {exc}", code=code) from None
+            raise RefusedInputError(f"expected usable pixel data; {safe_error(exc)}", code=code) from None
         return InstanceFacts(modality=modality, body_part=_s(ds.get("BodyPartExamined")),
                              series_description=_s(ds.get("SeriesDescription")))
 
@@ -194,7 +195,7 @@ class Ingestor:
                 data = _encode(ds)
             except Exception as exc:  # noqa: BLE001 - pydicom raises many types for unwritable datasets
                 raise RefusedInputError(f"expected a dataset that can be stored as a DICOM file; "
-                                        f"{type(exc).__name__}: {exc}", code="corrupt") from None
+                                        f"{safe_error(exc)}", code="corrupt") from None
         path = self._path(study, series, sop)
         self._write(path, data)
         match = self.router.match(facts)
@@ -204,7 +205,8 @@ class Ingestor:
             ins = pg_insert(Instance) if dialect == "postgresql" else sqlite_insert(Instance)
             res = s.execute(ins.values(
                 sop_uid=sop, sop_class_uid=sop_class, series_uid=series, study_uid=study,
-                patient_id=_s(ds.get("PatientID")), modality=facts.modality, body_part=facts.body_part,
+                patient_id=_s(ds.get("PatientID"), Instance.patient_id), modality=facts.modality,
+                body_part=_s(facts.body_part, Instance.body_part),
                 path=str(path), sha256=_sha256(data), size=_size(data), source=actor[:80],
                 received_at=t).on_conflict_do_nothing(index_elements=["sop_uid"]).returning(Instance.id)).scalar()
             if res is None:  # a concurrent copy of the same instance won
@@ -223,10 +225,12 @@ class Ingestor:
     @staticmethod
     def _upsert_series(s: Any, dialect: str, ds: Any, facts: InstanceFacts, series: str, study: str, t: float) -> None:
         ins = pg_insert(Series) if dialect == "postgresql" else sqlite_insert(Series)
-        values = dict(series_uid=series, study_uid=study, patient_id=_s(ds.get("PatientID")),
-                      patient_name=_s(ds.get("PatientName")), modality=facts.modality, body_part=facts.body_part,
-                      description=facts.series_description, study_date=_s(ds.get("StudyDate")), n_instances=1,
-                      first_at=t, last_at=t, status="receiving")
+        values = dict(series_uid=series, study_uid=study, patient_id=_s(ds.get("PatientID"), Series.patient_id),
+                      patient_name=_s(ds.get("PatientName"), Series.patient_name), modality=facts.modality,
+                      body_part=_s(facts.body_part, Series.body_part),
+                      description=_s(facts.series_description, Series.description),
+                      study_date=_s(ds.get("StudyDate"), Series.study_date), n_instances=1, first_at=t, last_at=t,
+                      status="receiving")
         stmt = ins.values(**values)
         stmt = stmt.on_conflict_do_update(index_elements=["series_uid"], set_={
             "n_instances": Series.n_instances + 1, "last_at": t, "status": "receiving"})
@@ -254,8 +258,12 @@ def _sha256(data: bytes | Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _s(v: Any) -> str | None:
-    return None if v is None or str(v).strip() == "" else str(v).strip()[:128]
+def _s(v: Any, column: Any = None) -> str | None:
+    """A header value as stored: stripped, None when empty, cut to ``column``'s width (128
+    characters without one), so that a non-conformant value (a 70-character PatientID) is
+    stored alike on SQLite, which ignores widths, and PostgreSQL, which refuses longer values."""
+    width = getattr(getattr(column, "type", None), "length", None) or 128
+    return None if v is None or str(v).strip() == "" else str(v).strip()[:width]
 
 
 def _encode(ds: Any) -> bytes:

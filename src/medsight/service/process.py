@@ -25,6 +25,7 @@ from medsight.service import audit
 from medsight.service.alerts import PRIORITY_RANK, evaluate_rules
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Instance, Result, Series, Suggestion, now
+from medsight.service.logs import safe_error
 from medsight.service.models import ModelCatalog
 from medsight.service.queue import enqueue
 from medsight.service.timeline import previous_measurements, suggest
@@ -126,7 +127,7 @@ class Processor:
                 image = dataset_to_image(read_dataset(Path(inst.path)), path=inst.sop_uid)
             except MedSightError as exc:
                 for m in todo:
-                    outcomes.append(self._error(inst, m, f"cannot read the stored instance: {exc}"))
+                    outcomes.append(self._error(inst, m, f"cannot read the stored instance: {safe_error(exc)}"))
                 continue
             read_ms = (time.perf_counter() - t0) * 1000
             if per_model and held + image.array.nbytes > budget:  # predict what is held before holding more
@@ -155,7 +156,7 @@ class Processor:
         try:
             preds = predictor.predict_images([im for _, im, _ in items], [inst.sop_uid for inst, _, _ in items])
         except MedSightError as exc:
-            preds = [PredictionError(input=inst.sop_uid, error=str(exc), error_type=type(exc).__name__)
+            preds = [PredictionError(input=inst.sop_uid, error=safe_error(exc), error_type=type(exc).__name__)
                      for inst, _, _ in items]
         infer_ms = (time.perf_counter() - t0) * 1000 / max(len(items), 1)
         out = []
@@ -172,7 +173,7 @@ class Processor:
                 try:
                     o.mask = self._save_mask(o, pred.mask)
                 except MedSightError as exc:
-                    out.append(self._error(inst, model_name, str(exc)))
+                    out.append(self._error(inst, model_name, safe_error(exc)))
                     continue
                 self._mask_overlay(o, image, pred.mask)
             self._explain(o, image)
@@ -190,7 +191,7 @@ class Processor:
             h = heatmap(self.catalog.load(o.model), image, method=method)
             rgb = overlay(image, h.values)
         except MedSightError as exc:
-            log.warning("no heatmap for %s: %s", o.sop_uid, exc)
+            log.warning("no heatmap for %s: %s", o.sop_uid, safe_error(exc))
             return
         self._write_overlay(o, rgb)
         o.timings["explain_ms"] = round((time.perf_counter() - t0) * 1000, 2)
@@ -221,7 +222,7 @@ class Processor:
         try:  # read once, whatever the number of models routed
             image = read_series(scan_folder(folder).choose(uid))
         except MedSightError as exc:
-            read_error = str(exc)
+            read_error = safe_error(exc)
         for m in match.series_models:
             info = self.catalog.available[m]
             key = result_key(f"series:{uid}:{series.n_instances}", info.model_name, info.version)
@@ -243,7 +244,7 @@ class Processor:
                     self._mask_overlay(o, image, pred.mask)
                 outcomes.append(o)
             except MedSightError as exc:
-                outcomes.append(Outcome(status="error", error=str(exc), **base))
+                outcomes.append(Outcome(status="error", error=safe_error(exc), **base))
         return f"processed by {', '.join(match.series_models)}", outcomes
 
     def _mask_overlay(self, o: Outcome, image: Any, mask: Any) -> None:
@@ -256,7 +257,7 @@ class Processor:
         try:
             rgb, shown = label_overlay(image, np.asarray(mask.array)[0])
         except MedSightError as exc:
-            log.warning("no mask overlay for %s: %s", o.sop_uid or o.series_uid, exc)
+            log.warning("no mask overlay for %s: %s", o.sop_uid or o.series_uid, safe_error(exc))
             return
         self._write_overlay(o, rgb)
         if o.mask is not None:

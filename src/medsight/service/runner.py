@@ -30,6 +30,9 @@ __all__ = ["serve", "Service", "dead_local_workers"]
 
 log = logging.getLogger(__name__)
 
+#: the service's files are readable by its group (a backup or PACS-export account), never by others
+UMASK = 0o027
+
 
 def dead_local_workers(names: set[str], *, this_process_too: bool = False) -> list[str]:
     """The ``host:pid:`` prefixes of the worker names (``host:pid:thread``) whose process on
@@ -60,8 +63,9 @@ def _worker_process(cfg_data: dict[str, Any], parent_pid: int, log_level: str, r
     ``ready`` (a multiprocessing Event) is set once the models are loaded and warmed up and
     the threads run; the service's readiness check waits for it.
     """
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d] %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    from medsight.service.logs import configure_logging
+
+    configure_logging(log_level, fmt="%(asctime)s %(levelname)s %(name)s [worker %(process)d] %(message)s")
     from medsight.service.worker import run_workers
 
     cfg = service_config_from_dict(cfg_data)
@@ -185,8 +189,10 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop_event.set())
 
+            # log_config None: uvicorn's records go to this process's one-line handler, not to
+            # handlers of its own that print tracebacks with their exceptions' texts
             config = uvicorn.Config(create_app(self.ctx), host=self.cfg.http.host, port=self.cfg.http.port,
-                                    log_level="warning", access_log=False, lifespan="off")
+                                    log_level="warning", access_log=False, lifespan="off", log_config=None)
             self.http_server = uvicorn.Server(config)
             self.http_server.run()  # returns on SIGTERM / SIGINT
         else:
@@ -220,14 +226,18 @@ class Service:
 def serve(config_path: str | Path) -> None:
     """Start the service from a ``service.yaml`` and run until interrupted.
 
+    Sets the process umask to :data:`UMASK` and writes one-line log records to stderr
+    (:mod:`medsight.service.logs`).
+
     Raises:
         ConfigError: the config is invalid.
     """
+    from medsight.service.logs import configure_logging
+
     cfg = load_service_config(config_path)
+    os.umask(UMASK)  # before any file is made: storage, database, overlays, masks; worker processes inherit it
+    configure_logging(None if logging.getLogger().handlers else cfg.log_level)
     logging.getLogger("medsight").setLevel(cfg.log_level)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     t0 = time.perf_counter()
     service = Service(cfg).start()
     log.info("MedSight service started in %.1f s (roles: %s; DICOM %s:%d; HTTP %s:%d)", time.perf_counter() - t0,

@@ -22,6 +22,7 @@ from medsight.errors import MedSightError, ServiceError
 from medsight.service import audit
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
+from medsight.service.logs import safe_error
 from medsight.service.models import ModelCatalog
 from medsight.service.process import Processor
 from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
@@ -100,7 +101,7 @@ class Worker:
                 # a delivery keeps its retry window (outputs.retry_for_s), not max_attempts
                 record = self._fail_delivery if kind in ("send", "webhook") else self._fail
                 for j in group:
-                    record(j, f"{type(exc).__name__}: {exc}")
+                    record(j, safe_error(exc))
         return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
@@ -170,7 +171,7 @@ class Worker:
             try:
                 objects = build_outputs(result, [read_dataset(Path(p), headers_only=True) for p in srcs], out_cfg)
             except MedSightError as exc:
-                self._fail(job, f"cannot build result objects: {exc}", permanent=True)
+                self._fail(job, f"cannot build result objects: {safe_error(exc)}", permanent=True)
                 continue
             self._announce(result.id, objects, [n for n, _ in targets], sent)
             pending.append((job, result, objects, sent))
@@ -187,7 +188,7 @@ class Worker:
                 statuses = (send_stow(dest, objs) if hasattr(dest, "url")
                             else send_dicom(dest, objs, calling_aet=self.cfg.dicom.ae_title))
             except ServiceError as exc:  # our own words: destination and what failed
-                statuses, reason = {}, str(exc)
+                statuses, reason = {}, safe_error(exc)
             except (OSError, RuntimeError, ValueError) as exc:  # third-party text may echo values: its type only
                 statuses, reason = {}, f"{type(exc).__name__} while sending"
             else:
