@@ -4,11 +4,14 @@ boundary scanning."""
 
 from __future__ import annotations
 
+from medsight.errors import MedSightError
+
 __all__ = ["MultipartError", "TooManyPartsError", "split_related"]
 
 
-class MultipartError(ValueError):
-    """A multipart/related body that is not whole (no closing boundary)."""
+class MultipartError(MedSightError, ValueError):
+    """A multipart/related body that is not whole (no closing boundary); its message is
+    MedSight's own, so it reaches error bodies and logs unscrubbed."""
 
 
 class TooManyPartsError(MultipartError):
