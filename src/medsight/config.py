@@ -1,7 +1,11 @@
 """Typed configuration: loaded from YAML, overridable from the command line, saved into runs.
 
 A config is a tree of pydantic models that refuse unknown keys, so a typo is an error with
-the key's full dotted path, not a silently ignored setting.
+the key's full dotted path, not a silently ignored setting. Which tree is chosen by ``task``
+(default ``classification``): :class:`ClassificationRunConfig` or
+:class:`SegmentationRunConfig`, each holding only the sections and keys its task reads, so a
+``segmentation:`` section in a classification config (or ``train.ensemble`` in a segmentation
+one) is an error too.
 
 Example:
     >>> from medsight.config import load_config
@@ -10,22 +14,38 @@ Example:
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from medsight.errors import ConfigError
 
 __all__ = [
     "DataConfig",
+    "ClassificationDataConfig",
     "PreprocessConfig",
     "ModelConfig",
     "TrainConfig",
+    "ClassificationTrainConfig",
+    "SegmentationTrainConfig",
     "EvalConfig",
     "SegmentationConfig",
     "Config",
+    "ClassificationRunConfig",
+    "SegmentationRunConfig",
     "load_config",
     "config_from_dict",
     "apply_overrides",
@@ -48,12 +68,16 @@ class DataConfig(_Strict):
     source: str
     format: Literal["auto", "medmnist", "folder", "csv", "decathlon"] = "auto"
     labels: list[str] | None = None
-    positive_label: str | None = None
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     split_seed: int = 0
     split_file: str | None = None
-    cache: bool = True
+
+
+class ClassificationDataConfig(DataConfig):
+    """Classification's data section: :class:`DataConfig` plus the positive class of a binary problem."""
+
+    positive_label: str | None = None
 
 
 class PreprocessConfig(_Strict):
@@ -83,6 +107,12 @@ class EarlyStopConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """What the shared trainer (``engine/trainer.py``) reads, for every task.
+
+    ``monitor`` is the validation metric that picks the best epoch; each task's subclass sets
+    its default and the names its validation reports.
+    """
+
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
@@ -90,13 +120,10 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["none", "cosine", "onecycle", "plateau"] = "onecycle"
     warmup_fraction: float = Field(0.15, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: Literal["none", "balanced"] = "balanced"
     sampler: Literal["none", "balanced"] = "none"
     monitor: str = "val_auc"
     monitor_mode: Literal["max", "min"] = "max"
     checkpoint: Literal["best", "last"] = "best"  # which epoch's weights the model keeps
-    save_dtype: Literal["float32", "float16"] = "float32"  # weights as saved; metrics use them as saved
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     seed: int = 0
     deterministic: bool = True
@@ -104,17 +131,40 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0)
     max_minutes: float | None = Field(None, gt=0)
-    ensemble: int = Field(1, ge=1, le=10)
-    ema: float | None = Field(None, gt=0, lt=1)
     steps_per_epoch: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: CPU autocast for forward and loss (AMX/AVX-512 CPUs)
     schedule_by: Literal["steps", "time"] = "steps"  # time: onecycle/cosine span max_minutes of wall time
 
 
+class ClassificationTrainConfig(TrainConfig):
+    """Classification's training section: the shared settings plus its loss, sampler and ensemble."""
+
+    monitor: Literal["val_auc", "val_loss", "val_accuracy"] = "val_auc"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "balanced"
+    save_dtype: Literal["float32", "float16"] = "float32"  # weights as saved; metrics use them as saved
+    ensemble: int = Field(1, ge=1, le=10)
+
+
+class SegmentationTrainConfig(TrainConfig):
+    """Segmentation's training section: the shared settings; the best epoch by ``val_dice`` (the
+    mean over labels) or ``val_dice_<label>``. No class-balanced sampler (patches are drawn
+    foreground-first by ``segmentation.foreground_ratio``)."""
+
+    sampler: Literal["none"] = "none"
+    monitor: str = "val_dice"
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor(cls, v: str) -> str:
+        if v != "val_dice" and not v.startswith("val_dice_"):
+            raise ValueError(f"segmentation validates val_dice and val_dice_<label>; got {v!r}")
+        return v
+
+
 class EvalConfig(_Strict):
     threshold_rule: str = "youden"
     bootstrap: int = Field(2000, ge=100)
-    ci: float = Field(0.95, gt=0, lt=1)
     tta: bool = False  # average predictions over the image and its left-right mirror (not for chest X-rays)
 
     @field_validator("threshold_rule")
@@ -146,28 +196,97 @@ class SegmentationConfig(_Strict):
 
 
 class Config(_Strict):
-    """A complete training run."""
+    """A complete training run: what every task reads. A run's config is one of the subclasses,
+    chosen by ``task`` (:func:`config_from_dict`)."""
 
-    task: Literal["classification", "segmentation"] = "classification"
+    task: str
     name: str = "model"
     description: str = ""
     modalities: list[str] | None = None  # DICOM modalities the model accepts (None: any)
     data: DataConfig
-    preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
     augmentation: str = "none"
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    _loaded_from: tuple[str, tuple[str, ...]] | None = PrivateAttr(None)  # (file, --set overrides): load_config
+
+    def train_command(self, out: str) -> str | None:
+        """The ``medsight train`` command that loads this config again (its file, as given to
+        :func:`load_config`, and its ``--set`` overrides); None for a config not loaded from a file."""
+        if self._loaded_from is None:
+            return None
+        path, overrides = self._loaded_from
+        return shlex.join(["medsight", "train", path, *(a for o in overrides for a in ("--set", o)), "--out", out])
+
+
+class ClassificationRunConfig(Config):
+    """A classification run: preprocessing and evaluation (threshold rule) sections, no segmentation."""
+
+    task: Literal["classification"] = "classification"
+    data: ClassificationDataConfig
+    preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    train: ClassificationTrainConfig = Field(default_factory=ClassificationTrainConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
+
+
+class SegmentationRunConfig(Config):
+    """A segmentation run: a segmentation section; preprocessing and evaluation are planned from
+    the data (``segmentation.*``), so those sections are refused."""
+
+    task: Literal["segmentation"] = "segmentation"
+    train: SegmentationTrainConfig = Field(default_factory=SegmentationTrainConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
 
 
+#: The run configs by task.
+RUN_CONFIGS: dict[str, type[Config]] = {"classification": ClassificationRunConfig,
+                                        "segmentation": SegmentationRunConfig}
+
+
+def _task_of(value: Any) -> Any:
+    task = value.get("task", "classification") if isinstance(value, dict) else getattr(value, "task", None)
+    return task if isinstance(task, str) else repr(task)
+
+
+_RUN_CONFIG: TypeAdapter[ClassificationRunConfig | SegmentationRunConfig] = TypeAdapter(Annotated[
+    Annotated[ClassificationRunConfig, Tag("classification")] | Annotated[SegmentationRunConfig, Tag("segmentation")],
+    Discriminator(_task_of)])
+
+
+def _keys_of(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether the dotted ``path`` names a key of ``model``."""
+    head, rest = path[0], path[1:]
+    field = model.model_fields.get(head)
+    if field is None:
+        return False
+    if not rest:
+        return True
+    sub = field.annotation
+    return isinstance(sub, type) and issubclass(sub, BaseModel) and _keys_of(sub, rest)
+
+
 def format_validation(exc: ValidationError) -> str:
-    """pydantic's errors as one line: unknown and missing keys by name, others with the value given."""
+    """pydantic's errors as one line: unknown and missing keys by name, others with the value given.
+
+    A key that another task's config has (a ``segmentation:`` section in a classification
+    config) is named as a key this task does not read.
+    """
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
+        loc_parts = [str(x) for x in err["loc"]]
+        task = None
+        if loc_parts and loc_parts[0] in RUN_CONFIGS:  # a run config: the first element is the task tag
+            task = loc_parts.pop(0)
+        loc = ".".join(loc_parts)
+        if err["type"] == "union_tag_invalid":
+            given = err["input"].get("task") if isinstance(err.get("input"), dict) else err.get("input")
+            parts.append(f"'task' must be one of {', '.join(repr(t) for t in RUN_CONFIGS)}; got {given!r}")
+        elif err["type"] == "extra_forbidden":
+            owners = [name for name, cls in RUN_CONFIGS.items() if name != task and _keys_of(cls, loc_parts)]
+            if task and owners:
+                parts.append(f"'{loc}' is not read by task '{task}': it belongs to {' and '.join(owners)} configs "
+                             f"(remove it, or set task: {owners[0]})")
+            else:
+                parts.append(f"unknown key '{loc}'")
         elif err["type"] == "missing":
             parts.append(f"missing required key '{loc}'")
         elif loc:
@@ -178,11 +297,11 @@ def format_validation(exc: ValidationError) -> str:
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
-    """Validate a plain dict as a :class:`Config`."""
+    """Validate a plain dict as the run config of its ``task`` (a :class:`Config` subclass)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level; got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        return _RUN_CONFIG.validate_python(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation(exc)}") from None
 
@@ -214,8 +333,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Load a YAML config, apply ``--set`` overrides and validate it.
 
-    Relative data paths are resolved against the config file's folder when they exist there,
-    else against the working directory.
+    Relative data paths (``data.source``, ``data.split_file``) are resolved against the config
+    file's folder when they exist there, else taken as given (from the working directory, like
+    any path on a command line).
 
     Raises:
         ConfigError: the file is missing, is not YAML, or has unknown or invalid keys.
@@ -231,11 +351,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
     cfg = config_from_dict(data, source=str(path))
-    src = cfg.data.source
-    if not src.startswith("medmnist:") and not Path(src).is_absolute():
-        beside = (path.parent / src)
-        if beside.exists() and not Path(src).exists():
-            cfg.data.source = str(beside)
+    for key in ("source", "split_file"):
+        given = getattr(cfg.data, key)
+        if given is None or given.startswith("medmnist:") or Path(given).is_absolute():
+            continue
+        beside = path.parent / given
+        if beside.exists() and not Path(given).exists():
+            setattr(cfg.data, key, str(beside))
+    cfg._loaded_from = (str(path), tuple(overrides or ()))
     return cfg
 
 

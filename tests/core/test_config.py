@@ -2,8 +2,16 @@ from pathlib import Path
 
 import pytest
 
-from medsight.config import apply_overrides, load_config
+from medsight.config import (
+    ClassificationRunConfig,
+    SegmentationRunConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+)
 from medsight.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = """
 task: classification
@@ -70,3 +78,54 @@ def test_relative_data_path_resolves_beside_the_config(tmp_path):
     (tmp_path / "data.npz").write_bytes(b"x")
     cfg = load_config(write(tmp_path, BASE))
     assert Path(cfg.data.source) == tmp_path / "data.npz"
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"task": "classification", "segmentation": {"patch_size": [16, 16]}}, "'segmentation'"),
+    ({"task": "segmentation", "preprocessing": {"spatial_size": [28, 28]}}, "'preprocessing'"),
+    ({"task": "segmentation", "evaluation": {"threshold_rule": "youden"}}, "'evaluation'"),
+    ({"task": "segmentation", "train": {"ensemble": 3}}, "'train.ensemble'"),
+    ({"task": "segmentation", "data": {"source": "d", "positive_label": "tumour"}}, "'data.positive_label'"),
+])
+def test_a_key_the_task_does_not_read_is_refused_naming_the_task(data, key):
+    data = {"data": {"source": "d"}, **data}
+    with pytest.raises(ConfigError, match=f"{key} is not read by task '{data['task']}'"):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize("override", ["data.cache=false", "train.ema=0.99", "evaluation.ci=0.9"])
+def test_knobs_that_nothing_reads_are_refused(tmp_path, override):
+    with pytest.raises(ConfigError, match=f"unknown key '{override.split('=')[0]}'"):
+        load_config(write(tmp_path, BASE), [override])
+
+
+def test_a_task_without_a_config_is_refused_with_the_known_tasks():
+    with pytest.raises(ConfigError, match="'task' must be one of 'classification', 'segmentation'; got 'detection'"):
+        config_from_dict({"task": "detection", "data": {"source": "d"}})
+
+
+def test_each_task_gets_its_own_config_and_defaults():
+    assert isinstance(config_from_dict({"data": {"source": "d"}}), ClassificationRunConfig)  # task defaults
+    seg = config_from_dict({"task": "segmentation", "data": {"source": "d"}})
+    assert isinstance(seg, SegmentationRunConfig) and seg.train.monitor == "val_dice"
+    with pytest.raises(ConfigError, match="'train.monitor'"):
+        config_from_dict({"task": "segmentation", "data": {"source": "d"}, "train": {"monitor": "val_auc"}})
+    with pytest.raises(ConfigError, match="'train.monitor'.*got 'val_acc'"):
+        config_from_dict({"data": {"source": "d"}, "train": {"monitor": "val_acc"}})
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((REPO / "configs").glob("*.yaml")) if p.name != "service.yaml"],
+                         ids=lambda p: p.name)
+def test_the_shipped_configs_load_as_their_task(path):
+    import yaml
+
+    cfg = load_config(path)
+    assert cfg.task == yaml.safe_load(path.read_text())["task"]
+    assert cfg.train_command("runs/x") == f"medsight train {path} --out runs/x"
+
+
+def test_the_train_command_names_the_file_and_overrides_and_nothing_else(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.epochs=7", "name=a b"])
+    assert cfg.train_command("runs/t") == f"medsight train {tmp_path / 'c.yaml'} --set train.epochs=7 " \
+                                          "--set 'name=a b' --out runs/t"
+    assert config_from_dict({"data": {"source": "d"}}).train_command("runs/t") is None

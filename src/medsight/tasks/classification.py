@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsight.config import Config, DataConfig, save_config
-from medsight.errors import DataError
+from medsight.config import ClassificationRunConfig, Config, DataConfig, save_config
+from medsight.errors import ConfigError, DataError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
@@ -221,6 +221,8 @@ class ClassificationTask(Task):
         from medsight.transforms.preprocess import Preprocessor
 
         t_start = time.perf_counter()
+        if not isinstance(cfg, ClassificationRunConfig):
+            raise ConfigError(f"the classification task needs task: classification; the config says {cfg.task!r}")
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         if "classification" not in get_spec(cfg.model.name).tasks:
@@ -348,8 +350,6 @@ def round_to_float16(network: torch.nn.Module) -> None:
 
 def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[int]) -> None:
     """Run one dummy batch so that an input too small for the network is a config error, not a crash."""
-    from medsight.errors import ConfigError
-
     net.eval()
     try:
         with torch.no_grad():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from medsight.config import Config, save_config
+from medsight.config import Config, SegmentationRunConfig, save_config
 from medsight.errors import ConfigError, DataError
 from medsight.models.saved import SavedModel
 
@@ -31,27 +31,19 @@ log = logging.getLogger(__name__)
 
 
 def train_settings(cfg: Config, spatial_dims: int) -> Any:
-    """The training settings with segmentation's defaults where the config left them unset:
-    monitor ``val_dice`` (max; also when the config names a metric segmentation does not
-    report, such as classification's default ``val_auc``), batch size 2 (3D) or 12 (2D)."""
-    update: dict[str, Any] = {}
-    given = cfg.train.model_fields_set
-    if "monitor" not in given or not cfg.train.monitor.startswith("val_dice"):
-        if "monitor" in given and cfg.train.monitor != "val_auc":
-            log.warning("train.monitor %r is not a segmentation metric; monitoring val_dice", cfg.train.monitor)
-        update.update(monitor="val_dice", monitor_mode="max")
-    if "batch_size" not in given:
-        update["batch_size"] = 2 if spatial_dims == 3 else 12
-    return cfg.train.model_copy(update=update)
+    """The training settings with segmentation's batch size where the config left it unset:
+    2 (3D) or 12 (2D). (The monitor defaults to ``val_dice`` in :class:`SegmentationTrainConfig`.)"""
+    if "batch_size" in cfg.train.model_fields_set:
+        return cfg.train
+    return cfg.train.model_copy(update={"batch_size": 2 if spatial_dims == 3 else 12})
 
 
 def reproduce_command(cfg: Config) -> str:
-    """The command that retrains ``cfg``: ``configs/<name>.yaml`` when that file exists (the
-    shipped models' convention), else a placeholder."""
-    shipped = Path("configs") / f"{cfg.name}.yaml"
-    if shipped.is_file():
-        return f"medsight train {shipped.as_posix()} --out runs/{cfg.name}"
-    return "medsight train CONFIG.yaml --out RUN   # CONFIG.yaml: this run's config.yaml"
+    """The command that retrains ``cfg``: the config file it was loaded from with its overrides
+    (``configs/<name>.yaml`` for the shipped models), else a placeholder for the run's saved
+    ``config.yaml``. Nothing is looked up in the working directory."""
+    return cfg.train_command(f"runs/{cfg.name}") or (
+        "medsight train CONFIG.yaml --out RUN   # CONFIG.yaml: this run's config.yaml")
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +72,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     from medsight.transforms.augment import build_augmentation
 
     t_start = time.perf_counter()
-    if cfg.task != "segmentation":
+    if not isinstance(cfg, SegmentationRunConfig):
         raise ConfigError(f"the segmentation task needs task: segmentation; the config says {cfg.task!r}")
     if "segmentation" not in get_spec(cfg.model.name).tasks:
         raise ConfigError(f"model {cfg.model.name!r} is not a segmentation model; choose unet, dynunet or segresnet")
@@ -92,6 +84,10 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
 
     # data: every case is read and checked once; bad cases are listed, not fatal
     data = open_segmentation_data(cfg.data)
+    monitors = ["val_dice", *(f"val_dice_{data.labels[v]}" for v in sorted(data.labels)[1:])]
+    if cfg.train.monitor not in monitors:
+        raise ConfigError(f"train.monitor must be one of {', '.join(monitors)} (this data's labels); "
+                          f"got {cfg.train.monitor!r}")
     train_cases, skipped_train = _load_cases(data.split("train"), data.labels)
     val_cases, skipped_val = _load_cases(data.split("val"), data.labels)
     if not train_cases:
