@@ -12,6 +12,7 @@ __all__ = [
     "MedSightError",
     "ConfigError",
     "DataError",
+    "TrainingError",
     "ImageReadError",
     "UnsupportedFormatError",
     "CorruptFileError",
@@ -61,6 +62,10 @@ class ConfigError(MedSightError):
 
 class DataError(MedSightError):
     """A dataset is unusable: labels out of range, an empty class folder, a bad manifest."""
+
+
+class TrainingError(MedSightError):
+    """Training cannot go on: the loss became NaN or infinite (a learning rate too high for the data)."""
 
 
 class ImageReadError(MedSightError):

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,45 @@ def test_models_list_shows_registry(tmp_path):
 @pytest.mark.parametrize("args", [["--help"], ["version"]])
 def test_help_and_version(args):
     assert invoke(*args).exit_code == 0
+
+
+def _train_config(tmp_path, tiny_npz, extra: str = "", train: str = "epochs: 1, batch_size: 16") -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"task: classification\ndata: {{source: {tiny_npz}}}\nmodel: {{name: resnet-small, params: "
+                   f"{{width: 8}}}}\ntrain: {{{train}, threads: 1}}\nevaluation: {{bootstrap: 100}}\n{extra}")
+    return cfg
+
+
+def test_train_with_an_unknown_monitor_names_the_metrics_it_could_monitor(tmp_path, tiny_npz):
+    r = invoke("train", _train_config(tmp_path, tiny_npz, train="epochs: 1, monitor: val_acc"), "--out",
+               tmp_path / "run")
+    line = one_line_error(r)
+    assert r.exit_code == 2 and "train.monitor" in line and "val_acc" in line and "val_accuracy" in line
+
+
+def test_train_whose_loss_becomes_nan_stops_with_a_user_error(tmp_path, tiny_npz):
+    cfg = _train_config(tmp_path, tiny_npz, train="epochs: 1, batch_size: 16, lr: 1.0e+30, schedule: none")
+    r = invoke("train", cfg, "--out", tmp_path / "run")
+    line = one_line_error(r)
+    assert r.exit_code == 2 and "loss became" in line and "train.lr" in line
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0"])
+def test_a_bad_limit_in_the_environment_is_one_error_not_a_crash(tiny_model_dir, tmp_path, monkeypatch, value):
+    from support.bad_inputs import write_png
+
+    write_png(tmp_path / "a.png", np.zeros((28, 28), np.uint8))
+    monkeypatch.setenv("MEDSIGHT_MAX_PIXELS", value)
+    for args in (["predict", "--model", tiny_model_dir, tmp_path / "a.png"],
+                 ["evaluate", "--model", tiny_model_dir, "--data", tiny_model_dir.parents[1] / "tiny.npz"]):
+        r = invoke(*args)
+        line = one_line_error(r)
+        assert r.exit_code == 2 and "MEDSIGHT_MAX_PIXELS" in line and repr(value) in line
+
+
+def test_train_refuses_a_section_the_task_does_not_read(tmp_path, tiny_npz):
+    cfg = _train_config(tmp_path, tiny_npz, "segmentation: {patch_size: [16, 16]}\n")
+    r = invoke("train", cfg, "--out", tmp_path / "run")
+    line = one_line_error(r)
+    assert r.exit_code == 2 and "'segmentation'" in line and "classification" in line
+    assert not (tmp_path / "run" / "model").exists()

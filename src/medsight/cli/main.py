@@ -46,8 +46,10 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from medsight.errors import MedSightError
+        from medsight.io.limits import ReadLimits
 
         try:
+            ReadLimits.from_env()  # a bad MEDSIGHT_MAX_* is one error for the command, not one per input
             return fn(*args, **kwargs)
         except typer.Exit:
             raise

@@ -26,6 +26,7 @@ import torch
 
 from medsight.config import TrainConfig
 from medsight.engine.state import load_training_state, save_training_state, save_weights
+from medsight.errors import ConfigError, TrainingError
 
 __all__ = ["Trainer", "TrainResult", "TrainingObserver", "TaskHooks", "seed_everything"]
 
@@ -119,8 +120,6 @@ class Trainer:
         total = c.epochs * steps_per_epoch
         if c.schedule_by == "time" and c.schedule in ("onecycle", "cosine"):
             if not c.max_minutes:
-                from medsight.errors import ConfigError
-
                 raise ConfigError("train.schedule_by: time needs train.max_minutes (the budget the schedule spans)")
             return torch.optim.lr_scheduler.LambdaLR(opt, _time_factor(c, self._clock))
         if c.schedule == "onecycle":
@@ -206,7 +205,9 @@ class Trainer:
                     out = self.network(x)
                     loss = self.task.loss(out, y)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
+                    raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step "
+                                        f"{step + 1}; expected a finite loss: lower train.lr (now {c.lr:g}) or set "
+                                        "train.grad_clip")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip:
@@ -222,7 +223,8 @@ class Trainer:
                     break  # the budget is spent: validate this epoch and stop
             metrics = self.task.validate(self.network)
             if c.monitor not in metrics:
-                raise KeyError(f"monitor '{c.monitor}' is not among the validation metrics {sorted(metrics)}")
+                raise ConfigError(f"train.monitor must be one of the validation metrics {', '.join(sorted(metrics))}; "
+                                  f"got {c.monitor!r}")
             value = sign * float(metrics[c.monitor])
             if sched is not None and not per_step:
                 sched.step(metrics[c.monitor])

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from medsight.errors import ImageTooLargeError
+from medsight.errors import ConfigError, ImageTooLargeError
 
 __all__ = ["ReadLimits", "DEFAULT_LIMITS", "check_file_size", "check_pixel_count", "check_decoded_size", "MAX_SIDE",
            "display_shape", "shrink_factor"]
@@ -50,11 +50,23 @@ class ReadLimits:
 
         ``medsight predict``, batch inference (``Predictor``, ``medsight.Model``) and the service
         (receiver and workers) all take their limits from here.
+
+        Raises:
+            ConfigError: a variable is set to something other than a positive whole number.
         """
         kwargs = {}
         for key, env in ENV.items():
-            if os.environ.get(env):
-                kwargs[key] = int(os.environ[env])
+            raw = os.environ.get(env, "").strip()
+            if not raw:
+                continue
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value <= 0:
+                raise ConfigError(f"environment variable {env} must be a positive whole number of "
+                                  f"{'pixels' if key == 'max_pixels' else 'bytes'}; got {raw!r}")
+            kwargs[key] = value
         return cls(**kwargs)
 
 
