@@ -135,3 +135,32 @@ def test_real_pneumoniamnist_counts(shared_data):
 def test_real_breastmnist_one_dimensional_labels(shared_data):
     d = open_classification_data(str(shared_data("breastmnist/breastmnist.npz")))
     assert d.labels[0] == "malignant" and d.class_counts("test") == [42, 114]
+
+
+def _fake_local_copy(folder, name="fakemnist"):
+    (folder / name).mkdir(parents=True)
+    path = folder / name / f"{name}.npz"
+    np.savez(path, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.array([0, 1]))
+    return path
+
+
+def test_medmnist_copy_is_found_by_argument_then_environment_never_the_working_directory(monkeypatch, tmp_path):
+    _fake_catalogue(monkeypatch, tmp_path, lambda p: "0" * 32)  # a download would be refused
+    cwd = tmp_path / "work" / "repo"
+    cwd.mkdir(parents=True)
+    _fake_local_copy(tmp_path / "work" / "shared" / "data")  # ../shared/data as seen from cwd
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("MEDSIGHT_SHARED_DATA", raising=False)
+    with pytest.raises(DataError, match="expected the official"):  # not the cwd-relative copy
+        medmnist.resolve_medmnist("medmnist:fakemnist")
+    env_copy = _fake_local_copy(tmp_path / "env")
+    monkeypatch.setenv("MEDSIGHT_SHARED_DATA", str(tmp_path / "env"))
+    assert medmnist.resolve_medmnist("medmnist:fakemnist") == env_copy
+    arg_copy = _fake_local_copy(tmp_path / "arg")
+    assert medmnist.resolve_medmnist("medmnist:fakemnist", data_dir=tmp_path / "arg") == arg_copy
+
+
+def test_medmnist_shared_data_that_is_not_a_folder_is_an_actionable_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDSIGHT_SHARED_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="MEDSIGHT_SHARED_DATA.*not a folder.*pneumoniamnist/pneumoniamnist.npz"):
+        medmnist.resolve_medmnist("medmnist:pneumoniamnist")

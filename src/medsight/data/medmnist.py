@@ -2,10 +2,12 @@
 
 A local file is used as it is (its MD5 is compared with the official one and a mismatch is
 logged, not fatal, since re-saved copies are common). ``medmnist:NAME`` or
-``medmnist:NAME_SIZE`` downloads the official file from Zenodo into the cache folder
-(``MEDSIGHT_DATA_DIR``, default ``~/.cache/medsight/medmnist``) and refuses it unless its MD5
-matches the one the MedMNIST project publishes (``medmnist_info.json``, from medmnist 3.0.2's
-``INFO``, Apache-2.0).
+``medmnist:NAME_SIZE`` names the official file: a copy already on disk is used, looked up as
+``<folder>/<name>/<file>.npz`` in the ``data_dir`` argument, then in ``MEDSIGHT_SHARED_DATA``;
+else it is downloaded from Zenodo into the cache folder (``MEDSIGHT_DATA_DIR``, default
+``~/.cache/medsight/medmnist``) and refused unless its MD5 matches the one the MedMNIST project
+publishes (``medmnist_info.json``, from medmnist 3.0.2's ``INFO``, Apache-2.0). Nothing is
+looked up relative to the working directory or the installed package.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def download_official(name: str, size: str = "28", *, dest: Path | None = None, 
             shutil.copyfileobj(r, f)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"could not download MedMNIST {name} ({exc}); give a local .npz path instead") from None
+        raise DataError(f"could not download MedMNIST {name} ({exc}); give a local .npz path as data.source, or set "
+                        f"MEDSIGHT_SHARED_DATA to a folder holding {name}/{target.name}") from None
     got = md5sum(Path(tmp))
     if got != entry["md5"]:
         Path(tmp).unlink(missing_ok=True)
@@ -101,26 +104,36 @@ def download_official(name: str, size: str = "28", *, dest: Path | None = None, 
     return target
 
 
-def resolve_medmnist(source: str) -> Path:
-    """A local path for ``source``: a path as it is, or ``medmnist:NAME[_SIZE]`` (downloaded)."""
-    if source.startswith("medmnist:"):
-        spec = source.split(":", 1)[1].lower()
-        name, _, size = spec.partition("_")
-        # prefer a copy already on disk: ../shared/data/<name>/<name>.npz, then the cache
-        for base in _local_roots():
-            cand = base / name / (f"{name}.npz" if not size or size == "28" else f"{name}_{size}.npz")
-            if cand.is_file():
-                return cand
-        return download_official(name, size or "28")
-    return Path(source)
+def resolve_medmnist(source: str, *, data_dir: str | Path | None = None) -> Path:
+    """A local path for ``source``: a path as it is, or ``medmnist:NAME[_SIZE]``.
 
+    Args:
+        source: a path, or ``medmnist:NAME[_SIZE]`` (``pneumoniamnist``, ``organmnist3d_64``).
+        data_dir: a folder holding ``<name>/<name>[_SIZE].npz`` to look in first (default:
+            ``MEDSIGHT_SHARED_DATA`` when set).
 
-def _local_roots() -> list[Path]:
+    Raises:
+        DataError: ``MEDSIGHT_SHARED_DATA`` is not a folder, or the file is not on disk and
+            cannot be downloaded.
+    """
+    if not source.startswith("medmnist:"):
+        return Path(source)
+    spec = source.split(":", 1)[1].lower()
+    name, _, size = spec.partition("_")
+    file = f"{name}.npz" if not size or size == "28" else f"{name}_{size}.npz"
     roots = []
-    if os.environ.get("MEDSIGHT_SHARED_DATA"):
-        roots.append(Path(os.environ["MEDSIGHT_SHARED_DATA"]))
-    roots += [Path("../shared/data"), Path(__file__).resolve().parents[4] / "shared" / "data"]
-    return roots
+    if data_dir is not None:
+        roots.append(Path(data_dir))
+    env = os.environ.get("MEDSIGHT_SHARED_DATA", "").strip()
+    if env:
+        if not Path(env).is_dir():
+            raise DataError(f"MEDSIGHT_SHARED_DATA is {env!r}, which is not a folder; expected the folder that holds "
+                            f"{name}/{file} (or unset it to download the official file)")
+        roots.append(Path(env))
+    for base in roots:
+        if (base / name / file).is_file():
+            return base / name / file
+    return download_official(name, size or "28")
 
 
 def load_npz_splits(path: Path) -> dict[str, Any]:
