@@ -29,6 +29,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from medsight.errors import ConfigError
@@ -75,9 +76,19 @@ class DataConfig(_Strict):
 
 
 class ClassificationDataConfig(DataConfig):
-    """Classification's data section: :class:`DataConfig` plus the positive class of a binary problem."""
+    """Classification's data section: :class:`DataConfig` plus the positive class of a binary
+    problem; its splits come from the data (MedMNIST's, a CSV ``split`` column, ``train/val/test``
+    folders) or the seeded split, not from ``split_file``."""
 
     positive_label: str | None = None
+
+    @field_validator("split_file")
+    @classmethod
+    def _no_split_file(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError("is read by segmentation only; classification splits come from the data "
+                             "(MedMNIST's, a CSV split column, train/val/test folders) or data.split_seed")
+        return v
 
 
 class PreprocessConfig(_Strict):
@@ -94,6 +105,13 @@ class PreprocessConfig(_Strict):
     zscore: bool = True  # z-score with the training set's mean and std after scaling
     normalize_mean: float | None = None
     normalize_std: float | None = None
+
+    @model_validator(mode="after")
+    def _window_named(self) -> PreprocessConfig:
+        if self.intensity == "ct_window" and not self.ct_window:
+            raise ValueError("intensity ct_window needs preprocessing.ct_window (lung, mediastinum, bone, brain, "
+                             "abdomen)")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -290,7 +308,8 @@ def format_validation(exc: ValidationError) -> str:
         elif err["type"] == "missing":
             parts.append(f"missing required key '{loc}'")
         elif loc:
-            parts.append(f"'{loc}': {err['msg']} (got {err.get('input')!r})")
+            msg, given = err["msg"].removeprefix("Value error, "), err.get("input")
+            parts.append(f"'{loc}': {msg}" + ("" if isinstance(given, dict) else f" (got {given!r})"))
         else:  # a rule across keys (a model validator)
             parts.append(err["msg"])
     return "; ".join(parts)

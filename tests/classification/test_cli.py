@@ -173,3 +173,16 @@ def test_train_refuses_a_section_the_task_does_not_read(tmp_path, tiny_npz):
     line = one_line_error(r)
     assert r.exit_code == 2 and "'segmentation'" in line and "classification" in line
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_an_output_path_that_cannot_be_written_is_a_user_error(tiny_model_dir, tmp_path):
+    from support.bad_inputs import write_png
+
+    write_png(tmp_path / "a.png", np.zeros((28, 28), np.uint8))
+    (tmp_path / "file").write_text("a file, not a folder")
+    blocked = tmp_path / "file" / "out.json"
+    for args in (["predict", "--model", tiny_model_dir, tmp_path / "a.png", "--json", blocked],
+                 ["evaluate", "--model", tiny_model_dir, "--data", tiny_model_dir.parents[1] / "tiny.npz",
+                  "--report", tmp_path / "file" / "r.html"]):
+        r = invoke(*args)
+        assert r.exit_code == 2 and str(tmp_path / "file") in one_line_error(r)

@@ -93,6 +93,17 @@ def test_a_key_the_task_does_not_read_is_refused_naming_the_task(data, key):
         config_from_dict(data)
 
 
+def test_a_split_file_is_refused_by_classification_which_does_not_read_it():
+    with pytest.raises(ConfigError, match="'data.split_file': is read by segmentation only.*got 's.json'"):
+        config_from_dict({"task": "classification", "data": {"source": "d", "split_file": "s.json"}})
+    assert config_from_dict({"task": "segmentation", "data": {"source": "d", "split_file": "s.json"}})
+
+
+def test_a_ct_window_intensity_without_a_window_is_a_config_error():
+    with pytest.raises(ConfigError, match="'preprocessing': intensity ct_window needs preprocessing.ct_window"):
+        config_from_dict({"data": {"source": "d"}, "preprocessing": {"intensity": "ct_window"}})
+
+
 @pytest.mark.parametrize("override", ["data.cache=false", "train.ema=0.99", "evaluation.ci=0.9"])
 def test_knobs_that_nothing_reads_are_refused(tmp_path, override):
     with pytest.raises(ConfigError, match=f"unknown key '{override.split('=')[0]}'"):

@@ -1,6 +1,7 @@
 """The ``medsight`` command: a thin shell over the Python API.
 
-Every command turns a :class:`~medsight.errors.MedSightError` into one red line on stderr
+Every command turns a :class:`~medsight.errors.MedSightError`, or an ``OSError`` on a path (an
+output folder that cannot be made, a file that cannot be written), into one red line on stderr
 and exit status 2; an unexpected exception is reported in one line too (exit 3), with the
 traceback only when ``MEDSIGHT_DEBUG=1``.
 """
@@ -56,17 +57,28 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except MedSightError as exc:
             err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: unexpected
+                return _unexpected(exc)
+            err.print(f"[bold red]error:[/bold red] cannot open or create {exc.filename}: {exc.strerror or exc}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
         except Exception as exc:  # an unexpected failure: still one line unless debugging
-            if os.environ.get("MEDSIGHT_DEBUG"):
-                raise
-            err.print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc} "
-                      "(set MEDSIGHT_DEBUG=1 for the traceback and please report it)", highlight=False, soft_wrap=True)
-            raise typer.Exit(3) from None
+            return _unexpected(exc)
 
     return wrapper
+
+
+def _unexpected(exc: Exception) -> None:
+    """A failure that is not the user's: one line and exit 3 (the traceback with ``MEDSIGHT_DEBUG=1``)."""
+    if os.environ.get("MEDSIGHT_DEBUG"):
+        raise exc
+    err.print(f"[bold red]error:[/bold red] unexpected {type(exc).__name__}: {exc} "
+              "(set MEDSIGHT_DEBUG=1 for the traceback and please report it)", highlight=False, soft_wrap=True)
+    raise typer.Exit(3) from None
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
