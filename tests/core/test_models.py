@@ -40,6 +40,11 @@ def test_unknown_model_and_wrong_dims_are_refused():
         create_model("resnet-small", spatial_dims=2, nonsense=1)
 
 
+def test_a_parameter_value_the_architecture_refuses_is_a_config_error_naming_the_model():
+    with pytest.raises(ConfigError, match=r"model 'unet' cannot be built with parameters \{'channels': \[8\]"):
+        create_model("unet", spatial_dims=3, channels=[8], strides=[])
+
+
 def test_registry_lists_by_pattern_and_task():
     assert "resnet18" in list_models("resnet*")
     assert "unet" not in list_models(task="classification")

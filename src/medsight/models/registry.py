@@ -131,5 +131,6 @@ def create_model(name: str, *, spatial_dims: int = 2, in_channels: int = 1, num_
     kwargs = {**spec.defaults, **params}
     try:
         return spec.factory(spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r}: bad parameters {sorted(params)}: {exc}") from None
+    except (TypeError, ValueError, AssertionError) as exc:  # MONAI checks its arguments with all three
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"model {name!r} cannot be built with parameters {params}: {detail}") from None
