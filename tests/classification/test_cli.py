@@ -186,3 +186,14 @@ def test_an_output_path_that_cannot_be_written_is_a_user_error(tiny_model_dir, t
                   "--report", tmp_path / "file" / "r.html"]):
         r = invoke(*args)
         assert r.exit_code == 2 and str(tmp_path / "file") in one_line_error(r)
+
+
+def test_resume_with_other_settings_than_the_run_started_with_is_a_user_error(tmp_path, tiny_npz):
+    cfg = _train_config(tmp_path, tiny_npz)
+    assert invoke("train", cfg, "--out", tmp_path / "run").exit_code == 0
+    for change, words in ((["--set", "train.epochs=2"], ["train.epochs", "2", "1"]),
+                          (["--set", "model.params.width=16"], ["--resume", "does not fit"])):
+        r = invoke("train", cfg, "--out", tmp_path / "run", "--resume", *change)
+        line = one_line_error(r)
+        assert r.exit_code == 2 and all(w in line for w in words), line
+    assert invoke("train", cfg, "--out", tmp_path / "run", "--resume", "--set", "train.threads=2").exit_code == 0

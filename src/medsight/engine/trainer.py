@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import math
 import os
@@ -167,7 +168,13 @@ class Trainer:
         elapsed_before = 0.0
         state_dir = self._state_dir()
         if resume and state_dir is not None and (state_dir / "state.json").is_file():
-            info = load_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched)
+            self._check_resumable(state_dir)
+            try:
+                info = load_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched)
+            except (RuntimeError, KeyError, ValueError) as exc:  # another network, optimiser or schedule
+                detail = str(exc).strip().splitlines()[0].rstrip(":") if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"--resume: the training state in {state_dir} does not fit this config ({detail}); "
+                                  "resume with the config the run started with, or train into a new --out") from None
             start_epoch, best, best_epoch = info["epoch"] + 1, info["best"], info["best_epoch"]
             best_tie_loss = info.get("best_tie_loss") or math.inf
             bad_epochs, history, elapsed_before = info["bad_epochs"], info["history"], info.get("seconds", 0.0)
@@ -283,7 +290,26 @@ class Trainer:
         save_training_state(state_dir, network=self.network, optimizer=opt, scheduler=sched,
                             info={"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
                                   "history": history, "seconds": seconds, "monitor": self.cfg.monitor,
-                                  "best_tie_loss": best_tie_loss if math.isfinite(best_tie_loss) else None})
+                                  "best_tie_loss": best_tie_loss if math.isfinite(best_tie_loss) else None,
+                                  "train": self.cfg.model_dump(mode="json")})
+
+    def _check_resumable(self, state_dir: Path) -> None:
+        """Refuse to resume a run with other training settings than it started with (the
+        schedule, optimiser state and epoch count would not fit). Threads, workers, early stopping
+        and the time budget (unless the schedule spans it) may change."""
+        try:
+            saved = json.loads((state_dir / "state.json").read_text()).get("train")
+        except (OSError, ValueError):
+            return  # load_training_state says what is wrong with the state
+        free = {"threads", "num_workers", "early_stopping"}
+        if self.cfg.schedule_by != "time":
+            free.add("max_minutes")
+        now = self.cfg.model_dump(mode="json")
+        changed = [k for k in now if k not in free and saved and saved.get(k) != now[k]]
+        if changed:
+            k = changed[0]
+            raise ConfigError(f"--resume: train.{k} is {now[k]!r} here but {saved.get(k)!r} in the run being resumed "
+                              f"({state_dir}); resume with the config the run started with, or train into a new --out")
 
 
 def _sampler(dataset: Any, c: TrainConfig, gen: torch.Generator, steps: int):
