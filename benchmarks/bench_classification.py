@@ -153,7 +153,7 @@ def ship(name: str) -> Path:
     """Copy a trained shipped model into the package's zoo, with the reproduce command."""
     import json as _json
 
-    from medsight.tasks.classification import model_card
+    from medsight.tasks.base import get_task
 
     src = RUNS / name / "model"
     dst = REPO / "src" / "medsight" / "zoo" / name
@@ -163,7 +163,7 @@ def ship(name: str) -> Path:
     manifest["reproduce"] = f"medsight train {CONFIGS[name][0]} --out runs/{name}"
     manifest["training"]["data"]["source"] = Path(manifest["training"]["data"]["source"]).name
     (dst / "manifest.json").write_text(_json.dumps(manifest, indent=1) + "\n")
-    (dst / "MODEL_CARD.md").write_text(model_card(manifest))
+    (dst / "MODEL_CARD.md").write_text(get_task("classification").model_card(manifest))
     return dst
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsight.config import Config
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.report import Section
 
 __all__ = ["Task", "get_task", "list_tasks"]
 
@@ -61,9 +64,26 @@ class Task(ABC):
 
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
 
+    def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
+        """The task's section of the HTML report of ``evaluation`` (its template and values)."""
+        raise NotImplementedError(f"{self.name} has no report yet")
+
+    def card_section(self, manifest: dict[str, Any]) -> Section:
+        """The task's section of the model card of a model with this ``manifest``."""
+        raise NotImplementedError(f"{self.name} has no model card yet")
+
     def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
         """Write the task's self-contained HTML report for ``evaluation``."""
-        raise NotImplementedError(f"{self.name} has no report yet")
+        from medsight.report import write_report
+
+        return write_report(self.report_section(evaluation, model=model), path)
+
+    def model_card(self, manifest: dict[str, Any], *, reproduce: str | None = None) -> str:
+        """The Markdown model card of a model with this ``manifest`` (``reproduce``: the command
+        that retrains it, else ``manifest["reproduce"]``)."""
+        from medsight.report import render_card
+
+        return render_card(self.card_section(manifest), manifest, reproduce=reproduce)
 
 
 _TASKS: dict[str, type[Task]] = {}

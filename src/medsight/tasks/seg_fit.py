@@ -73,7 +73,6 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     from medsight.engine.trainer import Trainer, seed_everything
     from medsight.models.registry import create_model, get_spec
     from medsight.report.plots import plot_learning_curves
-    from medsight.report.segmentation import segmentation_model_card
     from medsight.tasks.seg_preprocess import SegPreprocessor, label_lookup
     from medsight.tasks.seg_training import PatchDataset, SegmentationHooks
     from medsight.tasks.segmentation import _load_cases
@@ -192,7 +191,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
             evaluations[split] = task.evaluate(model, cfg.data, split=split, csv_path=eval_dir / f"{split}_cases.csv")
     manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
     manifest["training"]["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-    model.card = segmentation_model_card(manifest, reproduce=reproduce_command(cfg))
+    model.card = task.model_card(manifest, reproduce=reproduce_command(cfg))
     model.save(run_dir / "model")
     for split, ev in evaluations.items():
         (eval_dir / f"{split}.json").write_text(json.dumps(ev, indent=1))

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.report import Section
 
 __all__ = ["SegmentationTask"]
 
@@ -268,12 +271,12 @@ class SegmentationTask(Task):
             write_case_csv(ev, csv_path)
         return ev
 
-    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None,
-                     n_examples: int = 3) -> Path:
-        """HTML report with the summary, per-case table and overlays of the worst, median and
-        best cases (re-segmented with ``model`` when given and the files are readable)."""
+    def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None,
+                       n_examples: int = 3) -> Section:
+        """The report's summary, per-case table and overlays of the worst, median and best
+        cases (re-segmented with ``model`` when given and the files are readable)."""
         from medsight.data.segmentation import SegCase, read_case
-        from medsight.report.segmentation import overlay_png, write_segmentation_report
+        from medsight.report.segmentation import overlay_png, segmentation_report_section
 
         overlays = []
         cases = [c for c in evaluation.get("cases", []) if c.get("image") and c.get("label")]
@@ -295,8 +298,12 @@ class SegmentationTask(Task):
                 overlays.append({"case": c["case"], "caption": f"{tag}: {c['case']} (Dice {dice})",
                                  "png": overlay_png(image.array, image.spacing, pred, mask.array[0], fg,
                                                     title=c["case"])})
-        return write_segmentation_report(evaluation, path, manifest=model.manifest if model else None,
-                                         overlays=overlays)
+        return segmentation_report_section(evaluation, model.manifest if model else None, overlays=overlays)
+
+    def card_section(self, manifest: dict[str, Any]) -> Section:
+        from medsight.report.segmentation import segmentation_card_section
+
+        return segmentation_card_section(manifest)
 
     # -- training -----------------------------------------------------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
