@@ -59,3 +59,21 @@ def test_a_stored_result_keeps_its_findings_in_the_findings_table_and_its_sr_rea
     names = {item.ConceptNameCodeSequence[0].CodeMeaning for c in sr.ContentSequence
              for sub in getattr(c, "ContentSequence", []) for item in getattr(sub, "ContentSequence", [])}
     assert {f"Probability of {k}" for k in probs} | {"Operating threshold", "Decision"} <= names
+    # the same SR content as the outputs gave before the findings table existed
+    from medsight.service.results_out import _findings, _legacy_findings
+
+    def shown(fs):
+        return [(f.display_name, f.value, f.unit, f.text) for f in fs]
+
+    assert shown(_findings(r)) == shown(_legacy_findings(r))
+
+
+def test_a_result_stored_before_the_findings_table_keeps_its_measurements_and_sr_findings():
+    from medsight.service.process import stored_measurements
+    from medsight.service.results_out import _findings
+
+    old = Result(outputs={"volumes_ml": {"Anterior": 2.0}, "findings": {"nodule_diameter_mm": 9.0}}, label=None,
+                 threshold=None)
+    assert stored_measurements(old) == {"volume_ml_Anterior": 2.0, "nodule_diameter_mm": 9.0}
+    assert [(f.display_name, f.value, f.unit) for f in _findings(old)] == [("Volume of Anterior", 2.0, "mL"),
+                                                                          ("nodule diameter mm", 9.0, "mm")]

@@ -19,7 +19,7 @@ CLASS_MODEL = SimpleNamespace(name="c", version="1.0.0", labels=["normal", "pneu
 
 def ct_series(folder: Path, n: int = 4, rows: int = 12, cols: int = 10) -> Path:
     """``n`` CT slices 2 mm apart in one study; returns the folder."""
-    study, series = generate_uid(), generate_uid()
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
     for k in range(n):
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
@@ -29,7 +29,7 @@ def ct_series(folder: Path, n: int = 4, rows: int = 12, cols: int = 10) -> Path:
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.PatientName, ds.PatientID, ds.StudyDate, ds.StudyTime = "Syn^Pat", "SYN-1", "20200102", "101010"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, study + ".9"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "A1", "1", "Doc"
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, k + 1
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]

@@ -165,8 +165,9 @@ class ResultFinding(Base):
     @classmethod
     def of(cls, result_id: int, finding: Any) -> ResultFinding:
         """The row of a :class:`~medsight.tasks.results.Finding`."""
-        return cls(result_id=result_id, name=finding.name[:120], title=finding.title, value=finding.value,
-                   unit=finding.unit, text=None if finding.text is None else str(finding.text)[:160],
+        return cls(result_id=result_id, name=finding.name[:120], title=None if finding.title is None
+                   else finding.title[:64], value=finding.value, unit=finding.unit[:32],
+                   text=None if finding.text is None else str(finding.text)[:160],
                    lesion_id=finding.lesion_id, region=None if finding.region is None else finding.region.to_dict())
 
     def to_finding(self) -> Any:
