@@ -168,3 +168,13 @@ def test_output_folder_writes_a_segmentation_as_nifti_and_seg_and_a_classificati
     assert again != first and again.name.startswith(first.name.removesuffix("_seg.nii.gz"))
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".dcm", ".dcm", ".gz", ".gz"]
     assert folder.write(cls) is None and "output" not in cls.to_dict()
+
+
+def test_a_format_a_type_has_no_writer_for_is_a_clear_error_not_a_guess(examples):
+    from medsight.errors import WriteError
+    from medsight.tasks.writers import write
+
+    (err,) = examples[rf.PredictionError]
+    assert writer_for(err, "nifti") is None and writer_for(err, "no-such-format") is None
+    with pytest.raises(WriteError, match="'nifti' writer; PredictionError has none"):
+        write(err, "nifti", "x.nii.gz")

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -44,17 +45,23 @@ __all__ = ["register_writer", "writer_for", "list_writers", "write", "write_csv"
 log = logging.getLogger(__name__)
 
 Writer = Callable[..., Any]
-_WRITERS: dict[tuple[type, str], Writer] = {}
+#: format → a functools.singledispatch function whose registry holds the writers by result type
+#: (it resolves a subclass to the most derived registration, as method lookup does).
+_FORMATS: dict[str, Any] = {}
 
 #: The file formats :class:`OutputFolder` writes for a result, with their file-name suffix.
 FILE_FORMATS = {"nifti": "_seg.nii.gz", "seg": "_seg.dcm"}
+
+
+def _no_writer(result: Any, *args: Any, **kwargs: Any) -> Any:  # the fallback of every format: no writer
+    raise WriteError(f"{type(result).__name__} has no writer for this format")
 
 
 def register_writer(result_type: type, fmt: str) -> Callable[[Writer], Writer]:
     """Register ``fn`` as the ``fmt`` writer of ``result_type`` (and its subclasses)."""
 
     def deco(fn: Writer) -> Writer:
-        _WRITERS[(result_type, fmt)] = fn
+        _FORMATS.setdefault(fmt, functools.singledispatch(_no_writer)).register(result_type)(fn)
         return fn
 
     return deco
@@ -62,17 +69,16 @@ def register_writer(result_type: type, fmt: str) -> Callable[[Writer], Writer]:
 
 def writer_for(result: Result | type, fmt: str) -> Writer | None:
     """The ``fmt`` writer of a result (or result type), or None when its type has none."""
-    cls = result if isinstance(result, type) else type(result)
-    for klass in cls.__mro__:
-        fn = _WRITERS.get((klass, fmt))
-        if fn is not None:
-            return fn
-    return None
+    dispatcher = _FORMATS.get(fmt)
+    if dispatcher is None:
+        return None
+    fn = dispatcher.dispatch(result if isinstance(result, type) else type(result))
+    return None if fn is _no_writer else fn
 
 
 def list_writers() -> list[tuple[type, str]]:
     """Every registered (result type, format)."""
-    return list(_WRITERS)
+    return [(t, fmt) for fmt, d in _FORMATS.items() for t in d.registry if t is not object]
 
 
 def write(result: Result, fmt: str, *args: Any, **kwargs: Any) -> Any:
@@ -83,8 +89,9 @@ def write(result: Result, fmt: str, *args: Any, **kwargs: Any) -> Any:
     """
     fn = writer_for(result, fmt)
     if fn is None:
+        have = sorted(f for f in _FORMATS if writer_for(result, f) is not None)
         raise WriteError(f"expected a result with a {fmt!r} writer; {type(result).__name__} has none (it has "
-                         f"{', '.join(sorted({f for t, f in _WRITERS if isinstance(result, t)}))})")
+                         f"{', '.join(have)})")
     return fn(result, *args, **kwargs)
 
 
