@@ -16,6 +16,7 @@ from medsight.config import Config
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
+from medsight.tasks.results import Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from medsight.report import Section
@@ -29,6 +30,8 @@ class Task(ABC):
     name: str = ""
     #: The split ``evaluate`` scores when none is named (None: every labelled case).
     default_split: str | None = "test"
+    #: The type of the results ``infer`` returns (its CSV columns, its writers).
+    result_type: type = Result
 
     @abstractmethod
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:

@@ -107,6 +107,7 @@ def _preprocessor(model: SavedModel):
 @register_task
 class ClassificationTask(Task):
     name = "classification"
+    result_type = ClassificationResult
 
     # -- inference ----------------------------------------------------------------------------
     def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:

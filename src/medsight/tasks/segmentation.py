@@ -74,8 +74,10 @@ class SegmentationTask(Task):
     name = "segmentation"
     default_split: str | None = None  # evaluate every labelled case unless a split is named
 
+    result_type = SegmentationResult
+
     def __init__(self) -> None:
-        self._written: set[str] = set()
+        self._folders: dict[str, Any] = {}
 
     # -- inference ----------------------------------------------------------------------------
     def segment(self, model: SavedModel, image: Image) -> np.ndarray:
@@ -139,48 +141,16 @@ class SegmentationTask(Task):
 
     def write_output(self, result: SegmentationResult, out_dir: str | Path) -> Path:
         """Write the mask as NIfTI in the input's geometry (``<case>_seg.nii.gz``), plus a DICOM
-        SEG (``<case>_seg.dcm``) when the input was DICOM; returns the NIfTI path.
+        SEG (``<case>_seg.dcm``) when the input was DICOM, through the registered writers
+        (:class:`~medsight.tasks.writers.OutputFolder`); returns the NIfTI path.
 
         Raises:
             WriteError: the file cannot be written.
         """
-        from medsight.data.segmentation import case_id
-        from medsight.io.nifti import write_nifti
+        from medsight.tasks.writers import OutputFolder
 
-        out = Path(out_dir)
-        stem = case_id(result.input) or "mask"
-        name, i = stem, 1
-        while name in self._written:
-            i += 1
-            name = f"{stem}_{i}"
-        self._written.add(name)
-        mask = result.mask
-        path = write_nifti(mask, out / f"{name}_seg.nii.gz")
-        if mask.meta.get("source_files") and mask.sop_uids:
-            self._write_dicom_seg(result, out / f"{name}_seg.dcm")
-        return path
-
-    @staticmethod
-    def _write_dicom_seg(result: SegmentationResult, path: Path) -> Path | None:
-        from medsight.errors import WriteError
-        from medsight.io.dicom_out import Algorithm, build_seg, source_datasets, write_dicom
-
-        mask = result.mask
-        arr = mask.array[0]
-        if mask.n_spatial == 2:
-            arr = arr[None]
-        if not np.any(arr):
-            log.info("no structure found in %s; no DICOM SEG written", result.input)
-            return None
-        try:
-            sources = source_datasets(mask)
-            seg = build_seg(sources, arr, result.labels,
-                            algorithm=Algorithm(result.provenance.model, result.provenance.model_version))
-        except MedSightError:
-            raise
-        except Exception as exc:  # highdicom refuses a source it cannot reference
-            raise WriteError(f"could not build a DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
-        return write_dicom(seg, path)
+        folder = self._folders.setdefault(str(out_dir), OutputFolder(out_dir))
+        return folder.write(result)  # type: ignore[return-value]
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = None,
