@@ -149,15 +149,14 @@ def predict(
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""
     from medsight.engine.predictor import Predictor
     from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
     from medsight.tasks.results import PredictionError
 
     _setup_logging(verbose)
     m = load_model(model)
-    predictor = Predictor(m)
+    predictor = Predictor(m, get_task(m.task))
     writer = None
     if out_dir is not None:
-        from medsight.tasks.base import get_task
-
         writer = getattr(get_task(m.task), "write_output", None)
     results = predictor.predict(inputs)
     rows = []
