@@ -87,7 +87,7 @@ def create_app(ctx: ServiceContext) -> Any:
     import medsight
     from medsight.service.api_ingest import router as ingest_router
     from medsight.service.api_query import router as query_router
-    from medsight.service.metrics import render_metrics
+    from medsight.service.prometheus import render_metrics
 
     app = FastAPI(title="MedSight service", version=medsight.__version__, docs_url=None, redoc_url=None,
                   openapi_url=None,
