@@ -132,3 +132,11 @@ def test_the_cycle_finder_finds_a_lazy_import_cycle(tmp_path):
     graph = import_graph(pkg)
     assert graph["medsight.a.y"] == {"medsight.a.x"} and graph["medsight.b"] == {"medsight.a.x"}
     assert find_cycle(graph) == ["medsight.a.x", "medsight.a.y", "medsight.a.x"]
+
+
+def test_only_the_service_and_the_cli_import_the_service():
+    """Domain rules the service uses (policy, trend, ...) live in library packages."""
+    graph = import_graph()
+    outside = {m: sorted(t for t in ts if package_of(t) == "medsight.service") for m, ts in graph.items()
+               if package_of(m) not in ("medsight.service", "medsight.cli")}
+    assert {m: ts for m, ts in outside.items() if ts} == {}
