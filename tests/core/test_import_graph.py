@@ -140,3 +140,17 @@ def test_only_the_service_and_the_cli_import_the_service():
     outside = {m: sorted(t for t in ts if package_of(t) == "medsight.service") for m, ts in graph.items()
                if package_of(m) not in ("medsight.service", "medsight.cli")}
     assert {m: ts for m, ts in outside.items() if ts} == {}
+
+
+def test_no_package_imports_a_private_name_of_another():
+    """A name that starts with ``_`` is its package's own business (explain/cam.py once took
+    the classification task's ``_preprocessor``)."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        mod = _module_name(path, ROOT)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("medsight."):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private and package_of(node.module) != package_of(mod):
+                    found.append(f"{mod}: from {node.module} import {', '.join(private)}")
+    assert found == []
