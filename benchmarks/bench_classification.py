@@ -68,6 +68,7 @@ def predict_throughput(model_dir: Path, npz: str, n: int = 256) -> float:
     from medsight.data.medmnist import resolve_medmnist
     from medsight.engine.predictor import Predictor
     from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
 
     with np.load(resolve_medmnist(npz)) as z:
         x = z["test_images"][:n]
@@ -77,7 +78,8 @@ def predict_throughput(model_dir: Path, npz: str, n: int = 256) -> float:
             p = Path(d) / f"{i:04d}.png"
             Image.fromarray(a).save(p)
             paths.append(str(p))
-        pred = Predictor(load_model(model_dir))
+        model = load_model(model_dir)
+        pred = Predictor(model, get_task(model.task))
         pred.predict(paths[:8])  # warm-up
         t0 = time.perf_counter()
         out = pred.predict(paths)

@@ -48,9 +48,10 @@ class _FrontDoor:
     def predict(self, inputs: str | Path | Image | Sequence[str | Path | Image]) -> list[Any]:
         """Predict files, folders or Images; bad inputs come back as PredictionError entries."""
         from medsight.engine.predictor import Predictor
+        from medsight.tasks.base import get_task
 
         items = [inputs] if isinstance(inputs, (str, Path, Image)) else list(inputs)
-        pred = Predictor(self.model)
+        pred = Predictor(self.model, get_task(self.model.task))
         if all(isinstance(i, Image) for i in items):
             return pred.predict_images(items)  # type: ignore[arg-type]
         if any(isinstance(i, Image) for i in items):

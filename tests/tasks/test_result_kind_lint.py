@@ -33,7 +33,7 @@ KIND_KEYS = {"probabilities", "volumes_ml", "mask", "error_type", "findings"}
 ALLOWED: dict[tuple[str, str, str, str], str] = {
     ("api.py", "Segmenter.fit", "task-name", "segmentation"): "validates the config's task (a user error)",
     ("explain/cam.py", "heatmap", "task-name", "classification"): "heatmaps exist for classification networks",
-    ("service/models.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "
+    ("service/catalog.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "
                                                                                    "classification networks",
     ("service/process.py", "Processor._explain", "task-name", "classification"): "heatmaps exist for "
                                                                                  "classification networks",

@@ -153,7 +153,7 @@ def predict(
 
     _setup_logging(verbose)
     m = load_model(model)
-    results = Predictor(m).predict(inputs)
+    results = Predictor(m, get_task(m.task)).predict(inputs)
     if out_dir is not None:
         folder = OutputFolder(out_dir)
         for r in results:

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from medsight.errors import MedSightError
 from medsight.service import audit
 from medsight.service.alerts import PRIORITY_RANK, evaluate_rules
+from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Instance, Result, ResultFinding, Series, Suggestion, now
 from medsight.service.logs import safe_error
-from medsight.service.models import ModelCatalog
 from medsight.service.queue import enqueue
 from medsight.service.timeline import previous_measurements, suggest
 from medsight.tasks.results import PredictionError

@@ -16,7 +16,7 @@ from medsight.config import Config
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
-from medsight.tasks.results import Result
+from medsight.tasks.results import PredictionError, Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from medsight.report import Section
@@ -63,7 +63,7 @@ class Task(ABC):
 
     def expand_inputs(self, model: SavedModel, inputs: Sequence[str | Path]) -> list[str]:
         """Turn folders into the inputs they hold (files for 2D models, series for 3D)."""
-        from medsight.engine.predictor import expand_inputs
+        from medsight.io.discovery import expand_inputs
 
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
 
@@ -74,6 +74,10 @@ class Task(ABC):
     def card_section(self, manifest: dict[str, Any]) -> Section:
         """The task's section of the model card of a model with this ``manifest``."""
         raise NotImplementedError(f"{self.name} has no model card yet")
+
+    def error_result(self, input: str, exc: Exception) -> PredictionError:
+        """What an input that could not be read or predicted becomes in the output list."""
+        return PredictionError(input=input, error=str(exc), error_type=type(exc).__name__)
 
     def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
         """Write the task's self-contained HTML report for ``evaluation``."""

@@ -27,7 +27,7 @@ from medsight.tasks.results import ClassificationResult, Provenance, array_sha25
 if TYPE_CHECKING:  # pragma: no cover
     from medsight.report import Section
 
-__all__ = ["ClassificationTask", "positive_index"]
+__all__ = ["ClassificationTask", "positive_index", "preprocessor"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class _Hooks:
         return {"val_loss": loss, "val_auc": float(auc), "val_accuracy": float(np.mean(p.argmax(1) == y))}
 
 
-def _preprocessor(model: SavedModel):
+def preprocessor(model: SavedModel) -> Any:
+    """The classification preprocessor of ``model`` (built from its manifest once, then kept on
+    the model): an :class:`~medsight.io.Image` in, the network's input tensor out."""
     from medsight.transforms.preprocess import Preprocessor
 
     pre = getattr(model, "_preprocessor", None)
@@ -112,7 +114,7 @@ class ClassificationTask(Task):
     # -- inference ----------------------------------------------------------------------------
     def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities, shape (N, n_classes)."""
-        pre = _preprocessor(model)
+        pre = preprocessor(model)
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
@@ -169,7 +171,7 @@ class ClassificationTask(Task):
         if not samples:
             raise DataError(f"{cfg.source}: the {split} split is empty")
         t0 = time.perf_counter()
-        pre = _preprocessor(model)
+        pre = preprocessor(model)
         x, kept, errors = prepare_samples(samples, pre)
         if not kept:
             raise DataError(f"{cfg.source}: none of the {len(samples)} images could be read; first error: "

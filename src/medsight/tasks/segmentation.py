@@ -50,23 +50,6 @@ def _label_values(model: SavedModel) -> list[int]:
     return [int(v) for v in model.manifest["label_values"]]
 
 
-def _load_cases(cases: Sequence[Any],
-                labels: dict[int, str]) -> tuple[list[tuple[Any, Image, Image]], list[dict[str, str]]]:
-    """Read and check cases; a bad case is logged and listed, never fatal."""
-    from medsight.data.segmentation import read_case
-
-    ok, bad = [], []
-    for c in cases:
-        try:
-            image, mask = read_case(c, labels)
-            ok.append((c, image, mask))
-        except MedSightError as exc:
-            bad.append({"input": c.id, "error": str(exc)})
-    if bad:
-        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
-    return ok, bad
-
-
 @register_task
 class SegmentationTask(Task):
     """Segmentation of structures in 2D images or 3D volumes."""
