@@ -68,6 +68,7 @@ def predict_throughput(model_dir: Path, npz: str, n: int = 256) -> float:
     from medsight.data.medmnist import resolve_medmnist
     from medsight.engine.predictor import Predictor
     from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
 
     with np.load(resolve_medmnist(npz)) as z:
         x = z["test_images"][:n]
@@ -77,7 +78,8 @@ def predict_throughput(model_dir: Path, npz: str, n: int = 256) -> float:
             p = Path(d) / f"{i:04d}.png"
             Image.fromarray(a).save(p)
             paths.append(str(p))
-        pred = Predictor(load_model(model_dir))
+        model = load_model(model_dir)
+        pred = Predictor(model, get_task(model.task))
         pred.predict(paths[:8])  # warm-up
         t0 = time.perf_counter()
         out = pred.predict(paths)
@@ -153,7 +155,7 @@ def ship(name: str) -> Path:
     """Copy a trained shipped model into the package's zoo, with the reproduce command."""
     import json as _json
 
-    from medsight.tasks.classification import model_card
+    from medsight.tasks.base import get_task
 
     src = RUNS / name / "model"
     dst = REPO / "src" / "medsight" / "zoo" / name
@@ -163,7 +165,7 @@ def ship(name: str) -> Path:
     manifest["reproduce"] = f"medsight train {CONFIGS[name][0]} --out runs/{name}"
     manifest["training"]["data"]["source"] = Path(manifest["training"]["data"]["source"]).name
     (dst / "manifest.json").write_text(_json.dumps(manifest, indent=1) + "\n")
-    (dst / "MODEL_CARD.md").write_text(model_card(manifest))
+    (dst / "MODEL_CARD.md").write_text(get_task("classification").model_card(manifest))
     return dst
 
 

@@ -48,9 +48,10 @@ class _FrontDoor:
     def predict(self, inputs: str | Path | Image | Sequence[str | Path | Image]) -> list[Any]:
         """Predict files, folders or Images; bad inputs come back as PredictionError entries."""
         from medsight.engine.predictor import Predictor
+        from medsight.tasks.base import get_task
 
         items = [inputs] if isinstance(inputs, (str, Path, Image)) else list(inputs)
-        pred = Predictor(self.model)
+        pred = Predictor(self.model, get_task(self.model.task))
         if all(isinstance(i, Image) for i in items):
             return pred.predict_images(items)  # type: ignore[arg-type]
         if any(isinstance(i, Image) for i in items):
@@ -66,6 +67,10 @@ class _FrontDoor:
     def save(self, path: str | Path) -> Path:
         """Save as a model folder (manifest.json + weights.safetensors + MODEL_CARD.md)."""
         return self.model.save(path)
+
+    @classmethod
+    def _for_model(cls, model: SavedModel) -> _FrontDoor:
+        return cls()
 
     def _fit(self, cfg: Config, run_dir: str | Path | None, observers: Sequence[Any], resume: bool) -> None:
         from medsight.tasks.base import get_task
@@ -152,6 +157,10 @@ class Classifier(_FrontDoor):
                  val_labels=np.asarray(val[1]).reshape(len(val[0]), -1).squeeze(-1))
         return str(path)
 
+    @classmethod
+    def _for_model(cls, model: SavedModel) -> Classifier:
+        return cls(name=model.name)
+
     def predict_proba(self, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities for Images, shape (N, n_classes)."""
         from medsight.tasks.classification import ClassificationTask
@@ -180,12 +189,24 @@ class Segmenter(_FrontDoor):
         return super().evaluate(data, split=split, **options)
 
 
+#: Each task's front door, by task name.
+_FRONT_DOORS: dict[str, type[_FrontDoor]] = {door.task_name: door for door in (Classifier, Segmenter)}
+
+
 def load(name_or_path: str | Path) -> Classifier | Segmenter:
-    """Load a shipped model by name or a saved model folder, as its task's front door."""
+    """Load a shipped model by name or a saved model folder, as its task's front door.
+
+    Raises:
+        ConfigError: the model's task has no front door.
+    """
     model = load_model(name_or_path)
-    door: Classifier | Segmenter = Segmenter() if model.task == "segmentation" else Classifier(name=model.name)
+    cls = _FRONT_DOORS.get(model.task)
+    if cls is None:
+        raise ConfigError(f"model {model.name} is a {model.task!r} model; front doors exist for "
+                          f"{', '.join(sorted(_FRONT_DOORS))}")
+    door = cls._for_model(model)
     door.model_ = model
-    return door
+    return door  # type: ignore[return-value]
 
 
 def train(config: str | Path, *, run_dir: str | Path, overrides: list[str] | None = None,

@@ -9,7 +9,7 @@ import torch
 
 import medsight
 from medsight.config import config_from_dict
-from medsight.engine.state import load_weights
+from medsight.models.weights import load_weights
 from medsight.tasks.base import get_task
 
 

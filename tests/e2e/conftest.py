@@ -67,10 +67,12 @@ def cases(e2e_model, pneumonia_npz) -> dict[str, np.ndarray]:
     from medsight.engine.predictor import Predictor
     from medsight.io.image import Image
     from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
 
     images, labels = pneumonia_test_images(pneumonia_npz)
     model = load_model(e2e_model)
-    res = Predictor(model).predict_images([Image(array=im[None], spacing=(1, 1)) for im in images[:200]])
+    res = Predictor(model, get_task(model.task)).predict_images([Image(array=im[None], spacing=(1, 1))
+                                                                 for im in images[:200]])
     scores = np.array([r.score for r in res])
     pos = [i for i in np.argsort(-scores) if labels[i] == 1 and res[i].positive][0]
     neg = [i for i in np.argsort(scores) if labels[i] == 0 and not res[i].positive][0]

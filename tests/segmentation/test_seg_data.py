@@ -17,6 +17,7 @@ from medsight.data.segmentation import (
     open_segmentation_data,
     parse_label_names,
     read_case,
+    read_cases,
 )
 from medsight.errors import DataError, GeometryError
 
@@ -148,3 +149,16 @@ def test_real_hippocampus_decathlon_reads_with_integer_masks(shared_data):
     assert set(np.unique(mask.array).tolist()) == {0, 1, 2}
     assert image.shape == mask.shape == (35, 52, 34)
     assert image.spacing == (1.0, 1.0, 1.0)
+
+
+def test_read_cases_keeps_the_readable_ones_and_lists_each_bad_one(tiny_decathlon):
+    data = open_segmentation_data(str(tiny_decathlon))
+    good = data.cases[:2]
+    unlabelled = SegCase(id="nolabel", image=good[0].image, label=None)
+    missing = SegCase(id="gone", image=str(tiny_decathlon / "imagesTr" / "gone.nii.gz"), label=good[0].label)
+    ok, bad = read_cases([good[0], unlabelled, good[1], missing], data.labels)
+    assert [c.id for c, _, _ in ok] == [good[0].id, good[1].id]
+    assert all(image.shape == mask.shape for _, image, mask in ok)
+    assert [b["input"] for b in bad] == ["nolabel", "gone"]
+    assert "has no label file" in bad[0]["error"] and "gone" in bad[1]["error"]
+

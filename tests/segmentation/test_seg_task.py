@@ -35,6 +35,8 @@ def test_training_writes_a_complete_run_and_a_self_describing_model(trained):
     assert m["plan"]["rules"]["normalization"] == "MR: z-score per image"
     assert sorted(sum(m["training"]["split"].values(), [])) == [f"case_{i:03d}" for i in range(12)]
     assert "Dice" in (model_dir / "MODEL_CARD.md").read_text()
+    # the report shows the two test cases re-segmented (worst and median = best), embedded
+    assert (run / "evaluation" / "report.html").read_text().count('<img alt="overlay case_') == 2
 
 
 def test_trained_model_segments_held_out_cases_well(trained):

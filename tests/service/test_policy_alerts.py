@@ -1,4 +1,4 @@
-"""Alert rules and the monitoring policy (the reference design's 0.5 rule), with reasons."""
+"""Alert rules, and the service's use of the monitoring policy (tested itself in tests/response)."""
 
 from __future__ import annotations
 
@@ -35,26 +35,9 @@ def test_nodule_size_and_growth_rules():
     assert "growth" not in _fire(findings={"volume_ml": 9.0}, previous=None)
 
 
-def test_reference_policy_and_reasons():
-    policy = TreatmentConfig()
-    s, reasons = suggest(policy, 0.83, label="pneumonia", model="m", history=[0.41])
-    assert s == "Intensify treatment"
-    assert reasons[0].startswith("P(pneumonia) by m = 0.830 > 0.50") and "rising" in reasons[1]
-    s, reasons = suggest(policy, 0.5, label="pneumonia", model="m", history=[])
-    assert s == "Maintain or reduce treatment" and "≤ 0.50" in reasons[0] and "no trend" in reasons[1]
+def test_the_service_uses_the_library_policy_and_trend():
+    """The policy and the trend are library code (tests/response); the service re-exports them."""
+    import medsight.response as response
 
-
-def test_configurable_thresholds_first_match_wins():
-    policy = TreatmentConfig.model_validate({"rules": [{"above": 0.8, "suggestion": "Escalate"},
-                                                       {"above": 0.3, "suggestion": "Review"}],
-                                             "default": "Continue"})
-    assert suggest(policy, 0.9, label="x", model="m", history=[])[0] == "Escalate"
-    assert suggest(policy, 0.5, label="x", model="m", history=[])[0] == "Review"
-    assert suggest(policy, 0.1, label="x", model="m", history=[])[0] == "Continue"
-
-
-def test_trend_direction():
-    assert trend([0.2, 0.5, 0.7])["direction"] == "rising"
-    assert trend([0.7, 0.3])["direction"] == "falling"
-    assert trend([0.5, 0.52])["direction"] == "stable"
-    assert trend([])["n"] == 0
+    assert (suggest, trend, TreatmentConfig) == (response.suggest, response.trend, response.TreatmentPolicy)
+    assert suggest(TreatmentConfig(), 0.83, label="pneumonia", model="m", history=[0.41])[0] == "Intensify treatment"

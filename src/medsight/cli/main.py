@@ -8,7 +8,6 @@ traceback only when ``MEDSIGHT_DEBUG=1``.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -163,65 +162,39 @@ def predict(
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""
     from medsight.engine.predictor import Predictor
     from medsight.models.saved import load_model
-    from medsight.tasks.results import PredictionError
+    from medsight.tasks.base import get_task
+    from medsight.tasks.writers import OutputFolder, write, write_csv
 
     _setup_logging(verbose)
     m = load_model(model)
-    predictor = Predictor(m)
-    writer = None
+    results = Predictor(m, get_task(m.task)).predict(inputs)
     if out_dir is not None:
-        from medsight.tasks.base import get_task
-
-        writer = getattr(get_task(m.task), "write_output", None)
-    results = predictor.predict(inputs)
-    rows = []
-    for r in results:
-        if writer is not None and not isinstance(r, PredictionError):
-            r.output = str(writer(r, out_dir))
-        rows.append(_row(r))
+        folder = OutputFolder(out_dir)
+        for r in results:
+            if r.ok:
+                folder.write(r)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(rows, indent=1))
+        json_out.write_text(json.dumps([write(r, "json") for r in results], indent=1))
     if csv_out:
-        _write_csv(rows, csv_out, m.labels)
-    _print_results(rows, m)
-    failed = sum(1 for r in results if isinstance(r, PredictionError))
+        write_csv(results, csv_out, result_type=get_task(m.task).result_type, model=m)
+    _print_results(results, m)
+    failed = sum(1 for r in results if not r.ok)
     if failed:
         err.print(f"[yellow]{failed} of {len(results)} input(s) failed[/yellow]")
         raise typer.Exit(1)
 
 
-def _row(r: Any) -> dict[str, Any]:
-    from medsight.tasks.results import PredictionError
-
-    if isinstance(r, PredictionError):
-        return {"input": r.input, "error": r.error, "error_type": r.error_type}
-    return r.to_dict()
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path, labels: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["input", "label", *[f"p_{lab}" for lab in labels], "error"])
-        for r in rows:
-            probs = r.get("probabilities") or {}
-            w.writerow([r["input"], r.get("label", ""), *[probs.get(lab, "") for lab in labels], r.get("error", "")])
-
-
-def _print_results(rows: list[dict[str, Any]], model: Any) -> None:
+def _print_results(results: list[Any], model: Any) -> None:
     table = Table(title=f"{model.name} v{model.version}")
     table.add_column("input", overflow="fold")
     table.add_column("result")
-    for r in rows:
-        if "error" in r:
-            table.add_row(r["input"], f"[red]error[/red]: {r['error']}")
-        elif "probabilities" in r:
-            probs = ", ".join(f"{k} {v:.3f}" for k, v in r["probabilities"].items())
-            table.add_row(r["input"], f"[bold]{r['label']}[/bold]  ({probs})")
+    for r in results:
+        headline, details = r.summary()
+        if not r.ok:
+            table.add_row(r.input, f"[red]{headline}[/red]: {details}")
         else:
-            vols = ", ".join(f"{k} {v:.3f} mL" for k, v in (r.get("volumes_ml") or {}).items())
-            table.add_row(r["input"], f"{vols}" + (f"  → {r['output']}" if r.get("output") else ""))
+            table.add_row(r.input, (f"[bold]{headline}[/bold]  " if headline else "") + details)
     out.print(table)
 
 

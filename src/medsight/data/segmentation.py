@@ -40,7 +40,7 @@ from medsight.config import DataConfig
 from medsight.errors import DataError, GeometryError, MedSightError
 from medsight.io.image import Image
 
-__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_mask", "case_id",
+__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_cases", "read_mask", "case_id",
            "parse_label_names", "modality_code", "SPLITS"]
 
 log = logging.getLogger(__name__)
@@ -466,3 +466,23 @@ def read_case(case: SegCase, labels: Mapping[int, str]) -> tuple[Image, Image]:
 
 def _r(v: Sequence[float]) -> list[float]:
     return [round(float(x), 3) for x in v]
+
+
+def read_cases(cases: Sequence[SegCase],
+               labels: Mapping[int, str]) -> tuple[list[tuple[SegCase, Image, Image]], list[dict[str, str]]]:
+    """Read and check cases (:func:`read_case`); a bad case is logged and listed, never fatal.
+
+    Returns:
+        ``(ok, bad)``: ``(case, image, mask)`` of each readable case, and ``{"input", "error"}``
+        of each other one.
+    """
+    ok, bad = [], []
+    for c in cases:
+        try:
+            image, mask = read_case(c, labels)
+            ok.append((c, image, mask))
+        except MedSightError as exc:
+            bad.append({"input": c.id, "error": str(exc)})
+    if bad:
+        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
+    return ok, bad

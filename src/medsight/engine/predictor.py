@@ -1,8 +1,10 @@
 """Prediction over many inputs, where one bad input never costs the others.
 
-Inputs are read through :func:`medsight.io.read` and handed to the task's ``infer`` in
-chunks; an input that cannot be read or predicted becomes a
-:class:`~medsight.tasks.results.PredictionError` in its place in the output list.
+The predictor is handed a task (it never looks one up): folders are expanded by the task's
+``expand_inputs``, inputs are read through :func:`medsight.io.read` and handed to the task's
+``infer`` in chunks; an input that cannot be read or predicted becomes the task's
+``error_result`` (a :class:`~medsight.tasks.results.PredictionError`) in its place in the output
+list.
 """
 
 from __future__ import annotations
@@ -10,53 +12,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from medsight.errors import MedSightError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
-from medsight.tasks.results import PredictionError
 
-__all__ = ["Predictor", "expand_inputs"]
+__all__ = ["Predictor", "PredictorTask"]
 
 log = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy", ".npz",
-                   ".bmp")
+class PredictorTask(Protocol):
+    """What the predictor needs of a task (:class:`medsight.tasks.base.Task` provides it)."""
 
+    def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
+        ...
 
-def _holds_dicom(folder: Path) -> bool:
-    from medsight.io.sniff import sniff_format
+    def expand_inputs(self, model: SavedModel, inputs: Sequence[str | Path]) -> list[str]:
+        ...
 
-    for p in sorted(folder.rglob("*"))[:200]:
-        if p.is_file():
-            try:
-                if sniff_format(p) == "dicom":
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-def expand_inputs(inputs: Sequence[str | Path], *, spatial_dims: int = 2) -> list[str]:
-    """Expand folders: for a 2D model, every image file inside (sorted, recursive); for a 3D
-    model, a folder of DICOM is one series and other volumes inside are listed one by one.
-    Files and missing paths are kept as they are (a missing path is reported later)."""
-    out: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if not p.is_dir():
-            out.append(str(item))
-            continue
-        if spatial_dims == 3 and _holds_dicom(p):
-            out.append(str(p))
-            continue
-        files = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
-                 and (f.name.lower().endswith(_IMAGE_SUFFIXES) or "." not in f.name)]
-        if spatial_dims == 3:
-            files = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz"))]
-        out.extend(str(f) for f in files) if files else out.append(str(p))
-    return out
+    def error_result(self, input: str, exc: Exception) -> Any:
+        ...
 
 
 class Predictor:
@@ -64,14 +40,13 @@ class Predictor:
 
     Args:
         model: the saved model.
+        task: the model's task (``medsight.tasks.get_task(model.task)``).
         chunk: how many images are read and inferred together.
     """
 
-    def __init__(self, model: SavedModel, *, chunk: int | None = None) -> None:
-        from medsight.tasks.base import get_task
-
+    def __init__(self, model: SavedModel, task: PredictorTask, *, chunk: int | None = None) -> None:
         self.model = model
-        self.task = get_task(model.task)
+        self.task = task
         self.chunk = chunk or (64 if model.spatial_dims == 2 else 1)
 
     def predict_images(self, images: Sequence[Image], names: Sequence[str] | None = None) -> list[Any]:
@@ -87,7 +62,7 @@ class Predictor:
             try:
                 out.extend(self.task.infer(self.model, [im], inputs=[name]))
             except MedSightError as exc:
-                out.append(PredictionError(input=name, error=str(exc), error_type=type(exc).__name__))
+                out.append(self.task.error_result(name, exc))
         return out
 
     def predict(self, inputs: Sequence[str | Path], *, read_options: dict[str, Any] | None = None,
@@ -110,12 +85,12 @@ class Predictor:
                     images.append(read(name, **(read_options or {})))
                     where.append(i)
                 except MedSightError as exc:
-                    slots[i] = PredictionError(input=name, error=str(exc), error_type=type(exc).__name__)
+                    slots[i] = self.task.error_result(name, exc)
             if images:
                 try:
                     done = self.predict_images(images, [batch[i] for i in where])
                 except MedSightError as exc:
-                    done = [PredictionError(input=batch[where[0]], error=str(exc), error_type=type(exc).__name__)]
+                    done = [self.task.error_result(batch[where[0]], exc)]
                 for i, r in zip(where, done):
                     slots[i] = r
             for r in slots:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from medsight.config import TrainConfig
-from medsight.engine.state import load_training_state, save_training_state, save_weights
+from medsight.engine.state import load_training_state, save_training_state
 from medsight.errors import ConfigError, TrainingError
+from medsight.models.weights import save_weights
 
 __all__ = ["Trainer", "TrainResult", "TrainingObserver", "TaskHooks", "seed_everything"]
 
@@ -178,7 +179,7 @@ class Trainer:
             start_epoch, best, best_epoch = info["epoch"] + 1, info["best"], info["best_epoch"]
             best_tie_loss = info.get("best_tie_loss") or math.inf
             bad_epochs, history, elapsed_before = info["bad_epochs"], info["history"], info.get("seconds", 0.0)
-            from medsight.engine.state import load_weights
+            from medsight.models.weights import load_weights
 
             best_path = state_dir / "best.safetensors"
             if best_path.is_file():

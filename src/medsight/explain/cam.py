@@ -148,7 +148,7 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         ShapeError, ModalityError: the image does not fit the model.
     """
     from medsight.tasks.base import get_task
-    from medsight.tasks.classification import _preprocessor
+    from medsight.tasks.classification import preprocessor
 
     if model.task != "classification":
         raise ShapeError(f"heatmaps are made for classification models; {model.name} is a {model.task} model")
@@ -156,7 +156,7 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         raise ShapeError(f"method must be 'gradcam' or 'occlusion'; got {method!r}")
     task = get_task("classification")
     task.validate_input(model, image)
-    x = _preprocessor(model)(image)[None]
+    x = preprocessor(model)(image)[None]
     network = model.network
     network.eval()
     if class_index is None:

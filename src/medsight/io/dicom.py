@@ -18,8 +18,8 @@ import numpy as np
 
 from medsight.errors import CorruptFileError, UnsupportedFormatError
 from medsight.io.dicom_pixels import PIXEL_KEYWORDS, dataset_pixels
-from medsight.io.dicom_values import value
-from medsight.io.image import Image, Patient, default_direction
+from medsight.io.dicom_values import patient_of, value
+from medsight.io.image import Image, default_direction
 from medsight.io.limits import ReadLimits
 from medsight.io.registry import register_reader
 
@@ -114,17 +114,6 @@ def _float_list(value: Any, n: int) -> list[float] | None:
     if len(vals) != n or not all(np.isfinite(vals)):
         return None
     return vals
-
-
-def patient_of(ds) -> Patient:
-    """The patient identifiers of a dataset (kept for export, never logged)."""
-
-    def s(kw: str) -> str | None:
-        v = value(ds, kw)
-        return None if v is None or str(v) == "" else str(v)
-
-    return Patient(id=s("PatientID"), name=s("PatientName"), birth_date=s("PatientBirthDate"),
-                   sex=s("PatientSex"), age=s("PatientAge"))
 
 
 def plane_geometry(ds) -> dict[str, Any]:

@@ -70,6 +70,7 @@ __all__ = [
     "build_sr",
     "build_sc",
     "build_seg",
+    "build_mask_seg",
     "write_dicom",
     "source_datasets",
     "sort_like_series",
@@ -528,6 +529,56 @@ def build_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise WriteError(f"could not build the SEG from these sources: {exc}") from exc
     return seg
+
+
+def build_mask_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict[int, str], *,
+                   algorithm: Algorithm, source_uids: Sequence[str] | None = None, series_uid: str | None = None,
+                   sop_uid: str | None = None) -> pydicom.Dataset | None:
+    """The DICOM SEG of a task's label mask, or None when the mask is empty: the one path from
+    a mask to a SEG, used by the CLI, the Python API and the service.
+
+    Args:
+        sources: the source datasets (headers are enough), in any order.
+        mask: the label values on the source grid, ``(slices, rows, cols)`` or ``(rows, cols)``.
+        labels: label value → structure name.
+        algorithm: who made it.
+        source_uids: the SOPInstanceUIDs of the sources in mask slice order, when known (a
+            result records them): every one must be among ``sources``, one per slice, and the
+            sources must sort into that order (see the module docstring), else no SEG is built
+            rather than one that maps slices to the wrong images. Not checked for one
+            multi-frame source.
+        series_uid, sop_uid: the UIDs to use (fresh ones by default).
+
+    Raises:
+        WriteError: a source is missing or out of order, or highdicom refuses the sources.
+        ShapeError: the mask does not match the sources.
+    """
+    from medsight.errors import MedSightError
+
+    arr = np.asarray(mask)
+    if not arr.any():
+        return None
+    if arr.ndim == 2:
+        arr = arr[None]
+    srcs = list(sources)
+    multi_frame = len(srcs) == 1 and int(srcs[0].get("NumberOfFrames", 1) or 1) > 1
+    if source_uids and not multi_frame:
+        uids = [str(u) for u in source_uids]
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in srcs}
+        missing = [u for u in uids if u not in by_uid]
+        if missing or len(uids) != arr.shape[0]:
+            raise WriteError(f"expected the {arr.shape[0]} source instance(s) of the mask; {len(missing)} of the "
+                             f"{len(uids)} recorded are not given")
+        srcs = [by_uid[u] for u in uids]
+        if [str(ds.SOPInstanceUID) for ds in sort_like_series(srcs)] != uids:
+            raise WriteError("the source instances do not sort into the mask's slice order; no SEG is built "
+                             "rather than one that maps slices to the wrong images")
+    try:
+        return build_seg(srcs, arr, labels, algorithm=algorithm, series_uid=series_uid, sop_uid=sop_uid)
+    except MedSightError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - highdicom refuses a source it cannot reference
+        raise WriteError(f"could not build a DICOM SEG: {type(exc).__name__}: {exc}") from exc
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import CorruptFileError, UnsupportedFormatError
+from medsight.io.dicom_values import patient_of
 from medsight.io.image import Image
 from medsight.io.limits import ReadLimits, check_decoded_size
 
@@ -65,8 +66,6 @@ def seg_to_image(ds, *, path: object = None, limits: ReadLimits | None = None) -
             "referenced_series_uid": str(ref[0].SeriesInstanceUID) if ref else None}
     if path is not None:
         meta["source_files"] = [str(path)]
-    from medsight.io.dicom import patient_of
-
     return Image(array=np.ascontiguousarray(arr)[None], spacing=tuple(float(s) for s in spacing), origin=tuple(origin),
                  direction=direction, modality="SEG", study_uid=str(ds.StudyInstanceUID),
                  series_uid=str(ds.SeriesInstanceUID), sop_uids=(str(ds.SOPInstanceUID),),
@@ -85,8 +84,6 @@ def _first_frame_groups(ds) -> Any:
 def _projection_seg(seg, ds, path: object) -> Image:
     """A SEG without plane positions (drawn on projection images): frames in the order of the
     source instances it references, spacing from PixelMeasuresSequence when present."""
-    from medsight.io.dicom import patient_of
-
     uids = [item.ReferencedSOPInstanceUID for series in ds.get("ReferencedSeriesSequence", [])
             for item in series.ReferencedInstanceSequence]
     try:

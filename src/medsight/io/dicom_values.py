@@ -15,7 +15,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["value"]
+from medsight.io.image import Patient
+
+__all__ = ["value", "patient_of"]
 
 _ASCII_VRS = frozenset({"CS", "UI", "DS", "IS", "DA", "TM", "AS"})
 _INT_VRS = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
@@ -61,3 +63,14 @@ def value(ds: Any, keyword: str, default: Any = None) -> Any:
             return ints[0] if len(ints) == 1 else ints
     v = ds.get(keyword, default)
     return default if v is None or (isinstance(v, str) and v == "") else v
+
+
+def patient_of(ds) -> Patient:
+    """The patient identifiers of a dataset (kept for export, never logged)."""
+
+    def s(kw: str) -> str | None:
+        v = value(ds, kw)
+        return None if v is None or str(v) == "" else str(v)
+
+    return Patient(id=s("PatientID"), name=s("PatientName"), birth_date=s("PatientBirthDate"),
+                   sex=s("PatientSex"), age=s("PatientAge"))

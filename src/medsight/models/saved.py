@@ -112,7 +112,7 @@ def versions() -> dict[str, str]:
 
 def save_model(model: SavedModel, path: str | Path) -> Path:
     """Write ``model`` as a folder; returns the folder."""
-    from medsight.engine.state import save_weights
+    from medsight.models.weights import save_weights
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -213,7 +213,7 @@ def load_model(name_or_path: str | Path) -> SavedModel:
             :func:`medsight.models.registry.check_params`), or weights that do not fit the
             architecture.
     """
-    from medsight.engine.state import load_weights
+    from medsight.models.weights import load_weights
 
     folder = resolve_model_path(name_or_path)
     links = sorted(p.name for p in folder.iterdir() if p.is_symlink())

@@ -1,16 +1,19 @@
-"""Segmentation outputs for people: per-case CSV, HTML report with overlays, model card."""
+"""Segmentation outputs for people: per-case CSV, overlays, and the report and model-card
+sections (templates ``segmentation.html.j2`` and ``segmentation.md.j2``)."""
 
 from __future__ import annotations
 
 import csv
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_case_csv", "overlay_png", "write_segmentation_report", "segmentation_model_card", "CSV_METRICS"]
+from medsight.report.render import Section
+
+__all__ = ["write_case_csv", "overlay_png", "segmentation_report_section", "segmentation_card_section", "CSV_METRICS",
+           "SUMMARY_METRICS"]
 
 #: Per-label columns of the case CSV, in order.
 CSV_METRICS = ("dice", "hd95_mm", "surface_dice", "volume_ml", "volume_ref_ml", "volume_error_ml")
@@ -87,151 +90,76 @@ def overlay_png(image: np.ndarray, spacing: Sequence[float], pred: np.ndarray, r
     return fig_to_base64(fig)
 
 
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return html.escape(str(v))
+#: The summary metrics the report's table and the card show, per structure.
+SUMMARY_METRICS = ("dice", "hd95_mm", "surface_dice", "volume_error_ml", "abs_volume_error_ml", "volume_ref_ml")
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}}
-table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
-td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}}
-th{{background:#f3f5f7}}td:first-child,th:first-child{{text-align:left}}.note{{color:#555;font-size:.9rem}}
-code{{background:#f3f5f7;padding:0 .2rem}}figure{{margin:1rem 0}}figcaption{{font-size:.85rem;color:#444}}
-</style></head><body>
-<h1>{title}</h1>
-<p class="note">Model <b>{model}</b> v{version} on <code>{data}</code>, split <b>{split}</b>, n = {n} case(s){skipped}.
-Dice and surface Dice (tolerance {tol} mm) are fractions; HD95 is the 95th-percentile symmetric surface distance in mm;
-volume error is prediction − reference in mL. Mean ± sd over cases (sd with n−1).</p>
-<h2>Summary per structure</h2>
-<table><tr><th>structure</th><th>Dice</th><th>HD95 (mm)</th><th>surface Dice</th><th>volume error (mL)</th>
-<th>|volume error| (mL)</th><th>reference volume (mL)</th></tr>{summary}</table>
-<h2>Examples</h2>
-<p class="note">Reference contours solid, prediction dashed; one colour per structure ({legend}).</p>
-{overlays}
-<h2>Per case</h2>
-<table><tr><th>case</th>{case_head}</tr>{case_rows}</table>
-{skipped_list}
-<h2>Provenance</h2><table>{prov}</table>
-<p class="note">Research use only. Not a medical device.</p>
-</body></html>
-"""
+def _summary(summary: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One structure's summary entries, every metric present (None where the evaluation lacks it)."""
+    s = summary.get(name) or {}
+    return {m: s.get(m) for m in SUMMARY_METRICS}
 
 
-def write_segmentation_report(ev: Mapping[str, Any], path: str | Path, *, manifest: Mapping[str, Any] | None = None,
-                              overlays: Sequence[Mapping[str, str]] = ()) -> Path:
-    """Write an evaluation as one self-contained HTML file.
+def segmentation_report_section(ev: Mapping[str, Any], manifest: Mapping[str, Any] | None = None, *,
+                                overlays: Sequence[Mapping[str, str]] = ()) -> Section:
+    """The report section of a segmentation evaluation.
 
     Args:
         ev: the output of ``SegmentationTask.evaluate``.
-        path: the HTML file to write.
         manifest: the model's manifest (for provenance), optional.
         overlays: ``{"case", "caption", "png"}`` entries (base64 PNG, see :func:`overlay_png`).
     """
-    path = Path(path)
     names = list(ev.get("label_names", []))
-    summ = ev.get("summary", {})
-
-    def ms(name: str, metric: str, nd: int = 3) -> str:
-        s = summ.get(name, {}).get(metric, {})
-        if s.get("mean") is None:
-            return "–"
-        extra = f" ({s['n_undefined']} undefined)" if s.get("n_undefined") else ""
-        return f"{s['mean']:.{nd}f} ± {s['sd']:.{nd}f}{extra}"
-
-    summary = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{ms(n, 'dice')}</td><td>{ms(n, 'hd95_mm', 2)}</td>"
-        f"<td>{ms(n, 'surface_dice')}</td><td>{ms(n, 'volume_error_ml', 4)}</td>"
-        f"<td>{ms(n, 'abs_volume_error_ml', 4)}</td><td>{ms(n, 'volume_ref_ml', 4)}</td></tr>" for n in names)
-    legend = ", ".join(f'<span style="color:{_COLOURS[i % len(_COLOURS)]}">{html.escape(n)}</span>'
-                       for i, n in enumerate(names))
-    figs = "".join(f'<figure><img alt="overlay {html.escape(o["case"])}" src="data:image/png;base64,{o["png"]}">'
-                   f'<figcaption>{html.escape(o.get("caption", o["case"]))}</figcaption></figure>' for o in overlays)
-    if not overlays:
-        figs = '<p class="note">No overlays (the images were not available when the report was written).</p>'
-    head = "".join(f"<th>Dice {html.escape(n)}</th><th>HD95 {html.escape(n)}</th>" for n in names)
-    rows = "".join(
-        f"<tr><td>{html.escape(str(c['case']))}</td>"
-        + "".join(f"<td>{_fmt(c.get('dice', {}).get(n))}</td><td>{_fmt(c.get('hd95_mm', {}).get(n), 2)}</td>"
-                  for n in names) + "</tr>" for c in ev.get("cases", []))
+    summary = ev.get("summary", {})
     skipped = ev.get("skipped") or []
-    skipped_list = ""
-    if skipped:
-        items = "".join(f"<li><code>{html.escape(str(s['input']))}</code>: {html.escape(str(s['error']))}</li>"
-                        for s in skipped)
-        skipped_list = f"<h2>Skipped cases</h2><ul>{items}</ul>"
-    prov_items: list[tuple[str, Any]] = [("model", ev.get("model")), ("version", ev.get("model_version")),
+    provenance: list[tuple[str, Any]] = [("model", ev.get("model")), ("version", ev.get("model_version")),
                                          ("seconds per case", ev.get("seconds_per_case"))]
     if manifest:
-        prov_items += [("weights sha256", manifest.get("weights_sha256")),
+        provenance += [("weights sha256", manifest.get("weights_sha256")),
                        ("target spacing (mm)", manifest.get("preprocessing", {}).get("target_spacing")),
                        ("patch size", manifest.get("inference", {}).get("patch_size")),
                        ("TTA flips", manifest.get("inference", {}).get("tta_flips")),
                        ("largest component", manifest.get("inference", {}).get("largest_component")),
                        ("versions", manifest.get("versions"))]
-    prov = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in prov_items)
-    page = _PAGE.format(title=f"Segmentation evaluation: {html.escape(str(ev.get('model')))}",
-                        model=html.escape(str(ev.get("model"))), version=html.escape(str(ev.get("model_version"))),
-                        data=html.escape(str(ev.get("data"))), split=html.escape(str(ev.get("split"))), n=ev.get("n"),
-                        skipped=f", {len(skipped)} skipped" if skipped else "", tol=ev.get("tolerance_mm"),
-                        summary=summary, legend=legend, overlays=figs, case_head=head, case_rows=rows,
-                        skipped_list=skipped_list, prov=prov)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return Section("segmentation.html.j2", {
+        "title": f"Segmentation evaluation: {ev.get('model')}", "provenance": provenance,
+        "head": {"model": ev.get("model"), "version": ev.get("model_version"), "data": ev.get("data"),
+                 "split": ev.get("split"), "n": ev.get("n"), "tolerance_mm": ev.get("tolerance_mm")},
+        "n_skipped": len(skipped),
+        "structures": [{"name": n, "colour": _COLOURS[i % len(_COLOURS)], "summary": _summary(summary, n)}
+                       for i, n in enumerate(names)],
+        "overlays": [{"case": o["case"], "caption": o.get("caption", o["case"]), "png": o["png"]} for o in overlays],
+        "cases": [(c["case"], [(c.get("dice", {}).get(n), c.get("hd95_mm", {}).get(n)) for n in names])
+                  for c in ev.get("cases", [])],
+        "skipped": [{"input": s.get("input"), "error": s.get("error")} for s in skipped],
+    })
 
 
-def segmentation_model_card(manifest: Mapping[str, Any], *, reproduce: str | None = None) -> str:
-    """A Markdown model card: intended use, data, plan, metrics (mean ± sd), limits."""
+def segmentation_card_section(manifest: Mapping[str, Any]) -> Section:
+    """The model-card section of a segmentation model: structures, architecture, input,
+    inference, the plan and its reasons, training data and mean ± sd metrics per split."""
     t = manifest.get("training", {})
     plan = manifest.get("plan", {})
     pre = manifest.get("preprocessing", {})
     inf = manifest.get("inference", {})
     arch = manifest.get("architecture", {})
-    names = [n for n in manifest.get("labels", [])][1:]
-    lines = [f"# {manifest.get('name')} (v{manifest.get('version')})", "", manifest.get("description") or "", "",
-             "## Model",
-             f"- Task: segmentation of {', '.join(names)} ({arch.get('spatial_dims')}D); label values "
-             f"{manifest.get('label_values')}",
-             f"- Architecture: {arch.get('name')} {arch.get('params') or ''}",
-             f"- Input: {pre.get('channels')} channel(s), modality {', '.join(manifest.get('modalities') or ['any'])}; "
-             f"resampled to {pre.get('target_spacing')} mm; normalisation "
-             f"{[n.get('scheme') for n in pre.get('normalization', [])]}",
-             f"- Inference: sliding window {inf.get('patch_size')} voxels, overlap {inf.get('overlap')}, Gaussian "
-             f"blending; flip TTA {inf.get('tta_flips')}; largest connected component {inf.get('largest_component')}; "
-             "output resampled to the input's grid",
-             "", "## Plan (from the training set's fingerprint)"]
-    for k, v in (plan.get("rules") or {}).items():
-        lines.append(f"- {k}: {v}")
-    fp = plan.get("fingerprint") or {}
-    if fp:
-        lines.append(f"- Fingerprint: {fp.get('n_cases')} training cases, median spacing "
-                     f"{fp.get('spacing_mm', {}).get('median')} mm, median shape {fp.get('shape', {}).get('median')}")
     data = t.get("data", {})
-    lines += ["", "## Training data",
-              f"- Source: {data.get('source')} ({data.get('layout')}); cases per split {data.get('n')}",
-              f"- Split: {t.get('split_file') or 'seeded random'}; listing sha256 {data.get('listing_sha256')}",
-              f"- Training wall time: {t.get('wall_time_s')} s; epochs run {t.get('epochs_run')}, best epoch "
-              f"{t.get('best_epoch')}", "", "## Metrics (mean ± sd over cases)"]
-    for split, m in (manifest.get("metrics") or {}).items():
-        lines.append(f"- {split} (n = {m.get('n')}):")
-        for n in names:
-            s = m.get("summary", {}).get(n, {})
-
-            def f(metric: str, nd: int = 3, s: Mapping[str, Any] = s) -> str:
-                x = s.get(metric) or {}
-                return "–" if x.get("mean") is None else f"{x['mean']:.{nd}f} ± {x['sd']:.{nd}f}"
-
-            lines.append(f"  - {n}: Dice {f('dice')}, HD95 {f('hd95_mm', 2)} mm, surface Dice {f('surface_dice')}, "
-                         f"volume error {f('volume_error_ml', 4)} mL")
-    if reproduce:
-        lines += ["", "## Reproduce", "```", reproduce, "```"]
-    lines += ["", "## Limits",
-              "- Research use only; not a medical device. Validate on local data before any clinical use.",
-              "- Holds only for images like the training data (modality, field of view, resolution, population)."]
-    return "\n".join(lines) + "\n"
+    fp = plan.get("fingerprint") or {}
+    structures = list(manifest.get("labels", []))[1:]
+    return Section("segmentation.md.j2", {
+        "structures": structures, "label_values": manifest.get("label_values"),
+        "arch": {"name": arch.get("name"), "params": arch.get("params"), "spatial_dims": arch.get("spatial_dims")},
+        "pre": {"channels": pre.get("channels"), "target_spacing": pre.get("target_spacing"),
+                "normalization": [n.get("scheme") for n in pre.get("normalization", [])]},
+        "modalities": manifest.get("modalities") or ["any"],
+        "inference": {k: inf.get(k) for k in ("patch_size", "overlap", "tta_flips", "largest_component")},
+        "rules": dict(plan.get("rules") or {}),
+        "fingerprint": {"n_cases": fp.get("n_cases"), "spacing": fp.get("spacing_mm", {}).get("median"),
+                        "shape": fp.get("shape", {}).get("median")} if fp else None,
+        "data": {"source": data.get("source"), "layout": data.get("layout"), "n": data.get("n"),
+                 "listing_sha256": data.get("listing_sha256")},
+        "training": {"split_file": t.get("split_file"), "wall_time_s": t.get("wall_time_s"),
+                     "epochs_run": t.get("epochs_run"), "best_epoch": t.get("best_epoch")},
+        "metrics": [(split, m.get("n"), [(n, _summary(m.get("summary", {}), n)) for n in structures])
+                    for split, m in (manifest.get("metrics") or {}).items()],
+    })

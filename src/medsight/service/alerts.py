@@ -1,20 +1,24 @@
 """Alerts: rules over results, records, and delivery to a webhook.
 
 A rule fires on one result: the model's own positive decision, a score above a value, a
-nodule of at least N mm, or a measurement that grew by at least X % since the patient's
-previous result of the same model. Each firing creates one :class:`~medsight.service.db.Alert`
-(unique per result and rule) and, when a webhook is configured, a ``webhook`` job, so that
-delivery is retried until the receiver answers 2xx.
+nodule of at least N mm (any of the result's nodules: a study may hold several, each its own
+finding with a lesion id), or a measurement that grew by at least X % since the patient's
+previous result of the same model. Rules read the result's findings
+(:meth:`medsight.tasks.results.Result.findings`), never its type. Each firing creates one
+:class:`~medsight.service.db.Alert` (unique per result and rule) and, when a webhook is
+configured, a ``webhook`` job, so that delivery is retried until the receiver answers 2xx.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from medsight.service.config import AlertRule, WebhookConfig
+from medsight.tasks.results import Finding
 
 __all__ = ["PRIORITY_RANK", "Firing", "evaluate_rules", "webhook_payload", "post_webhook"]
 
@@ -32,7 +36,7 @@ class Firing:
 
 
 def evaluate_rules(rules: list[AlertRule], *, model: str, positive: bool | None, score: float | None,
-                   label: str | None, threshold: float | None, findings: dict[str, float],
+                   label: str | None, threshold: float | None, findings: Sequence[Finding] | Mapping[str, float],
                    previous: dict[str, float] | None) -> list[Firing]:
     """The rules that fire on one result.
 
@@ -40,10 +44,22 @@ def evaluate_rules(rules: list[AlertRule], *, model: str, positive: bool | None,
         rules: the ``alerts.rules`` section.
         model: the config name of the model that made the result.
         positive, score, label, threshold: the result's decision.
-        findings: numeric measurements by name (``nodule_diameter_mm``, ``volume_ml``, ...).
-        previous: the same patient's previous measurements for this model (``score`` included),
-            or None when this is the first.
+        findings: the result's findings; several may share a name, one per lesion
+            (``nodule_diameter_mm`` of each nodule). A mapping name → value is taken as one
+            finding per name.
+        previous: the same patient's previous measurements for this model by finding name
+            (``score`` included), or None when this is the first.
+
+    A ``growth_percent`` rule compares the first finding of its ``measurement`` name with the
+    previous value of that name; a ``nodule_mm`` rule fires once per result, for every nodule
+    of at least its size.
     """
+    items = ([Finding(k, float(v)) for k, v in findings.items()] if isinstance(findings, Mapping)
+             else list(findings))
+    values: dict[str, float] = {}
+    for f in items:
+        if f.value is not None:
+            values.setdefault(f.name, float(f.value))
     out: list[Firing] = []
     for r in rules:
         if r.model is not None and r.model != model:
@@ -53,12 +69,17 @@ def evaluate_rules(rules: list[AlertRule], *, model: str, positive: bool | None,
         elif r.kind == "probability_above" and score is not None and r.value is not None and score > r.value:
             out.append(Firing(r.name, r.priority, f"{model}: score {score:.3f} > {r.value:.3f}"))
         elif r.kind == "nodule_mm" and r.value is not None:
-            d = findings.get("nodule_diameter_mm")
-            if d is not None and d >= r.value:
-                out.append(Firing(r.name, r.priority, f"{model}: nodule of {d:.1f} mm (≥ {r.value:g} mm)"))
+            big = [f for f in items if f.name == "nodule_diameter_mm" and f.value is not None and f.value >= r.value]
+            if len(big) == 1:
+                out.append(Firing(r.name, r.priority, f"{model}: nodule of {big[0].value:.1f} mm (≥ {r.value:g} mm)"))
+            elif big:
+                largest = max(float(f.value) for f in big)  # type: ignore[arg-type]
+                lesions = ", ".join(f.lesion_id or "?" for f in big)
+                out.append(Firing(r.name, r.priority, f"{model}: {len(big)} nodules of ≥ {r.value:g} mm, the largest "
+                                                      f"{largest:.1f} mm (lesions {lesions})"))
         elif r.kind == "growth_percent" and previous and r.value is not None:
             key = r.measurement or "score"
-            now_v = score if key == "score" else findings.get(key)
+            now_v = score if key == "score" else values.get(key)
             before = previous.get(key)
             if now_v is not None and before not in (None, 0):
                 growth = 100.0 * (now_v - before) / abs(before)  # type: ignore[operator]

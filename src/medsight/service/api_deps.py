@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the API routers: the context and token checks."""
+"""FastAPI dependencies shared by the API routers: the context, token checks and refusal statuses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from medsight.errors import AuthError
 from medsight.service.auth import Principal
 from medsight.service.context import ServiceContext
 
-__all__ = ["context", "require", "client_address", "route_template"]
+__all__ = ["context", "require", "client_address", "route_template", "HTTP_STATUS_BY_CODE"]
+
+#: HTTP status for each refusal code of :class:`~medsight.errors.RefusedInputError`.
+HTTP_STATUS_BY_CODE = {"not_image": 415, "corrupt": 422, "missing_uid": 422, "unknown_modality": 422,
+                       "too_large": 413}
 
 
 def client_address(request: Request) -> str:

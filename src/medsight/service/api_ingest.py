@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from medsight.errors import RefusedInputError
 from medsight.service import audit
-from medsight.service.api_deps import require
+from medsight.service.api_deps import HTTP_STATUS_BY_CODE, require
 from medsight.service.auth import Principal
 from medsight.service.scp import STATUS_BY_CODE
 
@@ -132,8 +132,6 @@ async def upload(request: Request, principal: Principal = Depends(require("send"
 
 
 def _http_status(codes: list[str]) -> int:
-    from medsight.service.app import HTTP_STATUS_BY_CODE
-
     distinct = set(codes)
     return HTTP_STATUS_BY_CODE.get(codes[0], 409) if len(distinct) == 1 else 409
 

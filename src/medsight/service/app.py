@@ -18,13 +18,9 @@ from medsight.service.auth import token_hint
 from medsight.service.context import ServiceContext
 from medsight.service.logs import safe_error
 
-__all__ = ["create_app", "HTTP_STATUS_BY_CODE", "SECURITY_HEADERS", "SecurityHeaders"]
+__all__ = ["create_app", "SECURITY_HEADERS", "SecurityHeaders"]
 
 log = logging.getLogger(__name__)
-
-#: HTTP status for each refusal code of :class:`~medsight.errors.RefusedInputError`.
-HTTP_STATUS_BY_CODE = {"not_image": 415, "corrupt": 422, "missing_uid": 422, "unknown_modality": 422,
-                       "too_large": 413}
 
 WEB = Path(__file__).parent / "web"
 
@@ -85,9 +81,10 @@ def create_app(ctx: ServiceContext) -> Any:
     from fastapi.staticfiles import StaticFiles
 
     import medsight
+    from medsight.service.api_deps import HTTP_STATUS_BY_CODE
     from medsight.service.api_ingest import router as ingest_router
     from medsight.service.api_query import router as query_router
-    from medsight.service.metrics import render_metrics
+    from medsight.service.prometheus import render_metrics
 
     app = FastAPI(title="MedSight service", version=medsight.__version__, docs_url=None, redoc_url=None,
                   openapi_url=None,

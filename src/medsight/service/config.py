@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from medsight.config import format_validation
 from medsight.errors import ConfigError
+from medsight.response.policy import PolicyRule, TreatmentPolicy  # noqa: F401  (PolicyRule: re-exported)
 
 __all__ = [
     "ServiceConfig",
@@ -274,16 +275,8 @@ class AlertsConfig(_Strict):
     rules: list[AlertRule] = Field(default_factory=list)
 
 
-class PolicyRule(_Strict):
-    above: float
-    suggestion: str
-
-
-class TreatmentConfig(_Strict):
-    """The monitoring policy: the first rule whose ``above`` the score exceeds wins."""
-
-    rules: list[PolicyRule] = Field(default_factory=lambda: [PolicyRule(above=0.5, suggestion="Intensify treatment")])
-    default: str = "Maintain or reduce treatment"
+#: The ``treatment`` section: the monitoring policy (library code, :mod:`medsight.response.policy`).
+TreatmentConfig = TreatmentPolicy
 
 
 class CatchupConfig(_Strict):

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medsight.service.auth import FailureLimiter, TokenAuth
+from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Database
 from medsight.service.ingest import Ingestor
-from medsight.service.models import ModelCatalog
 from medsight.service.routing import Router
 
 __all__ = ["ServiceContext", "build_context"]

@@ -31,10 +31,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-__all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultOutput", "Alert", "Suggestion", "AuditEvent",
-           "KeyValue", "Database", "now"]
+__all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultFinding", "ResultOutput", "Alert", "Suggestion",
+           "AuditEvent", "KeyValue", "Database", "now"]
 
 
 def now() -> float:
@@ -137,6 +137,48 @@ class Result(Base):
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[float | None] = mapped_column(Float)  # when its input arrived
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    #: What the result found, in the order the result listed it (loaded with the result).
+    findings: Mapped[list[ResultFinding]] = relationship(order_by="ResultFinding.id", lazy="selectin",
+                                                          viewonly=True)
+
+
+class ResultFinding(Base):
+    """One finding of a result (:meth:`medsight.tasks.results.Result.findings`), stored with
+    the result: what alert rules and the SR read. A result may hold several findings of one
+    name, one per lesion (``lesion_id``), e.g. several nodules of one study.
+
+    ``region`` is where the finding is in patient mm (LPS): ``{"center_mm": [x, y, z],
+    "size_mm": [...] or null}``, or null when the task does not locate it.
+    """
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120), index=True)  # volume_ml_Anterior, nodule_diameter_mm, ...
+    title: Mapped[str | None] = mapped_column(String(64))  # what a report shows
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32), default="1")  # UCUM
+    text: Mapped[str | None] = mapped_column(String(160))  # a categorical finding (the decision)
+    lesion_id: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    @classmethod
+    def of(cls, result_id: int, finding: Any) -> ResultFinding:
+        """The row of a :class:`~medsight.tasks.results.Finding`."""
+        return cls(result_id=result_id, name=finding.name[:120], title=None if finding.title is None
+                   else finding.title[:64], value=finding.value, unit=finding.unit[:32],
+                   text=None if finding.text is None else str(finding.text)[:160],
+                   lesion_id=finding.lesion_id, region=None if finding.region is None else finding.region.to_dict())
+
+    def to_finding(self) -> Any:
+        """The :class:`~medsight.tasks.results.Finding` this row holds."""
+        from medsight.tasks.results import Finding, Region
+
+        region = None
+        if self.region:
+            size = self.region.get("size_mm")
+            region = Region(tuple(self.region["center_mm"]), None if size is None else tuple(size))
+        return Finding(self.name, self.value, self.unit, self.text, self.title, self.lesion_id, region)
 
 
 class ResultOutput(Base):

@@ -23,14 +23,16 @@ from sqlalchemy.orm import Session
 from medsight.errors import MedSightError
 from medsight.service import audit
 from medsight.service.alerts import PRIORITY_RANK, evaluate_rules
+from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
-from medsight.service.db import Alert, Instance, Result, Series, Suggestion, now
+from medsight.service.db import Alert, Instance, Result, ResultFinding, Series, Suggestion, now
 from medsight.service.logs import safe_error
-from medsight.service.models import ModelCatalog
 from medsight.service.queue import enqueue
 from medsight.service.timeline import previous_measurements, suggest
+from medsight.tasks.results import PredictionError
+from medsight.tasks.writers import write
 
-__all__ = ["Outcome", "Processor", "result_key", "measurements"]
+__all__ = ["Outcome", "Processor", "result_key", "measurements", "stored_measurements"]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,24 @@ def result_key(input_id: str, model_name: str, version: str) -> str:
     return f"{input_id}|{model_name}|{version}"
 
 
-def measurements(outputs: dict[str, Any] | None) -> dict[str, float]:
-    """The numeric findings of a stored result's outputs, as alert rules see them.
+def stored_measurements(result: Result) -> dict[str, float]:
+    """A stored result's numeric findings by name (the first of each name), as growth rules
+    compare them: its ``findings`` rows, or for a result stored by a MedSight older than the
+    findings table, what :func:`measurements` reads from its outputs."""
+    if not result.findings:
+        return measurements(result.outputs)
+    out: dict[str, float] = {}
+    for f in result.findings:
+        if f.value is not None:
+            out.setdefault(f.name, float(f.value))
+    return out
 
-    ``findings`` (e.g. ``nodule_diameter_mm``) as they are, and each structure volume of a
-    segmentation (``volumes_ml``) as ``volume_ml_<structure>`` (mL), so that ``growth_percent``
-    rules can follow a volume over time.
+
+def measurements(outputs: dict[str, Any] | None) -> dict[str, float]:
+    """The numeric findings of a result stored before the findings table existed, read from
+    its outputs: ``findings`` (e.g. ``nodule_diameter_mm``) as they are, and each structure
+    volume (``volumes_ml``) as ``volume_ml_<structure>`` (mL), the names
+    :meth:`medsight.tasks.results.Result.findings` gives them now.
     """
     out = {k: float(v) for k, v in ((outputs or {}).get("findings") or {}).items()
            if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -148,8 +162,6 @@ class Processor:
                        patient_id=inst.patient_id, received_at=inst.received_at, error=message)
 
     def _predict(self, model_name: str, items: list[tuple[Any, Any, float]], t_claim: float) -> list[Outcome]:
-        from medsight.tasks.results import PredictionError
-
         info = self.catalog.available[model_name]
         predictor = self.catalog.predictor(model_name)
         t0 = time.perf_counter()
@@ -169,13 +181,11 @@ class Processor:
                         patient_id=inst.patient_id, received_at=inst.received_at, result=pred)
             o.timings = {"queue_ms": round((t_claim - inst.received_at) * 1000, 2), "read_ms": round(read_ms, 2),
                          "inference_ms": round(infer_ms, 2)}
-            if getattr(pred, "mask", None) is not None:  # a 2D segmentation model
-                try:
-                    o.mask = self._save_mask(o, pred.mask)
-                except MedSightError as exc:
-                    out.append(self._error(inst, model_name, safe_error(exc)))
-                    continue
-                self._mask_overlay(o, image, pred.mask)
+            try:
+                self._artifacts(o, image, pred)
+            except MedSightError as exc:
+                out.append(self._error(inst, model_name, safe_error(exc)))
+                continue
             self._explain(o, image)
             out.append(o)
         return out
@@ -234,18 +244,27 @@ class Processor:
             try:
                 t0 = time.perf_counter()
                 pred = self.catalog.predictor(m).predict_images([image], [uid])[0]
-                if hasattr(pred, "error_type"):
+                if isinstance(pred, PredictionError):
                     outcomes.append(Outcome(status="error", error=f"{pred.error_type}: {pred.error}", **base))
                     continue
                 o = Outcome(status="ok", result=pred, **base)
                 o.timings = {"inference_ms": round((time.perf_counter() - t0) * 1000, 2)}
-                if getattr(pred, "mask", None) is not None:
-                    o.mask = self._save_mask(o, pred.mask)
-                    self._mask_overlay(o, image, pred.mask)
+                self._artifacts(o, image, pred)
                 outcomes.append(o)
             except MedSightError as exc:
                 outcomes.append(Outcome(status="error", error=safe_error(exc), **base))
         return f"processed by {', '.join(match.series_models)}", outcomes
+
+    def _artifacts(self, o: Outcome, image: Any, result: Any) -> None:
+        """Store a result's artifacts: a mask as a NIfTI file with its picture over the image.
+
+        Raises:
+            WriteError: the mask file cannot be written.
+        """
+        for artifact in result.artifacts():
+            if artifact.kind == "mask":
+                o.mask = self._save_mask(o, result, artifact.value)
+                self._mask_overlay(o, image, artifact.value)
 
     def _mask_overlay(self, o: Outcome, image: Any, mask: Any) -> None:
         """A picture of the mask over its image for the dashboard: the slice with the most
@@ -272,9 +291,9 @@ class Processor:
         PILImage.fromarray(rgb).save(path)
         o.overlay_path = str(path)
 
-    def _save_mask(self, o: Outcome, mask: Any) -> dict[str, Any]:
-        """Write a segmentation's label mask as NIfTI in the input's geometry, under
-        ``storage/masks/<study>/``, named after the result's key (a re-run writes the same file).
+    def _save_mask(self, o: Outcome, result: Any, mask: Any) -> dict[str, Any]:
+        """Write a result's label mask as NIfTI in the input's geometry (its ``nifti`` writer),
+        under ``storage/masks/<study>/``, named after the result's key (a re-run writes the same file).
 
         Returns:
             What the result's outputs record: the path, the format, and the SOPInstanceUIDs of
@@ -284,19 +303,10 @@ class Processor:
             WriteError: the file cannot be written.
         """
         import hashlib
-        import os
-
-        from medsight.errors import WriteError
-        from medsight.io.nifti import write_nifti
 
         name = hashlib.sha256(o.key.encode()).hexdigest()[:24]
         path = self.masks / o.study_uid / f"{o.series_uid}.{o.info.model_name}.{name}.nii.gz"
-        tmp = path.with_name(f".{os.getpid()}.{path.name}")  # keeps .nii.gz: nibabel compresses by suffix
-        write_nifti(mask, tmp)
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise WriteError(f"could not store the mask: {exc}", path=path) from exc
+        write(result, "nifti", path)
         return {"path": str(path), "format": "nifti", "sop_uids": list(mask.sop_uids)}
 
     # -- storing ---------------------------------------------------------------------------
@@ -324,7 +334,9 @@ class Processor:
             audit.record(s, self.actor, "processed", "result", str(rid), input=target, model=o.info.model_name,
                          model_version=o.info.version, weights_sha256=values["weights_sha256"],
                          input_sha256=values["input_sha256"])
-            self._alerts_and_policy(s, o, rid, values)
+            findings = o.result.findings()
+            s.add_all([ResultFinding.of(rid, f) for f in findings])
+            self._alerts_and_policy(s, o, rid, values, findings)
             if self.cfg.outputs.dicom or self.cfg.outputs.stow_rs:
                 enqueue(s, "send", f"send:{rid}", {"result_id": rid}, priority=5)
         return new_ids
@@ -340,28 +352,22 @@ class Processor:
         if r is not None:
             prov = r.provenance
             row.update(weights_sha256=prov.weights_sha256, input_sha256=prov.input_sha256)
-            d = r.to_dict()
-            d.pop("provenance", None)
-            d.pop("input", None)
-            row["outputs"].update(d)
+            db = write(r, "db")  # the result's columns and outputs, by its type's writer
+            row.update(label=db["label"], score=db["score"], threshold=db["threshold"], positive=db["positive"])
+            row["outputs"].update(db["outputs"])
             row["outputs"]["heatmap"] = o.heatmap
             if o.mask is not None:
                 row["outputs"]["mask"] = o.mask
-            if hasattr(r, "probabilities"):
-                row.update(label=r.label, score=r.score, threshold=r.threshold, positive=r.positive)
-                if r.score is None and r.probabilities:
-                    row["score"] = max(r.probabilities.values())
         if o.received_at is not None:
             row["timings"]["total_ms"] = round((t - o.received_at) * 1000, 2)
         return row
 
-    def _alerts_and_policy(self, s: Session, o: Outcome, rid: int, row: dict[str, Any]) -> None:
-        findings = measurements(row["outputs"])
+    def _alerts_and_policy(self, s: Session, o: Outcome, rid: int, row: dict[str, Any], findings: list[Any]) -> None:
         prev = previous_measurements(s, o.patient_id, o.info.model_name, row["created_at"])
         previous = None
         if prev:
             last = prev[-1]
-            previous = {"score": last.score, **measurements(last.outputs)}
+            previous = {"score": last.score, **stored_measurements(last)}
         for f in evaluate_rules(self.cfg.alerts.rules, model=o.model, positive=row["positive"], score=row["score"],
                                 label=row["label"], threshold=row["threshold"], findings=findings, previous=previous):
             webhook = self.cfg.alerts.webhook is not None

@@ -57,22 +57,29 @@ class OutputObject:
 
 
 def _findings(result: Any) -> list[Any]:
-    from medsight.io.dicom_out import Finding
+    """A stored result's findings (its ``findings`` rows, in the order the result listed them)."""
+    if result.findings:
+        return [f.to_finding() for f in result.findings]
+    return _legacy_findings(result)
 
-    out = []
-    probs = (result.outputs or {}).get("probabilities") or {}
-    for label, p in probs.items():
-        out.append(Finding(name=f"Probability of {label}"[:64], value=float(p), unit="1"))
+
+def _legacy_findings(result: Any) -> list[Any]:
+    """The findings of a result stored by a MedSight older than the findings table, read from
+    its outputs under the names :meth:`medsight.tasks.results.Result.findings` gives them now."""
+    from medsight.tasks.results import Finding
+
+    out, outputs = [], result.outputs or {}
+    for label, p in (outputs.get("probabilities") or {}).items():
+        out.append(Finding(f"probability_{label}", float(p), "1", title=f"Probability of {label}"[:64]))
     if result.threshold is not None:
-        out.append(Finding(name="Operating threshold", value=float(result.threshold), unit="1"))
+        out.append(Finding("threshold", float(result.threshold), "1", title="Operating threshold"))
     if result.label:
-        out.append(Finding(name="Decision", text=str(result.label)))
-    for name, v in ((result.outputs or {}).get("volumes_ml") or {}).items():
-        out.append(Finding(name=f"Volume of {name}"[:64], value=float(v), unit="mL"))
-    for name, v in ((result.outputs or {}).get("findings") or {}).items():
+        out.append(Finding("decision", text=str(result.label), title="Decision"))
+    for name, v in (outputs.get("volumes_ml") or {}).items():
+        out.append(Finding(f"volume_ml_{name}", float(v), "mL", title=f"Volume of {name}"[:64]))
+    for name, v in (outputs.get("findings") or {}).items():
         if isinstance(v, (int, float)):
-            out.append(Finding(name=name.replace("_", " ")[:64], value=float(v),
-                               unit="mm" if name.endswith("_mm") else "1"))
+            out.append(Finding(name, float(v), "mm" if name.endswith("_mm") else "1"))
     return out
 
 
@@ -92,31 +99,20 @@ def _seg(result: Any, sources: list[Any], algo: Any) -> Any | None:
     """
     from medsight.errors import MedSightError, WriteError
     from medsight.io import read
-    from medsight.io.dicom_out import build_seg, sort_like_series
+    from medsight.io.dicom_out import build_mask_seg
 
     mask_info = result.outputs["mask"]
-    uids = source_sop_uids(result) or []
     try:
         mask = read(mask_info["path"])
     except MedSightError as exc:
         raise WriteError(f"cannot read the stored mask of result {result.id}: {exc}") from exc
-    arr = np.asarray(mask.array[0])
-    if not arr.any():
-        return None
-    if mask.n_spatial == 2:
-        arr = arr[None]
-    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
-    missing = [u for u in uids if u not in by_uid]
-    if missing or len(uids) != arr.shape[0]:
-        raise WriteError(f"expected the {arr.shape[0]} source instance(s) of the mask of result {result.id}; "
-                         f"{len(missing)} of the {len(uids)} recorded are not stored")
-    srcs = [by_uid[u] for u in uids]
-    if [str(ds.SOPInstanceUID) for ds in sort_like_series(srcs)] != uids:
-        raise WriteError(f"the source instances of result {result.id} do not sort into the mask's slice order; "
-                         "no SEG is built rather than one that maps slices to the wrong images")
     labels = {int(k): str(v) for k, v in (result.outputs.get("labels") or {}).items()}
-    return build_seg(srcs, arr, labels, algorithm=algo, series_uid=derived_uid(result.series_uid, result.model, "SEG"),
-                     sop_uid=derived_uid(result.key, "SEG"))
+    try:
+        return build_mask_seg(sources, mask.array[0], labels, algorithm=algo, source_uids=source_sop_uids(result) or [],
+                              series_uid=derived_uid(result.series_uid, result.model, "SEG"),
+                              sop_uid=derived_uid(result.key, "SEG"))
+    except WriteError as exc:
+        raise WriteError(f"result {result.id}: {exc}") from exc
 
 
 def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[OutputObject]:
@@ -135,17 +131,16 @@ def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[O
     Raises:
         WriteError: an object cannot be built from these sources (see :func:`_seg`).
     """
-    from medsight.io.dicom_out import Algorithm, build_sc, build_sr
+    from medsight.io.dicom_out import Algorithm, build_sc
+    from medsight.tasks.writers import findings_sr
 
     algo = Algorithm(result.model, result.model_version, cfg.manufacturer)
     out: list[OutputObject] = []
     key = result.key
     if cfg.send_sr:
-        findings = _findings(result)
-        if findings:
-            sr = build_sr(sources, findings, algorithm=algo, title=f"MedSight {result.model}"[:64],
-                          series_uid=derived_uid(result.series_uid, result.model, "SR"),
-                          sop_uid=derived_uid(key, "SR"))
+        sr = findings_sr(_findings(result), sources, algorithm=algo, title=f"MedSight {result.model}"[:64],
+                         series_uid=derived_uid(result.series_uid, result.model, "SR"), sop_uid=derived_uid(key, "SR"))
+        if sr is not None:
             out.append(OutputObject("SR", sr))
     if cfg.send_sc and result.overlay_path and Path(result.overlay_path).is_file() and len(sources) == 1:
         from PIL import Image as PILImage

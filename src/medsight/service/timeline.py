@@ -1,10 +1,8 @@
-"""Patients over time: each patient's results in order, their trend, and the monitoring
-policy's treatment suggestion with its reasons.
+"""Patients over time, from the database: each patient's results in order, their trend, and
+the monitoring policy's treatment suggestions with their reasons.
 
-This is the reference design's monitoring loop (acquire → predict → adjust → log). Until a
-treatment module exists the policy is a list of score thresholds; the reference default is
-"probability > 0.5 → Intensify treatment, otherwise Maintain or reduce treatment". Every
-suggestion is stored with its reasons and the policy that made it, so it can be audited.
+The policy and the trend are library code (:mod:`medsight.response`); this module reads the
+results they need and the suggestions stored with their reasons, so that each can be audited.
 """
 
 from __future__ import annotations
@@ -15,56 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medsight.service.config import TreatmentConfig
+from medsight.response import suggest, trend
 from medsight.service.db import Result, Series, Suggestion
 
 __all__ = ["suggest", "trend", "previous_measurements", "patient_timeline"]
-
-
-def suggest(policy: TreatmentConfig, score: float, *, label: str, model: str,
-            history: list[float]) -> tuple[str, list[str]]:
-    """The suggestion for a new score, and why.
-
-    Args:
-        policy: the ``treatment`` section.
-        score: the new result's score (probability of the positive class).
-        label: the positive class's name, for the reasons.
-        model: the model's name, for the reasons.
-        history: the patient's earlier scores of this model, oldest first.
-
-    Returns:
-        ``(suggestion, reasons)``.
-    """
-    reasons: list[str] = []
-    chosen = None
-    for rule in policy.rules:
-        if score > rule.above:
-            chosen = rule.suggestion
-            reasons.append(f"P({label}) by {model} = {score:.3f} > {rule.above:.2f}: policy rule '{rule.suggestion}'")
-            break
-    if chosen is None:
-        lowest = min((r.above for r in policy.rules), default=None)
-        chosen = policy.default
-        bound = f" ≤ {lowest:.2f}" if lowest is not None else ""
-        reasons.append(f"P({label}) by {model} = {score:.3f}{bound}: policy default '{policy.default}'")
-    t = trend(history + [score])
-    if t["n"] >= 2:
-        reasons.append(f"trend over {t['n']} results: {t['direction']} ({t['first']:.3f} → {t['last']:.3f}, "
-                       f"change {t['delta']:+.3f})")
-    else:
-        reasons.append("first result for this patient and model: no trend yet")
-    return chosen, reasons
-
-
-def trend(values: list[float], *, tolerance: float = 0.05) -> dict[str, Any]:
-    """Direction and size of the change across a series of values (oldest first)."""
-    if not values:
-        return {"n": 0, "direction": "none"}
-    first, last = float(values[0]), float(values[-1])
-    delta = last - first
-    direction = "rising" if delta > tolerance else "falling" if delta < -tolerance else "stable"
-    return {"n": len(values), "first": first, "last": last, "delta": delta, "direction": direction,
-            "values": [round(float(v), 6) for v in values]}
 
 
 def previous_measurements(session: Session, patient_id: str | None, model: str, before: float) -> list[Result]:

@@ -20,10 +20,10 @@ from sqlalchemy import select, update
 
 from medsight.errors import MedSightError, ServiceError
 from medsight.service import audit
+from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
 from medsight.service.logs import safe_error
-from medsight.service.models import ModelCatalog
 from medsight.service.process import Processor
 from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
 from medsight.service.routing import Router

@@ -10,12 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsight.config import Config
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
+from medsight.tasks.results import PredictionError, Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.report import Section
 
 __all__ = ["Task", "get_task", "list_tasks"]
 
@@ -26,6 +30,8 @@ class Task(ABC):
     name: str = ""
     #: The split ``evaluate`` scores when none is named (None: every labelled case).
     default_split: str | None = "test"
+    #: The type of the results ``infer`` returns (its CSV columns, its writers).
+    result_type: type = Result
 
     @abstractmethod
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
@@ -57,13 +63,34 @@ class Task(ABC):
 
     def expand_inputs(self, model: SavedModel, inputs: Sequence[str | Path]) -> list[str]:
         """Turn folders into the inputs they hold (files for 2D models, series for 3D)."""
-        from medsight.engine.predictor import expand_inputs
+        from medsight.io.discovery import expand_inputs
 
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
 
+    def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
+        """The task's section of the HTML report of ``evaluation`` (its template and values)."""
+        raise NotImplementedError(f"{self.name} has no report yet")
+
+    def card_section(self, manifest: dict[str, Any]) -> Section:
+        """The task's section of the model card of a model with this ``manifest``."""
+        raise NotImplementedError(f"{self.name} has no model card yet")
+
+    def error_result(self, input: str, exc: Exception) -> PredictionError:
+        """What an input that could not be read or predicted becomes in the output list."""
+        return PredictionError(input=input, error=str(exc), error_type=type(exc).__name__)
+
     def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
         """Write the task's self-contained HTML report for ``evaluation``."""
-        raise NotImplementedError(f"{self.name} has no report yet")
+        from medsight.report import write_report
+
+        return write_report(self.report_section(evaluation, model=model), path)
+
+    def model_card(self, manifest: dict[str, Any], *, reproduce: str | None = None) -> str:
+        """The Markdown model card of a model with this ``manifest`` (``reproduce``: the command
+        that retrains it, else ``manifest["reproduce"]``)."""
+        from medsight.report import render_card
+
+        return render_card(self.card_section(manifest), manifest, reproduce=reproduce)
 
 
 _TASKS: dict[str, type[Task]] = {}

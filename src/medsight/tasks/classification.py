@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +24,10 @@ from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
 
-__all__ = ["ClassificationTask", "positive_index"]
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.report import Section
+
+__all__ = ["ClassificationTask", "positive_index", "preprocessor"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,9 @@ class _Hooks:
         return {"val_loss": loss, "val_auc": float(auc), "val_accuracy": float(np.mean(p.argmax(1) == y))}
 
 
-def _preprocessor(model: SavedModel):
+def preprocessor(model: SavedModel) -> Any:
+    """The classification preprocessor of ``model`` (built from its manifest once, then kept on
+    the model): an :class:`~medsight.io.Image` in, the network's input tensor out."""
     from medsight.transforms.preprocess import Preprocessor
 
     pre = getattr(model, "_preprocessor", None)
@@ -104,11 +109,12 @@ def _preprocessor(model: SavedModel):
 @register_task
 class ClassificationTask(Task):
     name = "classification"
+    result_type = ClassificationResult
 
     # -- inference ----------------------------------------------------------------------------
     def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities, shape (N, n_classes)."""
-        pre = _preprocessor(model)
+        pre = preprocessor(model)
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
@@ -165,7 +171,7 @@ class ClassificationTask(Task):
         if not samples:
             raise DataError(f"{cfg.source}: the {split} split is empty")
         t0 = time.perf_counter()
-        pre = _preprocessor(model)
+        pre = preprocessor(model)
         x, kept, errors = prepare_samples(samples, pre)
         if not kept:
             raise DataError(f"{cfg.source}: none of the {len(samples)} images could be read; first error: "
@@ -194,10 +200,15 @@ class ClassificationTask(Task):
         })
         return report
 
-    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None) -> Path:
-        from medsight.report.classification import write_classification_report
+    def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
+        from medsight.report.classification import classification_report_section
 
-        return write_classification_report(evaluation, path, manifest=model.manifest if model else None)
+        return classification_report_section(evaluation, model.manifest if model else None)
+
+    def card_section(self, manifest: dict[str, Any]) -> Section:
+        from medsight.report.classification import classification_card_section
+
+        return classification_card_section(manifest)
 
     # -- training -----------------------------------------------------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
@@ -308,7 +319,7 @@ class ClassificationTask(Task):
                 evaluations[name] = self.evaluate(model, cfg.data, split=name, n_boot=cfg.evaluation.bootstrap,
                                                   seed=cfg.train.seed)
         manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
-        model.card = model_card(manifest)
+        model.card = self.model_card(manifest)
         model.save(run_dir / "model")
         eval_dir = run_dir / "evaluation"
         eval_dir.mkdir(exist_ok=True)
@@ -366,32 +377,3 @@ def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[i
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold")
     return {k: ev[k] for k in keys if k in ev}
-
-
-def model_card(manifest: dict[str, Any]) -> str:
-    """A Markdown model card from the manifest (intended use, data, metrics, limits)."""
-    t = manifest.get("training", {})
-    data = t.get("data", {})
-    arch, pre = manifest["architecture"], manifest["preprocessing"]
-    lines = [f"# {manifest['name']} (v{manifest.get('version')})", "", manifest.get("description") or "", "",
-             "## Model", f"- Task: {manifest['task']}; labels: {', '.join(repr(x) for x in manifest['labels'])}",
-             f"- Architecture: {arch['name']} {arch.get('params') or ''}"
-             f" ({arch['spatial_dims']}D, ensemble of {arch.get('ensemble', 1)})",
-             f"- Input: {pre.get('channels')} channel(s), resized to "
-             f"{pre.get('spatial_size')}, intensity '{pre.get('intensity')}'"]
-    if manifest.get("threshold") is not None:
-        lines.append(f"- Operating threshold: {manifest['threshold']:.4f} on P({manifest.get('positive_label')}), "
-                     f"chosen on the validation split by rule '{manifest.get('threshold_rule')}'")
-    lines += ["", "## Training data", f"- Source: {data.get('file') or data.get('source')} ({data.get('format')})",
-              f"- Images: {data.get('n')}; class counts: {data.get('class_counts')}",
-              f"- Checksum: {data.get('md5') or data.get('sha256') or data.get('listing_sha256')}",
-              f"- Training wall time: {t.get('wall_time_s')} s; best epochs {t.get('best_epochs')}", ""]
-    if manifest.get("reproduce"):
-        lines += ["## Reproduce", "", "```", manifest["reproduce"], "```", ""]
-    lines += ["## Metrics"]
-    for split, m in manifest.get("metrics", {}).items():
-        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
-    lines += ["", "## Limits", "- Research use only; not a medical device. Validate on local data before any "
-              "clinical use.", "- Performance holds only for images like the training data (same modality, view, "
-              "population and resolution)."]
-    return "\n".join(lines) + "\n"

@@ -1,14 +1,30 @@
-"""Typed results: the same objects for the Python API, the CLI and the service."""
+"""Typed results: the same objects for the Python API, the CLI and the service.
+
+Every result follows one protocol (:class:`Result`), so nothing outside a task's own code
+asks what kind of result it holds:
+
+* ``to_dict()``: the JSON-ready description (keys stable: the CLI's ``--json``, the
+  service's stored outputs and the docs rely on them); arrays are never copied (a mask is
+  described by its shape and spacing, and written by a writer);
+* ``findings()``: what was found, as :class:`Finding` values with units (a classification's
+  class probabilities, threshold and decision; a segmentation's volume per structure in mL;
+  a detector's nodules, each with its lesion id and region in patient mm);
+* ``artifacts()``: the large outputs as :class:`Artifact` (a mask, an overlay), which the
+  writers of :mod:`medsight.tasks.writers` turn into files;
+* ``csv_columns(model)`` / ``csv_row()``: the columns a results table has for this type.
+
+:class:`PredictionError` follows the protocol too (no findings, no artifacts).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["Provenance", "ClassificationResult", "SegmentationResult", "PredictionError", "Result", "utc_now",
-           "array_sha256"]
+__all__ = ["Provenance", "Finding", "Region", "Artifact", "Result", "ClassificationResult", "SegmentationResult",
+           "PredictionError", "utc_now", "array_sha256"]
 
 
 def utc_now() -> str:
@@ -23,6 +39,17 @@ def array_sha256(arr: Any) -> str:
     h = hashlib.sha256(str((a.shape, str(a.dtype))).encode())
     h.update(memoryview(a).cast("B"))
     return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of dataclasses, dicts and lists; any other value as it is (no deep copy)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass
@@ -40,8 +67,105 @@ class Provenance:
     sop_uids: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Region:
+    """Where a finding is, in patient millimetres (LPS, as :mod:`medsight.io.image` defines).
+
+    Attributes:
+        center_mm: the centre ``(x, y, z)`` in mm.
+        size_mm: its extent along x, y, z in mm (a nodule's box), when known.
+    """
+
+    center_mm: tuple[float, ...]
+    size_mm: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"center_mm": [float(v) for v in self.center_mm],
+                "size_mm": None if self.size_mm is None else [float(v) for v in self.size_mm]}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a result found: a measurement (``value`` in ``unit``) or a category (``text``).
+
+    Attributes:
+        name: the stable key alert rules and the findings table use, e.g.
+            ``volume_ml_Anterior``, ``nodule_diameter_mm``, ``probability_pneumonia``.
+        value: the number, when there is one.
+        unit: its UCUM unit (``"1"`` unitless, ``"mm"``, ``"mL"``, ``"%"``).
+        text: a categorical result, e.g. the decision ``"pneumonia"``.
+        title: the human name a report shows (a DICOM SR concept meaning); by default the
+            name with spaces for underscores.
+        lesion_id: which lesion it belongs to, when a result finds several (nodule ``"1"``, ``"2"``).
+        region: where it is, in patient mm, when the task knows.
+    """
+
+    name: str
+    value: float | None = None
+    unit: str = "1"
+    text: str | None = None
+    title: str | None = None
+    lesion_id: str | None = None
+    region: Region | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name.replace("_", " ")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit, "text": self.text, "title": self.title,
+                "lesion_id": self.lesion_id, "region": None if self.region is None else self.region.to_dict()}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A large output of a result, written to a file by a writer rather than put in JSON.
+
+    Attributes:
+        kind: ``"mask"`` (a label image) or ``"overlay"`` (an RGB picture).
+        value: a :class:`~medsight.io.image.Image` for a mask, an ``(H, W, 3)`` uint8 array for an overlay.
+        labels: label value → structure name (masks).
+    """
+
+    kind: str
+    value: Any
+    labels: dict[int, str] = field(default_factory=dict)
+
+
+class Result:
+    """The protocol every result follows (see the module docstring)."""
+
+    input: str
+    #: False only for :class:`PredictionError`: whether the result holds a prediction.
+    ok: ClassVar[bool] = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    def findings(self) -> list[Finding]:
+        return []
+
+    def artifacts(self) -> list[Artifact]:
+        return []
+
+    @classmethod
+    def csv_columns(cls, model: Any) -> list[str]:
+        """The columns of this type's CSV rows, between ``input`` and ``error``, for ``model``."""
+        return []
+
+    def csv_row(self) -> dict[str, Any]:
+        return {"input": self.input}
+
+    def summary(self) -> tuple[str, str]:
+        """One line for a results table: ``(headline, details)``, e.g. the decision and the probabilities."""
+        return "", ""
+
+    def record_output(self, path: str) -> None:
+        """Note where the result's files were written (types that report it keep it in ``to_dict()``)."""
+
+
 @dataclass
-class ClassificationResult:
+class ClassificationResult(Result):
     """Per-class probabilities and the decision at the model's threshold.
 
     Attributes:
@@ -61,12 +185,29 @@ class ClassificationResult:
     provenance: Provenance
     task: str = "classification"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def findings(self) -> list[Finding]:
+        out = [Finding(f"probability_{lab}", float(p), "1", title=f"Probability of {lab}"[:64])
+               for lab, p in self.probabilities.items()]
+        if self.threshold is not None:
+            out.append(Finding("threshold", float(self.threshold), "1", title="Operating threshold"))
+        if self.label:
+            out.append(Finding("decision", text=str(self.label), title="Decision"))
+        return out
+
+    @classmethod
+    def csv_columns(cls, model: Any) -> list[str]:
+        return ["label", *[f"p_{lab}" for lab in model.labels]]
+
+    def csv_row(self) -> dict[str, Any]:
+        return {"input": self.input, "label": self.label,
+                **{f"p_{lab}": p for lab, p in self.probabilities.items()}}
+
+    def summary(self) -> tuple[str, str]:
+        return self.label, "(" + ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items()) + ")"
 
 
 @dataclass
-class SegmentationResult:
+class SegmentationResult(Result):
     """A label mask in the input's geometry and the volume of each structure."""
 
     input: str
@@ -78,23 +219,48 @@ class SegmentationResult:
     task: str = "segmentation"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "mask"}
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "mask"}
         d["labels"] = {str(k): v for k, v in self.labels.items()}
         d["shape"] = list(self.mask.shape)
         d["spacing_mm"] = list(self.mask.spacing)
         return d
 
+    def findings(self) -> list[Finding]:
+        return [Finding(f"volume_ml_{name}", float(v), "mL", title=f"Volume of {name}"[:64])
+                for name, v in self.volumes_ml.items()]
+
+    def artifacts(self) -> list[Artifact]:
+        return [Artifact("mask", self.mask, dict(self.labels))]
+
+    @classmethod
+    def csv_columns(cls, model: Any) -> list[str]:
+        values = model.manifest.get("label_values") or range(len(model.labels))
+        names = [n for v, n in zip(values, model.labels) if int(v) != 0]
+        return [*[f"volume_ml_{n}" for n in names], "output"]
+
+    def csv_row(self) -> dict[str, Any]:
+        return {"input": self.input, **{f"volume_ml_{n}": v for n, v in self.volumes_ml.items()},
+                "output": self.output or ""}
+
+    def summary(self) -> tuple[str, str]:
+        vols = ", ".join(f"{k} {v:.3f} mL" for k, v in self.volumes_ml.items())
+        return "", vols + (f"  → {self.output}" if self.output else "")
+
+    def record_output(self, path: str) -> None:
+        self.output = path
+
 
 @dataclass
-class PredictionError:
+class PredictionError(Result):
     """An input that could not be predicted, and why."""
 
     input: str
     error: str
     error_type: str
+    ok: ClassVar[bool] = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def csv_row(self) -> dict[str, Any]:
+        return {"input": self.input, "error": self.error}
 
-
-Result = ClassificationResult | SegmentationResult
+    def summary(self) -> tuple[str, str]:
+        return "error", self.error

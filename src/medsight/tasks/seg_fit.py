@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,9 +21,7 @@ import torch
 from medsight.config import Config, SegmentationRunConfig, save_config
 from medsight.errors import ConfigError, DataError
 from medsight.models.saved import SavedModel
-
-if TYPE_CHECKING:  # pragma: no cover
-    from medsight.tasks.segmentation import SegmentationTask
+from medsight.tasks.base import Task
 
 __all__ = ["fit_segmentation", "train_settings", "reproduce_command"]
 
@@ -52,7 +50,7 @@ def _headline(ev: dict[str, Any]) -> dict[str, Any]:
             "volume_error_ml": ev["volume_error_ml"], "summary": ev["summary"]}
 
 
-def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (),
+def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (),
                      resume: bool = False) -> SavedModel:
     """Train, evaluate on the validation and test splits, and save a segmentation model.
 
@@ -61,14 +59,12 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
         DataError: no readable training case.
     """
     from medsight.data.fingerprint import collect_fingerprint, plan_segmentation
-    from medsight.data.segmentation import open_segmentation_data
+    from medsight.data.segmentation import open_segmentation_data, read_cases
     from medsight.engine.trainer import Trainer, seed_everything
     from medsight.models.registry import create_model, get_spec
     from medsight.report.plots import plot_learning_curves
-    from medsight.report.segmentation import segmentation_model_card
     from medsight.tasks.seg_preprocess import SegPreprocessor, label_lookup
     from medsight.tasks.seg_training import PatchDataset, SegmentationHooks
-    from medsight.tasks.segmentation import _load_cases
     from medsight.transforms.augment import build_augmentation
 
     t_start = time.perf_counter()
@@ -88,8 +84,8 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
     if cfg.train.monitor not in monitors:
         raise ConfigError(f"train.monitor must be one of {', '.join(monitors)} (this data's labels); "
                           f"got {cfg.train.monitor!r}")
-    train_cases, skipped_train = _load_cases(data.split("train"), data.labels)
-    val_cases, skipped_val = _load_cases(data.split("val"), data.labels)
+    train_cases, skipped_train = read_cases(data.split("train"), data.labels)
+    val_cases, skipped_val = read_cases(data.split("val"), data.labels)
     if not train_cases:
         raise DataError(f"{cfg.data.source}: no readable training case"
                         + (f"; first error: {skipped_train[0]['error']}" if skipped_train else ""))
@@ -188,7 +184,7 @@ def fit_segmentation(task: SegmentationTask, cfg: Config, *, run_dir: Path, obse
             evaluations[split] = task.evaluate(model, cfg.data, split=split, csv_path=eval_dir / f"{split}_cases.csv")
     manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
     manifest["training"]["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-    model.card = segmentation_model_card(manifest, reproduce=reproduce_command(cfg))
+    model.card = task.model_card(manifest, reproduce=reproduce_command(cfg))
     model.save(run_dir / "model")
     for split, ev in evaluations.items():
         (eval_dir / f"{split}.json").write_text(json.dumps(ev, indent=1))

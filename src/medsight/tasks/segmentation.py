@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.report import Section
 
 __all__ = ["SegmentationTask"]
 
@@ -47,23 +50,6 @@ def _label_values(model: SavedModel) -> list[int]:
     return [int(v) for v in model.manifest["label_values"]]
 
 
-def _load_cases(cases: Sequence[Any],
-                labels: dict[int, str]) -> tuple[list[tuple[Any, Image, Image]], list[dict[str, str]]]:
-    """Read and check cases; a bad case is logged and listed, never fatal."""
-    from medsight.data.segmentation import read_case
-
-    ok, bad = [], []
-    for c in cases:
-        try:
-            image, mask = read_case(c, labels)
-            ok.append((c, image, mask))
-        except MedSightError as exc:
-            bad.append({"input": c.id, "error": str(exc)})
-    if bad:
-        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
-    return ok, bad
-
-
 @register_task
 class SegmentationTask(Task):
     """Segmentation of structures in 2D images or 3D volumes."""
@@ -71,8 +57,10 @@ class SegmentationTask(Task):
     name = "segmentation"
     default_split: str | None = None  # evaluate every labelled case unless a split is named
 
+    result_type = SegmentationResult
+
     def __init__(self) -> None:
-        self._written: set[str] = set()
+        self._folders: dict[str, Any] = {}
 
     # -- inference ----------------------------------------------------------------------------
     def segment(self, model: SavedModel, image: Image) -> np.ndarray:
@@ -136,48 +124,16 @@ class SegmentationTask(Task):
 
     def write_output(self, result: SegmentationResult, out_dir: str | Path) -> Path:
         """Write the mask as NIfTI in the input's geometry (``<case>_seg.nii.gz``), plus a DICOM
-        SEG (``<case>_seg.dcm``) when the input was DICOM; returns the NIfTI path.
+        SEG (``<case>_seg.dcm``) when the input was DICOM, through the registered writers
+        (:class:`~medsight.tasks.writers.OutputFolder`); returns the NIfTI path.
 
         Raises:
             WriteError: the file cannot be written.
         """
-        from medsight.data.segmentation import case_id
-        from medsight.io.nifti import write_nifti
+        from medsight.tasks.writers import OutputFolder
 
-        out = Path(out_dir)
-        stem = case_id(result.input) or "mask"
-        name, i = stem, 1
-        while name in self._written:
-            i += 1
-            name = f"{stem}_{i}"
-        self._written.add(name)
-        mask = result.mask
-        path = write_nifti(mask, out / f"{name}_seg.nii.gz")
-        if mask.meta.get("source_files") and mask.sop_uids:
-            self._write_dicom_seg(result, out / f"{name}_seg.dcm")
-        return path
-
-    @staticmethod
-    def _write_dicom_seg(result: SegmentationResult, path: Path) -> Path | None:
-        from medsight.errors import WriteError
-        from medsight.io.dicom_out import Algorithm, build_seg, source_datasets, write_dicom
-
-        mask = result.mask
-        arr = mask.array[0]
-        if mask.n_spatial == 2:
-            arr = arr[None]
-        if not np.any(arr):
-            log.info("no structure found in %s; no DICOM SEG written", result.input)
-            return None
-        try:
-            sources = source_datasets(mask)
-            seg = build_seg(sources, arr, result.labels,
-                            algorithm=Algorithm(result.provenance.model, result.provenance.model_version))
-        except MedSightError:
-            raise
-        except Exception as exc:  # highdicom refuses a source it cannot reference
-            raise WriteError(f"could not build a DICOM SEG: {type(exc).__name__}: {exc}", path=path) from exc
-        return write_dicom(seg, path)
+        folder = self._folders.setdefault(str(out_dir), OutputFolder(out_dir))
+        return folder.write(result)  # type: ignore[return-value]
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = None,
@@ -268,12 +224,12 @@ class SegmentationTask(Task):
             write_case_csv(ev, csv_path)
         return ev
 
-    def write_report(self, evaluation: dict[str, Any], path: Path, *, model: SavedModel | None = None,
-                     n_examples: int = 3) -> Path:
-        """HTML report with the summary, per-case table and overlays of the worst, median and
-        best cases (re-segmented with ``model`` when given and the files are readable)."""
+    def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None,
+                       n_examples: int = 3) -> Section:
+        """The report's summary, per-case table and overlays of the worst, median and best
+        cases (re-segmented with ``model`` when given and the files are readable)."""
         from medsight.data.segmentation import SegCase, read_case
-        from medsight.report.segmentation import overlay_png, write_segmentation_report
+        from medsight.report.segmentation import overlay_png, segmentation_report_section
 
         overlays = []
         cases = [c for c in evaluation.get("cases", []) if c.get("image") and c.get("label")]
@@ -295,8 +251,12 @@ class SegmentationTask(Task):
                 overlays.append({"case": c["case"], "caption": f"{tag}: {c['case']} (Dice {dice})",
                                  "png": overlay_png(image.array, image.spacing, pred, mask.array[0], fg,
                                                     title=c["case"])})
-        return write_segmentation_report(evaluation, path, manifest=model.manifest if model else None,
-                                         overlays=overlays)
+        return segmentation_report_section(evaluation, model.manifest if model else None, overlays=overlays)
+
+    def card_section(self, manifest: dict[str, Any]) -> Section:
+        from medsight.report.segmentation import segmentation_card_section
+
+        return segmentation_card_section(manifest)
 
     # -- training -----------------------------------------------------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from medsight.engine.state import load_weights, save_weights
 from medsight.models.registry import create_model
+from medsight.models.weights import load_weights, save_weights
 
 
 def test_shared_tensors_are_stored_once_and_restored_under_every_name(tmp_path):

@@ -104,9 +104,10 @@ class ModelCatalog:
     def predictor(self, name: str) -> Any:
         """A cached :class:`~medsight.engine.predictor.Predictor` for the model."""
         from medsight.engine.predictor import Predictor
+        from medsight.tasks.base import get_task
 
         model = self.load(name)
         with self._lock:
             if name not in self._predictors:
-                self._predictors[name] = Predictor(model)
+                self._predictors[name] = Predictor(model, get_task(model.task))
             return self._predictors[name]

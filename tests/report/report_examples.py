@@ -1,0 +1,75 @@
+"""A synthetic evaluation and manifest per task, with hostile names, for the report contract test.
+
+A new task adds its example here; the contract test fails for a registered task without one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_FILE = '"><img src=x onerror=alert(2)>.png'
+
+
+def classification() -> tuple[dict[str, Any], dict[str, Any]]:
+    from medsight.metrics import multiclass_report
+
+    rng = np.random.default_rng(0)
+    labels = [HOSTILE, "b&c", "plain"]
+    y = rng.integers(0, 3, 60)
+    p = rng.dirichlet(np.ones(3), 60)
+    p[np.arange(60), y] += 1.0
+    p /= p.sum(1, keepdims=True)
+    ev = multiclass_report(y, p, labels, n_boot=50, seed=0)
+    ev.update({"task": "classification", "model": f"net{HOSTILE}", "model_version": "1.0.0", "data": "d.npz",
+               "split": "test", "labels": labels, "threshold_rule": None,
+               "skipped": [{"input": HOSTILE_FILE, "error": f"cannot read {HOSTILE}"}],
+               "seconds": 0.1, "images_per_second": 600.0})
+    manifest = {
+        "name": f"net{HOSTILE}", "version": "1.0.0", "task": "classification", "description": "A test model.",
+        "labels": labels, "architecture": {"name": "resnet-small", "params": {"width": 8}, "spatial_dims": 2},
+        "preprocessing": {"channels": 1, "spatial_size": [28, 28], "intensity": "range"},
+        "weights_sha256": "ab" * 32, "versions": {"medsight": "0.0"},
+        "training": {"data": {"source": "d.npz", "format": "medmnist", "n": {"train": 60}, "md5": "0" * 32},
+                     "wall_time_s": 1.0, "best_epochs": [1]},
+        "metrics": {"test": {"n": 60, "auc": ev["auc"], "accuracy": ev["accuracy"]}},
+    }
+    return ev, manifest
+
+
+def segmentation() -> tuple[dict[str, Any], dict[str, Any]]:
+    from medsight.metrics.segmentation import summarize
+
+    names = [HOSTILE, "b&c"]
+    cases = [{"case": f"case{i}{HOSTILE if i == 0 else ''}", "seconds": 0.5,
+              "dice": {HOSTILE: 0.8 + i / 100, "b&c": 0.7}, "hd95_mm": {HOSTILE: 1.0 + i, "b&c": None},
+              "surface_dice": {HOSTILE: 0.9, "b&c": 0.85}, "volume_ml": {HOSTILE: 1.0, "b&c": 2.0},
+              "volume_ref_ml": {HOSTILE: 1.1, "b&c": 2.1}, "volume_error_ml": {HOSTILE: -0.1, "b&c": -0.1},
+              "abs_volume_error_ml": {HOSTILE: 0.1, "b&c": 0.1}} for i in range(3)]
+    summary = summarize(cases, names)
+    ev = {"task": "segmentation", "model": f"seg{HOSTILE}", "model_version": "1.0.0", "data": "dec", "split": "test",
+          "n": 3, "label_names": names, "labels": {"1": HOSTILE, "2": "b&c"}, "tolerance_mm": 1.0,
+          "summary": summary, "cases": cases, "skipped": [{"input": HOSTILE_FILE, "error": HOSTILE}],
+          "seconds": 1.5, "seconds_per_case": 0.5,
+          **{m: {n: summary[n][m]["mean"] for n in names}
+             for m in ("dice", "hd95_mm", "surface_dice", "volume_error_ml", "abs_volume_error_ml")}}
+    manifest = {
+        "name": f"seg{HOSTILE}", "version": "1.0.0", "task": "segmentation", "description": "A test model.",
+        "labels": ["background", *names], "label_values": [0, 1, 2], "modalities": ["MR"],
+        "architecture": {"name": "unet", "params": {"channels": [8, 16]}, "spatial_dims": 3},
+        "preprocessing": {"channels": 1, "target_spacing": [1.0, 1.0, 1.0], "normalization": [{"scheme": "zscore"}]},
+        "inference": {"patch_size": [16, 16, 16], "overlap": 0.5, "tta_flips": False, "largest_component": [1, 2]},
+        "plan": {"rules": {"target_spacing": "median spacing per axis"},
+                 "fingerprint": {"n_cases": 3, "spacing_mm": {"median": [1.0, 1.0, 1.0]},
+                                 "shape": {"median": [16, 16, 16]}}},
+        "weights_sha256": "cd" * 32, "versions": {"medsight": "0.0"},
+        "training": {"data": {"source": "dec", "layout": "decathlon", "n": {"train": 3}, "listing_sha256": "e" * 64},
+                     "split_file": None, "wall_time_s": 1.0, "epochs_run": 2, "best_epoch": 1},
+        "metrics": {"test": {"n": 3, "summary": summary}},
+    }
+    return ev, manifest
+
+
+EXAMPLES = {"classification": classification, "segmentation": segmentation}
