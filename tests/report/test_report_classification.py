@@ -28,7 +28,8 @@ def binary_ev():
 
 def test_binary_report_shows_every_metric_with_its_interval_and_the_three_plots(binary_ev):
     ev = binary_ev
-    page = read_page(render_report(classification_report_section(ev, {"weights_sha256": "f" * 64})))
+    manifest = {"weights_sha256": "f" * 64, "versions": {"python": "3.11.7", "torch": "2.13.0"}}
+    page = read_page(render_report(classification_report_section(ev, manifest)))
     assert page.title == "MedSight evaluation: m"
     assert page.headings[:2] == ["MedSight evaluation: m", "Metrics"] and "Provenance" in page.headings
     assert f"Operating threshold {ev['threshold']:.4f} (rule youden" in page.text
@@ -45,7 +46,8 @@ def test_binary_report_shows_every_metric_with_its_interval_and_the_three_plots(
     assert len(page.items) == 50 and page.items[0] == "bad0.png: not an image"
     provenance = dict(r for r in page.table("model") if len(r) == 2)
     assert provenance["model version"] == "2.0.0" and provenance["weights sha256"] == "f" * 64
-    assert provenance["images/s"] == "400.0000" and provenance["training data"] == "–"
+    assert provenance["images/s"] == "400.0" and provenance["training data"] == "–"
+    assert provenance["versions"] == "python 3.11.7, torch 2.13.0"
 
 
 def test_multiclass_report_has_one_per_class_row_per_label():

@@ -11,6 +11,12 @@ from medsight.report.render import Section
 
 __all__ = ["classification_report_section", "classification_card_section", "METRICS"]
 
+
+def _per_second(v: Any) -> str | None:
+    """A throughput to one decimal (its precision), not the table's four."""
+    return None if v is None else f"{float(v):.1f}"
+
+
 #: The rows of the metrics table, in order (those the evaluation holds).
 METRICS = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece")
 
@@ -44,7 +50,8 @@ def classification_report_section(ev: Mapping[str, Any], manifest: Mapping[str, 
         manifest: the model's manifest, for provenance (weights checksum, training data, versions).
     """
     provenance: list[tuple[str, Any]] = [("model", ev.get("model")), ("model version", ev.get("model_version")),
-                                         ("data", ev.get("data")), ("images/s", ev.get("images_per_second"))]
+                                         ("data", ev.get("data")),
+                                         ("images/s", _per_second(ev.get("images_per_second")))]
     if manifest:
         provenance += [("weights sha256", manifest.get("weights_sha256")),
                        ("training data", (manifest.get("training", {}).get("data", {}) or {}).get("source")),

@@ -44,9 +44,12 @@ class Section:
 
 
 def _num(v: Any, nd: int = 4) -> str:
-    """A value for a table cell: ``–`` for a missing one, floats to ``nd`` decimals."""
+    """A value for a table cell: ``–`` for a missing one, floats to ``nd`` decimals, a mapping
+    (the package versions) as ``name value, ...``."""
     if v is None:
         return "–"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k} {_num(x, nd)}" for k, x in v.items())
     if isinstance(v, float):
         return f"{v:.{nd}f}"
     return str(v)
