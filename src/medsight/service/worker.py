@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from medsight.errors import MedSightError, ServiceError
 from medsight.service import audit
 from medsight.service.catalog import ModelCatalog
-from medsight.service.config import ServiceConfig
+from medsight.service.config import ServiceConfig, StowDestination
 from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
 from medsight.service.logs import safe_error
 from medsight.service.process import Processor
@@ -183,17 +183,17 @@ class Worker:
                     if f"{o.sop_uid}|{name}" not in sent]
             if not todo:
                 continue
+            stow = isinstance(dest, StowDestination)
             try:
                 objs = [o for _, _, o in todo]
-                statuses = (send_stow(dest, objs) if hasattr(dest, "url")
+                statuses = (send_stow(dest, objs) if stow
                             else send_dicom(dest, objs, calling_aet=self.cfg.dicom.ae_title))
             except ServiceError as exc:  # our own words: destination and what failed
                 statuses, reason = {}, safe_error(exc)
             except (OSError, RuntimeError, ValueError) as exc:  # third-party text may echo values: its type only
                 statuses, reason = {}, f"{type(exc).__name__} while sending"
             else:
-                reason = ("not listed in the STOW-RS answer" if hasattr(dest, "url")
-                          else "no answer: the association was lost")
+                reason = "not listed in the STOW-RS answer" if stow else "no answer: the association was lost"
             for job, result, o in todo:
                 st = statuses.get(o.sop_uid)
                 if st in (0x0000, 0xB000, 0xB006, 0xB007):
