@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from medsight.cli.main import app
 from medsight.config import config_from_dict, load_config
-from medsight.tasks.seg_fit import reproduce_command
+from medsight.tasks.segmentation.fit import reproduce_command
 
 runner = CliRunner()
 

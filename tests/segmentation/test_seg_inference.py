@@ -6,13 +6,13 @@ import numpy as np
 import torch
 
 from medsight.io.image import Image
-from medsight.tasks.seg_inference import (
+from medsight.engine.sliding import (
     keep_largest_component,
     predict_classes,
     predict_probabilities,
     window_predictor,
 )
-from medsight.tasks.seg_preprocess import SegPreprocessor
+from medsight.tasks.segmentation.preprocess import SegPreprocessor
 
 
 class PointwiseNet(torch.nn.Module):
@@ -63,7 +63,7 @@ def test_tta_along_listed_axes_averages_the_image_and_its_mirror(rng):
 
 
 def test_mirror_axes_flip_image_and_label_together(rng):
-    from medsight.tasks.seg_training import PatchDataset
+    from medsight.tasks.segmentation.training import PatchDataset
 
     img = np.arange(4 * 4 * 6, dtype=np.float32).reshape(1, 4, 4, 6)
     lab = (img[0] > 50).astype(np.uint8)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsight.tasks.seg_inference import predict_probabilities
+from medsight.engine.sliding import predict_probabilities
 
 __all__ = ["PatchDataset", "SegmentationHooks", "dice_per_class"]
 

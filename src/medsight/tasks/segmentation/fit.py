@@ -63,8 +63,8 @@ def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Seque
     from medsight.engine.trainer import Trainer, seed_everything
     from medsight.models.registry import create_model, get_spec
     from medsight.report.plots import plot_learning_curves
-    from medsight.tasks.seg_preprocess import SegPreprocessor, label_lookup
-    from medsight.tasks.seg_training import PatchDataset, SegmentationHooks
+    from medsight.tasks.segmentation.preprocess import SegPreprocessor, label_lookup
+    from medsight.tasks.segmentation.training import PatchDataset, SegmentationHooks
     from medsight.transforms.augment import build_augmentation
 
     t_start = time.perf_counter()

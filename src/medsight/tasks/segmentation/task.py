@@ -37,7 +37,7 @@ __all__ = ["SegmentationTask"]
 log = logging.getLogger(__name__)
 
 def _preprocessor(model: SavedModel):
-    from medsight.tasks.seg_preprocess import SegPreprocessor
+    from medsight.tasks.segmentation.preprocess import SegPreprocessor
 
     pre = getattr(model, "_seg_preprocessor", None)
     if pre is None:
@@ -69,7 +69,7 @@ class SegmentationTask(Task):
         Raises:
             ShapeError, ModalityError: the image does not fit the model.
         """
-        from medsight.tasks.seg_inference import keep_largest_component, predict_classes, predict_probabilities
+        from medsight.engine.sliding import keep_largest_component, predict_classes, predict_probabilities
 
         self.validate_input(model, image)
         if image.n_spatial == 3 and min(image.shape) < 2:
@@ -260,7 +260,7 @@ class SegmentationTask(Task):
 
     # -- training -----------------------------------------------------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
-        from medsight.tasks.seg_fit import fit_segmentation
+        from medsight.tasks.segmentation.fit import fit_segmentation
 
         return fit_segmentation(self, cfg, run_dir=run_dir, observers=observers, resume=resume)
 
