@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medsight.io.image import Image
 from medsight.engine.sliding import (
     keep_largest_component,
     predict_classes,
     predict_probabilities,
     window_predictor,
 )
+from medsight.io.image import Image
 from medsight.tasks.segmentation.preprocess import SegPreprocessor
 
 
