@@ -13,7 +13,7 @@ import medsight
 from medsight.cli.main import app
 from medsight.models.saved import list_zoo, load_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TEST_CASES = json.loads((REPO / "configs" / "hippocampus-split.json").read_text())["test"][:3]
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medsight.cli.main import app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CASE = json.loads((REPO / "configs" / "hippocampus-split.json").read_text())["test"][0]
 
 

@@ -21,7 +21,7 @@ from medsight.data.segmentation import (
 )
 from medsight.errors import DataError, GeometryError
 
-SPLIT_FILE = Path(__file__).resolve().parents[2] / "configs" / "hippocampus-split.json"
+SPLIT_FILE = Path(__file__).resolve().parents[3] / "configs" / "hippocampus-split.json"
 
 
 def test_decathlon_lists_cases_labels_and_modality(tiny_decathlon):

@@ -11,7 +11,7 @@ from medsight.config import (
 )
 from medsight.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 BASE = """
 task: classification
