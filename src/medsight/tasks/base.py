@@ -67,6 +67,11 @@ class Task(ABC):
 
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
 
+    def explains(self, model: SavedModel) -> bool:
+        """Whether :func:`medsight.explain.heatmap` can explain this model's predictions
+        (class-activation or occlusion maps need a network that scores classes)."""
+        return False
+
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
         """The task's section of the HTML report of ``evaluation`` (its template and values)."""
         raise NotImplementedError(f"{self.name} has no report yet")

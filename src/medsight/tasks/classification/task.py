@@ -200,6 +200,9 @@ class ClassificationTask(Task):
         })
         return report
 
+    def explains(self, model: SavedModel) -> bool:
+        return True
+
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
         from medsight.report.classification import classification_report_section
 
