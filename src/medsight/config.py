@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -49,6 +50,7 @@ __all__ = [
     "SegmentationRunConfig",
     "load_config",
     "config_from_dict",
+    "register_run_config",
     "apply_overrides",
     "save_config",
 ]
@@ -255,9 +257,16 @@ class SegmentationRunConfig(Config):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
 
 
-#: The run configs by task.
+#: The run configs by task: the built-in ones; a task registered as a plug-in adds its own
+#: (:func:`register_run_config`, called by ``tasks.base.register_task``).
 RUN_CONFIGS: dict[str, type[Config]] = {"classification": ClassificationRunConfig,
                                         "segmentation": SegmentationRunConfig}
+
+
+def register_run_config(task: str, cls: type[Config]) -> None:
+    """Make ``cls`` the run config of ``task`` (its ``task`` field must be ``Literal[task]``)."""
+    RUN_CONFIGS[task] = cls
+    _run_config_adapter.cache_clear()
 
 
 def _task_of(value: Any) -> Any:
@@ -265,9 +274,11 @@ def _task_of(value: Any) -> Any:
     return task if isinstance(task, str) else repr(task)
 
 
-_RUN_CONFIG: TypeAdapter[ClassificationRunConfig | SegmentationRunConfig] = TypeAdapter(Annotated[
-    Annotated[ClassificationRunConfig, Tag("classification")] | Annotated[SegmentationRunConfig, Tag("segmentation")],
-    Discriminator(_task_of)])
+@functools.lru_cache(maxsize=1)
+def _run_config_adapter() -> TypeAdapter[Config]:
+    """The union of the registered run configs, discriminated by ``task``."""
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in RUN_CONFIGS.items())
+    return TypeAdapter(Annotated[Union[members], Discriminator(_task_of)])  # noqa: UP007 - a runtime tuple
 
 
 def _keys_of(model: type[BaseModel], path: list[str]) -> bool:
@@ -319,8 +330,12 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     """Validate a plain dict as the run config of its ``task`` (a :class:`Config` subclass)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level; got {type(data).__name__}")
+    if _task_of(data) not in RUN_CONFIGS:  # perhaps a plug-in's task: import the plug-ins first
+        from medsight import plugins
+
+        plugins.load()
     try:
-        return _RUN_CONFIG.validate_python(data)
+        return _run_config_adapter().validate_python(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation(exc)}") from None
 

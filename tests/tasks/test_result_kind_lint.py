@@ -31,7 +31,6 @@ KIND_KEYS = {"probabilities", "volumes_ml", "mask", "error_type", "findings"}
 
 #: (file relative to src/medsight, enclosing function, rule, string) → why it is not a result-kind test.
 ALLOWED: dict[tuple[str, str, str, str], str] = {
-    ("api.py", "Segmenter.fit", "task-name", "segmentation"): "validates the config's task (a user error)",
     ("config.py", "_task_of", "attr", "task"): "reads a run config's task (its discriminator), not a result's",
     ("explain/cam.py", "heatmap", "task-name", "classification"): "heatmaps exist for classification networks",
     ("service/catalog.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "

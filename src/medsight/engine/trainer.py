@@ -1,7 +1,8 @@
 """The training loop, shared by every task.
 
-The trainer knows nothing task-specific: a task hands it a loss, a way to unpack a batch
-into ``(inputs, targets)`` and a validation function returning named metrics. The trainer
+The trainer knows nothing task-specific: a task hands it :class:`TrainingHooks` (a training
+step that returns the loss of a batch, a validation function returning named metrics, and
+optionally a collate function). The trainer
 runs epochs, validates after each, keeps the best weights by the monitored metric, stops
 early, writes a metrics log and a resumable state, and reports progress to observers (the
 CLI's progress bar is one).
@@ -30,19 +31,33 @@ from medsight.engine.state import load_training_state, save_training_state
 from medsight.errors import ConfigError, TrainingError
 from medsight.models.weights import save_weights
 
-__all__ = ["Trainer", "TrainResult", "TrainingObserver", "TaskHooks", "seed_everything"]
+__all__ = ["Trainer", "TrainResult", "TrainingObserver", "TrainingHooks", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
 
-class TaskHooks(Protocol):
-    """What the trainer needs from a task."""
+class TrainingHooks:
+    """What the trainer needs from a task: one training step, validation, and (optionally) how
+    samples are collated into batches.
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+    ``training_step`` returns the batch's loss: a classifier compares logits with labels, a
+    detector computes its loss inside its own ``forward``; the trainer only back-propagates it.
+    """
 
-    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+    #: How samples are collated into a batch (None: PyTorch's default collate).
+    collate: Callable[[list[Any]], Any] | None = None
 
-    def validate(self, network: torch.nn.Module) -> dict[str, float]: ...
+    def training_step(self, network: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The loss of ``network`` on one training batch (the trainer runs it under autocast)."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: Any) -> int:
+        """How many samples ``batch`` holds (the training loss is averaged per sample)."""
+        return len(batch[0])
+
+    def validate(self, network: torch.nn.Module) -> dict[str, float]:
+        """Named validation metrics (the monitored one picks the best epoch)."""
+        raise NotImplementedError
 
 
 class TrainingObserver(Protocol):
@@ -97,7 +112,7 @@ class Trainer:
         member: index of this network in an ensemble (for progress and file names).
     """
 
-    def __init__(self, network: torch.nn.Module, task: TaskHooks, cfg: TrainConfig, *, run_dir: Path | None = None,
+    def __init__(self, network: torch.nn.Module, task: TrainingHooks, cfg: TrainConfig, *, run_dir: Path | None = None,
                  observers: list[Any] | None = None, member: int = 0, members: int = 1) -> None:
         self.network = network
         self.task = task
@@ -144,7 +159,7 @@ class Trainer:
         """Train, validating after every epoch.
 
         Args:
-            train_dataset: yields batches the task can ``unpack``; may define ``reseed(seed)``
+            train_dataset: yields samples the hooks collate and step on; may define ``reseed(seed)``
                 to make augmentation a function of the epoch.
             resume: continue from the state saved in ``run_dir`` when there is one.
         """
@@ -154,6 +169,7 @@ class Trainer:
         seed = c.seed + 1000 * self.member
         seed_everything(seed, c.deterministic)
         n = len(train_dataset)  # type: ignore[arg-type]
+        device = next(self.network.parameters()).device.type
         steps_per_epoch = c.steps_per_epoch or max(1, math.ceil(n / c.batch_size))
         opt = self._optimizer()
         clock_base = [0.0, time.perf_counter()]  # seconds spent before this process, and when it started
@@ -201,17 +217,15 @@ class Trainer:
             loader = torch.utils.data.DataLoader(
                 train_dataset, batch_size=c.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
                 num_workers=c.num_workers, drop_last=n > c.batch_size and sampler is None,
-                collate_fn=collate_fn, persistent_workers=False,
+                collate_fn=collate_fn or self.task.collate, persistent_workers=False,
             )
             self.network.train()
             total, count = 0.0, 0
             for step, batch in enumerate(loader):
                 if step >= steps_per_epoch:
                     break
-                x, y = self.task.unpack(batch)
-                with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
-                    out = self.network(x)
-                    loss = self.task.loss(out, y)
+                with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+                    loss = self.task.training_step(self.network, batch)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step "
                                         f"{step + 1}; expected a finite loss: lower train.lr (now {c.lr:g}) or set "
@@ -223,7 +237,7 @@ class Trainer:
                 opt.step()
                 if per_step:
                     sched.step()
-                bs = int(x.shape[0])
+                bs = self.task.batch_size(batch)
                 total += float(loss.item()) * bs
                 count += bs
                 _notify(self.observers, "on_step", step=step + 1, loss=total / count)

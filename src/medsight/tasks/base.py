@@ -1,8 +1,16 @@
 """What every task provides, and the task registry.
 
-A task bundles what differs between classification, segmentation and later detection:
-the loss, the metrics, post-processing, the result type and its report section. The engine
-(trainer, predictor) calls these and knows nothing else about the task.
+A task is the whole plug-in for one kind of problem (classification, segmentation, later
+detection): its config section (:attr:`Task.config_type`, one member of the config union
+chosen by ``task``), how its data is read and its network planned and built, its training step
+and validation (:class:`~medsight.engine.trainer.TrainingHooks`), inference and
+post-processing, evaluation, its report and model-card sections, and its Python front door.
+The engine (the run skeleton :func:`medsight.engine.run.train_run`, the trainer, the
+predictor) calls these hooks and knows nothing else about the task.
+
+Tasks register with :func:`register_task`. Built-in tasks are imported here; other packages
+register theirs as plug-ins (:mod:`medsight.plugins`): a ``medsight.tasks`` entry point, or a
+module named in ``$MEDSIGHT_PLUGINS``. docs/extending.md walks through adding one.
 """
 
 from __future__ import annotations
@@ -12,31 +20,69 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medsight.config import Config
+from medsight.config import Config, register_run_config
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.results import PredictionError, Result
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from medsight.engine.run import Finished, Prepared
+    from medsight.engine.trainer import TrainResult
     from medsight.report import Section
 
-__all__ = ["Task", "get_task", "list_tasks"]
+__all__ = ["Task", "get_task", "list_tasks", "register_task"]
 
 
 class Task(ABC):
     """A kind of problem MedSight solves."""
 
     name: str = ""
+    #: The run config of this task (a :class:`~medsight.config.Config` subclass whose ``task``
+    #: is ``Literal[name]``); registering the task registers it in the config union.
+    config_type: type[Config] = Config
     #: The split ``evaluate`` scores when none is named (None: every labelled case).
     default_split: str | None = "test"
     #: The type of the results ``infer`` returns (its CSV columns, its writers).
     result_type: type = Result
 
-    @abstractmethod
+    # -- training: the run skeleton (engine/run.py) calls these -------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
         """Train a model from ``cfg``; write the run folder; return the saved model."""
+        from medsight.engine.run import train_run
 
+        return train_run(self, cfg, run_dir=run_dir, observers=observers, resume=resume)
+
+    def prepare(self, cfg: Any, *, run_dir: Path) -> Prepared:
+        """Read the data and plan: the training dataset, the trainer's hooks, the resolved config."""
+        raise NotImplementedError(f"the {self.name} task cannot be trained")
+
+    def build_network(self, cfg: Any, prepared: Prepared, member: int) -> torch.nn.Module:
+        """One untrained network (``member``: its index in an ensemble)."""
+        raise NotImplementedError(f"the {self.name} task cannot be trained")
+
+    def finish(self, cfg: Any, prepared: Prepared, networks: list[torch.nn.Module],
+               results: list[TrainResult]) -> Finished:
+        """The trained model (weights as trained, manifest) from the trained networks."""
+        raise NotImplementedError(f"the {self.name} task cannot be trained")
+
+    def evaluation_options(self, cfg: Any, *, split: str, eval_dir: Path) -> dict[str, Any]:
+        """Options for :meth:`evaluate` after training (e.g. bootstrap size, a per-case CSV)."""
+        return {}
+
+    def headline(self, evaluation: dict[str, Any]) -> dict[str, Any]:
+        """The metrics of ``evaluation`` stored in the manifest and the run's summary."""
+        return {k: v for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def reproduce(self, cfg: Config) -> str | None:
+        """The command that retrains ``cfg`` (the model card shows it): the config file it was
+        loaded from with its overrides, else a placeholder for the run's saved config."""
+        return cfg.train_command(f"runs/{cfg.name}") or (
+            "medsight train CONFIG.yaml --out RUN   # CONFIG.yaml: this run's config.yaml")
+
+    # -- inference and evaluation --------------------------------------------------------------
     @abstractmethod
     def evaluate(self, model: SavedModel, data: str, *, split: str | None = "test", **options: Any) -> dict[str, Any]:
         """Metrics of ``model`` on ``data`` (a path in any layout the task reads)."""
@@ -98,21 +144,30 @@ class Task(ABC):
         return render_card(self.card_section(manifest), manifest, reproduce=reproduce)
 
 
+    #: The class :func:`medsight.load` returns this task's models as (a
+    #: :class:`medsight.tasks.front.FrontDoor` subclass: predict, evaluate, save, and the
+    #: task's own methods); None: the generic front door.
+    front_door: type | None = None
+
+
 _TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register a task (and its run config) under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
     _TASKS[cls.name] = cls
+    if cls.config_type is not Config:
+        register_run_config(cls.name, cls.config_type)
     return cls
 
 
 def _load() -> None:
-    from medsight.tasks import classification  # noqa: F401
+    from medsight import plugins
+    from medsight.tasks import classification, segmentation  # noqa: F401
 
-    try:
-        from medsight.tasks import segmentation  # noqa: F401
-    except ImportError:  # segmentation is optional until it lands
-        pass
+    plugins.load()
 
 
 def get_task(name: str) -> Task:

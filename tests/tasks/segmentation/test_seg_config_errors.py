@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from medsight.cli.main import app
 from medsight.config import config_from_dict, load_config
-from medsight.tasks.segmentation.fit import reproduce_command
+from medsight.tasks.base import get_task
 
 runner = CliRunner()
 
@@ -44,7 +44,7 @@ def test_reproduce_command_comes_from_the_config_file_not_the_working_directory(
     (tmp_path / "configs" / "blobs.yaml").write_text("task: segmentation\nname: blobs\ndata: {source: d}\n")
     monkeypatch.chdir(tmp_path)  # a configs/blobs.yaml here must not be claimed for a config built in Python
     built = config_from_dict({"task": "segmentation", "name": "blobs", "data": {"source": "d"}})
-    assert "configs/blobs.yaml" not in reproduce_command(built)
+    assert "configs/blobs.yaml" not in get_task("segmentation").reproduce(built)
     loaded = load_config(tmp_path / "configs" / "blobs.yaml", ["train.epochs=3"])
-    assert reproduce_command(loaded) == (f"medsight train {tmp_path / 'configs' / 'blobs.yaml'} "
-                                         "--set train.epochs=3 --out runs/blobs")
+    assert get_task("segmentation").reproduce(loaded) == (f"medsight train {tmp_path / 'configs' / 'blobs.yaml'} "
+                                                                  "--set train.epochs=3 --out runs/blobs")

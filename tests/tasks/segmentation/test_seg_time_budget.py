@@ -9,16 +9,13 @@ import pytest
 import torch
 
 from medsight.config import TrainConfig
-from medsight.engine.trainer import Trainer
+from medsight.engine.trainer import Trainer, TrainingHooks
 from medsight.errors import ConfigError
 
 
-class _Hooks:
-    def loss(self, out, y):
-        return torch.nn.functional.mse_loss(out, y)
-
-    def unpack(self, batch):
-        return batch[0], batch[1]
+class _Hooks(TrainingHooks):
+    def training_step(self, network, batch):
+        return torch.nn.functional.mse_loss(network(batch[0]), batch[1])
 
     def validate(self, network):
         return {"val_score": 0.0}

@@ -7,7 +7,6 @@ binary model is chosen on the validation split only and stored in the model.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -17,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from medsight.config import ClassificationRunConfig, Config, DataConfig, save_config
-from medsight.errors import ConfigError, DataError
+from medsight.config import ClassificationRunConfig, Config, DataConfig
+from medsight.errors import DataError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medsight.engine.run import Finished, Prepared
     from medsight.report import Section
 
 __all__ = ["ClassificationTask", "positive_index", "preprocessor"]
@@ -60,40 +60,6 @@ def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, 
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
 
 
-class _Hooks:
-    """The trainer's view of this task: loss, batches, validation metrics."""
-
-    def __init__(self, loss_fn: torch.nn.Module, x_val: torch.Tensor, y_val: np.ndarray, multilabel: bool,
-                 pos: int | None) -> None:
-        self.loss_fn, self.x_val, self.y_val, self.multilabel, self.pos = loss_fn, x_val, y_val, multilabel, pos
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(outputs, targets.float() if self.multilabel else targets.long())
-
-    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch[0], batch[1]
-
-    def validate(self, network: torch.nn.Module) -> dict[str, float]:
-        from sklearn.metrics import roc_auc_score
-
-        p = _probabilities(network, self.x_val, self.multilabel)
-        y = self.y_val
-        eps = 1e-7
-        if self.multilabel:
-            loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
-            aucs = [roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-            return {"val_loss": loss, "val_auc": float(np.mean(aucs)) if aucs else 0.0,
-                    "val_accuracy": float(np.mean((p >= 0.5) == (y > 0.5)))}
-        loss = float(-np.mean(np.log(p[np.arange(len(y)), y] + eps)))
-        if self.pos is not None:
-            auc = roc_auc_score(y == self.pos, p[:, self.pos]) if 0 < (y == self.pos).sum() < len(y) else 0.0
-        else:
-            present = np.unique(y)
-            auc = (roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1])))
-                   if len(present) == p.shape[1] else 0.0)
-        return {"val_loss": loss, "val_auc": float(auc), "val_accuracy": float(np.mean(p.argmax(1) == y))}
-
-
 def preprocessor(model: SavedModel) -> Any:
     """The classification preprocessor of ``model`` (built from its manifest once, then kept on
     the model): an :class:`~medsight.io.Image` in, the network's input tensor out."""
@@ -109,6 +75,7 @@ def preprocessor(model: SavedModel) -> Any:
 @register_task
 class ClassificationTask(Task):
     name = "classification"
+    config_type = ClassificationRunConfig
     result_type = ClassificationResult
 
     # -- inference ----------------------------------------------------------------------------
@@ -213,35 +180,30 @@ class ClassificationTask(Task):
 
         return classification_card_section(manifest)
 
-    # -- training -----------------------------------------------------------------------------
+    # -- training: hooks of the run skeleton (engine/run.py) -----------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
         from monai.data import set_track_meta
 
         set_track_meta(False)  # plain tensors through augmentation: 3x faster per sample on CPU
         try:
-            return self._train(cfg, run_dir=run_dir, observers=observers, resume=resume)
+            return super().train(cfg, run_dir=run_dir, observers=observers, resume=resume)
         finally:
             set_track_meta(True)
 
-    def _train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any], resume: bool) -> SavedModel:
+    def prepare(self, cfg: ClassificationRunConfig, *, run_dir: Path) -> Prepared:
+        """Read and preprocess the splits (images that cannot be read are listed, not fatal),
+        fix the input size, channels and the training set's intensity statistics, and build the
+        loss, the augmentation and the validation hooks."""
         from medsight.data.classification import open_classification_data
         from medsight.data.datasets import ArrayDataset, prepare_samples
-        from medsight.engine.trainer import Trainer, seed_everything
-        from medsight.metrics import choose_threshold
-        from medsight.models.architectures import Ensemble
-        from medsight.models.registry import create_model, get_spec
-        from medsight.report.plots import plot_learning_curves
+        from medsight.engine.run import Prepared
+        from medsight.models.registry import get_spec
+        from medsight.tasks.classification.training import ClassificationHooks, build_loss
         from medsight.transforms.augment import build_augmentation
         from medsight.transforms.preprocess import Preprocessor
 
-        t_start = time.perf_counter()
-        if not isinstance(cfg, ClassificationRunConfig):
-            raise ConfigError(f"the classification task needs task: classification; the config says {cfg.task!r}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
         if "classification" not in get_spec(cfg.model.name).tasks:
             raise DataError(f"model {cfg.model.name!r} is not a classification model")
-        seed_everything(cfg.train.seed, cfg.train.deterministic)
         data = open_classification_data(cfg.data)
         labels, multilabel, dims = data.labels, data.multilabel, data.spatial_dims
         pos = None if multilabel else positive_index(labels, cfg.data.positive_label)
@@ -266,35 +228,49 @@ class ClassificationTask(Task):
         pre = Preprocessor(spec, spatial_dims=dims)
         aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=spec["spatial_size"],
                                  seed=cfg.train.seed)
-        train_ds = ArrayDataset(x_tr, y_tr, pre, aug)
         x_va, y_va, _ = splits["val"]
         x_va_t = pre.normalize(torch.from_numpy(x_va))
-        loss_fn = self._loss(cfg, y_tr, len(labels), multilabel)
-        hooks = _Hooks(loss_fn, x_va_t, y_va, multilabel, pos)
+        hooks = ClassificationHooks(build_loss(cfg, y_tr, len(labels), multilabel), x_va_t, y_va, multilabel, pos,
+                                    _probabilities)
         params = dict(cfg.model.params)
         if cfg.model.name == "classic-cnn":
             params.setdefault("input_size", list(spec["spatial_size"]))
-        arch = {"name": cfg.model.name, "params": params, "spatial_dims": dims, "in_channels": spec["channels"],
-                "num_classes": len(labels), "ensemble": cfg.train.ensemble, "multilabel": multilabel}
-        members, histories, best_epochs = [], [], []
-        for member in range(cfg.train.ensemble):
-            seed_everything(cfg.train.seed + 1000 * member, cfg.train.deterministic)
-            net = create_model(cfg.model.name, spatial_dims=dims, in_channels=spec["channels"],
-                               num_classes=len(labels), **params)
-            if member == 0:
-                _check_fits(net, cfg.model.name, spec["channels"], spec["spatial_size"])
-            result = Trainer(net, hooks, cfg.train, run_dir=run_dir, observers=list(observers), member=member,
-                             members=cfg.train.ensemble).fit(train_ds, resume=resume)
-            members.append(net)
-            histories.append(result.history)
-            best_epochs.append(result.best_epoch)
-        network = members[0] if len(members) == 1 else Ensemble(members, multilabel=multilabel)
+        return Prepared(
+            train=ArrayDataset(x_tr, y_tr, pre, aug), hooks=hooks, config=cfg, members=cfg.train.ensemble,
+            splits=[s for s in ("val", "test") if data.split(s)],
+            state={"data": data, "labels": labels, "multilabel": multilabel, "pos": pos, "dims": dims,
+                   "spec": spec, "params": params, "x_val": x_va_t, "y_val": y_va,
+                   "skipped": {k: v[2][:50] for k, v in splits.items() if v[2]}})
+
+    def build_network(self, cfg: ClassificationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+        from medsight.models.registry import create_model
+        from medsight.tasks.classification.training import check_fits
+
+        st = prepared.state
+        net = create_model(cfg.model.name, spatial_dims=st["dims"], in_channels=st["spec"]["channels"],
+                           num_classes=len(st["labels"]), **st["params"])
+        if member == 0:
+            check_fits(net, cfg.model.name, st["spec"]["channels"], st["spec"]["spatial_size"])
+        return net
+
+    def finish(self, cfg: ClassificationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+               results: list[Any]) -> Finished:
+        """The model: one network or the ensemble's mean, the operating threshold(s) chosen on the
+        validation split only, with the weights as they will be stored."""
+        from medsight.engine.run import Finished
+        from medsight.metrics import choose_threshold
+        from medsight.models.architectures import Ensemble
+        from medsight.tasks.classification.training import round_to_float16
+
+        st = prepared.state
+        labels, multilabel, pos, spec = st["labels"], st["multilabel"], st["pos"], st["spec"]
+        network = networks[0] if len(networks) == 1 else Ensemble(networks, multilabel=multilabel)
         network.eval()
         if cfg.train.save_dtype == "float16":  # threshold and metrics from the weights as they will be stored
             round_to_float16(network)
-        train_seconds = time.perf_counter() - t_start
-        # operating point: validation split only
-        p_va = _probabilities(network, x_va_t, multilabel, tta=cfg.evaluation.tta)
+        arch = {"name": cfg.model.name, "params": st["params"], "spatial_dims": st["dims"],
+                "in_channels": spec["channels"], "num_classes": len(labels), "ensemble": cfg.train.ensemble,
+                "multilabel": multilabel}
         manifest: dict[str, Any] = {
             "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
             "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities,
@@ -304,79 +280,34 @@ class ClassificationTask(Task):
             "positive_label": labels[pos] if pos is not None else None,
             "threshold_rule": cfg.evaluation.threshold_rule,
             "training": {
-                "data": data.fingerprint, "config": cfg.model_dump(mode="json"), "best_epochs": best_epochs,
-                "epochs_run": [len(h) for h in histories], "wall_time_s": round(train_seconds, 1),
-                "skipped_inputs": {k: v[2][:50] for k, v in splits.items() if v[2]},
+                "data": st["data"].fingerprint, "config": cfg.model_dump(mode="json"),
+                "best_epochs": [r.best_epoch for r in results], "epochs_run": [len(r.history) for r in results],
+                "skipped_inputs": st["skipped"],
             },
         }
+        y_va = st["y_val"]
+        p_va = _probabilities(network, st["x_val"], multilabel, tta=cfg.evaluation.tta)  # validation split only
         if pos is not None:
             manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos],
                                                      cfg.evaluation.threshold_rule)
         elif multilabel:
             manifest["thresholds"] = [choose_threshold(y_va[:, j], p_va[:, j], cfg.evaluation.threshold_rule)
                                       if 0 < y_va[:, j].sum() < len(y_va) else 0.5 for j in range(len(labels))]
-        model = SavedModel(network=network, manifest=manifest)
-        evaluations = {}
-        for name in ("val", "test"):
-            if data.split(name):
-                evaluations[name] = self.evaluate(model, cfg.data, split=name, n_boot=cfg.evaluation.bootstrap,
-                                                  seed=cfg.train.seed)
-        manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
-        model.card = self.model_card(manifest)
-        model.save(run_dir / "model")
-        eval_dir = run_dir / "evaluation"
-        eval_dir.mkdir(exist_ok=True)
-        for name, ev in evaluations.items():
-            (eval_dir / f"{name}.json").write_text(json.dumps(ev, indent=1))
-        if "test" in evaluations:
-            self.write_report(evaluations["test"], eval_dir / "report.html", model=model)
-        for member, hist in enumerate(histories):
-            curves = "learning_curves.png" if len(histories) == 1 else f"learning_curves_member{member}.png"
-            plot_learning_curves(hist, run_dir / curves, monitor=cfg.train.monitor)
-        (run_dir / "summary.json").write_text(json.dumps({
-            "model": str(run_dir / "model"), "train_seconds": round(train_seconds, 1),
-            "best_epochs": best_epochs, "metrics": manifest["metrics"]}, indent=1))
-        return model
+        return Finished(model=SavedModel(network=network, manifest=manifest))
 
-    @staticmethod
-    def _loss(cfg: Config, y: np.ndarray, n_classes: int, multilabel: bool) -> torch.nn.Module:
-        if multilabel:
-            pos = y.sum(0)
-            weight = torch.tensor((len(y) - pos) / np.clip(pos, 1, None), dtype=torch.float32)
-            return torch.nn.BCEWithLogitsLoss(pos_weight=weight if cfg.train.class_weights == "balanced" else None)
-        weight = None
-        if cfg.train.class_weights == "balanced":
-            counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-            if np.any(counts == 0):
-                missing = [i for i, c in enumerate(counts) if c == 0]
-                raise DataError(f"class(es) {missing} have no training images")
-            weight = torch.tensor(len(y) / (n_classes * counts), dtype=torch.float32)
-        return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+    def evaluation_options(self, cfg: ClassificationRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
+        return {"n_boot": cfg.evaluation.bootstrap, "seed": cfg.train.seed}
 
+    def headline(self, evaluation: dict[str, Any]) -> dict[str, Any]:
+        from medsight.tasks.classification.training import headline
 
-def round_to_float16(network: torch.nn.Module) -> None:
-    """Round floating-point weights through float16 in place (they stay float32 tensors)."""
-    with torch.no_grad():
-        for t in network.state_dict().values():
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+        return headline(evaluation)
 
+    def reproduce(self, cfg: ClassificationRunConfig) -> str | None:
+        return None  # the card shows manifest["reproduce"] (the shipped models') or none
 
-def _check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[int]) -> None:
-    """Run one dummy batch so that an input too small for the network is a config error, not a crash."""
-    net.eval()
-    try:
-        with torch.no_grad():
-            net(torch.zeros(2, channels, *size))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"model {name!r} cannot take {'x'.join(map(str, size))} inputs ({first}); "
-                          "use a larger preprocessing.spatial_size or a model for small images (resnet-small)"
-                          ) from None
-    finally:
-        net.train()
+    @property
+    def front_door(self) -> type:  # type: ignore[override]
+        from medsight.tasks.classification.front import Classifier
 
-
-def _headline(ev: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold")
-    return {k: ev[k] for k in keys if k in ev}
+        return Classifier

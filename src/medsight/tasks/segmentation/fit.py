@@ -1,29 +1,30 @@
-"""Training a segmentation model from a config: data → fingerprint → plan → trainer → model.
+"""Segmentation's hooks of the run skeleton (:func:`medsight.engine.run.train_run`):
+data → fingerprint → plan (``prepare``) → network (``build_network``) → model (``finish``).
 
-The run folder gets what a classification run gets: ``config.yaml``, ``metrics.csv``,
-checkpoints (resumable), ``learning_curves.png``, ``model/`` (manifest, safetensors weights,
-model card), ``evaluation/`` (``val.json``, ``test.json``, per-case CSVs, ``report.html``) and
-``summary.json``; plus ``plan.json`` (the fingerprint and the choices made from it).
+The run folder gets what every run gets (``config.yaml``, ``metrics.csv``, checkpoints,
+``learning_curves.png``, ``model/``, ``evaluation/`` with ``val.json``, ``test.json`` and
+``report.html``, ``summary.json``), plus ``plan.json`` (the fingerprint and the choices made
+from it) and per-case CSVs in ``evaluation/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from medsight.config import Config, SegmentationRunConfig, save_config
+from medsight.config import Config, SegmentationRunConfig
 from medsight.errors import ConfigError, DataError
 from medsight.models.saved import SavedModel
-from medsight.tasks.base import Task
 
-__all__ = ["fit_segmentation", "train_settings", "reproduce_command"]
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.engine.run import Finished, Prepared
+
+__all__ = ["prepare", "build_network", "finish", "headline", "train_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -36,46 +37,32 @@ def train_settings(cfg: Config, spatial_dims: int) -> Any:
     return cfg.train.model_copy(update={"batch_size": 2 if spatial_dims == 3 else 12})
 
 
-def reproduce_command(cfg: Config) -> str:
-    """The command that retrains ``cfg``: the config file it was loaded from with its overrides
-    (``configs/<name>.yaml`` for the shipped models), else a placeholder for the run's saved
-    ``config.yaml``. Nothing is looked up in the working directory."""
-    return cfg.train_command(f"runs/{cfg.name}") or (
-        "medsight train CONFIG.yaml --out RUN   # CONFIG.yaml: this run's config.yaml")
-
-
-def _headline(ev: dict[str, Any]) -> dict[str, Any]:
+def headline(ev: dict[str, Any]) -> dict[str, Any]:
     return {"n": ev["n"], "mean_dice": round(float(np.mean(list(ev["dice"].values()))), 4), "dice": ev["dice"],
             "hd95_mm": ev["hd95_mm"], "surface_dice": ev["surface_dice"],
             "volume_error_ml": ev["volume_error_ml"], "summary": ev["summary"]}
 
 
-def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (),
-                     resume: bool = False) -> SavedModel:
-    """Train, evaluate on the validation and test splits, and save a segmentation model.
+def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
+    """Read and check every case (bad cases are listed, not fatal), fingerprint the training
+    cases, plan spacing, patch and normalisation (``plan.json``), and build the patch dataset
+    and the validation hooks.
 
     Raises:
-        ConfigError: the config is not a segmentation config, or names a non-segmentation model.
+        ConfigError: a non-segmentation model, a monitor that is not one of the data's labels,
+            deep supervision without dynunet, bad mirror axes.
         DataError: no readable training case.
     """
     from medsight.data.fingerprint import collect_fingerprint, plan_segmentation
     from medsight.data.segmentation import open_segmentation_data, read_cases
-    from medsight.engine.trainer import Trainer, seed_everything
-    from medsight.models.registry import create_model, get_spec
-    from medsight.report.plots import plot_learning_curves
+    from medsight.engine.run import Prepared
+    from medsight.models.registry import get_spec
     from medsight.tasks.segmentation.preprocess import SegPreprocessor, label_lookup
     from medsight.tasks.segmentation.training import PatchDataset, SegmentationHooks
     from medsight.transforms.augment import build_augmentation
 
-    t_start = time.perf_counter()
-    if not isinstance(cfg, SegmentationRunConfig):
-        raise ConfigError(f"the segmentation task needs task: segmentation; the config says {cfg.task!r}")
     if "segmentation" not in get_spec(cfg.model.name).tasks:
         raise ConfigError(f"model {cfg.model.name!r} is not a segmentation model; choose unet, dynunet or segresnet")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     seg = cfg.segmentation
 
     # data: every case is read and checked once; bad cases are listed, not fatal
@@ -107,31 +94,24 @@ def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Seque
     names = [data.labels[v] for v in label_values]
     lut = label_lookup(label_values)
 
-    def prepare(items: list[tuple[Any, Any, Any]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def to_grid(items: list[tuple[Any, Any, Any]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         xs, ys = [], []
         for _, im, mk in items:
             xs.append(pre.image(im).numpy())
             ys.append(pre.mask(lut[mk.array[0]], im))
         return xs, ys
 
-    x_tr, y_tr = prepare(train_cases)
-    x_va, y_va = prepare(val_cases)
+    x_tr, y_tr = to_grid(train_cases)
+    x_va, y_va = to_grid(val_cases)
     patch = plan["patch_size"]
 
-    # network
     params = dict(plan["network"]["params"])
     if seg.deep_supervision:
         if cfg.model.name != "dynunet":
             raise ConfigError("segmentation.deep_supervision needs model dynunet")
         params.update(deep_supervision=True, deep_supr_num=max(1, min(2, len(params["strides"]) - 2)))
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    net = create_model(cfg.model.name, spatial_dims=dims, in_channels=fp.channels, num_classes=len(label_values),
-                       **params)
-    if dims == 3:
-        net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     tcfg = train_settings(cfg, dims)
     cfg = cfg.model_copy(update={"train": tcfg})
-    save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same
     aug = build_augmentation(cfg.augmentation, spatial_dims=dims, spatial_size=patch, keys=("image", "label"),
                              label_keys=("label",), seed=cfg.train.seed)
     mirror = list(range(dims)) if seg.mirror_axes == "all" else [int(a) for a in seg.mirror_axes]
@@ -155,47 +135,44 @@ def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Seque
                               precision=tcfg.precision, deep_supervision=seg.deep_supervision)
     log.info("training %s on %d cases (%d validation), %d patches per epoch", cfg.model.name, len(x_tr), len(x_va),
              len(dataset))
-    result = Trainer(net, hooks, tcfg, run_dir=run_dir, observers=list(observers)).fit(dataset, resume=resume)
-    net.eval()  # a deep-supervised DynUNet returns its main head only in eval mode
-    train_seconds = time.perf_counter() - t_start
+    return Prepared(train=dataset, hooks=hooks, config=cfg, splits=[s for s in ("val", "test") if data.split(s)],
+                    state={"data": data, "dims": dims, "channels": fp.channels, "params": params, "plan": plan,
+                           "pre_spec": pre_spec, "inference": inference, "label_values": label_values,
+                           "names": names, "skipped": {"train": skipped_train[:50], "val": skipped_val[:50]}})
 
+
+def build_network(cfg: SegmentationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+    from medsight.models.registry import create_model
+
+    st = prepared.state
+    net = create_model(cfg.model.name, spatial_dims=st["dims"], in_channels=st["channels"],
+                       num_classes=len(st["label_values"]), **st["params"])
+    if st["dims"] == 3:
+        net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    return net
+
+
+def finish(cfg: SegmentationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+           results: list[Any]) -> Finished:
+    from medsight.engine.run import Finished
+
+    st, net, result = prepared.state, networks[0], results[0]
+    net.eval()  # a deep-supervised DynUNet returns its main head only in eval mode
+    data, plan = st["data"], st["plan"]
     split_ids = {s: [c.id for c in data.split(s)] for s in ("train", "val", "test")}
     manifest: dict[str, Any] = {
         "name": cfg.name, "version": "1.0.0", "task": "segmentation", "description": cfg.description,
-        "architecture": {"name": cfg.model.name, "params": params, "spatial_dims": dims, "in_channels": fp.channels,
-                         "num_classes": len(label_values)},
-        "preprocessing": pre_spec, "inference": inference, "modalities": cfg.modalities,
-        "labels": names, "label_values": label_values, "augmentation": cfg.augmentation,
+        "architecture": {"name": cfg.model.name, "params": st["params"], "spatial_dims": st["dims"],
+                         "in_channels": st["channels"], "num_classes": len(st["label_values"])},
+        "preprocessing": st["pre_spec"], "inference": st["inference"], "modalities": cfg.modalities,
+        "labels": st["names"], "label_values": st["label_values"], "augmentation": cfg.augmentation,
         "plan": {k: plan[k] for k in ("target_spacing", "patch_size", "median_shape", "rules", "fingerprint")},
         "training": {
             "data": data.fingerprint, "split_file": cfg.data.split_file, "split": split_ids,
             "config": cfg.model_dump(mode="json"), "best_epoch": result.best_epoch,
             "best_val_dice": round(result.best_metric, 6), "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early, "wall_time_s": round(train_seconds, 1),
-            "trainer_seconds": round(result.seconds, 1),
-            "skipped_inputs": {"train": skipped_train[:50], "val": skipped_val[:50]},
+            "stopped_early": result.stopped_early, "trainer_seconds": round(result.seconds, 1),
+            "skipped_inputs": st["skipped"],
         },
     }
-    model = SavedModel(network=net, manifest=manifest)
-    evaluations: dict[str, dict[str, Any]] = {}
-    eval_dir = run_dir / "evaluation"
-    for split in ("val", "test"):
-        if data.split(split):
-            evaluations[split] = task.evaluate(model, cfg.data, split=split, csv_path=eval_dir / f"{split}_cases.csv")
-    manifest["metrics"] = {k: _headline(v) for k, v in evaluations.items()}
-    manifest["training"]["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-    model.card = task.model_card(manifest, reproduce=reproduce_command(cfg))
-    model.save(run_dir / "model")
-    for split, ev in evaluations.items():
-        (eval_dir / f"{split}.json").write_text(json.dumps(ev, indent=1))
-    report_split = "test" if "test" in evaluations else ("val" if "val" in evaluations else None)
-    if report_split:
-        task.write_report(evaluations[report_split], eval_dir / "report.html", model=model)
-    if result.history:
-        plot_learning_curves(result.history, run_dir / "learning_curves.png", monitor=tcfg.monitor)
-    (run_dir / "summary.json").write_text(json.dumps({
-        "model": str(run_dir / "model"), "train_seconds": manifest["training"]["wall_time_s"],
-        "trainer_seconds": manifest["training"]["trainer_seconds"], "best_epoch": result.best_epoch,
-        "metrics": {k: {m: v[m] for m in ("n", "dice", "hd95_mm")} for k, v in manifest["metrics"].items()}},
-        indent=1))
-    return model
+    return Finished(model=SavedModel(network=net, manifest=manifest), summary={"best_epoch": result.best_epoch})

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from medsight.config import Config, DataConfig
+from medsight.config import DataConfig, SegmentationRunConfig
 from medsight.errors import DataError, MedSightError, ShapeError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
@@ -30,6 +30,7 @@ from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
+    from medsight.engine.run import Finished, Prepared
     from medsight.report import Section
 
 __all__ = ["SegmentationTask"]
@@ -55,6 +56,7 @@ class SegmentationTask(Task):
     """Segmentation of structures in 2D images or 3D volumes."""
 
     name = "segmentation"
+    config_type = SegmentationRunConfig
     default_split: str | None = None  # evaluate every labelled case unless a split is named
 
     result_type = SegmentationResult
@@ -258,9 +260,33 @@ class SegmentationTask(Task):
 
         return segmentation_card_section(manifest)
 
-    # -- training -----------------------------------------------------------------------------
-    def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
-        from medsight.tasks.segmentation.fit import fit_segmentation
+    # -- training: hooks of the run skeleton (engine/run.py), in fit.py ------------------------
+    def prepare(self, cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
+        from medsight.tasks.segmentation.fit import prepare
 
-        return fit_segmentation(self, cfg, run_dir=run_dir, observers=observers, resume=resume)
+        return prepare(cfg, run_dir=run_dir)
 
+    def build_network(self, cfg: SegmentationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+        from medsight.tasks.segmentation.fit import build_network
+
+        return build_network(cfg, prepared, member)
+
+    def finish(self, cfg: SegmentationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+               results: list[Any]) -> Finished:
+        from medsight.tasks.segmentation.fit import finish
+
+        return finish(cfg, prepared, networks, results)
+
+    def evaluation_options(self, cfg: SegmentationRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
+        return {"csv_path": eval_dir / f"{split}_cases.csv"}
+
+    def headline(self, evaluation: dict[str, Any]) -> dict[str, Any]:
+        from medsight.tasks.segmentation.fit import headline
+
+        return headline(evaluation)
+
+    @property
+    def front_door(self) -> type:  # type: ignore[override]
+        from medsight.tasks.segmentation.front import Segmenter
+
+        return Segmenter

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medsight.engine.sliding import predict_probabilities
+from medsight.engine.trainer import TrainingHooks
 
 __all__ = ["PatchDataset", "SegmentationHooks", "dice_per_class"]
 
@@ -91,7 +92,7 @@ class PatchDataset(torch.utils.data.Dataset):
         return x.float().contiguous(), y.round().long().contiguous()
 
 
-class SegmentationHooks:
+class SegmentationHooks(TrainingHooks):
     """The trainer's view of segmentation.
 
     Args:
@@ -125,11 +126,11 @@ class SegmentationHooks:
             return sum(w[i] * self.loss_fn(outputs[:, i].float(), targets) for i in range(heads))  # type: ignore[return-value]
         return self.loss_fn(outputs.float(), targets)
 
-    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_step(self, network: torch.nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
         if x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return x, y
+        return self.loss(network(x), y)
 
     def validate(self, network: torch.nn.Module) -> dict[str, float]:
         if not self.val_images:
