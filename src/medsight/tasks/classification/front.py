@@ -99,6 +99,6 @@ class Classifier(FrontDoor):
 
     def predict_proba(self, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities for Images, shape (N, n_classes)."""
-        from medsight.tasks.classification.task import ClassificationTask
+        from medsight.tasks.base import get_task
 
-        return ClassificationTask().probabilities(self.model, images)
+        return get_task("classification").probabilities(self.model, images)  # type: ignore[attr-defined]
