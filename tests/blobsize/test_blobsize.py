@@ -91,10 +91,10 @@ def test_evaluate_and_predict_through_the_cli(run, tmp_path):
 
 
 def test_the_python_front_door_loads_it(run, tmp_path):
+    from PIL import Image as PILImage
+
     import medsight
     from medsight.tasks.front import FrontDoor
-
-    from PIL import Image as PILImage
 
     PILImage.fromarray(blob_image(12.0, 32, np.random.default_rng(7))).save(tmp_path / "b.png")
     door = medsight.load(run / "model")
@@ -114,11 +114,11 @@ def test_a_section_the_task_does_not_read_is_a_user_error(plugin, tmp_path):
 
 def test_the_service_runs_it_on_received_dicom_and_stores_its_findings(run, make_service_cfg, rng):
     from sqlalchemy import select
+    from tests.service.conftest import dicom_bytes, drain
 
     from medsight.service.context import build_context
     from medsight.service.db import Result, ResultFinding
     from support.xray_dicom import xray_dataset
-    from tests.service.conftest import dicom_bytes, drain
 
     cfg = make_service_cfg(models={"blob": {"path": str(run / "model")}},
                            routing=[{"name": "blobs", "modalities": ["OT"], "models": ["blob"]}],
