@@ -6,10 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medsight.tasks.results import ClassificationResult, PredictionError, Provenance, SegmentationResult
+from support.series_dicom import write_series
 
 #: What a result's CSV columns and writers read of a model.
 MODEL = SimpleNamespace(name="m", version="1.0.0", labels=["background", "Anterior", "Posterior"],
@@ -18,29 +17,10 @@ CLASS_MODEL = SimpleNamespace(name="c", version="1.0.0", labels=["normal", "pneu
 
 
 def ct_series(folder: Path, n: int = 4, rows: int = 12, cols: int = 10) -> Path:
-    """``n`` CT slices 2 mm apart in one study; returns the folder."""
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.StudyDate, ds.StudyTime = "Syn^Pat", "SYN-1", "20200102", "101010"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "A1", "1", "Doc"
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, k + 1
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.ImagePositionPatient = [-10.0, -20.0, 2.0 * k]
-        ds.PixelSpacing, ds.SliceThickness = [0.7, 0.8], 2.0
-        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept = 15, 1, 1.0, -1024.0
-        ds.PixelData = np.full((rows, cols), 1000 + k, np.int16).tobytes()
-        folder.mkdir(parents=True, exist_ok=True)
-        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    """``n`` CT slices 2 mm apart in one study (slice k holds 1000 + k, i.e. k - 24 HU); returns the folder."""
+    volume = np.stack([np.full((rows, cols), 1000 + k, np.int16) for k in range(n)])
+    write_series(folder, volume, modality="CT", spacing=(2.0, 0.7, 0.8), origin=(-10.0, -20.0, 0.0),
+                 rescale_intercept=-1024.0)
     return folder
 
 

@@ -84,35 +84,6 @@ def manifest(root: Path, n: int = 4, *, seed: int = 2) -> Path:
 
 def dicom_series(folder: Path, volume: np.ndarray, *, spacing=(1.0, 1.0, 1.0)) -> list[Path]:
     """Write ``volume`` (slices, rows, cols; int16) as an MR series with slice k at z = k * spacing[0]."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from support.series_dicom import write_series
 
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(volume.shape[0]):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Seg", "SEG-001", "19600101", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20240101", "120000", "A1", "1"
-        ds.ReferringPhysicianName = ""
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[0])]
-        ds.PixelSpacing = [float(spacing[1]), float(spacing[2])]
-        ds.SliceThickness = float(spacing[0])
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit, ds.PixelRepresentation = 15, 1
-        ds.PixelData = np.ascontiguousarray(volume[k].astype(np.int16)).tobytes()
-        p = folder / f"{k:03d}.dcm"
-        ds.save_as(p, enforce_file_format=True)
-        paths.append(p)
-    return paths
+    return write_series(folder, volume, modality="MR", spacing=spacing)
