@@ -4,6 +4,6 @@
 report and card sections) and its training.
 """
 
-from medsight.tasks.classification.task import ClassificationTask, positive_index, preprocessor, round_to_float16
+from medsight.tasks.classification.task import ClassificationTask, positive_index, round_to_float16
 
-__all__ = ["ClassificationTask", "positive_index", "preprocessor", "round_to_float16"]
+__all__ = ["ClassificationTask", "positive_index", "round_to_float16"]
