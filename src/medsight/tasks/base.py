@@ -48,7 +48,7 @@ class Task(ABC):
     def validate_input(self, model: SavedModel, image: Image) -> None:
         """Refuse an image the model cannot take: wrong number of dimensions or wrong modality.
 
-        A model lists the DICOM modalities it accepts in ``manifest["modalities"]``; images of
+        A model lists the DICOM modalities it accepts in ``spec.modalities``; images of
         unknown modality ("OT", e.g. a PNG) are accepted, since nothing says they are wrong.
         """
         from medsight.errors import ModalityError, ShapeError
@@ -56,7 +56,7 @@ class Task(ABC):
         if image.n_spatial != model.spatial_dims:
             raise ShapeError(f"model {model.name} takes {model.spatial_dims}D images; got a {image.n_spatial}D image "
                              f"of shape {image.shape}", path=image.source)
-        allowed = model.manifest.get("modalities")
+        allowed = model.spec.modalities
         if allowed and image.modality not in ("OT", "", None) and image.modality not in allowed:
             raise ModalityError(f"model {model.name} takes {'/'.join(allowed)} images; this one is {image.modality}",
                                 path=image.source)
