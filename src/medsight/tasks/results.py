@@ -234,7 +234,7 @@ class SegmentationResult(Result):
 
     @classmethod
     def csv_columns(cls, model: Any) -> list[str]:
-        values = model.spec.label_values or range(len(model.labels))
+        values = model.manifest.get("label_values") or range(len(model.labels))
         names = [n for v, n in zip(values, model.labels) if int(v) != 0]
         return [*[f"volume_ml_{n}" for n in names], "output"]
 
