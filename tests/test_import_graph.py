@@ -154,3 +154,13 @@ def test_no_package_imports_a_private_name_of_another():
                 if private and package_of(node.module) != package_of(mod):
                     found.append(f"{mod}: from {node.module} import {', '.join(private)}")
     assert found == []
+
+
+def test_the_saved_model_format_depends_on_neither_the_engine_nor_the_tasks():
+    """``models/`` (the manifest, weights, the backend seam) is below the engine and the tasks,
+    so a new backend or task never needs it to import them."""
+    graph = import_graph()
+    above = {"medsight.engine", "medsight.tasks", "medsight.service", "medsight.api", "medsight.cli"}
+    found = {m: sorted(t for t in ts if package_of(t) in above) for m, ts in graph.items()
+             if package_of(m) == "medsight.models"}
+    assert {m: ts for m, ts in found.items() if ts} == {}

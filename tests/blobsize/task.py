@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsight.config import Config, DataConfig, TrainConfig
-from medsight.engine.run import Finished, Prepared
+from medsight.engine.run import Finished, TrainingSetup
 from medsight.engine.trainer import TrainingHooks
 from medsight.errors import DataError
 from medsight.io.image import Image
@@ -139,7 +139,7 @@ class BlobSizeTask(Task):
     result_type = BlobSizeResult
 
     # the run skeleton's hooks
-    def prepare(self, cfg: BlobSizeConfig, *, run_dir: Path) -> Prepared:
+    def prepare(self, cfg: BlobSizeConfig, *, run_dir: Path) -> TrainingSetup:
         from medsight.io import read
 
         spec = _spec(cfg.blob.size)
@@ -151,15 +151,15 @@ class BlobSizeTask(Task):
         if not len(split["train"][0]) or not len(split["val"][0]):
             raise DataError(f"{cfg.data.source}: the blob-size task needs train and val rows")
         train = torch.utils.data.TensorDataset(split["train"][0], torch.from_numpy(split["train"][1]))
-        return Prepared(train=train, hooks=BlobHooks(*split["val"]), config=cfg,
+        return TrainingSetup(train=train, hooks=BlobHooks(*split["val"]), config=cfg,
                         splits=[s for s in ("val", "test") if len(split[s][0])], state={"spec": spec})
 
-    def build_network(self, cfg: BlobSizeConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+    def build_network(self, cfg: BlobSizeConfig, prepared: TrainingSetup, member: int) -> torch.nn.Module:
         from medsight.models.registry import create_model
 
         return create_model(cfg.model.name, spatial_dims=2, in_channels=1, num_classes=1, **cfg.model.params)
 
-    def finish(self, cfg: BlobSizeConfig, prepared: Prepared, networks: list[torch.nn.Module],
+    def finish(self, cfg: BlobSizeConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[Any]) -> Finished:
         manifest = {
             "name": cfg.name, "version": "1.0.0", "task": self.name, "description": cfg.description,

@@ -32,7 +32,6 @@ KIND_KEYS = {"probabilities", "volumes_ml", "mask", "error_type", "findings"}
 #: (file relative to src/medsight, enclosing function, rule, string) → why it is not a result-kind test.
 ALLOWED: dict[tuple[str, str, str, str], str] = {
     ("config.py", "_task_of", "attr", "task"): "reads a run config's task (its discriminator), not a result's",
-    ("explain/cam.py", "heatmap", "task-name", "classification"): "heatmaps exist for classification networks",
     ("service/catalog.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "
                                                                                    "classification networks",
     ("service/process.py", "Processor._explain", "task-name", "classification"): "heatmaps exist for "

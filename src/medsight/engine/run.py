@@ -6,7 +6,7 @@ the saved model with its card, the report, the learning curves and ``summary.jso
 supplies what differs through its hooks (:class:`medsight.tasks.base.Task`):
 
 ``prepare(cfg, run_dir)``
-    reads the data, plans, and returns a :class:`Prepared`: the training dataset, the trainer's
+    reads the data, plans, and returns a :class:`TrainingSetup`: the training dataset, the trainer's
     :class:`~medsight.engine.trainer.TrainingHooks` (training step, validation, collate), the
     resolved config and how many networks to train;
 ``build_network(cfg, prepared, member)``
@@ -42,11 +42,11 @@ from medsight.engine.trainer import Trainer, TrainingHooks, TrainResult, seed_ev
 from medsight.errors import ConfigError
 from medsight.models.saved import SavedModel
 
-__all__ = ["Prepared", "Finished", "RunTask", "train_run"]
+__all__ = ["TrainingSetup", "Finished", "RunTask", "train_run"]
 
 
 @dataclass
-class Prepared:
+class TrainingSetup:
     """What a task's ``prepare`` hands the skeleton.
 
     Attributes:
@@ -80,11 +80,11 @@ class RunTask(Protocol):
     name: str
     config_type: type[Config]
 
-    def prepare(self, cfg: Any, *, run_dir: Path) -> Prepared: ...
+    def prepare(self, cfg: Any, *, run_dir: Path) -> TrainingSetup: ...
 
-    def build_network(self, cfg: Any, prepared: Prepared, member: int) -> torch.nn.Module: ...
+    def build_network(self, cfg: Any, prepared: TrainingSetup, member: int) -> torch.nn.Module: ...
 
-    def finish(self, cfg: Any, prepared: Prepared, networks: list[torch.nn.Module],
+    def finish(self, cfg: Any, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[TrainResult]) -> Finished: ...
 
     def evaluate(self, model: SavedModel, data: Any, *, split: str | None = ..., **options: Any) -> dict[str, Any]: ...

@@ -27,7 +27,12 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-__all__ = ["window_predictor", "predict_probabilities", "predict_classes", "keep_largest_component",
+#: What the predictors call on a batch ``(B, C, *patch)`` for logits ``(B, K, *patch)``: a saved
+#: model's :meth:`~medsight.models.saved.SavedModel.run` at inference, a bare module in training
+#: validation.
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+__all__ = ["Forward", "window_predictor", "predict_probabilities", "predict_classes", "keep_largest_component",
            "DEFAULT_MAX_VOXELS"]
 
 log = logging.getLogger(__name__)
@@ -42,7 +47,12 @@ def _autocast(precision: str):
     return nullcontext()
 
 
-def window_predictor(network: torch.nn.Module, *, tta_flips: bool | Sequence[int] = False,
+def _eval(network: Forward) -> None:
+    if isinstance(network, torch.nn.Module):
+        network.eval()
+
+
+def window_predictor(network: Forward, *, tta_flips: bool | Sequence[int] = False,
                      precision: str = "fp32") -> Callable[[torch.Tensor], torch.Tensor]:
     """A function from windows ``(B, C, *patch)`` to class probabilities ``(B, K, *patch)``.
 
@@ -72,13 +82,13 @@ def window_predictor(network: torch.nn.Module, *, tta_flips: bool | Sequence[int
     return run
 
 
-def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Sequence[int],
+def predict_probabilities(network: Forward, x: torch.Tensor, *, patch_size: Sequence[int],
                           overlap: float = 0.5, sw_batch_size: int = 4, tta_flips: bool | Sequence[int] = False,
                           precision: str = "fp32") -> torch.Tensor:
     """Class probabilities of one image on the network grid.
 
     Args:
-        network: the segmentation network (put in eval mode here).
+        network: ``SavedModel.run``, or a segmentation module (put in eval mode here).
         x: the preprocessed image ``(C, *spatial)``.
         patch_size: window size in voxels (the plan's patch size).
         overlap: fraction of a window shared with its neighbour along each axis.
@@ -91,7 +101,7 @@ def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_si
     """
     from monai.inferers import sliding_window_inference
 
-    network.eval()
+    _eval(network)
     with torch.inference_mode():
         out = sliding_window_inference(x[None].float(), roi_size=list(patch_size), sw_batch_size=sw_batch_size,
                                        predictor=window_predictor(network, tta_flips=tta_flips, precision=precision),
@@ -101,7 +111,7 @@ def predict_probabilities(network: torch.nn.Module, x: torch.Tensor, *, patch_si
     return out[0]
 
 
-def predict_classes(network: torch.nn.Module, x: torch.Tensor, *, patch_size: Sequence[int], overlap: float = 0.5,
+def predict_classes(network: Forward, x: torch.Tensor, *, patch_size: Sequence[int], overlap: float = 0.5,
                     sw_batch_size: int = 4, tta_flips: bool | Sequence[int] = False, precision: str = "fp32",
                     max_voxels: int = DEFAULT_MAX_VOXELS) -> np.ndarray:
     """Class indices (argmax) of one image on the network grid, in bounded memory.

@@ -22,6 +22,7 @@ from medsight.errors import ShapeError
 from medsight.explain.overlay import MAX_SIDE, display_shape
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
+from medsight.transforms.spacing import resize
 
 __all__ = ["Heatmap", "find_target_layer", "heatmap"]
 
@@ -82,16 +83,6 @@ def find_target_layer(network: nn.Module, x: torch.Tensor) -> str | None:
     return seen[-1] if seen else None
 
 
-def _resize(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if tuple(values.shape) == tuple(shape):
-        return values.astype(np.float32)
-    from monai.transforms import Resize
-
-    mode = "bilinear" if len(shape) == 2 else "trilinear"
-    out = Resize(spatial_size=shape, mode=mode, align_corners=False)(torch.from_numpy(values[None].astype(np.float32)))
-    return np.asarray(out)[0].astype(np.float32)
-
-
 def _normalise(v: np.ndarray) -> np.ndarray:
     v = np.nan_to_num(v.astype(np.float32))
     lo, hi = float(v.min()), float(v.max())
@@ -133,7 +124,8 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
     """Where ``model`` looked on ``image``, in the image's own geometry.
 
     Args:
-        model: a classification model.
+        model: a model whose task explains it (``get_task(model.task).explains(model)``:
+            classification models with a torch network).
         image: the image as read (any size; the model's own preprocessing is applied).
         class_index: the class to explain (default: the positive class of a binary model,
             else the most probable class).
@@ -148,24 +140,20 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         ShapeError, ModalityError: the image does not fit the model.
     """
     from medsight.tasks.base import get_task
-    from medsight.tasks.classification import preprocessor
 
-    if model.task != "classification":
-        raise ShapeError(f"heatmaps are made for classification models; {model.name} is a {model.task} model")
+    task = get_task(model.task)
+    if not task.explains(model) or model.network is None:
+        raise ShapeError(f"heatmaps explain classification models with a torch network; {model.name} is a "
+                         f"{model.task} model")
     if method not in ("gradcam", "occlusion"):
         raise ShapeError(f"method must be 'gradcam' or 'occlusion'; got {method!r}")
-    task = get_task("classification")
     task.validate_input(model, image)
-    x = preprocessor(model)(image)[None]
-    network = model.network
+    x = model.preprocessor(image)[None]
+    network = model.network  # GradCAM needs gradients through the module itself, not SavedModel.run
     network.eval()
     if class_index is None:
-        pos = model.manifest.get("positive_index")
-        if pos is not None:
-            class_index = int(pos)
-        else:
-            with torch.no_grad():
-                class_index = int(network(x).argmax(1)[0])
+        pos = model.spec.positive_index
+        class_index = int(pos) if pos is not None else int(model.run(x).argmax(1)[0])
     members = list(network.members) if hasattr(network, "members") else [network]
     used, layer = method, None
     with _LOCK:
@@ -184,4 +172,5 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
             maps = [_occlusion(member, x, class_index) for member in members]
     values = _normalise(np.mean(maps, axis=0))
     shape = (*image.shape[:-2], *display_shape(*image.shape[-2:], max_side))
-    return Heatmap(values=_normalise(_resize(values, shape)), method=used, layer=layer, class_index=class_index)
+    return Heatmap(values=_normalise(resize(values[None], shape, "linear")[0]), method=used, layer=layer,
+                   class_index=class_index)

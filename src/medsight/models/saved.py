@@ -3,8 +3,14 @@
 
 The manifest carries everything inference needs (architecture, preprocessing, label names,
 operating threshold) and everything an auditor asks (training data fingerprint, metrics,
-versions, weights checksum). Weights are safetensors: loading never runs code. A path that is
-not such a folder, a pickle, or a damaged file gives a :class:`ModelFileError` that says so.
+versions, weights checksum); its typed contract is :class:`medsight.models.manifest.Manifest`.
+Weights are safetensors: loading never runs code. A path that is not such a folder, a pickle,
+a manifest that breaks the contract, or a damaged file gives a :class:`ModelFileError` that
+says so.
+
+Inference goes through :meth:`SavedModel.run` (the model's
+:class:`~medsight.models.backend.Backend`) and :attr:`SavedModel.preprocessor` (built once from
+the manifest), so a task never calls ``model.network`` itself.
 """
 
 from __future__ import annotations
@@ -18,11 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from medsight.errors import ConfigError, ModelFileError, ModelNotFoundError
+from medsight.models.backend import Backend, TorchBackend
+from medsight.models.manifest import Architecture, Manifest, parse_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.transforms.preprocess import Preprocessor, SpacingPreprocessor
 
 __all__ = ["SavedModel", "build_network", "load_model", "save_model", "resolve_model_path", "list_zoo",
            "FORMAT", "FORMAT_VERSION"]
@@ -36,57 +47,137 @@ WEIGHTS = "weights.safetensors"
 CARD = "MODEL_CARD.md"
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _shallow_key(manifest: dict[str, Any]) -> tuple[Any, ...]:
+    """What :attr:`SavedModel.spec` compares to see the dict changed: top-level keys, scalar
+    values, and the identity of each section (assigning a section anew is seen)."""
+    return tuple((k, v if isinstance(v, _SCALARS) else id(v)) for k, v in manifest.items())
+
+
 @dataclass
 class SavedModel:
     """A network with its manifest.
 
-    Attributes:
-        network: the torch module, in eval mode after loading.
-        manifest: the JSON manifest (see docs/design.md for its keys).
+    Args:
+        network: the torch module, in eval mode after loading; None for a model that only has
+            another ``backend``.
+        manifest: the JSON manifest as a dict (see :class:`~medsight.models.manifest.Manifest`
+            for its keys), validated here; a :class:`Manifest` is taken as its dict.
         path: the folder it was loaded from, if any.
+        card: the model card (Markdown).
+        backend: what :meth:`run` calls; default :class:`~medsight.models.backend.TorchBackend`
+            around ``network``.
+
+    Attributes:
+        manifest: the dict, the source of truth that is saved (trainers and the service may
+            assign keys in it; :attr:`spec` follows).
+        spec: the typed, validated view of the manifest.
+
+    Raises:
+        ModelFileError: the manifest breaks the contract (one line naming the field).
+        ConfigError: neither a network nor a backend.
     """
 
-    network: torch.nn.Module
+    network: torch.nn.Module | None
     manifest: dict[str, Any]
     path: Path | None = None
     card: str = field(default="", repr=False)
+    backend: Backend | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.manifest, Manifest):
+            self.manifest = self.manifest.to_dict()
+        self._spec = parse_manifest(self.manifest, path=self.path)
+        self._spec_key = _shallow_key(self.manifest)
+        self._preprocessor: Any = None
+        if self.backend is None:
+            if self.network is None:
+                raise ConfigError("a SavedModel needs a network or a backend; got neither")
+            self.backend = TorchBackend(self.network)
+
+    @property
+    def spec(self) -> Manifest:
+        """The manifest, typed (re-validated when a top-level key of :attr:`manifest` was
+        assigned since; change a nested section by assigning the section anew)."""
+        key = _shallow_key(self.manifest)
+        if key != self._spec_key:
+            spec = parse_manifest(self.manifest, path=self.path)
+            if spec.preprocessing != self._spec.preprocessing or spec.architecture != self._spec.architecture:
+                self._preprocessor = None
+            self._spec, self._spec_key = spec, key
+        return self._spec
 
     @property
     def name(self) -> str:
-        return str(self.manifest.get("name", "model"))
+        return self.spec.name
 
     @property
     def version(self) -> str:
-        return str(self.manifest.get("version", "0"))
+        return self.spec.version
 
     @property
     def task(self) -> str:
-        return str(self.manifest["task"])
+        return self.spec.task
 
     @property
     def labels(self) -> list[str]:
-        return list(self.manifest.get("labels", []))
+        return list(self.spec.labels)
 
     @property
     def spatial_dims(self) -> int:
-        return int(self.manifest["architecture"]["spatial_dims"])
+        return self.spec.spatial_dims
+
+    @property
+    def preprocessor(self) -> Preprocessor | SpacingPreprocessor:
+        """The model's preprocessor, built once from ``manifest["preprocessing"]``: an
+        :class:`~medsight.io.Image` in, the network's input tensor out (``.apply`` also gives
+        the network grid's geometry). Which class depends on the section's ``kind``."""
+        spec = self.spec
+        if self._preprocessor is None:
+            from medsight.transforms.preprocess import build_preprocessor
+
+            self._preprocessor = build_preprocessor(spec.preprocessing.model_dump(exclude_none=True),
+                                                    spatial_dims=spec.spatial_dims)
+        return self._preprocessor
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw outputs for one batch ``(N, C, *spatial)``: the one place inference
+        calls the network (no autograd, eval mode; see :mod:`medsight.models.backend`)."""
+        assert self.backend is not None  # set in __post_init__
+        return self.backend.run(x)
 
     def save(self, path: str | Path) -> Path:
         return save_model(self, path)
 
 
-def build_network(arch: dict[str, Any]) -> torch.nn.Module:
-    """Instantiate the network described by a manifest's ``architecture`` section."""
+def build_network(arch: Architecture | dict[str, Any]) -> torch.nn.Module:
+    """Instantiate the network described by a manifest's ``architecture`` section.
+
+    Raises:
+        ModelFileError: the section is malformed or lacks ``name``, ``in_channels`` or
+            ``num_classes``.
+        ConfigError: parameters the architecture does not accept.
+    """
     from medsight.models.architectures import Ensemble
     from medsight.models.registry import create_model
 
-    def one() -> torch.nn.Module:
-        return create_model(arch["name"], spatial_dims=int(arch["spatial_dims"]), in_channels=int(arch["in_channels"]),
-                            num_classes=int(arch["num_classes"]), **arch.get("params", {}))
+    if not isinstance(arch, Architecture):
+        arch = parse_manifest({"task": "?", "architecture": arch, "preprocessing": {"kind": "resize"}}
+                              ).architecture
+    missing = [k for k in ("name", "in_channels", "num_classes") if getattr(arch, k) is None]
+    if missing:
+        raise ModelFileError(f"manifest.json: architecture lacks {', '.join(missing)}, which building the network "
+                             "needs")
+    a = arch
 
-    n = int(arch.get("ensemble", 1))
-    if n > 1:
-        return Ensemble([one() for _ in range(n)], multilabel=bool(arch.get("multilabel", False)))
+    def one() -> torch.nn.Module:
+        return create_model(str(a.name), spatial_dims=a.spatial_dims, in_channels=int(a.in_channels or 1),
+                            num_classes=int(a.num_classes or 1), **a.params)
+
+    if a.ensemble > 1:
+        return Ensemble([one() for _ in range(a.ensemble)], multilabel=a.multilabel)
     return one()
 
 
@@ -114,13 +205,16 @@ def save_model(model: SavedModel, path: str | Path) -> Path:
     """Write ``model`` as a folder; returns the folder."""
     from medsight.models.weights import save_weights
 
+    if model.network is None:
+        raise ConfigError(f"model {model.name} has no torch network to save (backend {model.backend!r})")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS
     state = model.network.state_dict()
-    if model.manifest.get("weights_dtype") == "float16":  # halves the file; loading casts back to float32
+    if model.spec.weights_dtype == "float16":  # halves the file; loading casts back to float32
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_weights(state, weights, metadata={"format": FORMAT})
+    parse_manifest(model.manifest)  # the dict is what is written: validate it as it is now
     manifest = dict(model.manifest)
     manifest.update({"format": FORMAT, "format_version": FORMAT_VERSION, "weights_sha256": _sha256(weights)})
     manifest.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -241,10 +335,11 @@ def load_model(name_or_path: str | Path) -> SavedModel:
     if _sha256(weights) != expected:
         raise ModelFileError(f"{WEIGHTS} does not match the checksum in {MANIFEST}: the file is damaged or was "
                              "replaced", path=folder)
+    spec = parse_manifest(manifest, path=folder)
     try:
-        network = build_network(manifest["architecture"])
-    except KeyError as exc:
-        raise ModelFileError(f"{MANIFEST} lacks {exc}", path=folder) from None
+        network = build_network(spec.architecture)
+    except ModelFileError as exc:
+        raise ModelFileError(str(exc), path=folder) from None
     except ConfigError as exc:  # parameters the architecture does not accept, pretrained, paths
         raise ModelFileError(f"{MANIFEST} architecture: {exc}", path=folder) from None
     state = load_weights(weights)

@@ -29,7 +29,7 @@ from medsight.tasks.results import PredictionError, Result
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from medsight.engine.run import Finished, Prepared
+    from medsight.engine.run import Finished, TrainingSetup
     from medsight.engine.trainer import TrainResult
     from medsight.report import Section
 
@@ -55,15 +55,15 @@ class Task(ABC):
 
         return train_run(self, cfg, run_dir=run_dir, observers=observers, resume=resume)
 
-    def prepare(self, cfg: Any, *, run_dir: Path) -> Prepared:
+    def prepare(self, cfg: Any, *, run_dir: Path) -> TrainingSetup:
         """Read the data and plan: the training dataset, the trainer's hooks, the resolved config."""
         raise NotImplementedError(f"the {self.name} task cannot be trained")
 
-    def build_network(self, cfg: Any, prepared: Prepared, member: int) -> torch.nn.Module:
+    def build_network(self, cfg: Any, prepared: TrainingSetup, member: int) -> torch.nn.Module:
         """One untrained network (``member``: its index in an ensemble)."""
         raise NotImplementedError(f"the {self.name} task cannot be trained")
 
-    def finish(self, cfg: Any, prepared: Prepared, networks: list[torch.nn.Module],
+    def finish(self, cfg: Any, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[TrainResult]) -> Finished:
         """The trained model (weights as trained, manifest) from the trained networks."""
         raise NotImplementedError(f"the {self.name} task cannot be trained")
@@ -94,7 +94,7 @@ class Task(ABC):
     def validate_input(self, model: SavedModel, image: Image) -> None:
         """Refuse an image the model cannot take: wrong number of dimensions or wrong modality.
 
-        A model lists the DICOM modalities it accepts in ``manifest["modalities"]``; images of
+        A model lists the DICOM modalities it accepts in ``spec.modalities``; images of
         unknown modality ("OT", e.g. a PNG) are accepted, since nothing says they are wrong.
         """
         from medsight.errors import ModalityError, ShapeError
@@ -102,7 +102,7 @@ class Task(ABC):
         if image.n_spatial != model.spatial_dims:
             raise ShapeError(f"model {model.name} takes {model.spatial_dims}D images; got a {image.n_spatial}D image "
                              f"of shape {image.shape}", path=image.source)
-        allowed = model.manifest.get("modalities")
+        allowed = model.spec.modalities
         if allowed and image.modality not in ("OT", "", None) and image.modality not in allowed:
             raise ModalityError(f"model {model.name} takes {'/'.join(allowed)} images; this one is {image.modality}",
                                 path=image.source)

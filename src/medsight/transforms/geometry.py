@@ -10,7 +10,12 @@ physical point keeps the same LPS coordinates. Each step is recorded in
   percentile range to [0, 1]);
 * grid: :func:`resample_to_spacing`, :func:`resample_to` (onto another image's grid),
   :func:`reorient` (to axis codes such as ``"SPL"``), :func:`crop`, :func:`pad`,
-  :func:`crop_or_pad` and :func:`crop_foreground`.
+  :func:`crop_or_pad` and :func:`crop_foreground`;
+* :class:`Grid`: where an array's voxels sit in patient space without the array; a model's
+  preprocessor returns the network grid's :class:`Grid` with its input
+  (:meth:`medsight.transforms.preprocess.Preprocessor.apply`), so a voxel or a box found on the
+  network grid maps back to patient millimetres (:meth:`Grid.index_to_world`) and to the
+  source image's voxels (:meth:`Grid.index_to`).
 
 How the geometry is kept: the transform runs on a *local* affine (``diag(spacing)``, origin 0,
 array axes as coordinates), and the affine it returns, ``A``, is mapped back to patient
@@ -22,6 +27,7 @@ space: new direction x spacing = ``direction @ A[:n, :n]``, new origin = ``origi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +37,7 @@ from medsight.io.image import Image
 from medsight.transforms.intensity import CT_WINDOWS, ct_window_bounds
 
 __all__ = [
+    "Grid",
     "window_ct",
     "normalize_mr",
     "resample_to_spacing",
@@ -45,6 +52,76 @@ __all__ = [
 #: MONAI axis labels for an LPS world: (negative end, positive end) of x, y, z.
 LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
 _TORCH_UNSAFE = {np.dtype(np.uint16): np.int32, np.dtype(np.uint32): np.int64}
+
+
+# -- grids ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The geometry of a voxel grid, in :mod:`medsight.io.image`'s conventions.
+
+    The LPS position (mm) of continuous array index ``v`` is ``origin + direction @ (spacing *
+    v)``; index 0 is the centre of the first voxel.
+
+    Attributes:
+        shape: voxels per spatial axis, array order.
+        spacing: mm between voxel centres per axis.
+        origin: LPS mm of the centre of voxel 0.
+        direction: ``(3, n_spatial)`` unit columns.
+        applied: the steps that made this grid's array from the source, in order (name and
+            parameters), so what was done can be read back.
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, float, float]
+    direction: np.ndarray = field(repr=False)
+    applied: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, image: Image) -> Grid:
+        """The grid of ``image``."""
+        return cls(shape=tuple(image.shape), spacing=tuple(image.spacing), origin=tuple(image.origin),  # type: ignore[arg-type]
+                   direction=np.asarray(image.direction, float))
+
+    @property
+    def n_spatial(self) -> int:
+        return len(self.shape)
+
+    def index_to_world(self, index: Sequence[float] | np.ndarray) -> np.ndarray:
+        """LPS mm of continuous array indices ``(..., n_spatial)`` → ``(..., 3)``."""
+        v = np.asarray(index, float)
+        return np.asarray(self.origin) + (v * np.asarray(self.spacing)) @ self.direction.T
+
+    def world_to_index(self, points: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Continuous array indices of LPS points ``(..., 3)`` (for a 2D grid, the point's
+        projection onto the image plane)."""
+        p = np.asarray(points, float) - np.asarray(self.origin)
+        return (p @ np.linalg.pinv(self.direction).T) / np.asarray(self.spacing)
+
+    def index_to(self, other: Grid, index: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Indices on ``other`` of the points at ``index`` on this grid (e.g. network grid →
+        source image)."""
+        return other.world_to_index(self.index_to_world(index))
+
+    def resized(self, shape: Sequence[int], **step: Any) -> Grid:
+        """This grid resampled to ``shape`` over the same field of view (voxel edges kept;
+        :func:`medsight.transforms.spacing.resize`): spacing scales by ``n_in / n_out`` and
+        voxel 0's centre moves to input index ``(n_in / n_out - 1) / 2``. ``step`` (name and
+        parameters) is recorded in :attr:`applied` when given."""
+        new = tuple(int(s) for s in shape)
+        scale = np.asarray(self.shape, float) / np.asarray(new, float)
+        spacing = np.asarray(self.spacing) * scale
+        origin = self.index_to_world((scale - 1.0) / 2.0)
+        applied = (*self.applied, step) if step else self.applied
+        return Grid(shape=new, spacing=tuple(float(s) for s in spacing), origin=tuple(float(o) for o in origin),  # type: ignore[arg-type]
+                    direction=self.direction, applied=applied)
+
+    def with_step(self, **step: Any) -> Grid:
+        """The same grid with one more step in :attr:`applied` (an intensity change, say)."""
+        return Grid(shape=self.shape, spacing=self.spacing, origin=self.origin, direction=self.direction,
+                    applied=(*self.applied, step))
 
 
 # -- plumbing -------------------------------------------------------------------------------------

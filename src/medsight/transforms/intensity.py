@@ -1,12 +1,16 @@
-"""Intensity helpers shared by preprocessing: CT windows and display mapping."""
+"""Intensity helpers shared by preprocessing: CT windows, mapping to [0, 1], and per-channel
+normalisation (z-score, percentile, CT clip-and-standardise) as nnU-Net plans it."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from medsight.errors import ConfigError
 
-__all__ = ["CT_WINDOWS", "ct_window_bounds", "to_unit_range"]
+__all__ = ["CT_WINDOWS", "ct_window_bounds", "to_unit_range", "normalize_channels", "mean_sd"]
 
 #: CT window presets as (level, width) in Hounsfield units.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -73,3 +77,44 @@ def _clipped(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """:func:`_scaled`, clipped to [0, 1] in place."""
     out = _scaled(arr, lo, hi)
     return np.clip(out, 0, 1, out=out)
+
+
+def mean_sd(x: np.ndarray, rows: int = 1 << 22) -> tuple[float, float]:
+    """Mean and standard deviation of ``x`` in float64, without a float64 copy of it."""
+    flat = x.reshape(-1)
+    n = flat.size
+    total = sum(float(flat[i:i + rows].sum(dtype=np.float64)) for i in range(0, n, rows))
+    mean = total / max(n, 1)
+    sq = sum(float(np.square(flat[i:i + rows] - mean, dtype=np.float64).sum()) for i in range(0, n, rows))
+    return mean, (sq / max(n, 1)) ** 0.5
+
+
+def normalize_channels(arr: np.ndarray, rules: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Normalise each channel of ``arr`` (``(C, *spatial)``) by its rule, as float32.
+
+    Rules (one per channel, ``{"scheme": ...}``):
+        ``zscore``: subtract the image's mean, divide by its standard deviation.
+        ``percentile``: clip to the image's 0.5 and 99.5 percentiles, then z-score.
+        ``ct``: clip to ``lower``..``upper`` (HU), subtract ``mean``, divide by ``sd`` (the
+            training set's foreground statistics).
+
+    Works in place on one float32 copy of the image (statistics are accumulated slab by slab
+    in float64), so a large CT costs one extra volume of memory, not three.
+    """
+    out = np.empty(arr.shape, np.float32)
+    for c, rule in enumerate(rules):
+        x = out[c]
+        x[...] = arr[c]
+        scheme = rule.get("scheme", "zscore")
+        if scheme == "ct":
+            np.clip(x, rule["lower"], rule["upper"], out=x)
+            x -= np.float32(rule["mean"])
+            x /= np.float32(rule["sd"])
+            continue
+        if scheme == "percentile":
+            lo, hi = np.percentile(x, [0.5, 99.5])
+            np.clip(x, lo, hi, out=x)
+        mean, sd = mean_sd(x)
+        x -= np.float32(mean)
+        x /= np.float32(max(sd, 1e-8))
+    return out

@@ -4,7 +4,7 @@
 report and card sections) and its training.
 """
 
-from medsight.tasks.classification.task import ClassificationTask, positive_index, preprocessor
+from medsight.tasks.classification.task import ClassificationTask, positive_index
 from medsight.tasks.classification.training import round_to_float16
 
-__all__ = ["ClassificationTask", "positive_index", "preprocessor", "round_to_float16"]
+__all__ = ["ClassificationTask", "positive_index", "round_to_float16"]

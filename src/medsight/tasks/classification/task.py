@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,11 @@ from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medsight.engine.run import Finished, Prepared
+    from medsight.engine.run import Finished, TrainingSetup
     from medsight.report import Section
+    from medsight.transforms.preprocess import Preprocessor
 
-__all__ = ["ClassificationTask", "positive_index", "preprocessor"]
+__all__ = ["ClassificationTask", "positive_index"]
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,20 @@ def positive_index(labels: list[str], positive: str | None) -> int | None:
     return labels.index(positive)
 
 
-def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, batch: int = 256,
-                   tta: bool = False) -> np.ndarray:
-    """Class probabilities; with ``tta``, averaged over the image and its left-right mirror."""
-    network.eval()
+def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multilabel: bool,
+                   batch: int = 256, tta: bool = False) -> np.ndarray:
+    """Class probabilities; with ``tta``, averaged over the image and its left-right mirror.
+
+    Args:
+        run: ``SavedModel.run`` at inference, or a bare network (put in eval mode here) during
+            training validation.
+    """
+    if isinstance(run, torch.nn.Module):
+        run.eval()
     out = []
 
     def probs(xb: torch.Tensor) -> torch.Tensor:
-        logits = network(xb)
+        logits = run(xb)
         return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
     with torch.inference_mode():
@@ -60,15 +67,13 @@ def _probabilities(network: torch.nn.Module, x: torch.Tensor, multilabel: bool, 
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
 
 
-def preprocessor(model: SavedModel) -> Any:
-    """The classification preprocessor of ``model`` (built from its manifest once, then kept on
-    the model): an :class:`~medsight.io.Image` in, the network's input tensor out."""
+def _preprocessor(model: SavedModel) -> Preprocessor:
     from medsight.transforms.preprocess import Preprocessor
 
-    pre = getattr(model, "_preprocessor", None)
-    if pre is None:
-        pre = Preprocessor(model.manifest["preprocessing"], spatial_dims=model.spatial_dims)
-        model._preprocessor = pre  # type: ignore[attr-defined]
+    pre = model.preprocessor
+    if not isinstance(pre, Preprocessor):
+        raise DataError(f"model {model.name}: a classification model needs preprocessing with a spatial_size, "
+                        f"not {type(pre).__name__}")
     return pre
 
 
@@ -81,12 +86,11 @@ class ClassificationTask(Task):
     # -- inference ----------------------------------------------------------------------------
     def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
         """Class probabilities, shape (N, n_classes)."""
-        pre = preprocessor(model)
+        pre = _preprocessor(model)
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
-        return _probabilities(model.network, x, bool(model.manifest.get("multilabel")),
-                              tta=bool(model.manifest.get("tta")))
+        return _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta)
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         t0 = time.perf_counter()
@@ -98,23 +102,23 @@ class ClassificationTask(Task):
     def decide(self, model: SavedModel, p: np.ndarray, name: str, image: Image | None = None,
                seconds: float | None = None) -> ClassificationResult:
         """Turn one probability vector into a result at the model's threshold(s)."""
-        m = model.manifest
+        m = model.spec
         labels = model.labels
         probs = {lab: round(float(v), 6) for lab, v in zip(labels, p)}
         score = threshold = positive = None
-        if m.get("multilabel"):
-            ths = m.get("thresholds") or [0.5] * len(labels)
+        if m.multilabel:
+            ths = m.thresholds or [0.5] * len(labels)
             label = "|".join(lab for lab, v, t in zip(labels, p, ths) if v >= t) or "none"
-        elif m.get("positive_index") is not None:
-            pos = int(m["positive_index"])
-            score, threshold = float(p[pos]), float(m.get("threshold", 0.5))
+        elif m.positive_index is not None:
+            pos = m.positive_index
+            score, threshold = float(p[pos]), float(m.threshold)
             positive = score >= threshold
             label = labels[pos] if positive else labels[1 - pos]
         else:
             label = labels[int(np.argmax(p))]
-        prov = Provenance(model=model.name, model_version=model.version, weights_sha256=m.get("weights_sha256"),
+        prov = Provenance(model=model.name, model_version=model.version, weights_sha256=m.weights_sha256,
                           input_sha256=array_sha256(image.array) if image is not None else None, seconds=seconds,
-                          medsight_version=m.get("versions", {}).get("medsight"),
+                          medsight_version=m.versions.get("medsight"),
                           series_uid=image.series_uid if image is not None else None,
                           sop_uids=list(image.sop_uids) if image is not None else [])
         return ClassificationResult(input=name, probabilities=probs, label=label,
@@ -138,23 +142,22 @@ class ClassificationTask(Task):
         if not samples:
             raise DataError(f"{cfg.source}: the {split} split is empty")
         t0 = time.perf_counter()
-        pre = preprocessor(model)
+        pre = _preprocessor(model)
         x, kept, errors = prepare_samples(samples, pre)
         if not kept:
             raise DataError(f"{cfg.source}: none of the {len(samples)} images could be read; first error: "
                             f"{errors[0]['error'] if errors else '?'}")
         xt = pre.normalize(torch.from_numpy(x))
-        multilabel = bool(model.manifest.get("multilabel"))
-        p = _probabilities(model.network, xt, multilabel, tta=bool(model.manifest.get("tta")))
+        m = model.spec
+        p = _probabilities(model.run, xt, m.multilabel, tta=m.tta)
         elapsed = time.perf_counter() - t0
         y = ds.targets([samples[i] for i in kept])
-        m = model.manifest
-        if multilabel:
-            report = multilabel_report(y, p, model.labels, m.get("thresholds") or [0.5] * len(model.labels),
+        if m.multilabel:
+            report = multilabel_report(y, p, model.labels, m.thresholds or [0.5] * len(model.labels),
                                        n_boot=n_boot, seed=seed)
-        elif m.get("positive_index") is not None:
-            pos = int(m["positive_index"])
-            report = binary_report((y == pos).astype(int), p[:, pos], float(m.get("threshold", 0.5)), n_boot=n_boot,
+        elif m.positive_index is not None:
+            pos = m.positive_index
+            report = binary_report((y == pos).astype(int), p[:, pos], float(m.threshold), n_boot=n_boot,
                                    seed=seed)
             report["positive_label"] = model.labels[pos]
         else:
@@ -162,13 +165,13 @@ class ClassificationTask(Task):
         report.update({
             "task": "classification", "model": model.name, "model_version": model.version,
             "data": str(cfg.source), "split": split or "all", "labels": model.labels,
-            "threshold_rule": m.get("threshold_rule"), "skipped": errors,
+            "threshold_rule": m.threshold_rule, "skipped": errors,
             "seconds": round(elapsed, 3), "images_per_second": round(len(kept) / max(elapsed, 1e-9), 1),
         })
         return report
 
     def explains(self, model: SavedModel) -> bool:
-        return True
+        return model.network is not None  # GradCAM and occlusion need the torch module
 
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
         from medsight.report.classification import classification_report_section
@@ -190,13 +193,13 @@ class ClassificationTask(Task):
         finally:
             set_track_meta(True)
 
-    def prepare(self, cfg: ClassificationRunConfig, *, run_dir: Path) -> Prepared:
+    def prepare(self, cfg: ClassificationRunConfig, *, run_dir: Path) -> TrainingSetup:
         """Read and preprocess the splits (images that cannot be read are listed, not fatal),
         fix the input size, channels and the training set's intensity statistics, and build the
         loss, the augmentation and the validation hooks."""
         from medsight.data.classification import open_classification_data
         from medsight.data.datasets import ArrayDataset, prepare_samples
-        from medsight.engine.run import Prepared
+        from medsight.engine.run import TrainingSetup
         from medsight.models.registry import get_spec
         from medsight.tasks.classification.training import ClassificationHooks, build_loss
         from medsight.transforms.augment import build_augmentation
@@ -235,14 +238,14 @@ class ClassificationTask(Task):
         params = dict(cfg.model.params)
         if cfg.model.name == "classic-cnn":
             params.setdefault("input_size", list(spec["spatial_size"]))
-        return Prepared(
+        return TrainingSetup(
             train=ArrayDataset(x_tr, y_tr, pre, aug), hooks=hooks, config=cfg, members=cfg.train.ensemble,
             splits=[s for s in ("val", "test") if data.split(s)],
             state={"data": data, "labels": labels, "multilabel": multilabel, "pos": pos, "dims": dims,
                    "spec": spec, "params": params, "x_val": x_va_t, "y_val": y_va,
                    "skipped": {k: v[2][:50] for k, v in splits.items() if v[2]}})
 
-    def build_network(self, cfg: ClassificationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+    def build_network(self, cfg: ClassificationRunConfig, prepared: TrainingSetup, member: int) -> torch.nn.Module:
         from medsight.models.registry import create_model
         from medsight.tasks.classification.training import check_fits
 
@@ -253,7 +256,7 @@ class ClassificationTask(Task):
             check_fits(net, cfg.model.name, st["spec"]["channels"], st["spec"]["spatial_size"])
         return net
 
-    def finish(self, cfg: ClassificationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+    def finish(self, cfg: ClassificationRunConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[Any]) -> Finished:
         """The model: one network or the ensemble's mean, the operating threshold(s) chosen on the
         validation split only, with the weights as they will be stored."""

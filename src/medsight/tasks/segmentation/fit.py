@@ -22,7 +22,7 @@ from medsight.errors import ConfigError, DataError
 from medsight.models.saved import SavedModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medsight.engine.run import Finished, Prepared
+    from medsight.engine.run import Finished, TrainingSetup
 
 __all__ = ["prepare", "build_network", "finish", "headline", "train_settings"]
 
@@ -43,7 +43,7 @@ def headline(ev: dict[str, Any]) -> dict[str, Any]:
             "volume_error_ml": ev["volume_error_ml"], "summary": ev["summary"]}
 
 
-def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
+def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> TrainingSetup:
     """Read and check every case (bad cases are listed, not fatal), fingerprint the training
     cases, plan spacing, patch and normalisation (``plan.json``), and build the patch dataset
     and the validation hooks.
@@ -55,7 +55,7 @@ def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
     """
     from medsight.data.fingerprint import collect_fingerprint, plan_segmentation
     from medsight.data.segmentation import open_segmentation_data, read_cases
-    from medsight.engine.run import Prepared
+    from medsight.engine.run import TrainingSetup
     from medsight.models.registry import get_spec
     from medsight.tasks.segmentation.preprocess import SegPreprocessor, label_lookup
     from medsight.tasks.segmentation.training import PatchDataset, SegmentationHooks
@@ -135,13 +135,13 @@ def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
                               precision=tcfg.precision, deep_supervision=seg.deep_supervision)
     log.info("training %s on %d cases (%d validation), %d patches per epoch", cfg.model.name, len(x_tr), len(x_va),
              len(dataset))
-    return Prepared(train=dataset, hooks=hooks, config=cfg, splits=[s for s in ("val", "test") if data.split(s)],
+    return TrainingSetup(train=dataset, hooks=hooks, config=cfg, splits=[s for s in ("val", "test") if data.split(s)],
                     state={"data": data, "dims": dims, "channels": fp.channels, "params": params, "plan": plan,
                            "pre_spec": pre_spec, "inference": inference, "label_values": label_values,
                            "names": names, "skipped": {"train": skipped_train[:50], "val": skipped_val[:50]}})
 
 
-def build_network(cfg: SegmentationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+def build_network(cfg: SegmentationRunConfig, prepared: TrainingSetup, member: int) -> torch.nn.Module:
     from medsight.models.registry import create_model
 
     st = prepared.state
@@ -152,7 +152,7 @@ def build_network(cfg: SegmentationRunConfig, prepared: Prepared, member: int) -
     return net
 
 
-def finish(cfg: SegmentationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+def finish(cfg: SegmentationRunConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
            results: list[Any]) -> Finished:
     from medsight.engine.run import Finished
 

@@ -25,30 +25,31 @@ import torch
 from medsight.config import DataConfig, SegmentationRunConfig
 from medsight.errors import DataError, MedSightError, ShapeError
 from medsight.io.image import Image
+from medsight.models.manifest import SlidingWindowInference
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import Provenance, SegmentationResult, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medsight.engine.run import Finished, Prepared
+    from medsight.engine.run import Finished, TrainingSetup
     from medsight.report import Section
 
 __all__ = ["SegmentationTask"]
 
 log = logging.getLogger(__name__)
 
-def _preprocessor(model: SavedModel):
-    from medsight.tasks.segmentation.preprocess import SegPreprocessor
-
-    pre = getattr(model, "_seg_preprocessor", None)
-    if pre is None:
-        pre = SegPreprocessor(model.manifest["preprocessing"])
-        model._seg_preprocessor = pre  # type: ignore[attr-defined]
-    return pre
-
-
 def _label_values(model: SavedModel) -> list[int]:
-    return [int(v) for v in model.manifest["label_values"]]
+    values = model.spec.label_values
+    if values is None:
+        raise DataError(f"model {model.name} is a segmentation model without label_values in its manifest")
+    return [int(v) for v in values]
+
+
+def _inference(model: SavedModel) -> SlidingWindowInference:
+    inf = model.spec.inference
+    if inf is None:
+        raise DataError(f"model {model.name} is a segmentation model without an inference section in its manifest")
+    return inf
 
 
 @register_task
@@ -72,29 +73,32 @@ class SegmentationTask(Task):
             ShapeError, ModalityError: the image does not fit the model.
         """
         from medsight.engine.sliding import keep_largest_component, predict_classes, predict_probabilities
+        from medsight.tasks.segmentation.preprocess import classes_to_shape
+        from medsight.transforms.preprocess import SpacingPreprocessor
 
         self.validate_input(model, image)
         if image.n_spatial == 3 and min(image.shape) < 2:
             raise ShapeError(f"model {model.name} takes 3D volumes; got a single-slice image of shape "
                              f"{'x'.join(map(str, image.shape))}", path=image.source)
-        inf = model.manifest["inference"]
-        pre = _preprocessor(model)
+        inf = _inference(model)
+        pre = model.preprocessor
+        if not isinstance(pre, SpacingPreprocessor):
+            raise DataError(f"model {model.name}: a segmentation model needs preprocessing with a target_spacing")
         x = pre.image(image)
-        kw = dict(patch_size=inf["patch_size"], overlap=float(inf.get("overlap", 0.5)),
-                  sw_batch_size=int(inf.get("sw_batch_size", 4)), tta_flips=inf.get("tta_flips") or False,
-                  precision=str(inf.get("precision", "fp32")))
-        max_voxels = int(inf.get("max_voxels", 16_000_000))
+        kw = dict(patch_size=inf.patch_size, overlap=inf.overlap, sw_batch_size=inf.sw_batch_size,
+                  tta_flips=inf.tta_flips or False, precision=inf.precision)
+        max_voxels = inf.max_voxels
         n_classes = len(_label_values(model))
         if int(np.prod(x.shape[1:])) <= max_voxels:  # whole volume; probabilities resampled before the argmax
-            probs = predict_probabilities(model.network, x, **kw)
+            probs = predict_probabilities(model.run, x, **kw)
             if tuple(probs.shape[1:]) != image.shape:
                 probs = pre.probabilities_back(probs, image.shape)
             classes = probs.argmax(0).to(torch.uint8).numpy()
             del probs
         else:  # slabs in bounded memory; the class map is resampled by nearest neighbour
-            classes = pre.classes_back(predict_classes(model.network, x, max_voxels=max_voxels, **kw), image.shape)
+            classes = classes_to_shape(predict_classes(model.run, x, max_voxels=max_voxels, **kw), image.shape)
         del x  # the network input is a float copy of the whole image: free it before post-processing
-        keep = inf.get("largest_component") or []
+        keep = inf.largest_component or []
         if keep is True:
             keep = list(range(1, n_classes))
         if keep:
@@ -105,7 +109,7 @@ class SegmentationTask(Task):
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
-        m = model.manifest
+        spec = model.spec
         out = []
         for name, image in zip(names, images):
             t0 = time.perf_counter()
@@ -117,9 +121,9 @@ class SegmentationTask(Task):
             counts = np.bincount(values.ravel(), minlength=int(max(_label_values(model))) + 1)
             labels = {int(v): n for v, n in zip(_label_values(model), model.labels) if int(v) != 0}
             volumes = {n: round(float(counts[v]) * voxel_ml, 6) for v, n in labels.items()}
-            prov = Provenance(model=model.name, model_version=model.version, weights_sha256=m.get("weights_sha256"),
+            prov = Provenance(model=model.name, model_version=model.version, weights_sha256=spec.weights_sha256,
                               input_sha256=array_sha256(image.array), seconds=round(seconds, 4),
-                              medsight_version=m.get("versions", {}).get("medsight"), series_uid=image.series_uid,
+                              medsight_version=spec.versions.get("medsight"), series_uid=image.series_uid,
                               sop_uids=list(image.sop_uids))
             out.append(SegmentationResult(input=name, mask=mask, labels=labels, volumes_ml=volumes, provenance=prov))
         return out
@@ -177,7 +181,7 @@ class SegmentationTask(Task):
         elif any(c.split for c in ds.cases):
             cases = [c for c in labelled if c.split == split]
         else:
-            recorded = (model.manifest.get("training", {}).get("split") or {}).get(split)
+            recorded = (model.spec.training.get("split") or {}).get(split)
             if recorded is None:
                 raise DataError(f"{ds.source} has no {split} split and model {model.name} recorded none; use "
                                 "--split all")
@@ -185,7 +189,8 @@ class SegmentationTask(Task):
             cases = [c for c in labelled if c.id in wanted]
         if not cases:
             raise DataError(f"{ds.source}: no labelled case in split {split or 'all'}")
-        tol = float(tolerance_mm or model.manifest.get("inference", {}).get("surface_tolerance_mm", 1.0))
+        inf = model.spec.inference
+        tol = float(tolerance_mm or (inf.surface_tolerance_mm if inf is not None else 1.0))
         fg = ds.foreground
         names = list(fg.values())
         rows, skipped = [], []
@@ -261,17 +266,17 @@ class SegmentationTask(Task):
         return segmentation_card_section(manifest)
 
     # -- training: hooks of the run skeleton (engine/run.py), in fit.py ------------------------
-    def prepare(self, cfg: SegmentationRunConfig, *, run_dir: Path) -> Prepared:
+    def prepare(self, cfg: SegmentationRunConfig, *, run_dir: Path) -> TrainingSetup:
         from medsight.tasks.segmentation.fit import prepare
 
         return prepare(cfg, run_dir=run_dir)
 
-    def build_network(self, cfg: SegmentationRunConfig, prepared: Prepared, member: int) -> torch.nn.Module:
+    def build_network(self, cfg: SegmentationRunConfig, prepared: TrainingSetup, member: int) -> torch.nn.Module:
         from medsight.tasks.segmentation.fit import build_network
 
         return build_network(cfg, prepared, member)
 
-    def finish(self, cfg: SegmentationRunConfig, prepared: Prepared, networks: list[torch.nn.Module],
+    def finish(self, cfg: SegmentationRunConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[Any]) -> Finished:
         from medsight.tasks.segmentation.fit import finish
 

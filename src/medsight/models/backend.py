@@ -1,0 +1,50 @@
+"""The seam between a saved model and whatever computes its outputs.
+
+Every inference call site goes through :meth:`medsight.models.saved.SavedModel.run`, which
+hands the batch to the model's :class:`Backend`. :class:`TorchBackend` runs a torch module in
+eval mode without autograd; a second backend (ONNX Runtime, TensorRT) is a new class with a
+``run`` method, passed as ``SavedModel(backend=...)``: no task changes.
+
+What a backend must do: take a float32 batch ``(N, C, *spatial)`` on the CPU, as the model's
+preprocessor makes it, and return the network's raw outputs ``(N, K, *spatial_or_nothing)``
+(logits; the task applies softmax or sigmoid), as a torch tensor. It may be called inside
+``torch.autocast`` (bf16 sliding windows); a backend that does not use torch ignores that.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Backend", "TorchBackend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Computes a model's raw outputs for one input batch."""
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of the network for ``x`` (``(N, C, *spatial)`` float32)."""
+        ...
+
+
+class TorchBackend:
+    """A torch module, run in eval mode under ``torch.inference_mode``.
+
+    Args:
+        network: the module; it is put in eval mode before each call if something (a trainer)
+            left it in training mode.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.network.training:
+            self.network.eval()
+        with torch.inference_mode():
+            return self.network(x)
+
+    def __repr__(self) -> str:
+        return f"TorchBackend({type(self.network).__name__})"
