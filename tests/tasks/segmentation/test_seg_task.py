@@ -31,8 +31,10 @@ def test_training_writes_a_complete_run_and_a_self_describing_model(trained):
     assert m["task"] == "segmentation"
     assert m["labels"] == ["background", "Left", "Right"] and m["label_values"] == [0, 1, 2]
     assert m["preprocessing"]["target_spacing"] == [1.0, 1.0, 1.0]
-    assert m["inference"]["patch_size"] == [16, 20, 16]  # median shape, divisible by the U-Net's 4
-    assert m["plan"]["rules"]["normalization"] == "MR: z-score per image"
+    divisor = 4  # the U-Net's two stride-2 levels
+    for p, size in zip(m["inference"]["patch_size"], seg_factory.SHAPE):  # the cases' shape, rounded up
+        assert p % divisor == 0 and size <= p < size + divisor
+    assert m["preprocessing"]["normalization"] == [{"scheme": "zscore"}] and "MR" in m["plan"]["rules"]["normalization"]
     assert sorted(sum(m["training"]["split"].values(), [])) == [f"case_{i:03d}" for i in range(12)]
     assert "Dice" in (model_dir / "MODEL_CARD.md").read_text()
     # the report shows the two test cases re-segmented (worst and median = best), embedded
