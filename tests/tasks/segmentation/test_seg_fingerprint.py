@@ -17,15 +17,27 @@ def fp(spacings, shapes, modality="MR", intensity=None) -> Fingerprint:
                                                             "min": -2.0, "max": 2.0}])
 
 
+def _divisor(strides) -> list[int]:
+    """The network's total downsampling per axis (what a patch must be divisible by)."""
+    return [int(np.prod([s[a] for s in strides])) for a in range(len(strides[0]))]
+
+
 def test_isotropic_data_uses_the_median_spacing_and_a_divisible_patch():
-    f = fp([[1, 1, 1], [1, 1, 1], [1.2, 1, 1]], [[35, 50, 35], [36, 51, 33], [30, 49, 36]])
-    plan = plan_segmentation(f, SegmentationConfig(), model_name="dynunet", model_params={})
-    assert plan["target_spacing"] == [1.0, 1.0, 1.0]
-    assert plan["median_shape"] == [36, 50, 35]  # 30 slices of 1.2 mm count as 36 at 1 mm
-    assert plan["patch_size"] == [40, 56, 40]  # nnU-Net's choice for this dataset
-    assert plan["network"]["params"]["strides"] == [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
-    assert plan["network"]["params"]["filters"] == [16, 32, 64, 128]
-    assert plan["normalization"] == [{"scheme": "zscore"}]
+    spacings, shapes = [[1, 1, 1], [1, 1, 1], [1.2, 1, 1]], [[35, 50, 35], [36, 51, 33], [30, 49, 36]]
+    plan = plan_segmentation(fp(spacings, shapes), SegmentationConfig(), model_name="dynunet", model_params={})
+    assert plan["target_spacing"] == pytest.approx(np.median(spacings, axis=0))
+    # the median shape is measured at the target spacing: 30 slices of 1.2 mm count as 36 at 1 mm
+    at_target = np.round(np.asarray(shapes) * np.asarray(spacings) / np.asarray(plan["target_spacing"]))
+    assert plan["median_shape"] == np.median(at_target, axis=0).astype(int).tolist()
+    strides = plan["network"]["params"]["strides"]
+    div = _divisor(strides)
+    for p, m, d in zip(plan["patch_size"], plan["median_shape"], div):
+        assert p % d == 0 and m <= p < m + d  # the median shape, rounded up to what the network divides
+        assert p / d >= 4 and p / (2 * d) < 4  # downsampled while an axis keeps at least 4 voxels, no further
+    assert strides[0] == [1, 1, 1] and len(plan["network"]["params"]["kernel_size"]) == len(strides)
+    filters = plan["network"]["params"]["filters"]
+    assert len(filters) == len(strides) and all(b == min(2 * a, 256) for a, b in zip(filters, filters[1:]))
+    assert plan["normalization"] == [{"scheme": "zscore"}]  # MR: z-score per image
 
 
 def test_anisotropic_data_takes_the_10th_percentile_on_the_coarse_axis():
@@ -33,7 +45,7 @@ def test_anisotropic_data_takes_the_10th_percentile_on_the_coarse_axis():
     f = fp(sp, [[40, 512, 512]] * 10, modality="CT")
     plan = plan_segmentation(f, SegmentationConfig(), model_name="dynunet", model_params={})
     assert plan["target_spacing"][0] == pytest.approx(np.percentile([5.0] * 5 + [3.0] * 5, 10))
-    assert plan["target_spacing"][1:] == [0.75, 0.75]
+    assert plan["target_spacing"][1:] == pytest.approx(np.median(np.asarray(sp)[:, 1:], axis=0))
     assert "anisotropic" in plan["rules"]["target_spacing"]
     kernels = plan["network"]["params"]["kernel_size"]
     assert kernels[0][0] == 1 and kernels[0][1:] == [3, 3]  # no 3-wide kernel across thick slices at first
@@ -56,16 +68,23 @@ def test_ct_is_clipped_and_scaled_with_the_training_sets_foreground_statistics()
 
 
 def test_explicit_patch_that_the_network_cannot_divide_is_refused():
-    with pytest.raises(ConfigError, match=r"patch_size \[30, 30, 30\] must be divisible by \[8, 8, 8\].*try "
-                                          r"\[32, 32, 32\]"):
+    with pytest.raises(ConfigError, match="patch_size") as info:
         plan_segmentation(fp([[1, 1, 1]], [[64, 64, 64]]), SegmentationConfig(patch_size=[30, 30, 30]),
                           model_name="unet", model_params={"strides": [2, 2, 2]})
+    # the key facts: the value given, what the network divides, and the nearest patch that works
+    assert all(fact in str(info.value) for fact in ("[30, 30, 30]", "[8, 8, 8]", "[32, 32, 32]", "unet"))
 
 
 def test_topology_stops_when_an_axis_would_drop_below_4_voxels():
-    kernels, strides = dynunet_topology([16, 64, 64], [1.0, 1.0, 1.0])
-    assert [s[0] for s in strides] == [1, 2, 2, 1, 1]  # 16 → 8 → 4, then only y/x pool
-    assert len(strides) == 5 and len(kernels) == 5
+    patch = [16, 64, 64]
+    kernels, strides = dynunet_topology(patch, [1.0, 1.0, 1.0])
+    assert len(kernels) == len(strides) and strides[0] == [1, 1, 1]
+    for a, size in enumerate(patch):
+        steps = [s[a] for s in strides[1:]]
+        bottom = size / np.prod(steps)
+        assert 4 <= bottom < 8  # pooled while it keeps at least 4 voxels, and no further
+        assert steps == sorted(steps, reverse=True)  # once an axis stops, it stays stopped
+    assert any(s == [1, 2, 2] for s in strides)  # the short axis stopped while the others went on
 
 
 def test_collect_fingerprint_measures_foreground_intensity_and_volumes(rng):

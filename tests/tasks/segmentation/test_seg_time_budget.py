@@ -3,6 +3,7 @@ stops when it is spent, whatever the number of epochs."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -13,8 +14,29 @@ from medsight.engine.trainer import Trainer, TrainingHooks
 from medsight.errors import ConfigError
 
 
+class _Clock:
+    """A stand-in for the trainer's clock: time passes only when a training step computes its loss
+    (``step_s`` per step), so the budget is spent after a known number of steps, however busy the
+    machine is."""
+
+    def __init__(self, step_s: float) -> None:
+        self.now, self.step_s = 1000.0, step_s
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):  # everything else the trainer asks of ``time``
+        return getattr(time, name)
+
+
 class _Hooks(TrainingHooks):
+    def __init__(self, clock: _Clock | None = None) -> None:
+        self.clock, self.steps = clock, 0
+
     def training_step(self, network, batch):
+        self.steps += 1
+        if self.clock is not None:
+            self.clock.now += self.clock.step_s
         return torch.nn.functional.mse_loss(network(batch[0]), batch[1])
 
     def validate(self, network):
@@ -26,17 +48,24 @@ def _data(n=64):
     return torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
 
 
-def test_time_budget_ends_training_and_the_schedule_together():
+def test_time_budget_ends_training_and_the_schedule_together(monkeypatch):
+    from medsight.engine import trainer
+
+    clock = _Clock(step_s=0.125)  # a power of two: the sums of steps are exact
+    monkeypatch.setattr(trainer, "time", clock)
     cfg = TrainConfig(epochs=100_000, batch_size=8, lr=0.01, schedule="onecycle", schedule_by="time",
                       max_minutes=0.03, monitor="val_score", threads=1)
-    t = time.perf_counter()
-    result = Trainer(torch.nn.Linear(4, 1), _Hooks(), cfg).fit(_data())
-    spent = time.perf_counter() - t
-    assert 1.8 <= spent < 6.0  # 1.8 s budget, plus at most one step and one validation
-    assert result.stopped_early and len(result.history) < 100_000
+    hooks = _Hooks(clock)
+    result = Trainer(torch.nn.Linear(4, 1), hooks, cfg).fit(_data(8))  # one step per epoch
+    budget_s = cfg.max_minutes * 60
+    # training ends at the first step that spends the budget: not before, and not one step later
+    assert hooks.steps == math.ceil(budget_s / clock.step_s) == len(result.history)
+    assert result.stopped_early
     lrs = [h["lr"] for h in result.history]
-    assert max(lrs) > 0.5 * cfg.lr  # the warm-up reached the peak ...
-    assert lrs[-1] < 0.01 * cfg.lr  # ... and the decay ended at the budget
+    peak = lrs.index(max(lrs))
+    assert max(lrs) > 0.9 * cfg.lr and 0 < peak < len(lrs) // 2  # the warm-up reached the peak early ...
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+    assert lrs[-1] < 0.01 * cfg.lr  # ... and the decay ended with the budget
 
 
 def test_time_schedule_needs_a_budget():

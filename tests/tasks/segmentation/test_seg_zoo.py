@@ -17,13 +17,13 @@ REPO = Path(__file__).resolve().parents[3]
 TEST_CASES = json.loads((REPO / "configs" / "hippocampus-split.json").read_text())["test"][:3]
 
 
-def test_shipped_model_is_listed_small_and_documented():
+def test_shipped_model_records_its_structures_split_and_plan():
+    # what every shipped model must be (small, checksummed, a card saying how to retrain it) is
+    # tests/models/test_zoo_contract.py
     (entry,) = [z for z in list_zoo() if z["name"] == "hippocampus-mri"]
     assert entry["task"] == "segmentation" and entry["labels"] == ["background", "Anterior", "Posterior"]
-    folder = Path(entry["path"])
-    assert (folder / "weights.safetensors").stat().st_size < 8 * 2**20
-    card = (folder / "MODEL_CARD.md").read_text()
-    assert "medsight train configs/hippocampus-mri.yaml" in card and "Dice" in card
+    card = (Path(entry["path"]) / "MODEL_CARD.md").read_text()
+    assert "Dice" in card
     m = load_model("hippocampus-mri").manifest
     assert m["training"]["split"]["test"][:3] == TEST_CASES  # held-out cases are recorded with the model
     assert m["preprocessing"]["target_spacing"] == [1.0, 1.0, 1.0]

@@ -1,0 +1,67 @@
+"""What the task contract (test_task_contract.py) needs of each registered task: a tiny training
+config on synthetic data it writes itself, the data to evaluate on, and images to predict.
+
+A new task adds a function here and an entry in EXAMPLES; the contract fails for a registered
+task without one. Keep each example to a second or two of training on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.io.image import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "segmentation"))
+
+import seg_factory  # noqa: E402
+
+
+@dataclass
+class TaskExample:
+    """config: a training config (a dict, as a YAML file holds); data: what ``evaluate`` reads;
+    images: inputs for ``infer``; evaluate: options for ``evaluate`` (e.g. fewer bootstrap rounds)."""
+
+    config: dict[str, Any]
+    data: Path
+    images: list[Image]
+    evaluate: dict[str, Any] = field(default_factory=dict)
+
+
+def classification(root: Path) -> TaskExample:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 80, (60, 28, 28)).astype(np.uint8)
+    y = (np.arange(60) % 2).astype(np.uint8)
+    x[y == 1, 8:20, 8:20] += 150
+    data = root / "tiny.npz"
+    np.savez(data, train_images=x[:32], train_labels=y[:32], val_images=x[32:46], val_labels=y[32:46],
+             test_images=x[46:], test_labels=y[46:])
+    config = {"task": "classification", "name": "contract-xray", "modalities": ["CR", "DX"],
+              "data": {"source": str(data), "labels": ["normal", "pneumonia"]},
+              "model": {"name": "resnet-small", "params": {"width": 4}},
+              "train": {"epochs": 1, "batch_size": 16, "lr": 0.01, "threads": 1},
+              "evaluation": {"bootstrap": 100}}
+    images = [Image(x[i][None].astype(np.float32), spacing=(0.2, 0.2), modality="CR", source=f"xray{i}.png")
+              for i in (46, 47)]
+    return TaskExample(config, data, images, evaluate={"n_boot": 100})
+
+
+def segmentation(root: Path) -> TaskExample:
+    data = seg_factory.decathlon(root / "dec", n=6)
+    config = {"task": "segmentation", "name": "contract-blobs", "modalities": ["MR"],
+              "data": {"source": str(data), "val_fraction": 0.17, "test_fraction": 0.17, "split_seed": 0},
+              "model": {"name": "unet", "params": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+              "train": {"epochs": 1, "lr": 0.01, "steps_per_epoch": 2, "batch_size": 2, "threads": 1},
+              "segmentation": {"samples_per_volume": 1}}
+    rng = np.random.default_rng(5)
+    img, _ = seg_factory.blobs(rng, shape=(12, 18, 14))  # a shape the model never saw
+    images = [Image(img[None], spacing=(1.0, 1.2, 0.9), origin=(3.0, -4.0, 5.0), modality="MR", source="case.nii.gz")]
+    return TaskExample(config, data, images)
+
+
+EXAMPLES: dict[str, Callable[[Path], TaskExample]] = {"classification": classification, "segmentation": segmentation}

@@ -1,0 +1,192 @@
+"""Contract over every registered writer (:func:`medsight.tasks.writers.list_writers`, by result type
+and format): each writes an example result of its type to a file, and the file reads back with the
+field's own readers (json, csv, nibabel, pydicom/highdicom) holding what the result holds, in the
+source's geometry and referencing the source.
+
+A new writer format fails here until CALLS says how it is called and how its output is read back;
+a new result type fails in test_result_contract.py until results_factory gives an example of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import results_factory as rf
+
+from medsight.io import read
+from medsight.io.dicom_out import Algorithm, source_datasets, write_dicom
+from medsight.tasks.writers import OutputFolder, list_writers, write_csv, writer_for
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return read(rf.ct_series(tmp_path_factory.mktemp("ct")))
+
+
+@pytest.fixture(scope="module")
+def examples(image):
+    return rf.examples(image)
+
+
+def _plain_json(value):
+    return json.loads(json.dumps(value))
+
+
+def _json(w, r, image, tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(w(r), allow_nan=False))  # strict JSON: no NaN, no arrays, no numpy scalars
+    back = json.loads(path.read_text())
+    assert back == _plain_json(r.to_dict()) and back["input"] == r.input
+
+
+def _csv(w, r, image, tmp_path):
+    model = rf.model_for(r)
+    path = write_csv([r], tmp_path / "results.csv", result_type=type(r), model=model)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["input", *type(r).csv_columns(model), "error"]
+    assert len(rows) == 1 and rows[0]["input"] == r.input
+    row = w(r)
+    assert set(row) <= set(reader.fieldnames)
+    assert {k: rows[0][k] for k in row} == {k: "" if v is None else str(v) for k, v in row.items()}
+
+
+def _db(w, r, image, tmp_path):
+    row = w(r)
+    assert set(row) == {"label", "score", "threshold", "positive", "outputs"}
+    assert "provenance" not in row["outputs"] and "input" not in row["outputs"]
+    path = tmp_path / "outputs.json"  # the service stores ``outputs`` as a JSON column
+    path.write_text(json.dumps(row["outputs"], allow_nan=False))
+    assert json.loads(path.read_text()) == _plain_json(row["outputs"])
+
+
+def _sr_numbers(ds) -> dict[str, tuple[float, str]]:
+    out = {}
+    for item in ds.ContentSequence:
+        for sub in getattr(item, "ContentSequence", []):
+            for m in getattr(sub, "ContentSequence", []):
+                if m.ValueType == "NUM":
+                    mv = m.MeasuredValueSequence[0]
+                    out[m.ConceptNameCodeSequence[0].CodeMeaning] = (float(mv.NumericValue),
+                                                                     mv.MeasurementUnitsCodeSequence[0].CodeValue)
+    return out
+
+
+def _evidence_uids(ds) -> set[str]:
+    return {str(sop.ReferencedSOPInstanceUID) for study in ds.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
+
+
+def _sr(w, r, image, tmp_path):
+    ds = w(r, source_datasets(image), algorithm=Algorithm("m", "1.0.0"), title="MedSight m")
+    if not r.findings():
+        assert ds is None  # nothing found: no SR
+        return
+    path = write_dicom(ds, tmp_path / "sr.dcm")
+    back = pydicom.dcmread(path)
+    sr = hd.sr.srread(path)  # highdicom reads it as a structured report
+    assert str(sr.SOPInstanceUID) == str(back.SOPInstanceUID)
+    assert back.StudyInstanceUID == image.study_uid and back.SeriesInstanceUID != image.series_uid
+    assert back.PatientID == source_datasets(image)[0].PatientID
+    assert _evidence_uids(back) == set(image.sop_uids)  # it references the images it was made from
+    numbers = {f.display_name: (f.value, f.unit) for f in r.findings() if f.value is not None}
+    got = _sr_numbers(back)
+    assert set(got) == set(numbers)
+    for name, (value, unit) in numbers.items():
+        assert got[name] == (pytest.approx(value, abs=1e-3), unit)
+
+
+def _lps_of_voxel(sources, col: int, row: int, slice_: int) -> np.ndarray:
+    """Where DICOM says voxel (col, row) of slice ``slice_`` (in the image's slice order) is, in LPS mm."""
+    ds = sources[slice_]
+    iop = np.asarray(ds.ImageOrientationPatient, float)
+    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
+    return np.asarray(ds.ImagePositionPatient, float) + col * col_spacing * iop[:3] + row * row_spacing * iop[3:]
+
+
+def _nifti(w, r, image, tmp_path):
+    path = w(r, tmp_path / "mask.nii.gz")
+    nimg = nib.load(str(path))
+    data = np.asarray(nimg.dataobj)
+    assert np.array_equal(data.T, r.mask.array[0])  # NIfTI's (x, y, z) = the array's (cols, rows, slices)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source_datasets(image)}
+    sources = [by_uid[u] for u in image.sop_uids]
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    for col, row, slice_ in ((0, 0, 0), (data.shape[0] - 1, 0, 0), (0, data.shape[1] - 1, 1),
+                             (data.shape[0] - 1, data.shape[1] - 1, data.shape[2] - 1)):
+        ras = nimg.affine @ [col, row, slice_, 1.0]
+        assert np.allclose(ras[:3], lps_to_ras @ _lps_of_voxel(sources, col, row, slice_), atol=1e-3)
+    assert read(path).same_geometry(image)
+    assert [p.name for p in tmp_path.iterdir()] == ["mask.nii.gz"]  # written whole, no temporary left
+
+
+def _seg(w, r, image, tmp_path):
+    ds = w(r)  # the sources: the DICOM files the mask's image was read from
+    path = write_dicom(ds, tmp_path / "seg.dcm")
+    seg = hd.seg.segread(path)
+    assert seg.StudyInstanceUID == image.study_uid and seg.FrameOfReferenceUID == image.frame_of_reference_uid
+    assert {str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence} == {image.series_uid}
+    refs = {f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            for f in seg.PerFrameFunctionalGroupsSequence}
+    assert refs and refs <= set(image.sop_uids)
+    numbers = list(seg.segment_numbers)
+    names = [seg.get_segment_description(n).segment_label for n in numbers]
+    assert sorted(names) == sorted(r.labels.values())
+    pixels = seg.get_pixels_by_source_instance(list(image.sop_uids), segment_numbers=numbers,
+                                               assert_missing_frames_are_empty=True)
+    value_of = {name: value for value, name in r.labels.items()}
+    for i, name in enumerate(names):  # each segment is the mask's voxels of that structure, slice by slice
+        assert np.array_equal(pixels[..., i] > 0, r.mask.array[0] == value_of[name]), name
+    empty = rf.segmentation(image)
+    empty.mask = image.with_array(np.zeros((1, *image.shape), np.uint8))
+    assert w(empty) is None  # no structure found: no SEG
+
+
+CALLS = {"json": _json, "csv": _csv, "db": _db, "sr": _sr, "nifti": _nifti, "seg": _seg}
+
+
+def test_every_registered_format_says_how_it_is_read_back():
+    formats = {fmt for _, fmt in list_writers()}
+    assert formats and formats <= set(CALLS), f"say in CALLS how a {sorted(formats - set(CALLS))} writer is checked"
+
+
+@pytest.mark.parametrize("registered", list_writers(), ids=lambda k: f"{k[0].__name__}-{k[1]}")
+def test_writer_output_reads_back(registered, examples, image, tmp_path):
+    result_type, fmt = registered
+    served = [r for t, rs in examples.items() for r in rs if issubclass(t, result_type)
+              and writer_for(r, fmt) is writer_for(result_type, fmt)]
+    assert served, f"no example result is served by the {fmt} writer of {result_type.__name__}"
+    for i, r in enumerate(served):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        CALLS[fmt](writer_for(r, fmt), r, image, folder)
+
+
+def test_output_folder_writes_a_segmentation_as_nifti_and_seg_and_a_classification_as_nothing(examples, tmp_path):
+    folder = OutputFolder(tmp_path / "out")
+    (seg,) = examples[rf.SegmentationResult]
+    (cls,) = examples[rf.ClassificationResult]
+    first = folder.write(seg)
+    again = folder.write(seg)  # the same input twice: a second name, nothing overwritten
+    assert first is not None and first.name.endswith("_seg.nii.gz") and seg.output == str(again)
+    assert again != first and again.name.startswith(first.name.removesuffix("_seg.nii.gz"))
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".dcm", ".dcm", ".gz", ".gz"]
+    assert folder.write(cls) is None and "output" not in cls.to_dict()
+
+
+def test_a_format_a_type_has_no_writer_for_is_a_clear_error_not_a_guess(examples):
+    from medsight.errors import WriteError
+    from medsight.tasks.writers import write
+
+    (err,) = examples[rf.PredictionError]
+    assert writer_for(err, "nifti") is None and writer_for(err, "no-such-format") is None
+    with pytest.raises(WriteError, match="nifti") as info:  # the key facts: the format, the type, what it has
+        write(err, "nifti", "x.nii.gz")
+    assert "PredictionError" in str(info.value) and "json" in str(info.value)
