@@ -1,16 +1,26 @@
 """Shared fixtures: tiny synthetic images, and the real data in ../shared/data (skipped with a
-reason when the folder is absent, as on a user's machine)."""
+reason when the folder is absent, as on a user's machine).
+
+The example plug-in task (``tests/blobsize``, docs/extending.md) is registered for the whole
+session through ``$MEDSIGHT_PLUGINS``, as a user would register one, so the contract tests over
+every task and result type cover it too (and the service's worker processes inherit it).
+"""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+os.environ["MEDSIGHT_PLUGINS"] = ",".join(filter(None, [os.environ.get("MEDSIGHT_PLUGINS"), "blobsize"]))
 
-from medsight.config import config_from_dict
-from medsight.tasks.base import get_task
-from support.data import REPO, SHARED_DATA, shared  # noqa: F401  (re-exported for tests)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from medsight import plugins  # noqa: E402
+from medsight.config import config_from_dict  # noqa: E402
+from medsight.tasks.base import get_task  # noqa: E402
+from support.data import REPO, SHARED_DATA, shared  # noqa: E402, F401  (re-exported for tests)
+
+plugins.load()  # registered before collection: the registries the contract tests read hold it
 
 
 @pytest.fixture

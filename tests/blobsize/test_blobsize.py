@@ -1,7 +1,7 @@
 """The example plug-in task of docs/extending.md, run through MedSight's generic paths only:
 ``medsight train / evaluate / predict`` (the CLI), ``medsight.load`` (the Python API) and the
 service's worker (received DICOM → stored result with its findings). Nothing in MedSight's
-package knows the task: it is registered from ``$MEDSIGHT_PLUGINS``.
+package knows the task: it is registered from ``$MEDSIGHT_PLUGINS`` (set by tests/conftest.py).
 
 Data: synthetic (PNG discs of known diameter, ``blobsize/data.py``).
 """
@@ -30,9 +30,10 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def plugin():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDSIGHT_PLUGINS", "blobsize")
-        yield
+    """The task is registered from ``$MEDSIGHT_PLUGINS`` (tests/conftest.py sets it for the session)."""
+    import os
+
+    assert "blobsize" in os.environ["MEDSIGHT_PLUGINS"].split(",")
 
 
 @pytest.fixture(scope="module")

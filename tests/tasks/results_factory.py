@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from blobsize import BlobSizeResult
 from medsight.tasks.results import ClassificationResult, PredictionError, Provenance, SegmentationResult
 from support.series_dicom import write_series
 
@@ -50,6 +51,7 @@ def examples(image) -> dict[type, list]:
                                                     label="pneumonia", score=0.8, threshold=0.5, positive=True,
                                                     provenance=provenance(image))],
         SegmentationResult: [segmentation(image)],
+        BlobSizeResult: [BlobSizeResult(input="blob.png", diameter_mm=12.5, provenance=provenance(image))],
         PredictionError: [PredictionError(input="bad.png", error="not an image", error_type="UnsupportedFormatError")],
     }
 

@@ -64,4 +64,18 @@ def segmentation(root: Path) -> TaskExample:
     return TaskExample(config, data, images)
 
 
-EXAMPLES: dict[str, Callable[[Path], TaskExample]] = {"classification": classification, "segmentation": segmentation}
+def blob_size(root: Path) -> TaskExample:
+    """The example plug-in task of docs/extending.md (tests/blobsize)."""
+    from blobsize.data import blob_image, make_blobs
+
+    data = make_blobs(root / "blobs", 40, seed=3)
+    config = {"task": "blob-size", "name": "contract-blobs", "data": {"source": str(data)},
+              "model": {"name": "resnet-small", "params": {"width": 4}}, "train": {"epochs": 1, "threads": 1}}
+    rng = np.random.default_rng(4)
+    images = [Image(blob_image(d, 32, rng)[None].astype(np.float32), spacing=(0.5, 0.5), source=f"blob{d}.png")
+              for d in (6.0, 14.0)]
+    return TaskExample(config, data, images, evaluate={"n_boot": 100})
+
+
+EXAMPLES: dict[str, Callable[[Path], TaskExample]] = {"classification": classification, "segmentation": segmentation,
+                                                      "blob-size": blob_size}
