@@ -334,11 +334,11 @@ def _size(path: str | None) -> int:
 
 
 # -- reading one case -----------------------------------------------------------------------------
-def read_mask(path: str | Path, labels: Mapping[int, str], *, case: str, binary_255: bool = False) -> Image:
+def read_mask(path: str | Path | Image, labels: Mapping[int, str], *, case: str, binary_255: bool = False) -> Image:
     """Read a label mask and cast it to integers, refusing undeclared values.
 
     Args:
-        path: the mask file.
+        path: the mask file (or a mask already read: only checked and cast).
         labels: the declared label values (→ names).
         case: the case id, named in every error.
         binary_255: read an 8-bit 0/255 mask as 0/1 (only for binary label sets).
@@ -352,16 +352,20 @@ def read_mask(path: str | Path, labels: Mapping[int, str], *, case: str, binary_
     """
     from medsight.io import read
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"case {case}: label file is missing: expected {p}")
-    try:
-        m = read(p)
-    except MedSightError as exc:
-        raise DataError(f"case {case}: label file cannot be read ({exc})") from None
+    if isinstance(path, Image):
+        m, name = path, Path(path.source or "the mask").name
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DataError(f"case {case}: label file is missing: expected {p}")
+        try:
+            m = read(p)
+        except MedSightError as exc:
+            raise DataError(f"case {case}: label file cannot be read ({exc})") from None
+        name = p.name
     arr = m.array
     if arr.shape[0] != 1:
-        raise DataError(f"case {case}: a label mask has one channel; {p.name} has {arr.shape[0]}")
+        raise DataError(f"case {case}: a label mask has one channel; {name} has {arr.shape[0]}")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise DataError(f"case {case}: label holds NaN or infinite values")
