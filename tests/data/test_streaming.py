@@ -144,3 +144,24 @@ def test_cache_is_a_segmentation_data_setting_and_classification_refuses_it():
     assert config_from_dict({"task": "segmentation", "name": "s", "data": {"source": "d"}}).data.cache == "memory"
     with pytest.raises(ConfigError, match="cache"):
         config_from_dict({"task": "classification", "name": "c", "data": {"source": "d", "cache": "disk"}})
+
+
+def test_training_with_a_disk_cache_writes_it_and_learns_what_a_memory_run_learns(tmp_path):
+    from medsight.api import train
+    from medsight.config import save_config
+
+    data = seg_factory.decathlon(tmp_path / "data", n=6)
+    weights = {}
+    for mode in ("memory", "disk"):
+        cfg = config_from_dict({
+            "task": "segmentation", "name": f"cache-{mode}", "modalities": ["MR"],
+            "data": {"source": str(data), "split_seed": 0, "cache": mode, "cache_dir": str(tmp_path / "cache")},
+            "model": {"name": "unet", "params": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+            "augmentation": "none", "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "threads": 1},
+            "segmentation": {"samples_per_volume": 1}})
+        save_config(cfg, tmp_path / f"{mode}.yaml")
+        train(tmp_path / f"{mode}.yaml", run_dir=tmp_path / mode)
+        weights[mode] = (tmp_path / mode / "model" / "weights.safetensors").read_bytes()
+        n_files = len(list((tmp_path / "cache").rglob("*.npy"))) if (tmp_path / "cache").exists() else 0
+        assert n_files == (0 if mode == "memory" else 2 * (4 + 1))  # train and val cases, image and mask each
+    assert weights["memory"] == weights["disk"]
