@@ -10,8 +10,8 @@ import torch
 
 from medsight.config import config_from_dict
 from medsight.data.case import Case
-from medsight.data.segmentation import SegCase, open_segmentation_data, read_case
-from medsight.data.streaming import PreparedCases, check_cases, resolve_cache_dir
+from medsight.data.segmentation import SegCase, check_cases, open_segmentation_data, read_case
+from medsight.data.streaming import PreparedCases, resolve_cache_dir
 from medsight.errors import ConfigError, DataError
 from medsight.tasks.segmentation.training import PatchDataset
 from tasks.segmentation import seg_factory

@@ -31,11 +31,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ from medsight.errors import DataError, GeometryError, MedSightError
 from medsight.io.discovery import list_files
 from medsight.io.image import Image
 
-__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_cases", "read_mask", "case_id",
+__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_cases", "check_cases",
+           "iter_cases", "read_mask", "case_id",
            "parse_label_names", "modality_code", "SPLITS"]
 
 log = logging.getLogger(__name__)
@@ -426,21 +428,46 @@ def _r(v: Sequence[float]) -> list[float]:
     return [round(float(x), 3) for x in v]
 
 
+def check_cases(cases: Sequence[Case], labels: Mapping[int, str], *,
+                keep: bool = True) -> tuple[list[Case], list[dict[str, str]]]:
+    """Read and check each case once (:func:`read_case`); a bad case is logged and listed, never fatal.
+
+    Args:
+        cases: the cases.
+        labels: the declared label values.
+        keep: return cases holding their image and checked mask in memory; otherwise the cases
+            as given (paths), and nothing read is kept.
+
+    Returns:
+        ``(ok, bad)``: the readable cases, and ``{"input", "error"}`` of each other one.
+    """
+    ok: list[Case] = []
+    bad: list[dict[str, str]] = []
+    for c in cases:
+        try:
+            image, mask = read_case(c, labels)
+        except MedSightError as exc:
+            bad.append({"input": c.id, "error": str(exc)})
+            continue
+        ok.append(dataclasses.replace(c, images={**c.images, "image": image}, mask=mask) if keep else c)
+    if bad:
+        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
+    return ok, bad
+
+
+def iter_cases(cases: Sequence[Case], labels: Mapping[int, str]) -> Iterator[tuple[Image, Image]]:
+    """``(image, mask)`` per case (:func:`read_case`), read, or taken from memory, one at a time."""
+    for c in cases:
+        yield read_case(c, labels)
+
+
 def read_cases(cases: Sequence[Case],
                labels: Mapping[int, str]) -> tuple[list[tuple[Case, Image, Image]], list[dict[str, str]]]:
-    """Read and check cases (:func:`read_case`); a bad case is logged and listed, never fatal.
+    """Read and check cases (:func:`check_cases`), keeping what was read.
 
     Returns:
         ``(ok, bad)``: ``(case, image, mask)`` of each readable case, and ``{"input", "error"}``
         of each other one.
     """
-    ok, bad = [], []
-    for c in cases:
-        try:
-            image, mask = read_case(c, labels)
-            ok.append((c, image, mask))
-        except MedSightError as exc:
-            bad.append({"input": c.id, "error": str(exc)})
-    if bad:
-        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
-    return ok, bad
+    ok, bad = check_cases(cases, labels, keep=True)
+    return [(c, c.image(), c.mask) for c in ok], bad

@@ -18,28 +18,28 @@ ways, chosen by ``data.cache``:
 The cache folder resolves as the ``cache_dir`` argument (``data.cache_dir``), then
 ``MEDSIGHT_CACHE_DIR``, then ``~/.cache/medsight/cases``.
 
-:func:`check_cases` reads and checks each case once (bad cases are listed, never fatal); with
-``keep=True`` the returned cases hold their image and mask in memory, otherwise only paths.
+Segmentation training first reads and checks each case once with
+:func:`medsight.data.segmentation.check_cases` (bad cases are listed, never fatal; with
+``keep=True`` the returned cases hold their image and mask in memory, otherwise only paths).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from medsight.data.case import Case
-from medsight.errors import DataError, MedSightError
+from medsight.errors import DataError
 
-__all__ = ["PreparedCases", "check_cases", "iter_read", "resolve_cache_dir", "CACHE_MODES"]
+__all__ = ["PreparedCases", "resolve_cache_dir", "CACHE_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -55,43 +55,6 @@ def resolve_cache_dir(explicit: str | Path | None = None) -> Path:
         return Path(explicit)
     env = os.environ.get("MEDSIGHT_CACHE_DIR", "").strip()
     return Path(env) if env else Path.home() / ".cache" / "medsight" / "cases"
-
-
-def check_cases(cases: Sequence[Case], labels: Mapping[int, str], *,
-                keep: bool = True) -> tuple[list[Case], list[dict[str, str]]]:
-    """Read and check each case once (:func:`~medsight.data.segmentation.read_case`).
-
-    Args:
-        cases: segmentation cases (an image and a mask each).
-        labels: the declared label values.
-        keep: return cases holding their image and checked mask in memory; otherwise the
-            cases as given (paths), and nothing read is kept.
-
-    Returns:
-        ``(ok, bad)``: the readable cases, and ``{"input", "error"}`` for each other one.
-    """
-    from medsight.data.segmentation import read_case
-
-    ok: list[Case] = []
-    bad: list[dict[str, str]] = []
-    for c in cases:
-        try:
-            image, mask = read_case(c, labels)
-        except MedSightError as exc:
-            bad.append({"input": c.id, "error": str(exc)})
-            continue
-        ok.append(dataclasses.replace(c, images={**c.images, "image": image}, mask=mask) if keep else c)
-    if bad:
-        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
-    return ok, bad
-
-
-def iter_read(cases: Sequence[Case], labels: Mapping[int, str]) -> Iterator[tuple[Any, Any]]:
-    """``(image, mask)`` per case, read (or taken from memory) one at a time."""
-    from medsight.data.segmentation import read_case
-
-    for c in cases:
-        yield read_case(c, labels)
 
 
 def _version() -> str:

@@ -59,8 +59,8 @@ def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Seque
         DataError: no readable training case.
     """
     from medsight.data.fingerprint import collect_fingerprint, plan_segmentation
-    from medsight.data.segmentation import open_segmentation_data, read_case
-    from medsight.data.streaming import PreparedCases, check_cases, iter_read
+    from medsight.data.segmentation import check_cases, iter_cases, open_segmentation_data, read_case
+    from medsight.data.streaming import PreparedCases
     from medsight.engine.trainer import Trainer, seed_everything
     from medsight.models.registry import create_model, get_spec
     from medsight.report.plots import plot_learning_curves
@@ -97,7 +97,7 @@ def fit_segmentation(task: Task, cfg: Config, *, run_dir: Path, observers: Seque
     modality = (cfg.modalities or [data.modality if data.modality != "OT" else first.modality])[0]
 
     # fingerprint (training cases only) → plan
-    fp = collect_fingerprint(((im, mk.array) for im, mk in iter_read(train_cases, data.labels)), modality=modality,
+    fp = collect_fingerprint(((im, mk.array) for im, mk in iter_cases(train_cases, data.labels)), modality=modality,
                              seed=cfg.train.seed)
     plan = plan_segmentation(fp, seg, model_name=cfg.model.name, model_params=dict(cfg.model.params))
     plan["fingerprint"] = fp.to_dict()
