@@ -101,3 +101,19 @@ def test_in_memory_arrays_become_images_with_unknown_spacing():
 def test_repr_names_files_not_paths_and_hides_arrays(tmp_path):
     r = repr(Case("pt-4", {"image": str(tmp_path / "ct.nii.gz")}, covariates={"age": 3}))
     assert "ct.nii.gz" in r and str(tmp_path) not in r and "age" in r
+
+
+def test_manifest_columns_beyond_the_layouts_become_covariates_and_time(tmp_path, tiny_class_folder):
+    from medsight.data.classification import open_classification_data
+    from medsight.data.segmentation import open_segmentation_data
+
+    f = sorted(tiny_class_folder.rglob("*.png"))
+    (tmp_path / "c.csv").write_text("path,label,split,time,treatment,age\n" + "".join(
+        f"{p},{p.parent.name},{s},2024-01-0{i + 1},{'A' if i % 2 else ''},{60 + i}\n"
+        for i, (p, s) in enumerate(zip(f[:4], ["train", "train", "val", "val"]))))
+    cases = open_classification_data(str(tmp_path / "c.csv")).samples
+    assert cases[1].covariates == {"treatment": "A", "age": 61} and cases[0].covariates == {"age": 60}
+    assert cases[2].time == dt.date(2024, 1, 3)
+    (tmp_path / "s.csv").write_text("image,label,time,dose_gy\na.nii.gz,a_seg.nii.gz,20230105,2.5\n")
+    (case,) = open_segmentation_data(str(tmp_path / "s.csv")).cases
+    assert case.covariates == {"dose_gy": 2.5} and case.time == dt.date(2023, 1, 5)

@@ -3,7 +3,8 @@
 * MedMNIST ``.npz`` (official splits kept);
 * a folder of classes, ``root/<class>/*.png|jpg|dcm|nii...``, optionally under
   ``root/train``, ``root/val``, ``root/test`` (as Keras' ``flow_from_directory``);
-* a CSV manifest with columns ``path,label[,split]`` (multi-label: labels joined by ``|``).
+* a CSV manifest with columns ``path,label[,split][,time]`` (multi-label: labels joined by ``|``);
+  any other column is a covariate of the case.
 
 Every layout yields :class:`~medsight.data.case.Case` objects (role ``image``, the class index
 or multi-hot vector as ``label``). Files are listed with :func:`medsight.io.discovery.list_files`,
@@ -24,7 +25,7 @@ import numpy as np
 from medsight.config import DataConfig
 from medsight.data.case import Case
 from medsight.data.splits import SPLITS, assign_splits, split_value
-from medsight.data.tables import read_manifest, resolve_path
+from medsight.data.tables import TIME_COLUMN, read_manifest, resolve_path, row_covariates
 from medsight.errors import DataError
 from medsight.io.discovery import list_files
 
@@ -238,7 +239,8 @@ def _from_csv(cfg: DataConfig) -> ClassificationData:
             if r["label"].strip() == "":
                 raise DataError(f"{path}:{line}: empty label")
             label = index(r["label"].strip(), line)
-        samples.append(Case(str(p), {"image": str(p)}, label=label, split=split))
+        samples.append(Case(str(p), {"image": str(p)}, label=label, split=split, time=r.get(TIME_COLUMN),
+                            covariates=row_covariates(r, known=("path", "label", "split"))))
     fp = {"format": "csv", "source": str(path), "sha256": table.sha256}
     return ClassificationData(samples, labels, multilabel, _guess_dims(samples), str(path), fp)
 

@@ -9,8 +9,8 @@ Three layouts are read, all into the same :class:`SegmentationData`:
 * **Folder pairs**: ``root/images/`` and ``root/labels/`` (or ``masks/``, or ``imagesTr/`` and
   ``labelsTr/`` without a ``dataset.json``); an image and its mask share a case id (the file
   name without extension; a mask may add ``_seg``, ``_mask`` or ``_label``).
-* **CSV manifest** with a header ``image,label[,split]``; relative paths are relative to the
-  CSV's folder.
+* **CSV manifest** with a header ``image,label[,split][,id][,time]``; relative paths are relative
+  to the CSV's folder; any other column is a covariate of the case.
 
 Every layout yields :class:`~medsight.data.case.Case` objects: the image file (or DICOM folder)
 in role ``image``, the label file as ``mask`` (a path: nothing is read until a case is). Files
@@ -47,7 +47,7 @@ from medsight.config import DataConfig
 from medsight.data import splits as _splits
 from medsight.data.case import Case
 from medsight.data.splits import SPLITS, split_value
-from medsight.data.tables import read_manifest, resolve_path
+from medsight.data.tables import TIME_COLUMN, read_manifest, resolve_path, row_covariates
 from medsight.errors import DataError, GeometryError, MedSightError
 from medsight.io.discovery import list_files
 from medsight.io.image import Image
@@ -63,10 +63,12 @@ _MASK_SUFFIXES = ("_seg", "_mask", "_label", "_labels", "_gt")
 _PAIR_FOLDERS = (("images", "labels"), ("images", "masks"), ("imagesTr", "labelsTr"), ("image", "label"))
 
 
-def SegCase(id: str, image: str | Path, label: str | Path | None, split: str | None = None) -> Case:  # noqa: N802
+def SegCase(id: str, image: str | Path, label: str | Path | None, split: str | None = None, *,  # noqa: N802
+            covariates: dict[str, Any] | None = None, time: Any = None) -> Case:
     """A segmentation :class:`Case`: an image (file or DICOM folder) in role ``image`` and its
     label file as ``mask`` (None when unlabelled)."""
-    return Case(id, {"image": str(image)}, mask=None if label is None else str(label), split=split)
+    return Case(id, {"image": str(image)}, mask=None if label is None else str(label), split=split,
+                covariates=covariates or {}, time=time)
 
 
 @dataclass
@@ -268,7 +270,8 @@ def _from_csv(path: Path, *, labels: dict[int, str]) -> SegmentationData:
         seen.add(cid)
         lab = (r.get("label") or "").strip()
         cases.append(SegCase(cid, _resolve(path.parent, img, where), _resolve(path.parent, lab, where) if lab else None,
-                             split=split))
+                             split=split, covariates=row_covariates(r, known=("image", "label", "split", "id")),
+                             time=r.get(TIME_COLUMN)))
     return SegmentationData(cases=cases, labels=labels, modality="OT", channels=["OT"], source=str(path), layout="csv")
 
 

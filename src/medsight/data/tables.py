@@ -2,7 +2,9 @@
 
 A manifest is UTF-8 (a byte-order mark is allowed), comma-separated (tab-separated when the file
 ends in ``.tsv``), with a header row. Paths in it are relative to the manifest's folder unless
-absolute.
+absolute. Besides the columns a layout reads, a ``time`` column gives a case's acquisition date
+(ISO 8601 or DICOM ``YYYYMMDD``) and every other column is a covariate of the case (numbers read
+as numbers, empty cells left out).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 from medsight.errors import DataError
 
-__all__ = ["Manifest", "read_manifest", "resolve_path"]
+__all__ = ["Manifest", "read_manifest", "resolve_path", "row_covariates", "TIME_COLUMN"]
+
+#: The column that holds a case's acquisition date or datetime.
+TIME_COLUMN = "time"
 
 
 @dataclass
@@ -86,3 +91,21 @@ def resolve_path(root: Path, rel: str, *, where: str, confine: bool = False) -> 
         except ValueError:
             raise DataError(f"{where}: path {rel!r} leaves the dataset folder") from None
     return p
+
+
+def _value(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def row_covariates(row: dict[str, str], *, known: Sequence[str]) -> dict[str, int | float | str]:
+    """A row's covariates: every column but ``known`` and ``time``, numbers as numbers, empty cells left out."""
+    skip = {*known, TIME_COLUMN}
+    return {k: _value(v.strip()) for k, v in row.items()
+            if k is not None and k not in skip and isinstance(v, str) and v.strip()}
