@@ -114,12 +114,14 @@ class PreparedCases:
         self._last: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
         self._memory: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.folder: Path | None = None
+        self._keys: list[str] = []
         if cache == "memory":
             self._memory = [self._run(c) for c in self.cases]
             self.images: Sequence[np.ndarray] = [x for x, _ in self._memory]
             self.masks: Sequence[np.ndarray] = [y for _, y in self._memory]
             return
         if cache == "disk":
+            self._keys = [self.key(i) for i in range(len(self.cases))]  # once: a DICOM folder is listed once
             self.folder = resolve_cache_dir(cache_dir)
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,7 @@ class PreparedCases:
         return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
     def _paths(self, i: int) -> tuple[Path, Path]:
-        k = self.key(i)
+        k = self._keys[i]
         base = Path(self.folder or ".") / k[:2]
         return base / f"{k}.image.npy", base / f"{k}.mask.npy"
 
