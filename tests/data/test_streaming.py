@@ -165,3 +165,12 @@ def test_training_with_a_disk_cache_writes_it_and_learns_what_a_memory_run_learn
         n_files = len(list((tmp_path / "cache").rglob("*.npy"))) if (tmp_path / "cache").exists() else 0
         assert n_files == (0 if mode == "memory" else 2 * (4 + 1))  # train and val cases, image and mask each
     assert weights["memory"] == weights["disk"]
+
+
+def test_disk_keys_of_cases_held_in_memory_follow_their_content(cases, tmp_path):
+    loaded, _ = check_cases(cases[:1], {0: "b", 1: "l", 2: "r"}, keep=True)
+    a = PreparedCases(loaded, Counting(), spec=SPEC, cache="disk", cache_dir=tmp_path)
+    image = loaded[0].image()
+    changed = [Case(loaded[0].id, {"image": image.with_array(image.array + 1)}, mask=loaded[0].mask)]
+    b = PreparedCases(changed, Counting(), spec=SPEC, cache="disk", cache_dir=tmp_path)
+    assert a.key(0) != b.key(0) and b.prepared == 1

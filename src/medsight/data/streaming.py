@@ -67,8 +67,12 @@ def _version() -> str:
 
 
 def _file_facts(ref: Any) -> list[Any]:
-    if not isinstance(ref, str):
+    if ref is None:
         return [None]
+    if not isinstance(ref, str):  # held in memory: its content (and geometry) decides
+        arr = np.ascontiguousarray(getattr(ref, "array", ref))
+        geometry = [getattr(ref, k, None) for k in ("spacing", "origin")]
+        return ["memory", str(arr.dtype), list(arr.shape), hashlib.sha256(arr.tobytes()).hexdigest(), geometry]
     p = Path(ref)
     try:
         st = p.stat()
