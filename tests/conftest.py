@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 os.environ["MEDSIGHT_PLUGINS"] = ",".join(filter(None, [os.environ.get("MEDSIGHT_PLUGINS"), "blobsize"]))
+# ... and found by the commands the tests start (the CLI, the demo, the service's processes)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(__file__), os.environ.get("PYTHONPATH")]))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -86,6 +86,7 @@ def test_relative_data_path_resolves_beside_the_config(tmp_path):
     ({"task": "segmentation", "evaluation": {"threshold_rule": "youden"}}, "'evaluation'"),
     ({"task": "segmentation", "train": {"ensemble": 3}}, "'train.ensemble'"),
     ({"task": "segmentation", "data": {"source": "d", "positive_label": "tumour"}}, "'data.positive_label'"),
+    ({"task": "classification", "data": {"source": "d", "cache": "disk"}}, "'data.cache'"),
 ])
 def test_a_key_the_task_does_not_read_is_refused_naming_the_task(data, key):
     data = {"data": {"source": "d"}, **data}
@@ -104,7 +105,7 @@ def test_a_ct_window_intensity_without_a_window_is_a_config_error():
         config_from_dict({"data": {"source": "d"}, "preprocessing": {"intensity": "ct_window"}})
 
 
-@pytest.mark.parametrize("override", ["data.cache=false", "train.ema=0.99", "evaluation.ci=0.9"])
+@pytest.mark.parametrize("override", ["train.ema=0.99", "evaluation.ci=0.9"])
 def test_knobs_that_nothing_reads_are_refused(tmp_path, override):
     with pytest.raises(ConfigError, match=f"unknown key '{override.split('=')[0]}'"):
         load_config(write(tmp_path, BASE), [override])

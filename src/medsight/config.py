@@ -38,6 +38,7 @@ from medsight.errors import ConfigError
 __all__ = [
     "DataConfig",
     "ClassificationDataConfig",
+    "SegmentationDataConfig",
     "PreprocessConfig",
     "ModelConfig",
     "TrainConfig",
@@ -91,6 +92,16 @@ class ClassificationDataConfig(DataConfig):
             raise ValueError("is read by segmentation only; classification splits come from the data "
                              "(MedMNIST's, a CSV split column, train/val/test folders) or data.split_seed")
         return v
+
+
+class SegmentationDataConfig(DataConfig):
+    """Segmentation's data section: :class:`DataConfig` plus where the preprocessed training and
+    validation cases live while training (:mod:`medsight.data.streaming`): ``memory`` (all held
+    in RAM), ``disk`` (prepared once into ``.npy`` files under ``cache_dir``, keyed by the
+    preprocessing spec, and read on demand) or ``none`` (read and prepared at every use)."""
+
+    cache: Literal["memory", "disk", "none"] = "memory"
+    cache_dir: str | None = None
 
 
 class PreprocessConfig(_Strict):
@@ -253,6 +264,7 @@ class SegmentationRunConfig(Config):
     the data (``segmentation.*``), so those sections are refused."""
 
     task: Literal["segmentation"] = "segmentation"
+    data: SegmentationDataConfig
     train: SegmentationTrainConfig = Field(default_factory=SegmentationTrainConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
 

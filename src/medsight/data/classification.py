@@ -3,17 +3,19 @@
 * MedMNIST ``.npz`` (official splits kept);
 * a folder of classes, ``root/<class>/*.png|jpg|dcm|nii...``, optionally under
   ``root/train``, ``root/val``, ``root/test`` (as Keras' ``flow_from_directory``);
-* a CSV manifest with columns ``path,label[,split]`` (multi-label: labels joined by ``|``).
+* a CSV manifest with columns ``path,label[,split][,time]`` (multi-label: labels joined by ``|``);
+  any other column is a covariate of the case.
 
-When the source has no split, a seeded stratified train/val/test split is made.
+Every layout yields :class:`~medsight.data.case.Case` objects (role ``image``, the class index
+or multi-hot vector as ``label``). Files are listed with :func:`medsight.io.discovery.list_files`,
+manifests read with :func:`medsight.data.tables.read_manifest`, and a source without splits gets
+the seeded stratified split of :func:`medsight.data.splits.assign_splits` (scheme ``sklearn``).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,63 +23,52 @@ from typing import Any
 import numpy as np
 
 from medsight.config import DataConfig
+from medsight.data.case import Case
+from medsight.data.splits import SPLITS, assign_splits, split_value
+from medsight.data.tables import TIME_COLUMN, read_manifest, resolve_path, row_covariates
 from medsight.errors import DataError
-from medsight.io.image import Image
+from medsight.io.discovery import list_files
 
 __all__ = ["Sample", "ClassificationData", "open_classification_data", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy", ".bmp")
-SPLITS = ("train", "val", "test")
 
-
-@dataclass
-class Sample:
-    """One labelled image: a file, or an array held in memory (MedMNIST)."""
-
-    key: str
-    label: Any
-    split: str | None = None
-    array: np.ndarray | None = None
-
-    def image(self) -> Image:
-        if self.array is not None:
-            arr = self.array
-            if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] not in (3, 4):  # (H, W, C) colour
-                arr = np.moveaxis(arr, -1, 0)
-            elif arr.ndim in (2, 3):
-                arr = arr[None]
-            return Image(array=arr, spacing=(1.0,) * (arr.ndim - 1), source=self.key, meta={"spacing_known": False})
-        from medsight.io import read
-
-        return read(self.key)
+#: A labelled image is a :class:`Case` (kept as a name for callers of the first API).
+Sample = Case
 
 
 @dataclass
 class ClassificationData:
-    """Samples with their labels and splits.
+    """Cases with their labels and splits.
 
     Attributes:
-        labels: class (or label) names; a sample's label is an index into it, or a multi-hot
+        samples: the cases; a case's ``id`` is its file path (or ``file.npz#split/index``).
+        labels: class (or label) names; a case's label is an index into it, or a multi-hot
             vector when ``multilabel``.
         spatial_dims: 2 or 3 (3 for MedMNIST 3D and volumes).
         fingerprint: what the data was (source, checksum, counts), saved with the model.
     """
 
-    samples: list[Sample]
+    samples: list[Case]
     labels: list[str]
     multilabel: bool
     spatial_dims: int
     source: str
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, name: str) -> list[Sample]:
+    @property
+    def cases(self) -> list[Case]:
+        """The cases (the same list as ``samples``)."""
+        return self.samples
+
+    def split(self, name: str) -> list[Case]:
         if name not in SPLITS:
             raise DataError(f"split must be one of train, val, test; got {name!r}")
         return [s for s in self.samples if s.split == name]
 
-    def targets(self, samples: list[Sample]) -> np.ndarray:
+    def targets(self, samples: list[Case]) -> np.ndarray:
         if self.multilabel:
             return np.stack([np.asarray(s.label, dtype=np.float32) for s in samples])
         return np.array([int(s.label) for s in samples], dtype=np.int64)
@@ -119,8 +110,11 @@ def open_classification_data(cfg: DataConfig | str) -> ClassificationData:
         data = _from_csv(cfg)
     else:
         raise DataError(f"{cfg.source}: a {fmt} layout holds segmentation data, not classification labels")
-    if any(s.split is None for s in data.samples):
-        _assign_splits(data, cfg)
+    record = assign_splits(data.samples, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                           seed=cfg.split_seed, scheme="sklearn", fill="unassigned", source=cfg.source,
+                           stratify=None if data.multilabel else (lambda c: c.label))
+    if record is not None:
+        data.fingerprint["split"] = record
     for split in ("train", "val"):
         if not data.split(split):
             raise DataError(f"{cfg.source}: the {split} split is empty")
@@ -146,7 +140,7 @@ def _from_medmnist(cfg: DataConfig) -> ClassificationData:
     z = load_npz_splits(path)
     info = z["info"]
     multilabel = bool(info and info["task"].startswith("multi-label"))
-    samples: list[Sample] = []
+    samples: list[Case] = []
     max_label, min_label = -1, 0
     for split, x in z["images"].items():
         y = z["labels"][split]
@@ -155,8 +149,8 @@ def _from_medmnist(cfg: DataConfig) -> ClassificationData:
         if y.size:
             max_label, min_label = max(max_label, int(y.max())), min(min_label, int(y.min()))
         for i in range(len(x)):
-            samples.append(Sample(key=f"{path.name}#{split}/{i}", label=y[i] if multilabel else int(y[i]),
-                                  split=split, array=x[i]))
+            samples.append(Case(f"{path.name}#{split}/{i}", {"image": x[i]}, label=y[i] if multilabel else int(y[i]),
+                                split=split))
     if min_label < 0:
         raise DataError(f"{path}: labels must be 0 or more; found {min_label}")
     if multilabel:
@@ -179,11 +173,6 @@ def _from_medmnist(cfg: DataConfig) -> ClassificationData:
     return ClassificationData(samples, labels, multilabel, spatial_dims, str(path), fp)
 
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and (p.name.lower().endswith(IMAGE_SUFFIXES) or "." not in p.name))
-
-
 def _from_folder(cfg: DataConfig) -> ClassificationData:
     root = Path(cfg.source)
     split_dirs = [d for d in SPLITS if (root / d).is_dir()]
@@ -199,33 +188,25 @@ def _from_folder(cfg: DataConfig) -> ClassificationData:
     unknown = [c for c in class_names if c not in labels]
     if unknown:
         raise DataError(f"{root}: class folders {unknown} are not among the given labels {labels}")
-    samples: list[Sample] = []
+    samples: list[Case] = []
     for split, base in layout:
         for name in labels:
             d = base / name
             if not d.is_dir():
                 continue
-            files = _list_images(d)
+            files = list_files(d, suffixes=IMAGE_SUFFIXES)
             if not files:
                 raise DataError(f"class folder {d} is empty: expected image files (png, jpg, dcm, nii)")
-            samples += [Sample(key=str(f), label=labels.index(name), split=split) for f in files]
-    digest = hashlib.sha256("\n".join(f"{s.key}|{s.label}|{s.split}" for s in samples).encode()).hexdigest()
+            samples += [Case(str(f), {"image": str(f)}, label=labels.index(name), split=split) for f in files]
+    digest = hashlib.sha256("\n".join(f"{s.id}|{s.label}|{s.split}" for s in samples).encode()).hexdigest()
     fp = {"format": "folder", "source": str(root), "listing_sha256": digest}
     return ClassificationData(samples, list(labels), False, _guess_dims(samples), str(root), fp)
 
 
 def _from_csv(cfg: DataConfig) -> ClassificationData:
     path = Path(cfg.source)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read manifest ({exc})") from None
-    rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ","))
-    if not rows:
-        raise DataError(f"{path}: manifest is empty; expected a header 'path,label[,split]' and rows")
-    cols = set(rows[0])
-    if not {"path", "label"} <= cols:
-        raise DataError(f"{path}: manifest needs columns 'path' and 'label'; found {sorted(cols)}")
+    table = read_manifest(path, required=("path", "label"), header="path,label[,split]")
+    rows = [r for _, r in table.rows]
     raw = [r["label"].strip() for r in rows]
     multilabel = any("|" in v for v in raw)
     tokens = sorted({t for v in raw for t in (v.split("|") if multilabel else [v]) if t != ""})
@@ -246,13 +227,9 @@ def _from_csv(cfg: DataConfig) -> ClassificationData:
         raise DataError(f"{path}:{line}: label {tok!r} is out of range (known labels: {labels})")
 
     samples = []
-    for line, r in enumerate(rows, start=2):
-        p = Path(r["path"].strip())
-        if not p.is_absolute():
-            p = path.parent / p
-        split = (r.get("split") or "").strip().lower() or None
-        if split is not None and split not in SPLITS:
-            raise DataError(f"{path}:{line}: split must be train, val or test; got {split!r}")
+    for line, r in table.rows:
+        p = resolve_path(path.parent, r["path"].strip(), where=f"{path}:{line}")
+        split = split_value(r.get("split"), where=f"{path}:{line}")
         if multilabel:
             vec = np.zeros(len(labels), np.float32)
             for t in filter(None, r["label"].split("|")):
@@ -262,36 +239,12 @@ def _from_csv(cfg: DataConfig) -> ClassificationData:
             if r["label"].strip() == "":
                 raise DataError(f"{path}:{line}: empty label")
             label = index(r["label"].strip(), line)
-        samples.append(Sample(key=str(p), label=label, split=split))
-    fp = {"format": "csv", "source": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        samples.append(Case(str(p), {"image": str(p)}, label=label, split=split, time=r.get(TIME_COLUMN),
+                            covariates=row_covariates(r, known=("path", "label", "split"))))
+    fp = {"format": "csv", "source": str(path), "sha256": table.sha256}
     return ClassificationData(samples, labels, multilabel, _guess_dims(samples), str(path), fp)
 
 
-def _guess_dims(samples: list[Sample]) -> int:
-    volumetric = sum(1 for s in samples[:50] if s.key.lower().endswith((".nii", ".nii.gz")))
+def _guess_dims(samples: list[Case]) -> int:
+    volumetric = sum(1 for s in samples[:50] if s.id.lower().endswith((".nii", ".nii.gz")))
     return 3 if volumetric and volumetric == min(50, len(samples)) else 2
-
-
-def _assign_splits(data: ClassificationData, cfg: DataConfig) -> None:
-    """Seeded stratified split of the samples that have none."""
-    from sklearn.model_selection import train_test_split
-
-    todo = [s for s in data.samples if s.split is None]
-    strat = None if data.multilabel else [s.label for s in todo]
-    if strat is not None and min(Counter(strat).values()) < 3:
-        strat = None  # too few of a class to stratify
-    idx = np.arange(len(todo))
-    test_n = cfg.test_fraction
-    if test_n > 0:
-        rest, test = train_test_split(idx, test_size=test_n, random_state=cfg.split_seed,
-                                      stratify=None if strat is None else [strat[i] for i in idx])
-    else:
-        rest, test = idx, np.array([], int)
-    val_share = cfg.val_fraction / (1 - test_n)
-    train, val = train_test_split(rest, test_size=val_share, random_state=cfg.split_seed,
-                                  stratify=None if strat is None else [strat[i] for i in rest])
-    for name, ids in (("train", train), ("val", val), ("test", test)):
-        for i in ids:
-            todo[i].split = name
-    data.fingerprint["split"] = {"kind": "stratified" if strat is not None else "random", "seed": cfg.split_seed,
-                                 "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}

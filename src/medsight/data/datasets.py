@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsight.data.classification import Sample
+from medsight.data.case import Case
 from medsight.errors import MedSightError
 from medsight.transforms.preprocess import Preprocessor
 
@@ -18,7 +18,7 @@ __all__ = ["prepare_samples", "ArrayDataset"]
 log = logging.getLogger(__name__)
 
 
-def prepare_samples(samples: Sequence[Sample], preprocessor: Preprocessor,
+def prepare_samples(samples: Sequence[Case], preprocessor: Preprocessor,
                     progress: Callable[[int, int], None] | None = None
                     ) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
     """Read and preprocess every sample once.
@@ -35,7 +35,7 @@ def prepare_samples(samples: Sequence[Sample], preprocessor: Preprocessor,
             arrays.append(preprocessor.array(s.image()))
             kept.append(i)
         except MedSightError as exc:
-            errors.append({"input": s.key, "error": str(exc)})
+            errors.append({"input": s.id, "error": str(exc)})
         if progress is not None and (i % 256 == 0 or i == len(samples) - 1):
             progress(i + 1, len(samples))
     if errors:

@@ -9,8 +9,15 @@ Three layouts are read, all into the same :class:`SegmentationData`:
 * **Folder pairs**: ``root/images/`` and ``root/labels/`` (or ``masks/``, or ``imagesTr/`` and
   ``labelsTr/`` without a ``dataset.json``); an image and its mask share a case id (the file
   name without extension; a mask may add ``_seg``, ``_mask`` or ``_label``).
-* **CSV manifest** with a header ``image,label[,split]``; relative paths are relative to the
-  CSV's folder.
+* **CSV manifest** with a header ``image,label[,split][,id][,time]``; relative paths are relative
+  to the CSV's folder; any other column is a covariate of the case.
+
+Every layout yields :class:`~medsight.data.case.Case` objects: the image file (or DICOM folder)
+in role ``image``, the label file as ``mask`` (a path: nothing is read until a case is). Files
+are listed with :func:`medsight.io.discovery.list_files`, manifests read with
+:func:`medsight.data.tables.read_manifest`, and splits come from
+:func:`medsight.data.splits.assign_splits` (a split file, the CSV ``split`` column, or the seeded
+``permutation`` scheme).
 
 A case is read with :func:`read_case`, which checks what a training run would otherwise trip
 over later and names the case in every error: image and mask of different shapes or geometry,
@@ -24,12 +31,12 @@ Example:
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,28 +44,31 @@ from typing import Any
 import numpy as np
 
 from medsight.config import DataConfig
+from medsight.data import splits as _splits
+from medsight.data.case import Case
+from medsight.data.splits import SPLITS, split_value
+from medsight.data.tables import TIME_COLUMN, read_manifest, resolve_path, row_covariates
 from medsight.errors import DataError, GeometryError, MedSightError
+from medsight.io.discovery import list_files
 from medsight.io.image import Image
 
-__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_cases", "read_mask", "case_id",
+__all__ = ["SegCase", "SegmentationData", "open_segmentation_data", "read_case", "read_cases", "check_cases",
+           "iter_cases", "read_mask", "case_id",
            "parse_label_names", "modality_code", "SPLITS"]
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 _VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".dcm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _MASK_SUFFIXES = ("_seg", "_mask", "_label", "_labels", "_gt")
 _PAIR_FOLDERS = (("images", "labels"), ("images", "masks"), ("imagesTr", "labelsTr"), ("image", "label"))
 
 
-@dataclass
-class SegCase:
-    """One case: an image (file or DICOM folder) and its label mask (None when unlabelled)."""
-
-    id: str
-    image: str
-    label: str | None
-    split: str | None = None
+def SegCase(id: str, image: str | Path, label: str | Path | None, split: str | None = None, *,  # noqa: N802
+            covariates: dict[str, Any] | None = None, time: Any = None) -> Case:
+    """A segmentation :class:`Case`: an image (file or DICOM folder) in role ``image`` and its
+    label file as ``mask`` (None when unlabelled)."""
+    return Case(id, {"image": str(image)}, mask=None if label is None else str(label), split=split,
+                covariates=covariates or {}, time=time)
 
 
 @dataclass
@@ -75,7 +85,7 @@ class SegmentationData:
         fingerprint: what the data was (layout, listing checksum, counts), saved with models.
     """
 
-    cases: list[SegCase]
+    cases: list[Case]
     labels: dict[int, str]
     modality: str
     channels: list[str]
@@ -83,7 +93,7 @@ class SegmentationData:
     layout: str
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, name: str | None) -> list[SegCase]:
+    def split(self, name: str | None) -> list[Case]:
         """The cases of split ``name`` (``None`` or ``"all"``: every case)."""
         if name in (None, "all"):
             return list(self.cases)
@@ -183,14 +193,7 @@ def _detect_layout(source: Path) -> str:
 
 
 def _resolve(root: Path, rel: str, where: str) -> Path:
-    p = Path(rel)
-    p = p if p.is_absolute() else (root / p)
-    try:
-        p.resolve().relative_to(root.resolve())
-    except ValueError:
-        if not Path(rel).is_absolute():
-            raise DataError(f"{where}: path {rel!r} leaves the dataset folder") from None
-    return p
+    return resolve_path(root, rel, where=where, confine=True)
 
 
 def _from_decathlon(root: Path) -> SegmentationData:
@@ -206,7 +209,7 @@ def _from_decathlon(root: Path) -> SegmentationData:
     channels = [str(channels_raw[k]) for k in sorted(channels_raw, key=lambda k: int(k))] \
         if isinstance(channels_raw, dict) else [str(c) for c in channels_raw]
     entries = meta.get("training")
-    cases: list[SegCase] = []
+    cases: list[Case] = []
     if isinstance(entries, list) and entries:
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or "image" not in e:
@@ -223,8 +226,7 @@ def _from_decathlon(root: Path) -> SegmentationData:
 
 
 def _list_volumes(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                  and (p.is_dir() or p.name.lower().endswith(_VOLUME_SUFFIXES)))
+    return list_files(folder, suffixes=_VOLUME_SUFFIXES, recursive=False, extensionless=False, folders=True)
 
 
 def _from_folder(root: Path, *, labels: dict[int, str], channels: list[str] | None = None,
@@ -254,30 +256,22 @@ def _from_folder(root: Path, *, labels: dict[int, str], channels: list[str] | No
 
 
 def _from_csv(path: Path, *, labels: dict[int, str]) -> SegmentationData:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
-    delim = "\t" if path.suffix.lower() == ".tsv" else ","
-    rows = list(csv.DictReader(text.splitlines(), delimiter=delim))
-    if not rows or not {"image", "label"} <= set(rows[0]):
-        raise DataError(f"{path}: expected a header with columns image,label[,split]; got "
-                        f"{list(rows[0]) if rows else 'no rows'}")
+    table = read_manifest(path, required=("image", "label"), header="image,label[,split]")
     cases, seen = [], set()
-    for line, r in enumerate(rows, start=2):
+    for line, r in table.rows:
+        where = f"{path}:{line}"
         img = (r.get("image") or "").strip()
         if not img:
-            raise DataError(f"{path}:{line}: empty image path")
-        split = (r.get("split") or "").strip().lower() or None
-        if split is not None and split not in SPLITS:
-            raise DataError(f"{path}:{line}: split must be train, val or test; got {split!r}")
+            raise DataError(f"{where}: empty image path")
+        split = split_value(r.get("split"), where=where)
         cid = (r.get("id") or "").strip() or case_id(img)
         if cid in seen:
-            raise DataError(f"{path}:{line}: case id {cid!r} appears twice")
+            raise DataError(f"{where}: case id {cid!r} appears twice")
         seen.add(cid)
         lab = (r.get("label") or "").strip()
-        cases.append(SegCase(id=cid, image=str(_resolve(path.parent, img, f"{path}:{line}")),
-                             label=str(_resolve(path.parent, lab, f"{path}:{line}")) if lab else None, split=split))
+        cases.append(SegCase(cid, _resolve(path.parent, img, where), _resolve(path.parent, lab, where) if lab else None,
+                             split=split, covariates=row_covariates(r, known=("image", "label", "split", "id")),
+                             time=r.get(TIME_COLUMN)))
     return SegmentationData(cases=cases, labels=labels, modality="OT", channels=["OT"], source=str(path), layout="csv")
 
 
@@ -322,11 +316,12 @@ def open_segmentation_data(cfg: DataConfig | str | Path, *, labels: Any = None,
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise DataError(f"{source}: case ids must be unique; repeated: {dup}")
-    if cfg.split_file:
-        _apply_split_file(data, Path(cfg.split_file))
-    elif assign_splits and all(c.split is None for c in data.cases):
-        _random_split(data, cfg)
-    listing = "\n".join(f"{c.id}\t{Path(c.image).name}\t{_size(c.image)}\t{_size(c.label)}" for c in data.cases)
+    if cfg.split_file or assign_splits:
+        _splits.assign_splits(data.cases, split_file=cfg.split_file, val_fraction=cfg.val_fraction,
+                              test_fraction=cfg.test_fraction, seed=cfg.split_seed, scheme="permutation",
+                              fill="none_assigned", source=data.source)
+    listing = "\n".join(f"{c.id}\t{Path(c.path() or '').name}\t{_size(c.path())}\t{_size(c.mask_path)}"
+                        for c in data.cases)
     data.fingerprint = {
         "layout": data.layout, "source": data.source, "n_cases": len(data.cases),
         "n": {s: len(data.split(s)) for s in SPLITS},
@@ -343,47 +338,12 @@ def _size(path: str | None) -> int:
         return -1
 
 
-def _apply_split_file(data: SegmentationData, path: Path) -> None:
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the split file ({exc})") from None
-    if not isinstance(spec, dict) or not any(s in spec for s in SPLITS):
-        raise DataError(f"{path}: expected {{\"train\": [case ids], \"val\": [...], \"test\": [...]}}")
-    by_id = {c.id: c for c in data.cases}
-    for c in data.cases:
-        c.split = None
-    seen: dict[str, str] = {}
-    for s in SPLITS:
-        for cid in spec.get(s, []) or []:
-            cid = str(cid)
-            if cid in seen:
-                raise DataError(f"{path}: case {cid!r} is in both {seen[cid]} and {s}")
-            if cid not in by_id:
-                raise DataError(f"{path}: case {cid!r} of the {s} split is not in {data.source}")
-            seen[cid] = s
-            by_id[cid].split = s
-    left = sum(1 for c in data.cases if c.split is None)
-    if left:
-        log.warning("%d case(s) of %s are in no split of %s and are not used", left, data.source, path.name)
-
-
-def _random_split(data: SegmentationData, cfg: DataConfig) -> None:
-    rng = np.random.default_rng(cfg.split_seed)
-    order = rng.permutation(len(data.cases))
-    n = len(order)
-    n_test = int(round(cfg.test_fraction * n))
-    n_val = max(1, int(round(cfg.val_fraction * n))) if n > 2 else 0
-    for rank, i in enumerate(order):
-        data.cases[i].split = "test" if rank < n_test else ("val" if rank < n_test + n_val else "train")
-
-
 # -- reading one case -----------------------------------------------------------------------------
-def read_mask(path: str | Path, labels: Mapping[int, str], *, case: str, binary_255: bool = False) -> Image:
+def read_mask(path: str | Path | Image, labels: Mapping[int, str], *, case: str, binary_255: bool = False) -> Image:
     """Read a label mask and cast it to integers, refusing undeclared values.
 
     Args:
-        path: the mask file.
+        path: the mask file (or a mask already read: only checked and cast).
         labels: the declared label values (→ names).
         case: the case id, named in every error.
         binary_255: read an 8-bit 0/255 mask as 0/1 (only for binary label sets).
@@ -397,16 +357,20 @@ def read_mask(path: str | Path, labels: Mapping[int, str], *, case: str, binary_
     """
     from medsight.io import read
 
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"case {case}: label file is missing: expected {p}")
-    try:
-        m = read(p)
-    except MedSightError as exc:
-        raise DataError(f"case {case}: label file cannot be read ({exc})") from None
+    if isinstance(path, Image):
+        m, name = path, Path(path.source or "the mask").name
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise DataError(f"case {case}: label file is missing: expected {p}")
+        try:
+            m = read(p)
+        except MedSightError as exc:
+            raise DataError(f"case {case}: label file cannot be read ({exc})") from None
+        name = p.name
     arr = m.array
     if arr.shape[0] != 1:
-        raise DataError(f"case {case}: a label mask has one channel; {p.name} has {arr.shape[0]}")
+        raise DataError(f"case {case}: a label mask has one channel; {name} has {arr.shape[0]}")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)):
             raise DataError(f"case {case}: label holds NaN or infinite values")
@@ -433,7 +397,7 @@ def read_mask(path: str | Path, labels: Mapping[int, str], *, case: str, binary_
     return m.with_array(arr.astype(dtype))
 
 
-def read_case(case: SegCase, labels: Mapping[int, str]) -> tuple[Image, Image]:
+def read_case(case: Case, labels: Mapping[int, str]) -> tuple[Image, Image]:
     """Read a case's image and mask and check that they belong together.
 
     Returns:
@@ -444,16 +408,15 @@ def read_case(case: SegCase, labels: Mapping[int, str]) -> tuple[Image, Image]:
         DataError: no label, a missing or unreadable file, undeclared mask values.
         GeometryError: image and mask differ in shape, spacing, origin or direction.
     """
-    from medsight.io import read
 
-    if case.label is None:
+    if case.mask is None:
         raise DataError(f"case {case.id}: has no label file")
     try:
-        image = read(case.image)
+        image = case.image()
     except MedSightError as exc:
         raise DataError(f"case {case.id}: image cannot be read ({exc})") from None
     binary_255 = image.n_spatial == 2
-    mask = read_mask(case.label, labels, case=case.id, binary_255=binary_255)
+    mask = read_mask(case.mask, labels, case=case.id, binary_255=binary_255)
     if image.shape != mask.shape:
         raise GeometryError(f"case {case.id}: image is {'x'.join(map(str, image.shape))} but its label is "
                             f"{'x'.join(map(str, mask.shape))}; they must have the same shape")
@@ -468,21 +431,46 @@ def _r(v: Sequence[float]) -> list[float]:
     return [round(float(x), 3) for x in v]
 
 
-def read_cases(cases: Sequence[SegCase],
-               labels: Mapping[int, str]) -> tuple[list[tuple[SegCase, Image, Image]], list[dict[str, str]]]:
-    """Read and check cases (:func:`read_case`); a bad case is logged and listed, never fatal.
+def check_cases(cases: Sequence[Case], labels: Mapping[int, str], *,
+                keep: bool = True) -> tuple[list[Case], list[dict[str, str]]]:
+    """Read and check each case once (:func:`read_case`); a bad case is logged and listed, never fatal.
+
+    Args:
+        cases: the cases.
+        labels: the declared label values.
+        keep: return cases holding their image and checked mask in memory; otherwise the cases
+            as given (paths), and nothing read is kept.
+
+    Returns:
+        ``(ok, bad)``: the readable cases, and ``{"input", "error"}`` of each other one.
+    """
+    ok: list[Case] = []
+    bad: list[dict[str, str]] = []
+    for c in cases:
+        try:
+            image, mask = read_case(c, labels)
+        except MedSightError as exc:
+            bad.append({"input": c.id, "error": str(exc)})
+            continue
+        ok.append(dataclasses.replace(c, images={**c.images, "image": image}, mask=mask) if keep else c)
+    if bad:
+        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
+    return ok, bad
+
+
+def iter_cases(cases: Sequence[Case], labels: Mapping[int, str]) -> Iterator[tuple[Image, Image]]:
+    """``(image, mask)`` per case (:func:`read_case`), read, or taken from memory, one at a time."""
+    for c in cases:
+        yield read_case(c, labels)
+
+
+def read_cases(cases: Sequence[Case],
+               labels: Mapping[int, str]) -> tuple[list[tuple[Case, Image, Image]], list[dict[str, str]]]:
+    """Read and check cases (:func:`check_cases`), keeping what was read.
 
     Returns:
         ``(ok, bad)``: ``(case, image, mask)`` of each readable case, and ``{"input", "error"}``
         of each other one.
     """
-    ok, bad = [], []
-    for c in cases:
-        try:
-            image, mask = read_case(c, labels)
-            ok.append((c, image, mask))
-        except MedSightError as exc:
-            bad.append({"input": c.id, "error": str(exc)})
-    if bad:
-        log.warning("%d of %d case(s) skipped; first: %s", len(bad), len(cases), bad[0]["error"])
-    return ok, bad
+    ok, bad = check_cases(cases, labels, keep=True)
+    return [(c, c.image(), c.mask) for c in ok], bad

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["expand_inputs"]
+__all__ = ["expand_inputs", "list_files", "IMAGE_SUFFIXES"]
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy", ".npz",
+#: File endings of the images the readers take.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy", ".npz",
                    ".bmp")
 
 
@@ -28,6 +29,32 @@ def _holds_dicom(folder: Path) -> bool:
     return False
 
 
+def list_files(folder: str | Path, *, suffixes: Sequence[str] = IMAGE_SUFFIXES, recursive: bool = True,
+               extensionless: bool = True, folders: bool = False) -> list[Path]:
+    """The image files in a folder, sorted by path; hidden names (``.x``) are skipped.
+
+    Args:
+        folder: where to look.
+        suffixes: file endings to keep (compared lower-case; ``.nii.gz`` works).
+        recursive: look in sub-folders too.
+        extensionless: also keep files without a dot in their name (DICOM files often have none).
+        folders: also keep sub-folders (non-recursive listings: a DICOM series folder is one input).
+    """
+    base = Path(folder)
+    found = base.rglob("*") if recursive else base.iterdir()
+    ends = tuple(s.lower() for s in suffixes)
+    out = []
+    for p in found:
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            if folders:
+                out.append(p)
+        elif p.is_file() and (p.name.lower().endswith(ends) or (extensionless and "." not in p.name)):
+            out.append(p)
+    return sorted(out)
+
+
 def expand_inputs(inputs: Sequence[str | Path], *, spatial_dims: int = 2) -> list[str]:
     """Expand folders: for a 2D model, every image file inside (sorted, recursive); for a 3D
     model, a folder of DICOM is one series and other volumes inside are listed one by one.
@@ -41,8 +68,7 @@ def expand_inputs(inputs: Sequence[str | Path], *, spatial_dims: int = 2) -> lis
         if spatial_dims == 3 and _holds_dicom(p):
             out.append(str(p))
             continue
-        files = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")
-                 and (f.name.lower().endswith(_IMAGE_SUFFIXES) or "." not in f.name)]
+        files = list_files(p)
         if spatial_dims == 3:
             files = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz"))]
         out.extend(str(f) for f in files) if files else out.append(str(p))

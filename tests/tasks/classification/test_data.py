@@ -36,13 +36,13 @@ def test_class_folder_with_seeded_stratified_split(tiny_class_folder):
     a = open_classification_data(DataConfig(source=str(tiny_class_folder), split_seed=4))
     b = open_classification_data(DataConfig(source=str(tiny_class_folder), split_seed=4))
     assert a.labels == ["normal", "pneumonia"]
-    assert [s.key for s in a.split("test")] == [s.key for s in b.split("test")]
+    assert [s.id for s in a.split("test")] == [s.id for s in b.split("test")]
     # stratified: each split keeps the 50/50 balance
     for split in ("train", "val", "test"):
         counts = a.class_counts(split)
         assert abs(counts[0] - counts[1]) <= 1, (split, counts)
     c = open_classification_data(DataConfig(source=str(tiny_class_folder), split_seed=5))
-    assert [s.key for s in c.split("test")] != [s.key for s in a.split("test")]
+    assert [s.id for s in c.split("test")] != [s.id for s in a.split("test")]
 
 
 def test_class_folder_with_explicit_split_dirs(tmp_path, tiny_class_folder):
@@ -77,7 +77,7 @@ def test_csv_multilabel_and_out_of_range(tmp_path, tiny_class_folder):
     d = open_classification_data(DataConfig(source=str(tmp_path / "m.csv"), labels=["a", "b"], test_fraction=0.0,
                                             val_fraction=0.5))
     assert d.multilabel
-    by_key = {s.key: list(s.label) for s in d.samples}
+    by_key = {s.id: list(s.label) for s in d.samples}
     assert by_key[str(f[0])] == [1, 1] and by_key[str(f[2])] == [0, 0]
     (tmp_path / "n.csv").write_text(f"path,label\n{f[0]},3\n")
     with pytest.raises(DataError, match="out of range") as info:

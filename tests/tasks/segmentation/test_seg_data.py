@@ -159,8 +159,8 @@ def test_real_hippocampus_decathlon_reads_with_integer_masks(shared_data):
 def test_read_cases_keeps_the_readable_ones_and_lists_each_bad_one(tiny_decathlon):
     data = open_segmentation_data(str(tiny_decathlon))
     good = data.cases[:2]
-    unlabelled = SegCase(id="nolabel", image=good[0].image, label=None)
-    missing = SegCase(id="gone", image=str(tiny_decathlon / "imagesTr" / "gone.nii.gz"), label=good[0].label)
+    unlabelled = SegCase(id="nolabel", image=good[0].path(), label=None)
+    missing = SegCase(id="gone", image=str(tiny_decathlon / "imagesTr" / "gone.nii.gz"), label=good[0].mask)
     ok, bad = read_cases([good[0], unlabelled, good[1], missing], data.labels)
     assert [c.id for c, _, _ in ok] == [good[0].id, good[1].id]
     assert all(image.shape == mask.shape for _, image, mask in ok)

@@ -54,7 +54,8 @@ def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> TrainingSetup:
         DataError: no readable training case.
     """
     from medsight.data.fingerprint import collect_fingerprint, plan_segmentation
-    from medsight.data.segmentation import open_segmentation_data, read_cases
+    from medsight.data.segmentation import check_cases, iter_cases, open_segmentation_data, read_case
+    from medsight.data.streaming import PreparedCases
     from medsight.engine.run import TrainingSetup
     from medsight.models.registry import get_spec
     from medsight.tasks.segmentation.preprocess import SegPreprocessor, label_lookup
@@ -65,23 +66,26 @@ def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> TrainingSetup:
         raise ConfigError(f"model {cfg.model.name!r} is not a segmentation model; choose unet, dynunet or segresnet")
     seg = cfg.segmentation
 
-    # data: every case is read and checked once; bad cases are listed, not fatal
+    # data: every case is read and checked once; bad cases are listed, not fatal. With
+    # data.cache memory the cases stay in memory; with disk or none only their paths do
     data = open_segmentation_data(cfg.data)
     monitors = ["val_dice", *(f"val_dice_{data.labels[v]}" for v in sorted(data.labels)[1:])]
     if cfg.train.monitor not in monitors:
         raise ConfigError(f"train.monitor must be one of {', '.join(monitors)} (this data's labels); "
                           f"got {cfg.train.monitor!r}")
-    train_cases, skipped_train = read_cases(data.split("train"), data.labels)
-    val_cases, skipped_val = read_cases(data.split("val"), data.labels)
+    keep = cfg.data.cache == "memory"
+    train_cases, skipped_train = check_cases(data.split("train"), data.labels, keep=keep)
+    val_cases, skipped_val = check_cases(data.split("val"), data.labels, keep=keep)
     if not train_cases:
         raise DataError(f"{cfg.data.source}: no readable training case"
                         + (f"; first error: {skipped_train[0]['error']}" if skipped_train else ""))
-    first = train_cases[0][1]
+    first = train_cases[0].image()
     dims = first.n_spatial
     modality = (cfg.modalities or [data.modality if data.modality != "OT" else first.modality])[0]
 
     # fingerprint (training cases only) → plan
-    fp = collect_fingerprint(((im, mk.array) for _, im, mk in train_cases), modality=modality, seed=cfg.train.seed)
+    fp = collect_fingerprint(((im, mk.array) for im, mk in iter_cases(train_cases, data.labels)), modality=modality,
+                             seed=cfg.train.seed)
     plan = plan_segmentation(fp, seg, model_name=cfg.model.name, model_params=dict(cfg.model.params))
     plan["fingerprint"] = fp.to_dict()
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=1))
@@ -94,15 +98,15 @@ def prepare(cfg: SegmentationRunConfig, *, run_dir: Path) -> TrainingSetup:
     names = [data.labels[v] for v in label_values]
     lut = label_lookup(label_values)
 
-    def to_grid(items: list[tuple[Any, Any, Any]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        xs, ys = [], []
-        for _, im, mk in items:
-            xs.append(pre.image(im).numpy())
-            ys.append(pre.mask(lut[mk.array[0]], im))
-        return xs, ys
+    def to_grid(case: Any) -> tuple[np.ndarray, np.ndarray]:
+        im, mk = read_case(case, data.labels)
+        return pre.image(im).numpy(), pre.mask(lut[mk.array[0]], im)
 
-    x_tr, y_tr = to_grid(train_cases)
-    x_va, y_va = to_grid(val_cases)
+    cache_spec = {"preprocessing": pre_spec, "label_values": label_values, "step": "segmentation-train"}
+    prepared = {s: PreparedCases(c, to_grid, spec=cache_spec, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+                for s, c in (("train", train_cases), ("val", val_cases))}
+    x_tr, y_tr = prepared["train"].images, prepared["train"].masks
+    x_va, y_va = prepared["val"].images, prepared["val"].masks
     patch = plan["patch_size"]
 
     params = dict(plan["network"]["params"])

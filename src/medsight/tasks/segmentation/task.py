@@ -175,7 +175,7 @@ class SegmentationTask(Task):
         if unknown:
             raise DataError(f"{ds.source}: declares label values {unknown} that model {model.name} does not predict "
                             f"(it predicts {model_labels})")
-        labelled = [c for c in ds.cases if c.label is not None]
+        labelled = [c for c in ds.cases if c.mask is not None]
         if split in (None, "all"):
             cases = labelled
         elif any(c.split for c in ds.cases):
@@ -206,7 +206,7 @@ class SegmentationTask(Task):
                 log.warning("skipped %s: %s", case.id, exc)
                 continue
             per_label = case_metrics(pred, mask.array[0], fg, image.spacing, tolerance_mm=tol)
-            row: dict[str, Any] = {"case": case.id, "image": case.image, "label": case.label,
+            row: dict[str, Any] = {"case": case.id, "image": case.path(), "label": case.mask_path,
                                    "seconds": round(seconds, 4)}
             for metric in next(iter(per_label.values())):
                 row[metric] = {n: per_label[n][metric] for n in names}

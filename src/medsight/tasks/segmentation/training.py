@@ -1,10 +1,12 @@
 """What the shared trainer needs to train a segmentation network: patches, loss, validation.
 
-* :class:`PatchDataset` draws patches from preprocessed cases held in memory: each item pads
-  a case to at least the patch size and crops one patch with MONAI's
-  ``RandCropByPosNegLabeld``, centred on foreground with probability ``foreground_ratio``
-  (nnU-Net's foreground over-sampling), then applies the augmentation preset. Random state is
-  re-seeded by the trainer every epoch, so a resumed run draws the same patches.
+* :class:`PatchDataset` draws patches from preprocessed cases, held in memory (lists of
+  arrays) or read on demand (any other sequence, e.g. the views of
+  :class:`medsight.data.streaming.PreparedCases`): each item pads a case to at least the patch
+  size and crops one patch with MONAI's ``RandCropByPosNegLabeld``, centred on foreground with
+  probability ``foreground_ratio`` (nnU-Net's foreground over-sampling), then applies the
+  augmentation preset. Random state is re-seeded by the trainer every epoch, so a resumed run
+  draws the same patches.
 * :class:`SegmentationHooks` gives the loss (MONAI ``DiceCELoss``: soft Dice over the
   foreground labels, computed over the batch, plus cross-entropy; with deep supervision, a
   weighted sum over the decoder's outputs) and validation: sliding-window prediction of each
@@ -39,8 +41,10 @@ class PatchDataset(torch.utils.data.Dataset):
     """Random training patches from preprocessed cases.
 
     Args:
-        images: per case, ``(C, *spatial)`` float32 on the network grid.
-        masks: per case, ``(*spatial)`` uint8 class indices on the same grid.
+        images: per case, ``(C, *spatial)`` float32 on the network grid. A list is padded and
+            held in memory; another sequence is indexed (and padded) on each draw.
+        masks: per case, ``(*spatial)`` uint8 class indices on the same grid (a list or a sequence,
+            as ``images``).
         patch_size: patch shape in voxels.
         foreground_ratio: probability that a patch is centred on a foreground voxel.
         samples_per_volume: patches drawn per case and epoch.
@@ -54,11 +58,15 @@ class PatchDataset(torch.utils.data.Dataset):
                  mirror_axes: Sequence[int] = (), seed: int = 0) -> None:
         from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd, SpatialPad
 
-        if len(images) != len(masks) or not images:
+        if len(images) != len(masks) or not len(images):
             raise ValueError("PatchDataset needs as many masks as images, and at least one case")
-        pad_img = SpatialPad(spatial_size=list(patch_size), mode="constant", value=0.0)
-        self.images = [torch.as_tensor(pad_img(torch.from_numpy(x))) for x in images]
-        self.masks = [torch.as_tensor(pad_img(torch.from_numpy(np.ascontiguousarray(m)[None]))) for m in masks]
+        self.pad = SpatialPad(spatial_size=list(patch_size), mode="constant", value=0.0)
+        self.streamed = not (isinstance(images, list) and isinstance(masks, list))
+        if self.streamed:  # read on demand: nothing held here
+            self.images, self.masks = images, masks
+        else:
+            self.images = [self._pad_image(x) for x in images]
+            self.masks = [self._pad_mask(m) for m in masks]
         pos = float(foreground_ratio)
         self.crop = RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=list(patch_size),
                                            pos=pos, neg=1.0 - pos if pos < 1 else 0.0, num_samples=1)
@@ -67,6 +75,12 @@ class PatchDataset(torch.utils.data.Dataset):
                                for a in mirror_axes]) if mirror_axes else None
         self.samples_per_volume = int(samples_per_volume)
         self.reseed(seed)
+
+    def _pad_image(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.pad(torch.from_numpy(x)))
+
+    def _pad_mask(self, m: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.pad(torch.from_numpy(np.ascontiguousarray(m)[None])))
 
     def __len__(self) -> int:
         return len(self.images) * self.samples_per_volume
@@ -81,7 +95,11 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = i % len(self.images)
-        d = self.crop({"image": self.images[k], "label": self.masks[k]})[0]
+        if self.streamed:
+            image, mask = self._pad_image(self.images[k]), self._pad_mask(self.masks[k])
+        else:
+            image, mask = self.images[k], self.masks[k]
+        d = self.crop({"image": image, "label": mask})[0]
         if self.augmentation is not None:
             d = self.augmentation(d)
         if self.mirror is not None:
@@ -97,7 +115,8 @@ class SegmentationHooks(TrainingHooks):
 
     Args:
         n_classes: classes including background.
-        val_images, val_masks: validation cases on the network grid (as for PatchDataset).
+        val_images, val_masks: validation cases on the network grid (as for PatchDataset; a
+            sequence that is not a list is read case by case at each validation).
         names: class names, index 0 being background.
         patch_size, overlap, sw_batch_size, precision: sliding-window settings for validation.
         deep_supervision: the network returns stacked decoder outputs while training.
@@ -111,8 +130,8 @@ class SegmentationHooks(TrainingHooks):
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
                                   smooth_nr=1e-5, smooth_dr=1e-5)
         self.n_classes = n_classes
-        self.val_images = [torch.from_numpy(x) for x in val_images]
-        self.val_masks = list(val_masks)
+        self.val_images = val_images
+        self.val_masks = val_masks
         self.names = list(names)
         self.patch_size = list(patch_size)
         self.overlap, self.sw_batch_size, self.precision = overlap, sw_batch_size, precision
@@ -133,10 +152,11 @@ class SegmentationHooks(TrainingHooks):
         return self.loss(network(x), y)
 
     def validate(self, network: torch.nn.Module) -> dict[str, float]:
-        if not self.val_images:
+        if not len(self.val_images):
             return {"val_dice": 0.0}
         scores = []
-        for x, y in zip(self.val_images, self.val_masks):
+        for i in range(len(self.val_images)):
+            x, y = torch.from_numpy(self.val_images[i]), self.val_masks[i]
             p = predict_probabilities(network, x, patch_size=self.patch_size, overlap=self.overlap,
                                       sw_batch_size=self.sw_batch_size, precision=self.precision)
             scores.append(dice_per_class(p.argmax(0).numpy(), y, self.n_classes))
