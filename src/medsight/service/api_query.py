@@ -120,7 +120,7 @@ def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
             if st.get("top_score") is None or (r.score or 0) > st["top_score"]:
                 st.update(top_score=r.score, top_label=r.label, top_model=r.model, positive=r.positive)
             st["n_results"] = st.get("n_results", 0) + 1
-    from medsight.service.alerts import PRIORITY_RANK
+    from medsight.alerts import PRIORITY_RANK
 
     names = {v: k for k, v in PRIORITY_RANK.items()}
     out = []

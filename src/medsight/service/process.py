@@ -20,9 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from medsight.alerts import PRIORITY_RANK, evaluate_rules
 from medsight.errors import MedSightError
 from medsight.service import audit
-from medsight.service.alerts import PRIORITY_RANK, evaluate_rules
 from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Alert, Instance, Result, ResultFinding, Series, Suggestion, now
