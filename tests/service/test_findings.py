@@ -44,7 +44,7 @@ def test_a_stored_result_keeps_its_findings_in_the_findings_table_and_its_sr_rea
 
 
 def test_a_result_stored_before_the_findings_table_keeps_its_measurements_and_sr_findings():
-    from medsight.service.process import stored_measurements
+    from medsight.service.result_store import stored_measurements
     from medsight.service.results_out import _findings
 
     old = Result(outputs={"volumes_ml": {"Anterior": 2.0}, "findings": {"nodule_diameter_mm": 9.0}}, label=None,

@@ -34,15 +34,11 @@ ALLOWED: dict[tuple[str, str, str, str], str] = {
     ("api.py", "Segmenter.fit", "task-name", "segmentation"): "validates the config's task (a user error)",
     ("config.py", "_task_of", "attr", "task"): "reads a run config's task (its discriminator), not a result's",
     ("explain/cam.py", "heatmap", "task-name", "classification"): "heatmaps exist for classification networks",
-    ("service/catalog.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "
-                                                                                   "classification networks",
-    ("service/process.py", "Processor._explain", "task-name", "classification"): "heatmaps exist for "
-                                                                                 "classification networks",
-    ("service/process.py", "Processor._alerts_and_policy", "key", "probabilities"):
+    ("service/result_store.py", "ResultStore._alerts_and_policy", "key", "probabilities"):
         "the treatment policy names the positive class from the stored probabilities",
-    ("service/process.py", "Processor._row", "key", "mask"): "records where the stored mask file is",
-    ("service/process.py", "measurements", "key", "findings"): "results stored before the findings table",
-    ("service/process.py", "measurements", "key", "volumes_ml"): "results stored before the findings table",
+    ("service/result_store.py", "ResultStore._row", "key", "mask"): "records where the stored mask file is",
+    ("service/result_store.py", "measurements", "key", "findings"): "results stored before the findings table",
+    ("service/result_store.py", "measurements", "key", "volumes_ml"): "results stored before the findings table",
     ("service/results_out.py", "_legacy_findings", "key", "findings"): "results stored before the findings table",
     ("service/results_out.py", "_legacy_findings", "key", "probabilities"): "results stored before the findings "
                                                                             "table",
