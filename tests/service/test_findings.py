@@ -1,5 +1,6 @@
-"""Findings: every stored result's findings land in the findings table, alert rules read
-findings (several nodules per study), and the SR is built from the stored findings."""
+"""Findings: every stored result's findings land in the findings table, and the SR is built
+from the stored findings. (Alert rules over findings, several nodules per study among them,
+are tested with the library in tests/alerts.)"""
 
 from __future__ import annotations
 
@@ -8,33 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from tests.service.conftest import drain
 
-from medsight.service.alerts import evaluate_rules
-from medsight.service.config import AlertRule
 from medsight.service.db import Instance, Result, ResultFinding
-from medsight.tasks.results import Finding, Region
-
-RULES = [AlertRule(name="nodule", kind="nodule_mm", value=8, priority="high"),
-         AlertRule(name="growth", kind="growth_percent", value=20, measurement="volume_ml_Anterior", priority="low")]
-BASE = dict(model="m", positive=False, score=0.1, label="normal", threshold=0.5, previous=None)
-
-
-def _nodule(lesion: str, mm: float) -> Finding:
-    return Finding("nodule_diameter_mm", mm, "mm", title="Nodule diameter", lesion_id=lesion,
-                   region=Region((10.0 * int(lesion), -40.0, -115.0), (mm, mm, mm)))
-
-
-def test_several_nodules_of_one_study_fire_the_nodule_rule_once_naming_each():
-    findings = [_nodule("1", 6.0), _nodule("2", 9.5), _nodule("3", 12.0)]
-    (fired,) = evaluate_rules(RULES, findings=findings, **BASE)
-    assert fired.rule == "nodule" and "2 nodules" in fired.message and "12.0 mm" in fired.message
-    assert "lesions 2, 3" in fired.message
-    assert evaluate_rules(RULES, findings=[_nodule("1", 6.0), _nodule("2", 7.9)], **BASE) == []
-
-
-def test_growth_rules_read_the_volume_findings():
-    now = [Finding("volume_ml_Anterior", 2.6, "mL"), Finding("volume_ml_Posterior", 1.0, "mL")]
-    fired = evaluate_rules(RULES, findings=now, **{**BASE, "previous": {"volume_ml_Anterior": 2.0}})
-    assert [f.rule for f in fired] == ["growth"]
 
 
 def test_a_stored_result_keeps_its_findings_in_the_findings_table_and_its_sr_reads_them(ctx, xray):
@@ -69,7 +44,7 @@ def test_a_stored_result_keeps_its_findings_in_the_findings_table_and_its_sr_rea
 
 
 def test_a_result_stored_before_the_findings_table_keeps_its_measurements_and_sr_findings():
-    from medsight.service.process import stored_measurements
+    from medsight.service.result_store import stored_measurements
     from medsight.service.results_out import _findings
 
     old = Result(outputs={"volumes_ml": {"Anterior": 2.0}, "findings": {"nodule_diameter_mm": 9.0}}, label=None,

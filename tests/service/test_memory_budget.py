@@ -86,17 +86,17 @@ def xray_large(rng):
 
 
 def test_a_batch_of_big_images_is_predicted_in_parts_within_the_image_budget(big_ctx, xray, monkeypatch):
-    from medsight.service.process import Processor
+    from medsight.service.inference import Inference
 
     monkeypatch.setenv("MEDSIGHT_MAX_DECODED_BYTES", "2000")  # two 28x28 8-bit images (784 bytes each) at a time
     sizes = []
-    predict = Processor._predict
+    predict = Inference._predict
 
     def spy(self, model_name, items, t_claim):
         sizes.append(sum(image.array.nbytes for _, image, _ in items))
         return predict(self, model_name, items, t_claim)
 
-    monkeypatch.setattr(Processor, "_predict", spy)
+    monkeypatch.setattr(Inference, "_predict", spy)
     for _ in range(5):
         assert big_ctx.ingestor.ingest(xray()[1], actor="dicom:CR").status == "stored"
     drain(big_ctx)  # batch_size 8: the five jobs are claimed together

@@ -32,15 +32,11 @@ KIND_KEYS = {"probabilities", "volumes_ml", "mask", "error_type", "findings"}
 #: (file relative to src/medsight, enclosing function, rule, string) → why it is not a result-kind test.
 ALLOWED: dict[tuple[str, str, str, str], str] = {
     ("config.py", "_task_of", "attr", "task"): "reads a run config's task (its discriminator), not a result's",
-    ("service/catalog.py", "ModelCatalog.warm_up", "task-name", "classification"): "warms up the heatmap of "
-                                                                                   "classification networks",
-    ("service/process.py", "Processor._explain", "task-name", "classification"): "heatmaps exist for "
-                                                                                 "classification networks",
-    ("service/process.py", "Processor._alerts_and_policy", "key", "probabilities"):
+    ("service/result_store.py", "ResultStore._alerts_and_policy", "key", "probabilities"):
         "the treatment policy names the positive class from the stored probabilities",
-    ("service/process.py", "Processor._row", "key", "mask"): "records where the stored mask file is",
-    ("service/process.py", "measurements", "key", "findings"): "results stored before the findings table",
-    ("service/process.py", "measurements", "key", "volumes_ml"): "results stored before the findings table",
+    ("service/result_store.py", "ResultStore._row", "key", "mask"): "records where the stored mask file is",
+    ("service/result_store.py", "measurements", "key", "findings"): "results stored before the findings table",
+    ("service/result_store.py", "measurements", "key", "volumes_ml"): "results stored before the findings table",
     ("service/results_out.py", "_legacy_findings", "key", "findings"): "results stored before the findings table",
     ("service/results_out.py", "_legacy_findings", "key", "probabilities"): "results stored before the findings "
                                                                             "table",

@@ -1,11 +1,7 @@
-"""Alerts: rules over results, records, and delivery to a webhook.
+"""Alerts in the service: their records and their delivery to a webhook.
 
-A rule fires on one result: the model's own positive decision, a score above a value, a
-nodule of at least N mm (any of the result's nodules: a study may hold several, each its own
-finding with a lesion id), or a measurement that grew by at least X % since the patient's
-previous result of the same model. Rules read the result's findings
-(:meth:`medsight.tasks.results.Result.findings`), never its type. Each firing creates one
-:class:`~medsight.service.db.Alert` (unique per result and rule) and, when a webhook is
+Which rules fire on a result is library code (:mod:`medsight.alerts`). Each firing creates
+one :class:`~medsight.service.db.Alert` (unique per result and rule) and, when a webhook is
 configured, a ``webhook`` job, so that delivery is retried until the receiver answers 2xx.
 """
 
@@ -13,79 +9,47 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from medsight.service.config import AlertRule, WebhookConfig
-from medsight.tasks.results import Finding
+from sqlalchemy.orm import Session
 
-__all__ = ["PRIORITY_RANK", "Firing", "evaluate_rules", "webhook_payload", "post_webhook"]
+from medsight.alerts import PRIORITY_RANK, Firing
+from medsight.service import audit
+from medsight.service.config import WebhookConfig
+from medsight.service.db import Alert, now
+from medsight.service.queue import enqueue
+
+__all__ = ["record_alerts", "webhook_payload", "post_webhook"]
 
 log = logging.getLogger(__name__)
 
-#: Worklist rank of each priority (higher first).
-PRIORITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
-
-
-@dataclass(frozen=True)
-class Firing:
-    rule: str
-    priority: str
-    message: str
-
-
-def evaluate_rules(rules: list[AlertRule], *, model: str, positive: bool | None, score: float | None,
-                   label: str | None, threshold: float | None, findings: Sequence[Finding] | Mapping[str, float],
-                   previous: dict[str, float] | None) -> list[Firing]:
-    """The rules that fire on one result.
+def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_key: str, result_id: int,
+                  study_uid: str, patient_id: str | None, webhook: bool) -> list[Alert]:
+    """Store one :class:`~medsight.service.db.Alert` per firing, audited, and a ``webhook``
+    job for each when a webhook is configured.
 
     Args:
-        rules: the ``alerts.rules`` section.
-        model: the config name of the model that made the result.
-        positive, score, label, threshold: the result's decision.
-        findings: the result's findings; several may share a name, one per lesion
-            (``nodule_diameter_mm`` of each nodule). A mapping name → value is taken as one
-            finding per name.
-        previous: the same patient's previous measurements for this model by finding name
-            (``score`` included), or None when this is the first.
-
-    A ``growth_percent`` rule compares the first finding of its ``measurement`` name with the
-    previous value of that name; a ``nodule_mm`` rule fires once per result, for every nodule
-    of at least its size.
+        s: the session of the transaction that stores the result.
+        firings: what :func:`medsight.alerts.evaluate_rules` returned for the result.
+        actor: who raised them (the worker), for the audit.
+        result_key, result_id: the result's key and id; an alert's key is the result's key and
+            its rule, so a re-run raises nothing twice.
+        study_uid, patient_id: copied onto the alert for the worklist.
+        webhook: whether ``alerts.webhook`` is configured.
     """
-    items = ([Finding(k, float(v)) for k, v in findings.items()] if isinstance(findings, Mapping)
-             else list(findings))
-    values: dict[str, float] = {}
-    for f in items:
-        if f.value is not None:
-            values.setdefault(f.name, float(f.value))
-    out: list[Firing] = []
-    for r in rules:
-        if r.model is not None and r.model != model:
-            continue
-        if r.kind == "above_threshold" and positive:
-            out.append(Firing(r.name, r.priority, f"{model}: {label} (score {score:.3f} ≥ threshold {threshold:.3f})"))
-        elif r.kind == "probability_above" and score is not None and r.value is not None and score > r.value:
-            out.append(Firing(r.name, r.priority, f"{model}: score {score:.3f} > {r.value:.3f}"))
-        elif r.kind == "nodule_mm" and r.value is not None:
-            big = [f for f in items if f.name == "nodule_diameter_mm" and f.value is not None and f.value >= r.value]
-            if len(big) == 1:
-                out.append(Firing(r.name, r.priority, f"{model}: nodule of {big[0].value:.1f} mm (≥ {r.value:g} mm)"))
-            elif big:
-                largest = max(float(f.value) for f in big)  # type: ignore[arg-type]
-                lesions = ", ".join(f.lesion_id or "?" for f in big)
-                out.append(Firing(r.name, r.priority, f"{model}: {len(big)} nodules of ≥ {r.value:g} mm, the largest "
-                                                      f"{largest:.1f} mm (lesions {lesions})"))
-        elif r.kind == "growth_percent" and previous and r.value is not None:
-            key = r.measurement or "score"
-            now_v = score if key == "score" else values.get(key)
-            before = previous.get(key)
-            if now_v is not None and before not in (None, 0):
-                growth = 100.0 * (now_v - before) / abs(before)  # type: ignore[operator]
-                if growth >= r.value:
-                    out.append(Firing(r.name, r.priority, f"{model}: {key} grew {growth:.0f}% "
-                                                          f"({before:.3g} → {now_v:.3g}; rule ≥ {r.value:g}%)"))
+    out = []
+    for f in firings:
+        alert = Alert(key=f"{result_key}|{f.rule}", result_id=result_id, rule=f.rule, priority=f.priority,
+                      rank=PRIORITY_RANK[f.priority], message=f.message, study_uid=study_uid, patient_id=patient_id,
+                      webhook_status="pending" if webhook else "none", created_at=now())
+        s.add(alert)
+        s.flush()
+        audit.record(s, actor, "alert", "alert", str(alert.id), result_id=result_id, rule=f.rule,
+                     priority=f.priority)
+        if webhook:
+            enqueue(s, "webhook", f"webhook:{alert.id}", {"alert_id": alert.id}, priority=8)
+        out.append(alert)
     return out
 
 

@@ -120,7 +120,7 @@ def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
             if st.get("top_score") is None or (r.score or 0) > st["top_score"]:
                 st.update(top_score=r.score, top_label=r.label, top_model=r.model, positive=r.positive)
             st["n_results"] = st.get("n_results", 0) + 1
-    from medsight.service.alerts import PRIORITY_RANK
+    from medsight.alerts import PRIORITY_RANK
 
     names = {v: k for k, v in PRIORITY_RANK.items()}
     out = []
@@ -228,14 +228,14 @@ def instance_image(request: Request, sop_uid: str, _: Principal = Depends(requir
 
     from medsight.errors import MedSightError
     from medsight.explain.overlay import grayscale_uint8
-    from medsight.io.dicom import dataset_to_image, read_dataset
+    from medsight.service.inference import read_stored, stored_limits
 
     with _ctx(request).db.read() as s:
         inst = s.scalar(select(Instance).where(Instance.sop_uid == sop_uid))
     if inst is None:
         raise HTTPException(404, f"no instance {sop_uid}")
     try:
-        gray = grayscale_uint8(dataset_to_image(read_dataset(Path(inst.path)), path=sop_uid))
+        gray = grayscale_uint8(read_stored(inst.path, sop_uid, limits=stored_limits(_ctx(request).cfg)))
     except MedSightError as exc:
         raise HTTPException(422, f"cannot render this instance: {exc}") from None
     buf = io.BytesIO()

@@ -88,13 +88,14 @@ class ModelCatalog:
         import numpy as np
 
         from medsight.io.image import Image
+        from medsight.tasks.base import get_task
 
         model = self.load(name)
         size = model.manifest.get("preprocessing", {}).get("spatial_size") or [32] * model.spatial_dims
         image = Image(array=np.zeros((1, *size), np.float32), spacing=(1.0,) * len(size))
         try:
             self.predictor(name).predict_images([image], ["warm-up"])
-            if explain != "none" and model.task == "classification" and model.spatial_dims == 2:
+            if explain != "none" and model.spatial_dims == 2 and get_task(model.task).explains(model):
                 from medsight.explain import heatmap
 
                 heatmap(model, image, method=explain)

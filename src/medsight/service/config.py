@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medsight.alerts.rules import AlertRule
 from medsight.config import format_validation
 from medsight.errors import ConfigError
 from medsight.response.policy import PolicyRule, TreatmentPolicy  # noqa: F401  (PolicyRule: re-exported)
@@ -247,30 +248,10 @@ class WebhookConfig(_Strict):
     include_patient_id: bool = False
 
 
-class AlertRule(_Strict):
-    """One alert rule.
-
-    kinds: ``above_threshold`` (the model's own decision is positive), ``probability_above``
-    (score above ``value``), ``nodule_mm`` (a finding ``nodule_diameter_mm`` of at least
-    ``value``), ``growth_percent`` (the patient's measurement grew by at least ``value`` %
-    since the previous result of the same model).
-    """
-
-    name: str
-    kind: Literal["above_threshold", "probability_above", "nodule_mm", "growth_percent"]
-    model: str | None = None  # None: any model
-    value: float | None = None
-    measurement: str | None = None  # for growth_percent: the finding to compare (default: the score)
-    priority: Literal["critical", "high", "medium", "low"] = "high"
-
-    @model_validator(mode="after")
-    def _needs_value(self) -> AlertRule:
-        if self.kind != "above_threshold" and self.value is None:
-            raise ValueError(f"alert rule '{self.name}' of kind {self.kind} needs a value")
-        return self
-
-
 class AlertsConfig(_Strict):
+    """The ``alerts`` section: where alerts are posted, and the rules (library code,
+    :mod:`medsight.alerts.rules`)."""
+
     webhook: WebhookConfig | None = None
     rules: list[AlertRule] = Field(default_factory=list)
 
