@@ -221,10 +221,12 @@ class BlobSizeTask(Task):
 
     # report and card
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
+        provenance = [("model", evaluation["model"]), ("version", evaluation["model_version"]),
+                      ("data", evaluation["data"])]
+        if model is not None:
+            provenance.append(("weights sha256", model.manifest.get("weights_sha256")))
         return Section("blobsize.html.j2", folder=TEMPLATES, context={
-            "title": f"Blob size: {evaluation['model']} on {evaluation['split']}", "ev": evaluation,
-            "provenance": [("model", evaluation["model"]), ("version", evaluation["model_version"]),
-                           ("data", evaluation["data"])]})
+            "title": f"Blob size evaluation: {evaluation['model']}", "ev": evaluation, "provenance": provenance})
 
     def card_section(self, manifest: dict[str, Any]) -> Section:
         return Section("blobsize.md.j2", folder=TEMPLATES, context={"m": manifest})

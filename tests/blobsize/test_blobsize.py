@@ -64,7 +64,7 @@ def test_train_writes_the_whole_run_folder_and_learns(run):
     assert manifest["task"] == "blob-size" and manifest["metrics"]["test"]["mae_mm"] == test["mae_mm"]
     card = (run / "model" / "MODEL_CARD.md").read_text()
     assert "diameter of the bright disc" in card and "medsight train" in card
-    assert "Blob size" in (run / "evaluation" / "report.html").read_text()
+    assert "Blob size evaluation" in (run / "evaluation" / "report.html").read_text()
 
 
 def test_evaluate_and_predict_through_the_cli(run, tmp_path):

@@ -72,4 +72,22 @@ def segmentation() -> tuple[dict[str, Any], dict[str, Any]]:
     return ev, manifest
 
 
-EXAMPLES = {"classification": classification, "segmentation": segmentation}
+def blob_size() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The example plug-in task of docs/extending.md (tests/blobsize)."""
+    ev = {"task": "blob-size", "model": f"blob{HOSTILE}", "model_version": "1.0.0", "data": HOSTILE_FILE,
+          "split": "test", "n": 2, "mae_mm": 0.5, "mae_mm_ci95": [0.1, 0.9], "rmse_mm": 0.6, "r": 0.9,
+          "cases": [{"input": HOSTILE_FILE, "truth_mm": 5.0, "predicted_mm": 5.5},
+                    {"input": "b.png", "truth_mm": 9.0, "predicted_mm": 8.5}]}
+    manifest = {
+        "name": f"blob{HOSTILE}", "version": "1.0.0", "task": "blob-size", "description": "A test model.",
+        "labels": ["diameter"], "architecture": {"name": "resnet-small", "params": {"width": 4}, "spatial_dims": 2,
+                                                 "in_channels": 1, "num_classes": 1},
+        "preprocessing": {"channels": 1, "spatial_size": [32, 32], "intensity": "range", "zscore": False},
+        "weights_sha256": "ef" * 32, "versions": {"medsight": "0.0"},
+        "training": {"data": "blobs.csv", "best_epochs": [1]},
+        "metrics": {"test": {"n": 2, "mae_mm": 0.5, "mae_mm_ci95": [0.1, 0.9], "r": 0.9}},
+    }
+    return ev, manifest
+
+
+EXAMPLES = {"classification": classification, "segmentation": segmentation, "blob-size": blob_size}
