@@ -149,7 +149,21 @@ def _seg(w, r, image, tmp_path):
     assert w(empty) is None  # no structure found: no SEG
 
 
-CALLS = {"json": _json, "csv": _csv, "db": _db, "sr": _sr, "nifti": _nifti, "seg": _seg}
+def _sc(w, r, image, tmp_path):
+    sources = source_datasets(image)
+    assert w(r, sources, algorithm=Algorithm("m", "1.0.0")) is None  # no overlay given, none in the result
+    rgb = np.zeros((image.shape[-2], image.shape[-1], 3), np.uint8)
+    rgb[2:5, 3:7] = (255, 0, 0)  # a red patch where the heatmap is hot
+    ds = w(r, sources, algorithm=Algorithm("m", "1.0.0"), overlay=rgb, series_description="MedSight m heatmap")
+    back = pydicom.dcmread(write_dicom(ds, tmp_path / "sc.dcm"))
+    assert back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+    assert back.StudyInstanceUID == image.study_uid and back.SeriesInstanceUID != image.series_uid
+    assert back.SeriesDescription == "MedSight m heatmap" and back.PhotometricInterpretation == "RGB"
+    assert np.array_equal(back.pixel_array, rgb)
+    assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == sources[0].SOPInstanceUID
+
+
+CALLS = {"json": _json, "csv": _csv, "db": _db, "sr": _sr, "nifti": _nifti, "seg": _seg, "sc": _sc}
 
 
 def test_every_registered_format_says_how_it_is_read_back():

@@ -19,6 +19,10 @@ format      call                                             returns
 ``sr``      ``w(result, sources, algorithm=..., ...)``       a DICOM SR of the findings, or None
 ``nifti``   ``w(result, path)``                              the NIfTI mask written, or None
 ``seg``     ``w(result, sources=None, algorithm=None, ...)`` a DICOM SEG of the mask, or None
+``sc``      ``w(result, sources, algorithm=..., overlay=)``  a DICOM Secondary Capture of an
+                                                             overlay (the given one, else the
+                                                             result's ``overlay`` artifact), or
+                                                             None
 =========== ================================================ ===============================
 
 Example:
@@ -119,6 +123,23 @@ def _db_row(result: Result) -> dict[str, Any]:
 @register_writer(Result, "sr")
 def _sr(result: Result, sources: Sequence[Any], **options: Any) -> Any | None:
     return findings_sr(result.findings(), sources, **options)
+
+
+@register_writer(Result, "sc")
+def _sc(result: Result, sources: Sequence[Any], *, algorithm: Any, overlay: Any = None,
+        series_description: str | None = None, series_uid: str | None = None, sop_uid: str | None = None) -> Any | None:
+    """A Secondary Capture of ``overlay`` (an ``(H, W, 3)`` uint8 picture drawn on ``sources[0]``:
+    a heatmap, a mask's outline), else of the result's ``overlay`` artifact; None without one.
+    The one SC builder is :func:`medsight.io.dicom_out.build_sc` (the service's send jobs call it
+    on the overlay file they stored)."""
+    from medsight.io.dicom_out import build_sc
+
+    if overlay is None:
+        overlay = next((a.value for a in result.artifacts() if a.kind == "overlay"), None)
+    if overlay is None or not sources:
+        return None
+    return build_sc(sources[0], overlay, algorithm=algorithm, series_uid=series_uid, sop_uid=sop_uid,
+                    series_description=(series_description or "MedSight overlay")[:64])
 
 
 def findings_sr(findings: Iterable[Finding], sources: Sequence[Any], *, algorithm: Any, title: str,
