@@ -73,6 +73,16 @@ def test_infer_gives_one_result_of_the_tasks_type_per_image_and_to_dict_is_json(
                 assert a.value.same_geometry(image)
 
 
+def test_cases_are_inferred_as_their_primary_image_named_by_their_id(trained):
+    from medsight.data.case import Case
+
+    task, example, _, model, _ = trained
+    cases = [Case(f"case-{i}", {"image": im}, covariates={"treatment": "x"}) for i, im in enumerate(example.images)]
+    got = task.infer_cases(model, cases)
+    assert [r.input for r in got] == [c.id for c in cases]
+    assert _findings(got) == _findings(task.infer(model, example.images))
+
+
 def test_an_image_of_the_wrong_dimensions_is_a_shape_error(trained):
     task, _, _, model, _ = trained
     wrong = 3 if model.spatial_dims == 2 else 2

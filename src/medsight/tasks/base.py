@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsight.config import Config, register_run_config
+from medsight.data.case import Case
 from medsight.errors import ConfigError
 from medsight.io.image import Image
 from medsight.models.saved import SavedModel
@@ -90,6 +91,14 @@ class Task(ABC):
     @abstractmethod
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         """Results for already-read images (the hot path shared by CLI, API and service)."""
+
+    def infer_cases(self, model: SavedModel, cases: Sequence[Case]) -> list[Any]:
+        """Results for :class:`~medsight.data.case.Case` inputs: the unit of input of tasks that
+        need more than one image or more than pixels (a fusion model: image + treatment code +
+        covariates; response tracking: the current and the ``prior`` study). The default runs
+        :meth:`infer` on each case's primary ``image``, named by the case id; a task that reads
+        other roles, covariates or the time overrides it."""
+        return self.infer(model, [c.image() for c in cases], inputs=[c.id for c in cases])
 
     def validate_input(self, model: SavedModel, image: Image) -> None:
         """Refuse an image the model cannot take: wrong number of dimensions or wrong modality.
