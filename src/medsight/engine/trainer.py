@@ -105,7 +105,7 @@ class Trainer:
 
     Args:
         network: the model to train (modified in place; best weights are returned).
-        task: the task hooks (loss, unpack, validate).
+        task: the task's TrainingHooks (training_step, validate, collate).
         cfg: optimiser, schedule, epochs, early stopping, monitor, seed.
         run_dir: where the metrics log and resumable state go (None: nowhere).
         observers: progress receivers.
