@@ -213,6 +213,7 @@ class Stack:
         the next module's stack, on its own ports and folders, need not wait for that."""
         if self.service is not None:
             self.service.stop()
+        _EXITING[:] = [p for p in _EXITING if p.poll() is None]  # reap those that have exited
         proc = self.orthanc.proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
