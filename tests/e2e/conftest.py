@@ -27,6 +27,24 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dcmtk_without_nagle():
+    """``TCP_NODELAY=1`` for the dcmtk peers (storescu, and Orthanc's DICOM server and client).
+
+    Debian's dcmtk 3.6.7 leaves Nagle's algorithm on unless this variable says otherwise, so on
+    loopback every C-STORE to or from a dcmtk peer waits for a delayed ACK: storescu to
+    storescp ~90 ms per instance, ~2 ms with it (both sides need it). The peers' latency is not
+    what these tests are about; MedSight's own sockets (pynetdicom) are left as they are.
+    ``MEDSIGHT_E2E_TCP_NODELAY=0`` runs the peers with Nagle's algorithm on, as before."""
+    before = os.environ.get("TCP_NODELAY")
+    os.environ["TCP_NODELAY"] = os.environ.get("MEDSIGHT_E2E_TCP_NODELAY", "1")
+    yield
+    if before is None:
+        os.environ.pop("TCP_NODELAY", None)
+    else:
+        os.environ["TCP_NODELAY"] = before
+
+
 def _need(exe: str) -> None:
     if shutil.which(exe) is None:
         pytest.skip(f"{exe} is not installed (run `make peers`)")
@@ -77,6 +95,14 @@ def cases(e2e_model, pneumonia_npz) -> dict[str, np.ndarray]:
     pos = [i for i in np.argsort(-scores) if labels[i] == 1 and res[i].positive][0]
     neg = [i for i in np.argsort(scores) if labels[i] == 0 and not res[i].positive][0]
     return {"positive": images[pos], "negative": images[neg], "positive_index": int(pos), "negative_index": int(neg)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_orthancs():
+    from e2e.stack import reap_orthancs
+
+    yield
+    reap_orthancs()
 
 
 @pytest.fixture(scope="session")

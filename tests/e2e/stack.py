@@ -35,6 +35,21 @@ end
 """
 
 
+#: Orthanc processes told to exit at the end of their module; reaped by :func:`reap_orthancs`
+_EXITING: list[subprocess.Popen] = []
+
+
+def reap_orthancs(timeout: float = 15.0) -> None:
+    """Wait for the Orthancs of the finished modules to exit (SIGKILL one that does not)."""
+    while _EXITING:
+        proc = _EXITING.pop()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Webhook:
     """A webhook receiver collecting JSON bodies."""
 
@@ -194,6 +209,13 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        """Stop the service (and wait for it), then tell Orthanc to exit: it takes ~2.5 s to, and
+        the next module's stack, on its own ports and folders, need not wait for that."""
         if self.service is not None:
             self.service.stop()
-        self.orthanc.stop()
+        _EXITING[:] = [p for p in _EXITING if p.poll() is None]  # reap those that have exited
+        proc = self.orthanc.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            _EXITING.append(proc)
+        self.orthanc.proc = None

@@ -168,6 +168,7 @@ def _phi_in(text: str) -> list[str]:
     return [p for p in PHI_STRINGS if p in text]
 
 
+@pytest.mark.db  # an over-long PatientID against the column width; database errors must carry no values
 def test_fake_identifiers_reach_no_log_audit_row_error_field_or_error_body(stack, cases, tmp_path):
     """Instances with distinctive fake identifiers go through every refusal and failure path
     (corrupt, non-image, unknown modality, too large, unlisted AE, a bad token on a patient's

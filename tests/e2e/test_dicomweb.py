@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from e2e.helpers import check_seg_and_sr, orthanc_study_modalities, storescu, wait_for
 from e2e.stack import MANUFACTURER
 
@@ -50,6 +52,7 @@ def test_results_reach_the_source_study_by_stow_rs(stack, xray_file, mr_series):
     assert {e["details"]["kind"] for e in sent} >= {"SR", "SC", "SEG"}
 
 
+@pytest.mark.db  # exactly once: what is known is decided by the database
 def test_dicomweb_catchup_processes_what_orthanc_got_while_medsight_was_down_exactly_once(stack, xray_file,
                                                                                          mr_series):
     today = date.today().strftime("%Y%m%d")  # catch-up queries the studies of the last lookback_days

@@ -40,6 +40,7 @@ def _check_xray(stack, webhook, ds, *, positive: bool, source_prefix: str) -> No
         assert res["suggestion"]["suggestion"] == "Maintain or reduce treatment"
 
 
+@pytest.mark.db  # the series row is upserted by 16 instances arriving together
 def test_storescu_to_orthanc_routes_xray_and_ct_slab(stack, webhook, xray_file, shared_data):
     pos_path, pos = xray_file("positive", patient_id="E2E-ROUTE")
     neg_path, neg = xray_file("negative", patient_id="E2E-ROUTE")
@@ -66,6 +67,7 @@ def test_storescu_to_orthanc_routes_xray_and_ct_slab(stack, webhook, xray_file, 
     assert "failed" not in jobs.get("series", {})
 
 
+@pytest.mark.db  # series upserts, then one result and its findings for the whole series
 def test_mr_series_through_orthanc_comes_back_as_seg_and_sr(stack, mr_series):
     series = mr_series(patient_id="E2E-HIPPO")
     out = storescu(stack.orthanc.dicom_port, series["paths"], aec="ORTHANC")
@@ -100,6 +102,7 @@ def test_stow_rs_to_medsight(stack, webhook, xray_file):
     _check_xray(stack, webhook, pos, positive=True, source_prefix="stow:e2e-sender")
 
 
+@pytest.mark.db  # the instance insert that conflicts
 def test_duplicate_send_is_processed_once(stack, xray_file):
     path, ds = xray_file("negative", patient_id="E2E-DUP")
     for _ in range(3):
@@ -120,6 +123,7 @@ def test_nothing_but_health_answers_without_a_token(stack, path):
     assert stack.service.get(path, role="reader").status_code == 200
 
 
+@pytest.mark.db  # exactly once: what is known is decided by the database
 def test_catchup_fetches_what_orthanc_got_while_medsight_was_down(stack, xray_file):
     path, ds = xray_file("negative", patient_id="E2E-CATCHUP")
     stack.service.stop()

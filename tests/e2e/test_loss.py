@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from e2e.helpers import STORESCU, orthanc_count, wait_for
 from support.xray_dicom import pneumonia_test_images, write_xray
 
+pytestmark = pytest.mark.db  # the queue, its leases and SKIP LOCKED claims under concurrency and a SIGKILL
+
 N = 500
 SENDERS = 4
 

@@ -23,6 +23,8 @@ import pytest
 from e2e.helpers import STORESCU, orthanc_count, wait_for
 from support.xray_dicom import pneumonia_test_images, write_xray
 
+pytestmark = pytest.mark.db  # delivery rows, their statuses and the re-drive of failed sends
+
 OUTAGE_S = float(os.environ.get("MEDSIGHT_E2E_OUTAGE_S", "30"))
 N = int(os.environ.get("MEDSIGHT_E2E_OUTAGE_N", "60"))
 PATIENT = "OUTAGE-1"
