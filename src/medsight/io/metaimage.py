@@ -93,10 +93,15 @@ def _bool(keys: dict[str, str], key: str, default: bool = False) -> bool:
     return default if v is None else v.strip().lower() in ("true", "1", "yes")
 
 
+_NAMES = {"dimsize": "DimSize", "elementspacing": "ElementSpacing", "offset": "Offset",
+          "transformmatrix": "TransformMatrix"}
+
+
 def _numbers(keys: dict[str, str], key: str, n: int, path: Path, *, kind=float) -> list | None:
     v = keys.get(key)
     if v is None:
         return None
+    key = _NAMES.get(key, key)
     try:
         values = [kind(x) for x in v.split()]
     except ValueError as exc:
