@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,12 @@ def test_lidc_slab_as_metaimage_keeps_geometry_and_the_luna16_nodule(shared_data
         assert np.all(index > -0.5) and np.all(index < np.asarray(image.shape) - 0.5), index
     np.testing.assert_allclose(np.linalg.solve(back.affine, [*point, 1.0]),
                                np.linalg.solve(series.affine, [*point, 1.0]), atol=1e-9)
+
+
+def test_info_lists_a_metaimage_in_a_folder_and_its_raw_as_skipped(tmp_path):
+    from medsight.io.info import describe
+
+    write_luna(tmp_path)
+    d = describe(tmp_path)
+    assert [im["shape"] for im in d["images"]] == [[3, 4, 5]] and d["images"][0]["format"] == "metaimage"
+    assert [Path(s["file"]).name for s in d["skipped"]] == ["scan.raw"]
