@@ -21,6 +21,7 @@ ROOT = Path(medsight.__file__).parent
 REGISTRY_EDGES = {
     ("medsight.io.registry", "medsight.io.archive"),
     ("medsight.io.registry", "medsight.io.dicom"),
+    ("medsight.io.registry", "medsight.io.metaimage"),
     ("medsight.io.registry", "medsight.io.nifti"),
     ("medsight.io.registry", "medsight.io.numpy_io"),
     ("medsight.io.registry", "medsight.io.raster"),

@@ -25,6 +25,7 @@ from medsight.errors import (
     UnsupportedFormatError,
 )
 from medsight.io.info import describe
+from medsight.io.limits import ReadLimits
 from medsight.io.series import scan_folder
 from support.facts import says
 
@@ -156,3 +157,37 @@ def test_duplicate_slices_are_reported_and_stacked_once(tmp_path):
     image = mio.read(tmp_path)
     assert image.shape[0] == 4
     assert any("duplicate" in s["reason"] for s in image.meta["skipped_files"])
+
+
+def test_a_missing_ct_slice_within_max_slice_gap_gives_a_result_with_a_warning(tmp_path, monkeypatch):
+    """A synthetic CT series (tests/support/series_dicom.py) with one slice gone: an error by
+    default, a filled volume with a warning when max_slice_gap tolerates the gap, an error again
+    past it; the environment sets the same limit."""
+    from support.series_dicom import write_series as write_ct
+
+    vol = np.stack([np.full((4, 5), 100 * k, np.int16) for k in range(8)])
+    paths = write_ct(tmp_path / "ct", vol, modality="CT", spacing=(1.5, 0.7, 0.7), rescale_intercept=-1024.0)
+    paths[3].unlink()
+    with pytest.raises(SeriesError, match="max_slice_gap") as info:
+        mio.read(tmp_path / "ct")
+    says(info, "3.000 mm", "about 1 missing", "MEDSIGHT_MAX_SLICE_GAP")
+    image = mio.read(tmp_path / "ct", limits=ReadLimits(max_slice_gap=2.5))
+    assert image.shape == (8, 4, 5) and image.spacing[0] == pytest.approx(1.5) and image.spacing_known
+    assert image.meta["filled_slices"] == [3] and image.sop_uids[3] == ""
+    assert any("max_slice_gap" in w and "3.000 mm" in w for w in image.meta["warnings"])
+    np.testing.assert_array_equal(image.array[0, 4], vol[4] - 1024.0)  # later slices at their positions
+    assert float(image.array[0, 3].max()) == float(image.array.min())
+    paths[4].unlink()  # now two in a row: a step of 3x
+    with pytest.raises(SeriesError, match="about 2 missing"):
+        mio.read(tmp_path / "ct", limits=ReadLimits(max_slice_gap=2.5))
+    monkeypatch.setenv("MEDSIGHT_MAX_SLICE_GAP", "3.5")
+    assert mio.read(tmp_path / "ct").meta["filled_slices"] == [3, 4]
+
+
+@pytest.mark.parametrize("value", ["0.5", "nan", "wide"])
+def test_max_slice_gap_from_the_environment_is_checked(monkeypatch, value):
+    from medsight.errors import ConfigError
+
+    monkeypatch.setenv("MEDSIGHT_MAX_SLICE_GAP", value)
+    with pytest.raises(ConfigError, match="MEDSIGHT_MAX_SLICE_GAP"):
+        ReadLimits.from_env()

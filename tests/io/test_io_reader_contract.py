@@ -40,6 +40,11 @@ def make(fmt: str, tmp: Path) -> Path:
         with zipfile.ZipFile(tmp / "x.zip", "w") as zf:
             zf.write(inner, "study/x.dcm")
         return tmp / "x.zip"
+    if fmt == "metaimage":
+        from medsight.io.image import Image
+        from medsight.io.metaimage import write_mhd
+
+        return write_mhd(Image(np.stack([arr] * 3)[None], spacing=(2.0, 0.5, 0.5)), tmp / "x.mhd")
     raise AssertionError(f"no sample for registered format {fmt!r}: add one")
 
 

@@ -1,8 +1,8 @@
 """Medical image input and output: one Image container, readers chosen by content, writers.
 
 ``read(path)`` is the one entry point: a DICOM file, a DICOM series folder, a zip of a study,
-NIfTI, PNG/JPEG/TIFF or NumPy, chosen by content. Results go out through
-:mod:`medsight.io.dicom_out` (DICOM SEG, SR, Secondary Capture) and :func:`write_nifti`;
+NIfTI, MetaImage (``.mhd``/``.mha``), PNG/JPEG/TIFF or NumPy, chosen by content. Results go out through
+:mod:`medsight.io.dicom_out` (DICOM SEG, SR, Secondary Capture), :func:`write_nifti` and :func:`write_mhd`;
 :mod:`medsight.io.deid` de-identifies for export. See docs/io.md.
 
 Example:
@@ -17,12 +17,13 @@ from medsight.io.registry import read, registered_formats
 from medsight.io.sniff import sniff_format
 
 __all__ = ["Image", "Patient", "ReadLimits", "read", "registered_formats", "sniff_format",
-           "scan_folder", "read_series", "write_nifti", "describe"]
+           "scan_folder", "read_series", "write_nifti", "write_mhd", "describe"]
 
 _LAZY = {
     "scan_folder": "medsight.io.series",
     "read_series": "medsight.io.series",
     "write_nifti": "medsight.io.nifti",
+    "write_mhd": "medsight.io.metaimage",
     "describe": "medsight.io.info",
 }
 

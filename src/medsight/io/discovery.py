@@ -13,7 +13,7 @@ __all__ = ["expand_inputs", "list_files", "IMAGE_SUFFIXES"]
 
 #: File endings of the images the readers take.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz", ".npy", ".npz",
-                   ".bmp")
+                   ".bmp", ".mhd", ".mha")
 
 
 def _holds_dicom(folder: Path) -> bool:

@@ -142,6 +142,17 @@ class Image:
         return m
 
     @property
+    def spacing_known(self) -> bool:
+        """False when the source gave no spacing and ``spacing`` is the 1 mm stand-in.
+
+        Readers record it in ``meta["spacing_known"]``: PNG/JPEG/TIFF, a bare NumPy array, a DICOM
+        without PixelSpacing, a MetaImage without ElementSpacing are False; an image whose reader
+        says nothing (NIfTI, whose zooms are always set) counts as known. Tasks that measure in mm
+        (detection's diameters and volumes) check it and refuse, or flag, an image without it.
+        """
+        return self.meta.get("spacing_known", True) is not False
+
+    @property
     def voxel_volume_mm3(self) -> float:
         """Volume of one voxel in mm³ (area in mm² for a 2D image)."""
         return float(np.prod(self.spacing))
@@ -198,4 +209,5 @@ _SUMMARY_META = {
     "warnings",
     "format",
     "transfer_syntax",
+    "spacing_known",
 }

@@ -62,7 +62,7 @@ def describe(path: str | Path, *, limits: ReadLimits | None = None) -> dict[str,
             fmt = sniff_format(f)
         except OSError:
             fmt = None
-        if fmt in ("nifti", "png", "jpeg", "tiff", "npy", "npz") and f.stat().st_size > 0:
+        if fmt in ("nifti", "metaimage", "png", "jpeg", "tiff", "npy", "npz") and f.stat().st_size > 0:
             try:
                 images.append(_summary(read(f, limits=limits, allow_nan=True)))
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ class ReadLimits:
             32 MiB, a 512x512 CT slice 0.5 MiB).
         max_files: most files scanned in one folder or archive.
         max_archive_ratio: largest uncompressed/compressed ratio accepted in an archive.
+        max_slice_gap: largest step between neighbouring slices of a DICOM series, as a multiple
+            of the series' median step, that is still stacked: the missing slices are filled
+            with the volume's lowest value and listed in ``meta["filled_slices"]``, with a
+            warning. A larger gap is a :class:`~medsight.errors.SeriesError`. Steps up to 1.5x
+            the median are never gaps, so the default 1.5 tolerates no missing slice; 2.5
+            tolerates one missing slice in a row, 3.5 two.
     """
 
     max_file_bytes: int = 2 * 2**30
@@ -43,6 +50,12 @@ class ReadLimits:
     max_archive_ratio: float = 200.0
     max_decoded_bytes: int = 2**30
     max_frame_bytes: int = 128 * 2**20
+    max_slice_gap: float = 1.5
+
+    def __post_init__(self) -> None:
+        gap = self.max_slice_gap
+        if not isinstance(gap, (int, float)) or not math.isfinite(gap) or gap < 1.0:
+            raise ConfigError(f"max_slice_gap is a multiple of the median slice step, at least 1; got {gap!r}")
 
     @classmethod
     def from_env(cls) -> ReadLimits:
@@ -52,12 +65,23 @@ class ReadLimits:
         (receiver and workers) all take their limits from here.
 
         Raises:
-            ConfigError: a variable is set to something other than a positive whole number.
+            ConfigError: a variable is set to something other than a positive whole number (for
+                ``MEDSIGHT_MAX_SLICE_GAP``: a number of at least 1).
         """
         kwargs = {}
         for key, env in ENV.items():
             raw = os.environ.get(env, "").strip()
             if not raw:
+                continue
+            if key == "max_slice_gap":
+                try:
+                    gap = float(raw)
+                except ValueError:
+                    gap = 0.0
+                if not math.isfinite(gap) or gap < 1.0:
+                    raise ConfigError(f"environment variable {env} must be a number of at least 1 (a multiple of "
+                                      f"the median slice step); got {raw!r}")
+                kwargs[key] = gap
                 continue
             try:
                 value = int(raw)
@@ -72,7 +96,8 @@ class ReadLimits:
 
 #: The environment variable that overrides each limit.
 ENV = {"max_file_bytes": "MEDSIGHT_MAX_FILE_BYTES", "max_pixels": "MEDSIGHT_MAX_PIXELS",
-       "max_decoded_bytes": "MEDSIGHT_MAX_DECODED_BYTES", "max_frame_bytes": "MEDSIGHT_MAX_FRAME_BYTES"}
+       "max_decoded_bytes": "MEDSIGHT_MAX_DECODED_BYTES", "max_frame_bytes": "MEDSIGHT_MAX_FRAME_BYTES",
+       "max_slice_gap": "MEDSIGHT_MAX_SLICE_GAP"}
 
 
 DEFAULT_LIMITS = ReadLimits()

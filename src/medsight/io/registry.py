@@ -47,7 +47,7 @@ def register_reader(fmt: str, *, folder: bool = False) -> Callable[[Reader], Rea
 
 def _load_builtin_readers() -> None:
     # Imported here, not at module import, so `import medsight` stays light.
-    from medsight.io import archive, dicom, nifti, numpy_io, raster  # noqa: F401
+    from medsight.io import archive, dicom, metaimage, nifti, numpy_io, raster  # noqa: F401
 
     try:
         from medsight.io import series  # noqa: F401
@@ -69,7 +69,7 @@ def reader_for(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[str, Re
     fmt = sniff_format(path)
     if fmt is None or fmt not in _READERS:
         raise UnsupportedFormatError(
-            "not a recognised image: expected DICOM, NIfTI, PNG, JPEG, TIFF or NumPy content "
+            "not a recognised image: expected DICOM, NIfTI, MetaImage, PNG, JPEG, TIFF or NumPy content "
             f"(the name says {path.suffix or 'nothing'!r}, the content matches none)",
             path=path,
         )

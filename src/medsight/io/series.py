@@ -61,6 +61,7 @@ class SliceHeader:
     instance_number: int | None
     description: str
     modality: str
+    pixel_spacing_known: bool = True
 
 
 @dataclass
@@ -76,6 +77,7 @@ class SeriesInfo:
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # files dropped from it
     spacing: tuple[float, float, float] | None = None
+    tolerated_gaps: list[str] = field(default_factory=list)  # gaps within max_slice_gap: filled when stacked
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class SeriesInfo:
             "n_instances": len(self.slices),
             "problems": self.problems,
             "warnings": self.warnings,
+            "tolerated_gaps": self.tolerated_gaps,
         }
 
 
@@ -187,6 +190,7 @@ def _header(path: Path, root_real: Path, limits: ReadLimits) -> SliceHeader:
         row_cosine=geo["row_cosine"], col_cosine=geo["col_cosine"], position=geo["position"],
         position_known=geo["position_known"], pixel_spacing=geo["pixel_spacing"], instance_number=inst,
         description=str(ds.get("SeriesDescription", "") or ""), modality=str(ds.get("Modality", "OT") or "OT"),
+        pixel_spacing_known=geo["spacing_source"] is not None,
     )
 
 
@@ -227,7 +231,7 @@ def scan_folder(root: str | Path, *, limits: ReadLimits | None = None) -> Folder
             skipped.append({"file": str(path), "error": type(exc).__name__, "reason": _reason(exc)})
             continue
         groups.setdefault(h.series_uid, []).append(h)
-    series = [_check_series(uid, headers) for uid, headers in groups.items()]
+    series = [_check_series(uid, headers, limits.max_slice_gap) for uid, headers in groups.items()]
     series.sort(key=lambda s: (s.description, s.uid))
     return FolderScan(root=root, series=series, skipped=skipped)
 
@@ -245,7 +249,7 @@ def _majority(headers: list[SliceHeader], key) -> tuple[Any, list[SliceHeader], 
     return best, keep, drop
 
 
-def _check_series(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
+def _check_series(uid: str, headers: list[SliceHeader], max_gap: float = 1.5) -> SeriesInfo:
     first = headers[0]
     info = SeriesInfo(uid=uid, description=first.description, modality=first.modality, slices=[])
     # size: the most common (rows, cols) wins; other files are reported, not stacked
@@ -289,10 +293,13 @@ def _check_series(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
         for a, b, step in zip(proj[:-1], proj[1:], steps):
             if step > _GAP_FACTOR * typical:
                 missing = int(round(step / typical)) - 1
-                info.problems.append(
-                    f"missing slice(s): a gap of {step:.3f} mm between positions {a:.3f} and {b:.3f} mm "
-                    f"along the normal, where slices are {typical:.3f} mm apart (about {missing} missing)"
-                )
+                gap = (f"missing slice(s): a gap of {step:.3f} mm between positions {a:.3f} and {b:.3f} mm "
+                       f"along the normal, where slices are {typical:.3f} mm apart (about {missing} missing)")
+                if step <= max_gap * typical:
+                    info.tolerated_gaps.append(gap)
+                else:
+                    info.problems.append(f"{gap}; the largest gap stacked is {max_gap:g}x the step "
+                                         "(max_slice_gap, MEDSIGHT_MAX_SLICE_GAP)")
         regular = steps[steps <= _GAP_FACTOR * typical]
         spread = float(regular.max() - regular.min()) if len(regular) else 0.0
         if spread > _UNEVEN_TOL * typical:
@@ -306,7 +313,8 @@ def _check_series(uid: str, headers: list[SliceHeader]) -> SeriesInfo:
                    f"{sorted({tuple(round(v, 4) for v in p) for p in in_plane.tolist()})}")
             info.problems.append(msg)
             info.blocking.append(msg)
-        info.spacing = (typical if info.problems else float(np.mean(steps)), *kept[0].pixel_spacing)
+        info.spacing = (typical if info.problems or info.tolerated_gaps else float(np.mean(steps)),
+                        *kept[0].pixel_spacing)
     return info
 
 
@@ -334,14 +342,17 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
     Args:
         info: a series from :func:`scan_folder`.
         limits: caps on the decoded size.
-        allow_gaps: stack a series with missing slices or uneven steps anyway. Missing slices
+        allow_gaps: stack a series with missing slices (of any size) or uneven steps anyway. Gaps up
+            to ``limits.max_slice_gap`` times the median step, as judged by :func:`scan_folder`, are
+            stacked without it, the same way, with a warning. Missing slices
             are filled with the volume's lowest value at their expected positions, listed in
             ``meta["filled_slices"]`` (their ``sop_uids`` and ``meta["source_files"]`` entries
             are ``""``); uneven steps are stacked at their mean step, with a warning.
         source: what to name the image's source (the folder).
 
     Raises:
-        SeriesError: the series has problems (gaps, uneven steps) and ``allow_gaps`` is False,
+        SeriesError: the series has problems (gaps over ``max_slice_gap``, uneven steps) and ``allow_gaps``
+            is False,
             or problems that no option fixes (unknown positions, mixed pixel spacing, colour).
     """
     limits = limits or ReadLimits.from_env()
@@ -358,7 +369,8 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
         image.meta["skipped_files"] = info.skipped
         return image
     first = info.slices[0]
-    plan, step = _slice_plan(info) if info.problems else (list(info.slices), info.spacing[0])  # type: ignore[index]
+    fill = bool(info.problems or info.tolerated_gaps)
+    plan, step = _slice_plan(info) if fill else (list(info.slices), info.spacing[0])  # type: ignore[index]
     n = len(plan)
     check_decoded_size((n, first.rows, first.cols), 1, limits, source)  # again with the real dtype below
     volume: np.ndarray | None = None
@@ -394,6 +406,11 @@ def read_series(info: SeriesInfo, *, limits: ReadLimits | None = None, allow_gap
         base["warnings"].append(f"{len(filled)} missing slice(s) filled with the lowest value at indices {filled}")
     if info.problems:
         base["warnings"] += [f"stacked despite: {p}" for p in info.problems]
+    base["warnings"] += [f"stacked within max_slice_gap: {g}" for g in info.tolerated_gaps]
+    if filled:
+        log.warning("series %s stacked with %d missing slice(s) filled; meta['warnings'] says where", info.uid,
+                    len(filled))
+    base["spacing_known"] = all(h.pixel_spacing_known for h in info.slices)
     base["skipped_files"] = info.skipped
     base["source_files"] = ["" if h is None else str(h.path) for h in plan]  # array order, for dicom_out
     if meta.get("rescale") or meta.get("modality_lut"):

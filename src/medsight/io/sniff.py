@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["sniff_format", "FORMATS"]
 
-FORMATS = ("dicom", "nifti", "png", "jpeg", "tiff", "npy", "npz", "zip")
+FORMATS = ("dicom", "nifti", "png", "jpeg", "tiff", "npy", "npz", "zip", "metaimage")
 
 _NIFTI_MAGICS = (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00")
 
@@ -17,6 +17,19 @@ def _looks_like_nifti(head: bytes) -> bool:
     if len(head) >= 348 and head[344:348] in _NIFTI_MAGICS:
         return True
     return len(head) >= 540 and head[4:8] in _NIFTI_MAGICS  # NIfTI-2 keeps its magic at byte 4
+
+
+# Keys a MetaImage header starts with (MetaIO writes ObjectType first; hand-written ones vary).
+_METAIMAGE_FIRST_KEYS = {b"objecttype", b"objectsubtype", b"comment", b"ndims", b"name", b"id", b"formtypename"}
+
+
+def _looks_like_metaimage(head: bytes) -> bool:
+    """A MetaImage header (``.mhd``/``.mha``): text ``Key = Value`` lines, first a MetaIO key, with NDims."""
+    line = head.lstrip().split(b"\n", 1)[0]
+    if b"=" not in line:
+        return False
+    return (line.split(b"=", 1)[0].strip().lower() in _METAIMAGE_FIRST_KEYS
+            and (b"NDims" in head or b"DimSize" in head))
 
 
 def _looks_like_raw_dicom(head: bytes) -> bool:
@@ -57,6 +70,8 @@ def sniff_format(path: Path, head: bytes | None = None) -> str | None:
         except (OSError, EOFError, zlib.error):
             return None
         return "nifti" if _looks_like_nifti(inner) else None
+    if _looks_like_metaimage(head):
+        return "metaimage"
     if name.endswith((".dcm", ".dicom", ".ima")) or "." not in name:
         if _looks_like_raw_dicom(head):
             return "dicom"
