@@ -206,11 +206,11 @@ def lung_mask(image: Image, *, threshold_hu: float = -320.0, body_hu: float = -5
     volumes: dict[str, float] = {}
     bbox_vox = bbox_mm = None
     if found:
-        counts = np.bincount(labels.ravel(), minlength=3)
+        counts = [0] + [int(np.count_nonzero(labels == v)) for v in (LEFT, RIGHT)]
         if separated:
             volumes = {_NAMES[v]: float(counts[v] * voxel_ml) for v in (LEFT, RIGHT) if counts[v]}
         else:
-            volumes = {"lung": float(counts[1:].sum() * voxel_ml)}
+            volumes = {"lung": float(sum(counts) * voxel_ml)}
         bbox_vox = tuple(_extent(labels, axis) for axis in range(3))
         corners = np.array(np.meshgrid(*[list(b) for b in bbox_vox], indexing="ij")).reshape(3, -1).T
         world = Grid.of(image).index_to_world(corners)
@@ -247,7 +247,11 @@ def _lungs(hu: np.ndarray, spacing: tuple[float, float, float], voxel_ml: float,
         return np.zeros(hu.shape, np.uint8), False, "no air inside the body below the lung threshold"
 
     comp, n = ndimage.label(air)
-    sizes = np.bincount(comp.ravel())[1:]
+    del air
+    sizes = np.zeros(n + 1, np.int64)
+    for k in range(nz):  # per slice: np.bincount would make an int64 copy of the whole volume
+        sizes += np.bincount(comp[k].ravel(), minlength=n + 1)
+    sizes = sizes[1:]
     order = np.argsort(sizes)[::-1]
     min_vox = params["min_lung_ml"] / voxel_ml
     keep = [int(i) + 1 for i in order[:2] if sizes[i] >= min_vox]
@@ -335,7 +339,8 @@ def _split(one: np.ndarray, midlines: np.ndarray) -> np.ndarray | None:
         band = max(int(0.1 * ncol), 1)
         a, b = max(int(m) - band, 0), min(int(m) + band, ncol - 1)
         prof = sl.sum(axis=0)[a: b + 1]
-        cut = a + int(np.argmin(prof))
+        ties = a + np.flatnonzero(prof == prof.min())
+        cut = int(ties[np.argmin(np.abs(ties - m))])  # of equally narrow columns, the one nearest the midline
         labels[k, :, cut + 1:][sl[:, cut + 1:]] = LEFT
         labels[k, :, : cut + 1][sl[:, : cut + 1]] = RIGHT
     return labels
