@@ -235,7 +235,7 @@ def _lungs(hu: np.ndarray, spacing: tuple[float, float, float], voxel_ml: float,
         if body is None:
             continue
         body_any = True
-        body = ndimage.binary_fill_holes(body)
+        body = _fill_holes(body)
         cols = np.nonzero(body.any(axis=0))[0]
         midlines[k] = (cols[0] + cols[-1]) / 2.0
         a = body & (hu[k] < params["threshold_hu"])
@@ -282,7 +282,7 @@ def _lungs(hu: np.ndarray, spacing: tuple[float, float, float], voxel_ml: float,
         for v in (LEFT, RIGHT):
             sl = labels[k] == v
             if sl.any():
-                labels[k][ndimage.binary_fill_holes(sl) & (labels[k] == 0)] = v
+                labels[k][_fill_holes(sl) & (labels[k] == 0)] = v
     return labels, separated, None
 
 
@@ -301,14 +301,26 @@ def _drop_airways(air: np.ndarray, hu: np.ndarray, midline: float, pixel_mm2: fl
     comp, n = ndimage.label(air)
     if n == 0:
         return
-    idx = np.arange(1, n + 1)
-    area = np.bincount(comp.ravel(), minlength=n + 1)[1:] * pixel_mm2
-    mean = ndimage.mean(hu, comp, idx)
-    centres = ndimage.center_of_mass(air, comp, idx)
-    for i, a, m, c in zip(idx, area, mean, centres, strict=True):
-        if a <= params["airway_max_area_mm2"] and m < params["airway_hu"] \
-                and abs(c[1] - midline) * col_mm <= params["airway_midline_mm"]:
-            air[comp == i] = False
+    flat = comp.ravel()
+    count = np.bincount(flat, minlength=n + 1)[1:]
+    cols = np.broadcast_to(np.arange(comp.shape[1], dtype=np.float64), comp.shape).ravel()
+    centre = np.bincount(flat, weights=cols, minlength=n + 1)[1:] / count
+    mean = np.bincount(flat, weights=hu.ravel(), minlength=n + 1)[1:] / count
+    airway = (count * pixel_mm2 <= params["airway_max_area_mm2"]) & (mean < params["airway_hu"]) \
+        & (np.abs(centre - midline) * col_mm <= params["airway_midline_mm"])
+    if airway.any():
+        air[np.isin(comp, np.flatnonzero(airway) + 1)] = False
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """binary_fill_holes of a 2D mask, computed on the mask's bounding box only."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return mask
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    out = mask.copy()
+    out[box] = ndimage.binary_fill_holes(mask[box])
+    return out
 
 
 def _side(one: np.ndarray, midline: float) -> int:
