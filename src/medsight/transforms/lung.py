@@ -171,12 +171,12 @@ def lung_mask(image: Image, *, threshold_hu: float = -320.0, body_hu: float = -5
         raise ShapeError(f"lung_mask needs a single-channel 3D CT volume (1, slices, rows, cols); "
                          f"got shape {image.array.shape}")
     hu = image.array[0]
+    if hu.dtype.kind not in "fiub":
+        raise ShapeError(f"lung_mask needs a numeric array; got dtype {hu.dtype}")
     if hu.dtype.kind == "f" and not np.isfinite(hu).all():
         n = int(np.count_nonzero(~np.isfinite(hu)))
         raise InvalidValueError(f"lung_mask needs finite HU values; got {n} NaN or infinite voxel(s)",
                                 path=image.source)
-    if hu.dtype.kind not in "fiub":
-        raise ShapeError(f"lung_mask needs a numeric array; got dtype {hu.dtype}")
 
     # Work in an axial layout: axis 0 along patient S-I, axis 2 along patient L-R.
     direction = np.abs(np.asarray(image.direction))
