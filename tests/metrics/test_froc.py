@@ -261,3 +261,4 @@ def test_real_luna16_annotations_score_themselves_perfectly():
     assert r.sensitivities == (1.0,) * 7 and r.cpm == 1.0 and r.ci["cpm"] == [1.0, 1.0]
     large = froc(annotations, findings, scans=scans, excluded=excluded, n_boot=0, min_diameter_mm=6)
     assert large.n_nodules == sum(n.diameter_mm >= 6 for n in annotations) and large.cpm == 1.0
+
