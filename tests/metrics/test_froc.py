@@ -262,3 +262,14 @@ def test_real_luna16_annotations_score_themselves_perfectly():
     large = froc(annotations, findings, scans=scans, excluded=excluded, n_boot=0, min_diameter_mm=6)
     assert large.n_nodules == sum(n.diameter_mm >= 6 for n in annotations) and large.cpm == 1.0
 
+
+
+def test_the_lowest_scoring_findings_count_unlike_monais_froc_curve():
+    """Why FROC is written by hand: MONAI's curve starts at the second-lowest probability."""
+    from monai.metrics import compute_froc_curve_data, compute_froc_score
+
+    nodules, findings = _example_three_scans()
+    r = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0)
+    fps, sens = compute_froc_curve_data(np.array([0.95, 0.8, 0.6]), np.array([0.9, 0.7, 0.5]), 3, 3)
+    monai_at_8 = compute_froc_score(fps, sens, eval_thresholds=(8.0,))
+    assert r.sensitivity_at(8.0) == 1.0 and monai_at_8 == pytest.approx(2 / 3)
