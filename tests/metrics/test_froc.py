@@ -273,3 +273,25 @@ def test_the_lowest_scoring_findings_count_unlike_monais_froc_curve():
     fps, sens = compute_froc_curve_data(np.array([0.95, 0.8, 0.6]), np.array([0.9, 0.7, 0.5]), 3, 3)
     monai_at_8 = compute_froc_score(fps, sens, eval_thresholds=(8.0,))
     assert r.sensitivity_at(8.0) == 1.0 and monai_at_8 == pytest.approx(2 / 3)
+
+
+def test_real_luna16_coordinates_are_the_dicom_lps_mm_of_the_lidc_slabs():
+    """Real data: LUNA16's (coordX, coordY, coordZ) is the DICOM patient (LPS) point of Image.affine,
+    so a finding's centre in LPS mm is scored against the CSVs as it is. Each annotated nodule on
+    the LIDC slabs maps inside its slab onto soft tissue (a nodule), in air-filled lung."""
+    from medsight.io import read
+
+    root = shared("lidc_idri_nodule_slabs")
+    annotations = read_annotations(root / "luna16" / "annotations.csv")
+    checked = 0
+    for series in sorted(p for p in root.glob("LIDC-IDRI-*/*/*") if p.is_dir()):
+        image = read(series)
+        for n in (a for a in annotations if a.seriesuid == image.series_uid):
+            index = np.linalg.solve(image.affine, [*n.center_mm, 1.0])[:3]
+            i = np.round(index).astype(int)
+            if not (0 <= i[0] < image.array.shape[1]):  # the slab holds only some slices of the scan
+                continue
+            assert all(0 <= i[k] < image.array.shape[k + 1] for k in range(3))
+            assert image.array[0, i[0], i[1], i[2]] > -300 and image.array[0].mean() < -500
+            checked += 1
+    assert checked >= 1
