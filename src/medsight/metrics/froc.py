@@ -172,18 +172,26 @@ def _hits(findings: list[Finding], nodules: Sequence[Nodule]) -> np.ndarray:
     return d2 < r[None, :] ** 2
 
 
-def _curve(tp: np.ndarray, fp: np.ndarray, n_nodules: float, n_scans: int,
-           tp_w: np.ndarray | None = None, fp_w: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """FROC points (fps per scan, sensitivity, threshold) from TP and FP probabilities (optional weights)."""
-    p = np.concatenate([tp, fp])
-    is_tp = np.concatenate([np.ones(len(tp)), np.zeros(len(fp))])
-    w = np.concatenate([np.ones(len(tp)) if tp_w is None else tp_w, np.ones(len(fp)) if fp_w is None else fp_w])
-    order = np.argsort(-p, kind="stable")
-    p, is_tp, w = p[order], is_tp[order], w[order]
-    last = np.r_[np.flatnonzero(np.diff(p) != 0), len(p) - 1] if len(p) else np.array([], dtype=int)
-    ctp = np.cumsum(is_tp * w)[last]
-    cfp = np.cumsum((1 - is_tp) * w)[last]
-    return (np.r_[0.0, cfp / n_scans], np.r_[0.0, ctp / n_nodules], np.r_[np.inf, p[last]])
+class _Ranked:
+    """TP and FP probabilities ranked once (highest first), so that a curve under any per-entry
+    weights (a bootstrap resample's scan counts) is two cumulative sums."""
+
+    def __init__(self, tp: np.ndarray, fp: np.ndarray, tp_scan: np.ndarray | None = None,
+                 fp_scan: np.ndarray | None = None) -> None:
+        p = np.concatenate([tp, fp])
+        order = np.argsort(-p, kind="stable")
+        self.p = p[order]
+        self.is_tp = np.concatenate([np.ones(len(tp)), np.zeros(len(fp))])[order]
+        self.scan = None if tp_scan is None else np.concatenate([tp_scan, fp_scan])[order]
+        #: the last entry of each run of equal probabilities: one curve point per distinct probability
+        self.last = np.r_[np.flatnonzero(np.diff(self.p) != 0), len(self.p) - 1] if len(self.p) else np.zeros(0, int)
+
+    def curve(self, n_nodules: float, n_scans: int, scan_weight: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """FROC points (fps per scan, sensitivity, threshold), from (0, 0, inf)."""
+        w = np.ones(len(self.p)) if scan_weight is None else scan_weight[self.scan]
+        ctp = np.cumsum(self.is_tp * w)[self.last]
+        cfp = np.cumsum((1 - self.is_tp) * w)[self.last]
+        return np.r_[0.0, cfp / n_scans], np.r_[0.0, ctp / n_nodules], np.r_[np.inf, self.p[self.last]]
 
 
 def _order_ci(values: np.ndarray, level: float) -> list[float]:
@@ -201,13 +209,14 @@ def _bootstrap(scans: list[_Scan], fp_rates: Sequence[float], *, n_boot: int, le
     tp_scan = np.repeat(np.arange(len(scans)), [len(s.tp) for s in scans])
     fp_scan = np.repeat(np.arange(len(scans)), [len(s.fp) for s in scans])
     nod = np.array([s.n_nodules for s in scans], dtype=float)
+    ranked = _Ranked(tp, fp, tp_scan, fp_scan)
     rows = []
     for _ in range(n_boot):
         count = np.bincount(rng.integers(0, len(scans), size=len(scans)), minlength=len(scans)).astype(float)
         n_nod = float(count @ nod)
         if n_nod == 0:
             continue
-        fps, sens, _t = _curve(tp, fp, n_nod, len(scans), count[tp_scan], count[fp_scan])
+        fps, sens, _t = ranked.curve(n_nod, len(scans), count)
         rows.append(np.interp(fp_rates, fps, sens))
     if not rows:
         return {"level": level, "n_boot": n_boot, "n_used": 0, "seed": seed, "sensitivities": None, "cpm": None}
@@ -316,7 +325,7 @@ def froc(annotations: Iterable[Nodule], findings: Iterable[Finding], *, scans: S
                         + "; sensitivity is undefined")
     tp = np.array([p for s in per_scan for p in s.tp], dtype=float)
     fp = np.array([p for s in per_scan for p in s.fp], dtype=float)
-    fps, sens, thr = _curve(tp, fp, n_nodules, len(scans))
+    fps, sens, thr = _Ranked(tp, fp).curve(n_nodules, len(scans))
     at = tuple(float(v) for v in np.interp(fp_rates, fps, sens))
     op = None
     if threshold is not None:
