@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "fig_to_base64"]
+__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "froc_png", "fig_to_base64"]
 
 
 def _plt():
@@ -100,4 +100,38 @@ def reliability_png(bins: Sequence[dict[str, Any]], *, ece: float | None, brier:
     ax.set_ylim(0, 1.01)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
+    return fig_to_base64(fig)
+
+
+def froc_png(fps: Sequence[float], sensitivity: Sequence[float], *, fp_rates: Sequence[float],
+             sensitivities: Sequence[float], cpm: float, ci: Sequence[Sequence[float]] | None = None,
+             title: str = "FROC") -> str:
+    """FROC curve (sensitivity against average FPs per scan, log2 x-axis from 1/8 to 8) as base64 PNG.
+
+    The curve is drawn as linearly interpolated between its points (as it is read), the seven
+    operating points are marked, with their bootstrap intervals as error bars when ``ci`` is
+    given, and the CPM is in the title.
+    """
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    lo, hi = min(fp_rates), max(fp_rates)
+    xs = np.geomspace(lo / 2, hi * 2, 400)
+    ax.plot(xs, np.interp(xs, fps, sensitivity), lw=2, color="C0", label="FROC")
+    ys = np.asarray(sensitivities, dtype=float)
+    if ci is not None:
+        band = np.asarray(ci, dtype=float)
+        ax.errorbar(fp_rates, ys, yerr=[ys - band[:, 0], band[:, 1] - ys], fmt="none", ecolor="C3", capsize=3,
+                    label="95% CI")
+    ax.plot(fp_rates, ys, "o", color="C3", label="operating points")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(fp_rates), [f"{r:g}" for r in fp_rates])
+    ax.set_xlim(lo / 1.25, hi * 1.25)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("average false positives per scan")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"{title} (CPM {cpm:.3f})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
     return fig_to_base64(fig)
