@@ -600,7 +600,7 @@ def _sample_distractors(scene: Scene, rng: np.random.Generator, counts: list[int
         ok = np.flatnonzero((axial > 0.6) & (v[:, 7] > 1.0) & (v[:, 7] < 3.5))
         ok = [i for i in ok if _inside_volume(scene, v[i, 3:6], 3.0)]
         for i in rng.permutation(ok)[:n_bif]:
-            r = 1.3 * v[i, 7]
+            r = float(1.3 * v[i, 7])
             scene.junctions.append((v[i, 3:6].copy(), r))
             scene.distractors.append({"kind": "vessel_bifurcation", "centre": v[i, 3:6].copy(),
                                       "size_mm": round(2 * r, 3), "hu": BLOOD_HU})
@@ -848,7 +848,9 @@ def _render_slab(scene: Scene, maps: dict, a: int, b: int) -> np.ndarray:
     for seg in scene.vessels:
         _tube(seg, a, scene.spacing, [(vessels, 0.0)])
     for c, r in scene.junctions:
-        _blob_fraction(_ball(c, r, BLOOD_HU), a, scene.spacing, vessels)
+        res = _blob_fraction(_ball(c, r, BLOOD_HU), a, scene.spacing, vessels.shape)
+        if res is not None:
+            np.maximum(vessels[res[1]], res[0], out=vessels[res[1]])
     _paint(v, vessels, BLOOD_HU)
     del vessels
     # airways: wall, then lumen
@@ -909,12 +911,12 @@ def _tube(seg: np.ndarray, a: int, spacing, layers: list[tuple[np.ndarray, float
         np.maximum(view, f, out=view)
 
 
-def _blob_fraction(blob: _Blob, a: int, spacing, out: np.ndarray | None = None, scale: float = 1.0):
-    """Partial-volume fraction of a blob in its box: (fraction, slices) or max'd into ``out``."""
+def _blob_fraction(blob: _Blob, a: int, spacing, shape: tuple[int, ...], scale: float = 1.0):
+    """Partial-volume fraction of a blob (its surface scaled by ``scale``) in the slab of ``shape``
+    starting at slice ``a``: (fraction, index slices), or None when it is outside."""
     s = np.asarray(spacing, float)
     r_max = blob.radius * scale * (1 + float(blob.lobe_amp.sum())) + s.max()
-    shape = out.shape if out is not None else None
-    box = _box(blob.centre - r_max, blob.centre + r_max, a, shape if shape else (10**9,) * 3, s)
+    box = _box(blob.centre - r_max, blob.centre + r_max, a, shape, s)
     if box is None:
         return None
     lo, hi = box
@@ -926,21 +928,16 @@ def _blob_fraction(blob: _Blob, a: int, spacing, out: np.ndarray | None = None, 
     u = np.stack(np.broadcast_arrays(dz * inv, dy * inv, dx * inv), axis=-1)
     w = np.maximum(np.sqrt(((u * s.astype(np.float32)) ** 2).sum(-1)), np.float32(s.min()))
     f = np.clip(0.5 - (dist - scale * blob.surface(u)) / w, 0, 1).astype(np.float32)
-    sl = tuple(slice(lo[i], hi[i]) for i in range(3))
-    if out is not None:
-        np.maximum(out[sl], f, out=out[sl])
-        return None
-    return f, sl
+    return f, tuple(slice(lo[i], hi[i]) for i in range(3))
 
 
 def _paint_blob(v: np.ndarray, blob: _Blob, a: int, spacing) -> None:
     parts = [(1.0, blob.hu)] + ([(blob.core_fraction, blob.core_hu)] if blob.core_fraction else [])
     for scale, hu in parts:
-        res = _blob_fraction(blob, a, spacing, None, scale)
+        res = _blob_fraction(blob, a, spacing, v.shape, scale)
         if res is None:
             continue
         f, sl = res
-        f = f[: v[sl].shape[0], : v[sl].shape[1], : v[sl].shape[2]]
         view = v[sl]
         np.maximum(view, view + f * (np.float32(hu) - view), out=view)
 
