@@ -208,8 +208,13 @@ def test_the_dataset_writer_writes_nifti_and_luna16_tables(tmp_path):
     with (tmp_path / "nodules.csv").open() as f:
         full = list(csv.DictReader(f))
     assert list(ann[0]) == ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
-    assert len(full) == 4 and len(ann) == 4 and {r["type"] for r in full} <= {"solid", "part-solid", "ground-glass"}
+    assert len(full) == 4 and len(ann) == sum(float(r["diameter_mm"]) >= 3 for r in full)
+    assert {r["type"] for r in full} <= {"solid", "part-solid", "ground-glass"}
+    with (tmp_path / "distractors.csv").open() as f:
+        dist = list(csv.DictReader(f))
     assert excl and all(float(r["diameter_mm"]) == -1 for r in excl)
+    assert len(excl) == len(dist) + sum(float(r["diameter_mm"]) < 3 for r in full)
+    assert {r["kind"] for r in dist} <= set(DISTRACTOR_KINDS)
     with (tmp_path / "seriesuids.csv").open() as f:
         series = list(csv.DictReader(f))
     assert sorted(int(r["seed"]) for r in series) == [20, 21]

@@ -343,7 +343,8 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
     MetaImage writer), ``annotations.csv`` (seriesuid, coordX, coordY, coordZ, diameter_mm: world
     LPS mm of nodules of 3 mm and more), ``annotations_excluded.csv`` (distractors and nodules
     below 3 mm, diameter -1 as in LUNA16), ``nodules.csv`` (the full truth: type, volume, flags,
-    voxel centre) and ``seriesuids.csv``. Scan ``i`` is ``make_chest_ct(seed + i, **options)``.
+    voxel centre), ``distractors.csv`` (kind, size, HU, voxel centre) and ``seriesuids.csv``
+    (seed, shape, spacing). Scan ``i`` is ``make_chest_ct(seed + i, **options)``.
 
     Returns:
         the folder.
@@ -366,7 +367,7 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
             raise InvalidValueError("fmt='mhd' needs medsight.io.metaimage.write_metaimage, which is absent") from exc
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ann, excl, full, uids = [], [], [], []
+    ann, excl, full, dist, uids = [], [], [], [], []
     for i in range(int(n)):
         image, nodules, distractors = make_chest_ct(int(seed) + i, **options)
         uid = image.series_uid
@@ -380,11 +381,15 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
                          _r(nd.solid_diameter_mm), _r(nd.hu)])
         for d in distractors:
             excl.append([uid, *(_r(c) for c in d.centre_lps), -1])
+            dist.append([uid, *(_r(c) for c in d.centre_lps), *(_r(c) for c in d.centre_voxel), d.kind,
+                         _r(d.size_mm), _r(d.hu)])
     _write_csv(folder / "annotations.csv", ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], ann)
     _write_csv(folder / "annotations_excluded.csv", ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], excl)
     _write_csv(folder / "nodules.csv", ["seriesuid", "coordX", "coordY", "coordZ", "voxel_z", "voxel_y", "voxel_x",
                                         "diameter_mm", "volume_ml", "type", "juxtapleural", "vascular",
                                         "solid_diameter_mm", "hu"], full)
+    _write_csv(folder / "distractors.csv", ["seriesuid", "coordX", "coordY", "coordZ", "voxel_z", "voxel_y",
+                                            "voxel_x", "kind", "size_mm", "hu"], dist)
     _write_csv(folder / "seriesuids.csv", ["seriesuid", "seed", "slices", "rows", "cols", "spacing_z", "spacing_y",
                                            "spacing_x"], uids)
     return folder
