@@ -240,3 +240,16 @@ def test_real_lidc_slab_and_synthetic_scan_have_similar_lung_hu_and_noise(noisy)
     real_sigma, synth_sigma = _noise_sigma(real), _noise_sigma(synth)
     assert -950 <= real_lung <= -800 and abs(real_lung - synth_lung) <= 100
     assert 0.4 <= synth_sigma / real_sigma <= 2.5
+
+
+def test_the_dataset_writer_writes_metaimage_when_io_has_a_writer_and_says_so_otherwise(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("medsight.io.metaimage") is None:
+        with pytest.raises(InvalidValueError, match="metaimage"):
+            write_dataset(tmp_path, 1, seed=30, fmt="mhd", shape_zyx=(24, 96, 96), n_nodules=1)
+        return
+    write_dataset(tmp_path, 1, seed=30, fmt="mhd", shape_zyx=(24, 96, 96), n_nodules=1)
+    expected, _, _ = make_chest_ct(30, shape_zyx=(24, 96, 96), n_nodules=1)
+    image = mio.read(tmp_path / f"{expected.series_uid}.mhd")
+    assert image.same_geometry(expected) and np.array_equal(image.array, expected.array)

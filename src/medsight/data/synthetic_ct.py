@@ -202,7 +202,8 @@ def make_chest_ct(
         diameter_range_mm: nodule diameters are drawn log-uniformly in this range, mm.
         nodule_types: the types to draw from (solid 60 %, ground-glass 25 %, part-solid 15 %).
         p_juxtapleural: chance that a nodule touches the pleura.
-        p_vascular: chance that a nodule is attached to a vessel.
+        p_vascular: chance that a nodule that is not juxtapleural is attached to a vessel. A
+            nodule whose flagged placement fails at every size is placed free (flags off).
         n_bifurcations, n_scars, n_granulomas, n_micronodules: distractors of each kind;
             None draws a few of each (0-3).
         noise_hu: standard deviation of the noise in flat regions, HU; None draws 10-30.
@@ -339,8 +340,8 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
                   **options) -> Path:
     """Write ``n`` synthetic scans with LUNA16-style truth tables into ``folder``.
 
-    Files: ``<seriesuid>.nii.gz`` (or ``.mhd`` when ``fmt="mhd"`` and ``medsight.io`` has a
-    MetaImage writer), ``annotations.csv`` (seriesuid, coordX, coordY, coordZ, diameter_mm: world
+    Files: ``<seriesuid>.nii.gz`` (or ``.mhd`` when ``fmt="mhd"`` and ``medsight.io.metaimage``
+    has its writer, ``write_mhd``), ``annotations.csv`` (seriesuid, coordX, coordY, coordZ, diameter_mm: world
     LPS mm of nodules of 3 mm and more), ``annotations_excluded.csv`` (distractors and nodules
     below 3 mm, diameter -1 as in LUNA16), ``nodules.csv`` (the full truth: type, volume, flags,
     voxel centre), ``distractors.csv`` (kind, size, HU, voxel centre) and ``seriesuids.csv``
@@ -360,11 +361,14 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
     if fmt == "mhd":
         import importlib
 
-        try:
-            writer = importlib.import_module("medsight.io.metaimage").write_metaimage
-            suffix = ".mhd"
-        except (ImportError, AttributeError) as exc:
-            raise InvalidValueError("fmt='mhd' needs medsight.io.metaimage.write_metaimage, which is absent") from exc
+        try:  # the MetaImage writer lives in io once it has one; this module does not depend on it
+            module = importlib.import_module("medsight.io.metaimage")
+        except ImportError as exc:
+            raise InvalidValueError("fmt='mhd' needs medsight.io.metaimage, which is absent") from exc
+        writer = getattr(module, "write_mhd", None) or getattr(module, "write_metaimage", None)
+        if writer is None:
+            raise InvalidValueError("fmt='mhd' needs a writer in medsight.io.metaimage (write_mhd); there is none")
+        suffix = ".mhd"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ann, excl, full, dist, uids = [], [], [], [], []
@@ -646,7 +650,7 @@ def _sample_nodules(scene, rng, n, diam_range, types, pj, pv) -> None:
         amp, kappa = rng.uniform(0.04, 0.18, n_lobes), rng.uniform(2.0, 6.0, n_lobes)
         solid_hu, ggo_hu = float(rng.uniform(0, 60)), float(rng.uniform(-700, -500))
         core = float(rng.uniform(0.35, 0.65))
-        placed = False
+        placed, first_diam = False, diam
         while not placed and diam >= 0.5 * diam_range[0]:
             blob = _Blob(centre=np.zeros(3), radius=1.0, hu=solid_hu if kind == "solid" else ggo_hu,
                          lobes=lobes, lobe_amp=amp, lobe_kappa=kappa)
@@ -658,6 +662,8 @@ def _sample_nodules(scene, rng, n, diam_range, types, pj, pv) -> None:
             centre = _place(scene, rng, diam / 2, r_out, jp, vasc)
             if centre is None:
                 diam *= 0.85
+                if diam < 0.5 * diam_range[0] and (jp or vasc):
+                    diam, jp, vasc = first_diam, False, False  # no room at the pleura or a vessel: free
                 continue
             blob.centre = centre
             scene.blobs.append(blob)
