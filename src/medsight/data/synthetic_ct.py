@@ -252,8 +252,8 @@ def sample_scene(
     """Draw every random parameter of a scan (see :func:`make_chest_ct` for the arguments)."""
     _check_args(shape_zyx, spacing_zyx, n_nodules, diameter_range_mm, nodule_types, p_juxtapleural, p_vascular)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C7]))
-    # everything is drawn whether or not an argument overrides it, so that one argument does
-    # not change the others' draws
+    # the scan-level values are drawn whether or not an argument overrides them, and nodules come
+    # last, so that (for a given shape and spacing) the noise and nodule count leave the anatomy alone
     drawn_nz = int(rng.integers(100, 201))
     drawn_sp = (float(rng.uniform(*SPACING_Z_RANGE_MM)), float(rng.uniform(*SPACING_XY_RANGE_MM)))
     drawn_counts = rng.integers(0, 5), rng.integers(0, 4, size=4)
