@@ -253,3 +253,10 @@ def test_the_dataset_writer_writes_metaimage_when_io_has_a_writer_and_says_so_ot
     expected, _, _ = make_chest_ct(30, shape_zyx=(24, 96, 96), n_nodules=1)
     image = mio.read(tmp_path / f"{expected.series_uid}.mhd")
     assert image.same_geometry(expected) and np.array_equal(image.array, expected.array)
+
+
+def test_the_number_of_nodules_leaves_the_anatomy_and_distractors_alone():
+    a = sample_scene(9, shape_zyx=(40, 128, 128), n_nodules=0)
+    b = sample_scene(9, shape_zyx=(40, 128, 128), n_nodules=3)
+    assert np.array_equal(a.vessels, b.vessels) and a.lungs[0]["a"] == b.lungs[0]["a"]
+    assert len(a.distractors) == len(b.distractors) and not a.nodules and len(b.nodules) == 3
