@@ -51,6 +51,7 @@ __all__ = [
     "make_chest_ct",
     "render",
     "sample_scene",
+    "series_uid",
     "write_dataset",
     "NODULE_TYPES",
     "DISTRACTOR_KINDS",
