@@ -153,7 +153,8 @@ def evaluate(
 @_guard
 def predict(
     model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
-    inputs: Annotated[list[str], typer.Argument(help="Files or folders (DICOM, NIfTI, MetaImage, PNG, JPEG, TIFF, NumPy).")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Files or folders (DICOM, NIfTI, MetaImage, PNG, JPEG, TIFF, NumPy).")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV here.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for output masks (segmentation).")] = None,
