@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import medsight
 from medsight.cli.main import app
+from medsight.config import load_config
 from medsight.data.classification import open_classification_data
 from medsight.errors import DataError, ShapeError
 from medsight.io.image import Image
@@ -84,6 +85,14 @@ def test_reads_the_official_layout_as_3d_benign_malignant(tmp_path):
     assert data.fingerprint["n"] == {"train": 4, "val": 2, "test": 2}
     image = data.split("train")[1].image()
     assert image.shape == (28, 28, 28) and image.channels == 1 and data.split("train")[1].label == 1
+
+
+def test_a_renamed_copy_takes_its_label_names_from_the_config(tmp_path):
+    npz = write_npz(tmp_path / "my_nodules.npz", 28, counts=(("train", 4), ("val", 2), ("test", 2)))
+    assert open_classification_data(str(npz)).labels == ["0", "1"]
+    cfg = load_config(CONFIG, [f"data.source={npz}", "data.labels=[benign, malignant]"])
+    data = open_classification_data(cfg.data)
+    assert data.labels == ["benign", "malignant"] and data.spatial_dims == 3
 
 
 def test_trains_a_3d_classifier_and_evaluates_with_auc_and_ci(trained):
