@@ -4,7 +4,8 @@
 rotation 40°, width/height shift 0.2, shear 0.2 (Keras reads it in degrees), zoom 0.2,
 horizontal flip, ``fill_mode="nearest"`` (MONAI's ``border`` padding). The other presets are
 medically sane defaults: no left-right flip for chest X-rays (it moves the heart to the
-wrong side), small rotations, brightness/contrast jitter.
+wrong side), small rotations, brightness/contrast jitter; for nodule crops, the orientations a
+nodule can have, but never a change of size or density.
 """
 
 from __future__ import annotations
@@ -84,12 +85,34 @@ def _volume(dims: int, size: Sequence[int], keys: list[str], label_keys: list[st
     ]
 
 
+def _nodule(dims: int, size: Sequence[int], keys: list[str], label_keys: list[str]):
+    """CT nodule crops (NoduleMNIST3D): a nodule has no handedness or up, so mirroring on every
+    axis, quarter turns in the axial plane and small rotations/shifts; no zoom (size is a
+    malignancy cue, and the crops have a fixed voxel size) and no gamma or brightness change
+    (attenuation in HU is calibrated: solid vs ground-glass is a cue); light noise only."""
+    from monai.transforms import RandAffined, RandFlipd, RandGaussianNoised, RandRotate90d
+
+    modes = ["bilinear" if k not in label_keys else "nearest" for k in keys]
+    img = [k for k in keys if k not in label_keys]
+    steps = [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)]
+    if size[-1] == size[-2]:  # a quarter turn keeps the shape only when the plane is square
+        steps.append(RandRotate90d(keys=keys, prob=0.75, max_k=3, spatial_axes=(dims - 2, dims - 1)))
+    steps += [
+        RandAffined(keys=keys, prob=0.5, rotate_range=[math.radians(10)] * (3 if dims == 3 else 1),
+                    translate_range=[0.05 * s for s in size], padding_mode="border", mode=modes,
+                    spatial_size=list(size)),
+        RandGaussianNoised(keys=img, std=0.02, prob=0.2),
+    ]
+    return steps
+
+
 PRESETS: dict[str, Callable] = {
     "none": lambda dims, size, keys, label_keys: [],
     "classic": _classic,
     "xray": _xray,
     "ultrasound": _ultrasound,
     "volume": _volume,
+    "nodule": _nodule,
 }
 
 
