@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import results_factory as rf
 
-from medsight.io import read
 from medsight.tasks.results import Artifact, Finding, Region, Result
 
 
@@ -23,16 +22,6 @@ def _result_types(cls: type = Result) -> set[type]:
     for sub in cls.__subclasses__():
         out |= {sub, *_result_types(sub)}
     return out
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    return read(rf.ct_series(tmp_path_factory.mktemp("ct")))
-
-
-@pytest.fixture(scope="module")
-def examples(image):
-    return rf.examples(image)
 
 
 TYPES = sorted(_result_types(), key=lambda t: t.__name__)

@@ -24,16 +24,6 @@ from medsight.io.dicom_out import Algorithm, source_datasets, write_dicom
 from medsight.tasks.writers import OutputFolder, list_writers, write_csv, writer_for
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    return read(rf.ct_series(tmp_path_factory.mktemp("ct")))
-
-
-@pytest.fixture(scope="module")
-def examples(image):
-    return rf.examples(image)
-
-
 def _plain_json(value):
     return json.loads(json.dumps(value))
 
