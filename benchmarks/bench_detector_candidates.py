@@ -39,7 +39,7 @@ def _windows(crop_vox: tuple[int, ...], patch: int, overlap: float = 0.25) -> in
     return math.prod(max(1, math.ceil((n - patch) / step) + 1) for n in crop_vox)
 
 
-def candidates(patch: int) -> dict[str, torch.nn.Module]:
+def candidates() -> dict[str, torch.nn.Module]:
     from monai.networks.nets import BasicUNet, UNet
 
     from medsight.models.registry import create_model
@@ -70,13 +70,13 @@ def main() -> None:
     crop = tuple(int(round(mm / args.spacing)) for mm in LUNG_CROP_MM)
     n_windows = _windows(crop, args.patch)
     rows = []
-    for name, net in candidates(args.patch).items():
+    for name, net in candidates().items():
         net.eval()
         params = sum(p.numel() for p in net.parameters())
         fpr = name.startswith("FPR")
         x = torch.zeros(args.candidates if fpr else 1, 1, *((32,) * 3 if fpr else (args.patch,) * 3))
         with torch.inference_mode():
-            seconds = _time(lambda: net(x), args.repeats)
+            seconds = _time(lambda net=net, x=x: net(x), args.repeats)
         row = {"candidate": name, "parameters": params,
                "input": list(x.shape), "seconds_per_forward": round(seconds, 3)}
         if not fpr:
