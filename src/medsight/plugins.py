@@ -14,6 +14,7 @@ imported is a :class:`~medsight.errors.ConfigError` naming it, not a silent abse
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from importlib.metadata import entry_points
@@ -26,10 +27,15 @@ ENV = "MEDSIGHT_PLUGINS"
 _loaded: set[str] = set()
 
 
+@functools.lru_cache(maxsize=1)
+def _entry_point_modules() -> tuple[str, ...]:
+    """The modules of the installed ``medsight.tasks`` entry points, read once per process
+    (scanning the distributions' metadata takes milliseconds, and tasks are looked up per image)."""
+    return tuple(ep.value.split(":")[0] for ep in entry_points(group="medsight.tasks"))
+
+
 def _names() -> list[str]:
-    names = [ep.value.split(":")[0] for ep in entry_points(group="medsight.tasks")]
-    names += [n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip()]
-    return names
+    return [*_entry_point_modules(), *(n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip())]
 
 
 def load() -> None:
