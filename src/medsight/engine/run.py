@@ -129,11 +129,9 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
         results.append(Trainer(network, prepared.hooks, cfg.train, run_dir=run_dir, observers=list(observers),
                                member=member, members=prepared.members).fit(prepared.train, resume=resume))
         networks.append(network)
-    train_seconds = time.perf_counter() - t_start
     finished = task.finish(cfg, prepared, networks, results)
     model = finished.model
     manifest = model.manifest
-    manifest.setdefault("training", {})["wall_time_s"] = round(train_seconds, 1)
 
     eval_dir = run_dir / "evaluation"
     eval_dir.mkdir(exist_ok=True)
@@ -141,7 +139,7 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
                                         **task.evaluation_options(cfg, split=split, eval_dir=eval_dir))
                    for split in prepared.splits}
     manifest["metrics"] = {split: task.headline(ev) for split, ev in evaluations.items()}
-    manifest["training"]["wall_time_s"] = round(time.perf_counter() - t_start, 1)
+    manifest.setdefault("training", {})["wall_time_s"] = round(time.perf_counter() - t_start, 1)
     model.card = task.model_card(manifest, reproduce=task.reproduce(cfg))
     model.save(run_dir / "model")
     for split, ev in evaluations.items():
