@@ -92,6 +92,11 @@ class Task(ABC):
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         """Results for already-read images (the hot path shared by CLI, API and service)."""
 
+    @staticmethod
+    def input_names(images: Sequence[Image], inputs: Sequence[str] | None) -> list[str]:
+        """The names ``infer`` gives its results: ``inputs`` when given, else each image's source."""
+        return list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+
     def infer_cases(self, model: SavedModel, cases: Sequence[Case]) -> list[Any]:
         """Results for :class:`~medsight.data.case.Case` inputs: the unit of input of tasks that
         need more than one image or more than pixels (a fusion model: image + treatment code +

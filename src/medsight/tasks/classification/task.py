@@ -96,7 +96,7 @@ class ClassificationTask(Task):
         t0 = time.perf_counter()
         probs = self.probabilities(model, images)
         seconds = (time.perf_counter() - t0) / max(len(images), 1)
-        names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+        names = self.input_names(images, inputs)
         return [self.decide(model, p, name, im, seconds) for p, name, im in zip(probs, names, images)]
 
     def decide(self, model: SavedModel, p: np.ndarray, name: str, image: Image | None = None,

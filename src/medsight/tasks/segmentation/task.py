@@ -108,7 +108,7 @@ class SegmentationTask(Task):
         return values.astype(dtype)[classes]
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
-        names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+        names = self.input_names(images, inputs)
         spec = model.spec
         out = []
         for name, image in zip(names, images):
