@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -109,11 +109,15 @@ def _tensor(model_spec: dict[str, Any], images: Sequence[Image]) -> torch.Tensor
     return torch.stack([pre(im) for im in images])
 
 
-def _predict(network: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """Diameters in pixels of the network grid (the network answers a fraction of its side)."""
-    network.eval()
+def _predict(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
+    """Diameters in pixels of the network grid (the network answers a fraction of its side).
+
+    ``run``: ``SavedModel.run`` at inference, or the bare network (put in eval mode here) while
+    it trains."""
+    if isinstance(run, torch.nn.Module):
+        run.eval()
     with torch.inference_mode():
-        return network(x)[:, 0].numpy().astype(np.float64) * x.shape[-1] if len(x) else np.zeros(0)
+        return run(x)[:, 0].numpy().astype(np.float64) * x.shape[-1] if len(x) else np.zeros(0)
 
 
 class BlobHooks(TrainingHooks):
@@ -179,10 +183,10 @@ class BlobSizeTask(Task):
         for im in images:
             self.validate_input(model, im)
         t0 = time.perf_counter()
-        grid = _predict(model.network, _tensor(model.manifest["preprocessing"], images))
+        grid = _predict(model.run, torch.stack([model.preprocessor(im) for im in images]))
         seconds = (time.perf_counter() - t0) / max(len(images), 1)
         size = model.manifest["preprocessing"]["spatial_size"][-1]
-        names = list(inputs) if inputs is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
+        names = self.input_names(images, inputs)
         out = []
         for d, name, im in zip(grid, names, images):  # network-grid pixels → input pixels → mm
             mm = float(d) * im.shape[-1] / size * float(im.spacing[-1])
