@@ -13,30 +13,11 @@ from tests.support.data import shared
 from medsight.errors import ConfigError, DataError
 from medsight.metrics.froc import FP_RATES, froc
 from medsight.metrics.luna16_csv import Finding, Nodule, read_annotations, read_excluded, read_seriesuids
-
-
-def N(uid, c, d):
-    return Nodule(uid, tuple(float(v) for v in c), float(d))
-
-
-def F(uid, c, p):
-    return Finding(uid, tuple(float(v) for v in c), float(p))
-
-
-def _example_three_scans():
-    """s1: two nodules, one FP; s2: one nodule, one FP; s3: no nodule, one FP.
-
-    Ranked: 0.95 FP, 0.9 TP, 0.8 FP, 0.7 TP, 0.6 FP, 0.5 TP; 3 scans, 3 nodules. Curve:
-    (0,0) (1/3,0) (1/3,1/3) (2/3,1/3) (2/3,2/3) (1,2/3) (1,1).
-    """
-    nodules = [N("s1", (0, 0, 0), 10), N("s1", (50, 0, 0), 6), N("s2", (0, 0, 0), 8)]
-    findings = [F("s1", (1, 0, 0), 0.9), F("s1", (51, 0, 0), 0.5), F("s1", (100, 0, 0), 0.8),
-                F("s2", (0, 0, 0.5), 0.7), F("s2", (30, 30, 30), 0.6), F("s3", (0, 0, 0), 0.95)]
-    return nodules, findings
+from support.froc_examples import F, N, three_scans
 
 
 def test_hand_computed_three_scans_sensitivities_and_cpm():
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     r = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0)
     # 1/8, 1/4: on the flat start (0 TPs before the first FP); 1/2: between (1/3, 1/3) and (2/3, 1/3);
     # 1: the curve rises vertically at 1 FP/scan to 1, and the top is taken; 2..8: clamped at 1.
@@ -132,7 +113,7 @@ def test_size_filter_scores_only_large_nodules_and_ignores_hits_on_small_ones():
 
 
 def test_operating_point_counts_findings_at_or_above_the_threshold():
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     r = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0, threshold=0.7)
     assert r.operating_point["true_positives"] == 2 and r.operating_point["false_positives"] == 2
     assert r.operating_point["sensitivity"] == pytest.approx(2 / 3, abs=1e-6)
@@ -228,7 +209,7 @@ def test_no_findings_gives_zero_sensitivity():
 def test_result_to_dict_is_json_ready():
     import json
 
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     d = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=20, threshold=0.7).to_dict()
     back = json.loads(json.dumps(d))
     assert back["sensitivities"]["0.125"] == 0 and back["sensitivities"]["8"] == 1
@@ -239,7 +220,7 @@ def test_result_to_dict_is_json_ready():
 def test_froc_plot_is_a_png():
     from medsight.report.plots import froc_png
 
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     r = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=20)
     png = base64.b64decode(froc_png(r.curve_fps, r.curve_sensitivity, fp_rates=r.fp_rates,
                                     sensitivities=r.sensitivities, cpm=r.cpm, ci=r.ci["sensitivities"]))
@@ -268,7 +249,7 @@ def test_the_lowest_scoring_findings_count_unlike_monais_froc_curve():
     """Why FROC is written by hand: MONAI's curve starts at the second-lowest probability."""
     from monai.metrics import compute_froc_curve_data, compute_froc_score
 
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     r = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0)
     fps, sens = compute_froc_curve_data(np.array([0.95, 0.8, 0.6]), np.array([0.9, 0.7, 0.5]), 3, 3)
     monai_at_8 = compute_froc_score(fps, sens, eval_thresholds=(8.0,))

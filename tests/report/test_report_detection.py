@@ -6,28 +6,13 @@ from __future__ import annotations
 from report_html import is_png, read_page
 
 from medsight.metrics.froc import froc
-from medsight.metrics.luna16_csv import Finding, Nodule
 from medsight.report import render_report
 from medsight.report.detection import detection_report_section
-
-
-def N(uid, c, d):
-    return Nodule(uid, tuple(float(v) for v in c), float(d))
-
-
-def F(uid, c, p):
-    return Finding(uid, tuple(float(v) for v in c), float(p))
-
-
-def _example_three_scans():
-    nodules = [N("s1", (0, 0, 0), 10), N("s1", (50, 0, 0), 6), N("s2", (0, 0, 0), 8)]
-    findings = [F("s1", (1, 0, 0), 0.9), F("s1", (51, 0, 0), 0.5), F("s1", (100, 0, 0), 0.8),
-                F("s2", (0, 0, 0.5), 0.7), F("s2", (30, 30, 30), 0.6), F("s3", (0, 0, 0), 0.95)]
-    return nodules, findings
+from support.froc_examples import N, three_scans
 
 
 def test_detection_report_shows_sensitivities_cpm_counts_and_the_plot():
-    nodules, findings = _example_three_scans()
+    nodules, findings = three_scans()
     nodules = [*nodules, N("s3", (0, 50, 0), 7)]
     every = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=20, threshold=0.7)
     large = froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0, min_diameter_mm=7)
