@@ -74,8 +74,10 @@ def test_concurrent_claimers_never_share_a_job(db):
         for i in range(120):
             enqueue(s, "instance", f"k{i}")
     taken: list[list[int]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)  # all claim from the same moment: a thread started first could drain the queue alone
 
     def run(k):
+        start.wait()
         while True:
             jobs = claim(db, f"w{k}", limit=3)
             if not jobs:
