@@ -342,10 +342,10 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     """Validate a plain dict as the run config of its ``task`` (a :class:`Config` subclass)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level; got {type(data).__name__}")
-    if _task_of(data) not in RUN_CONFIGS:  # perhaps a plug-in's task: import the plug-ins first
-        from medsight import plugins
+    if _task_of(data) not in RUN_CONFIGS:  # a task registered on import (detection, a plug-in): import them
+        from medsight.tasks.base import list_tasks
 
-        plugins.load()
+        list_tasks()
     try:
         return _run_config_adapter().validate_python(data)
     except ValidationError as exc:

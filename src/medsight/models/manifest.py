@@ -40,7 +40,7 @@ from pydantic import (
 from medsight.errors import ModelFileError
 
 __all__ = ["Manifest", "Architecture", "ResizePreprocessing", "SpacingPreprocessing", "ChannelNormalization",
-           "SlidingWindowInference", "Preprocessing", "parse_manifest", "preprocessing_kind"]
+           "SlidingWindowInference", "DetectionInference", "Preprocessing", "parse_manifest", "preprocessing_kind"]
 
 
 class _Section(BaseModel):
@@ -182,12 +182,31 @@ class SlidingWindowInference(_Section):
     surface_tolerance_mm: float = Field(default=1.0, gt=0)
 
 
+class DetectionInference(_Section):
+    """Detection inference (``medsight.tasks.detection``): sliding window over the lung crop,
+    candidates from the nodule probability, how they are measured and filtered."""
+
+    patch_size: list[Annotated[int, Field(ge=1)]] = Field(min_length=3, max_length=3)
+    overlap: float = Field(default=0.25, ge=0, lt=1)
+    sw_batch_size: int = Field(default=2, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    hu_window: list[float] = Field(default_factory=lambda: [-1000.0, 400.0], min_length=2, max_length=2)
+    lung_margin_mm: float = Field(default=10.0, ge=0)
+    candidate_threshold: float = Field(default=0.1, gt=0, lt=1)
+    size_threshold: float = Field(default=0.5, gt=0, lt=1)
+    max_findings: int = Field(default=100, ge=1)
+    drop_outside_lungs: bool = True
+    solid_hu: float = -300.0
+    lung_rads: dict[str, Any] | None = None
+
+
 class Manifest(_Section):
     """A saved model's manifest, typed. See the module docstring.
 
     Classification keys: ``multilabel``, ``positive_index`` (binary), ``threshold`` (binary
     operating point on P(positive)), ``thresholds`` (multi-label), ``tta``. Segmentation keys:
-    ``inference``, ``label_values`` (label value of each class index), ``plan``.
+    ``inference``, ``label_values`` (label value of each class index), ``plan``. Detection: ``detection``
+    (:class:`DetectionInference`) and ``threshold`` (the operating point on the nodule score).
     """
 
     format: str | None = None
@@ -214,6 +233,8 @@ class Manifest(_Section):
     inference: SlidingWindowInference | None = None
     label_values: list[int] | None = None
     plan: dict[str, Any] | None = None
+    # detection
+    detection: DetectionInference | None = None
     # provenance
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -1,6 +1,6 @@
 """What every task provides, and the task registry.
 
-A task is the whole plug-in for one kind of problem (classification, segmentation, later
+A task is the whole plug-in for one kind of problem (classification, segmentation,
 detection): its config section (:attr:`Task.config_type`, one member of the config union
 chosen by ``task``), how its data is read and its network planned and built, its training step
 and validation (:class:`~medsight.engine.trainer.TrainingHooks`), inference and
@@ -179,7 +179,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 def _load() -> None:
     from medsight import plugins
-    from medsight.tasks import classification, segmentation  # noqa: F401
+    from medsight.tasks import classification, detection, segmentation  # noqa: F401
 
     plugins.load()
 

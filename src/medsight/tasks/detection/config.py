@@ -1,0 +1,66 @@
+"""The detection run config (``task: detection``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsight.config import Config, DataConfig, ModelConfig, TrainConfig
+
+__all__ = ["DetectionDataConfig", "DetectionTrainConfig", "DetectionSection", "DetectionRunConfig"]
+
+
+class DetectionDataConfig(DataConfig):
+    """A LUNA16-layout folder (``annotations.csv`` beside the volumes, see
+    :mod:`medsight.tasks.detection.data`); splits are seeded over the scans unless ``split_file``
+    names them. ``max_cases`` reads only the first N scans (by series UID), for quick runs."""
+
+    max_cases: int | None = Field(None, ge=1)
+
+
+class DetectionTrainConfig(TrainConfig):
+    """The shared trainer's settings; the best epoch by the validation CPM."""
+
+    monitor: Literal["val_cpm", "val_loss"] = "val_cpm"
+    monitor_mode: Literal["max", "min"] = "max"
+    batch_size: int = Field(8, ge=1)
+    steps_per_epoch: int | None = Field(100, ge=1)
+    sampler: Literal["none"] = "none"
+
+
+class DetectionSection(BaseModel):
+    """How the detector sees a scan, how training patches are drawn and how candidates become
+    findings. Sizes are mm unless named voxels."""
+
+    model_config = ConfigDict(extra="forbid")
+    spacing_mm: float = Field(1.0, gt=0.2, le=4.0)          # isotropic network grid
+    patch_size: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=3, max_length=3)
+    infer_patch_size: list[int] = Field(default_factory=lambda: [96, 96, 96], min_length=3, max_length=3)
+    overlap: float = Field(0.25, ge=0, lt=1)
+    hu_window: tuple[float, float] = (-1000.0, 400.0)
+    lung_margin_mm: float = Field(10.0, ge=0)
+    # training patches: centred on a nodule, on an excluded annotation (a distractor), or anywhere in the lungs
+    p_nodule: float = Field(0.5, ge=0, le=1)
+    p_excluded: float = Field(0.2, ge=0, le=1)
+    jitter_voxels: int = Field(16, ge=0)
+    p_slab: float = Field(0.15, ge=0, le=1)                  # cut a patch to a thin slab (real slabs are 11-16 slices)
+    val_cases: int = Field(8, ge=1)                          # validation scans scored each epoch (CPM)
+    # candidates → findings
+    candidate_threshold: float = Field(0.1, gt=0, lt=1)     # a candidate is a component of p above this
+    size_threshold: float = Field(0.5, gt=0, lt=1)          # its size: voxels of p above this
+    max_findings: int = Field(100, ge=1)
+    drop_outside_lungs: bool = True
+    operating_fp_per_scan: float = Field(0.25, gt=0)        # the threshold is chosen on val at this FP rate
+    solid_hu: float = -300.0                                 # solid tissue is at least this
+    lung_rads: dict[str, Any] | None = None                  # a site's LungRadsTable; None: Lung-RADS v2022
+
+
+class DetectionRunConfig(Config):
+    task: Literal["detection"] = "detection"
+    data: DetectionDataConfig
+    modalities: list[str] | None = Field(default_factory=lambda: ["CT"])
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(
+        name="unet", params={"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}))
+    train: DetectionTrainConfig = Field(default_factory=DetectionTrainConfig)
+    detection: DetectionSection = Field(default_factory=DetectionSection)

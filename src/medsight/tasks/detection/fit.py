@@ -1,0 +1,116 @@
+"""The detection task's training hooks for the run skeleton: read and prepare the scans,
+choose the operating threshold on the validation scans, and build the saved model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medsight.errors import DataError, MedSightError
+from medsight.models.saved import SavedModel
+from medsight.tasks.detection.config import DetectionRunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medsight.engine.run import Finished, TrainingSetup
+
+log = logging.getLogger(__name__)
+
+
+def _prepare_cases(cases: list[Any], pre: Any, cfg: DetectionRunConfig, what: str) -> tuple[list, list]:
+    from medsight.tasks.detection.scan import check_ct, prepare_scan
+
+    out, skipped = [], []
+    for i, case in enumerate(cases):
+        try:
+            image = case.image()
+            check_ct(image, model="the detector", modalities=cfg.modalities)
+            scan = prepare_scan(image, pre, lung_margin_mm=cfg.detection.lung_margin_mm)
+        except MedSightError as exc:
+            skipped.append({"input": case.id, "error": str(exc)})
+            log.warning("skipped %s scan %s: %s", what, case.id, exc)
+            continue
+        out.append((case.id, scan, case.covariates["nodules"], case.covariates["excluded"]))
+        if (i + 1) % 25 == 0:
+            log.info("prepared %d/%d %s scans", i + 1, len(cases), what)
+    return out, skipped
+
+
+def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSetup:
+    from medsight.data.splits import assign_splits, split_ids
+    from medsight.engine.run import TrainingSetup
+    from medsight.tasks.detection.data import open_detection_data
+    from medsight.tasks.detection.scan import preprocessing_spec
+    from medsight.tasks.detection.task import _inference_settings
+    from medsight.tasks.detection.training import DetectionHooks, NodulePatches, TrainScan
+    from medsight.transforms.preprocess import SpacingPreprocessor
+
+    d = cfg.detection
+    data = open_detection_data(cfg.data.source, max_cases=cfg.data.max_cases)
+    how = assign_splits(data.cases, split_file=cfg.data.split_file, val_fraction=cfg.data.val_fraction,
+                        test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, source=data.source)
+    pre_spec = preprocessing_spec(d.spacing_mm, d.hu_window)
+    pre = SpacingPreprocessor(pre_spec)
+    train, skipped_train = _prepare_cases(data.split("train"), pre, cfg, "training")
+    val, skipped_val = _prepare_cases(data.split("val"), pre, cfg, "validation")
+    if not train:
+        raise DataError(f"{data.source}: no training scan could be read")
+    if not any(len(n) for _, _, n, _ in train):
+        raise DataError(f"{data.source}: the training scans hold no annotated nodule")
+    scans = [TrainScan.of(uid, scan, nod, exc) for uid, scan, nod, exc in train]
+    del train
+    dataset = NodulePatches(scans, patch_size=d.patch_size, p_nodule=d.p_nodule, p_excluded=d.p_excluded,
+                            jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed)
+    settings = _inference_settings(cfg)
+    hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings)
+    log.info("training %s on %d scans (%d nodules), validating on %d of %d", cfg.model.name, len(scans),
+             sum(len(s.nodules) for s in scans), min(len(val), d.val_cases), len(val))
+    return TrainingSetup(train=dataset, hooks=hooks, config=cfg,
+                         splits=[s for s in ("val", "test") if data.split(s)],
+                         state={"data": data, "pre_spec": pre_spec, "settings": settings, "val": val,
+                                "split": split_ids(data.cases), "split_how": how,
+                                "skipped": {"train": skipped_train[:50], "val": skipped_val[:50]}})
+
+
+def finish(task: Any, cfg: DetectionRunConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
+           results: list[Any]) -> Finished:
+    from medsight.engine.run import Finished
+    from medsight.tasks.detection.detect import detect
+    from medsight.tasks.detection.task import operating_threshold
+    from medsight.tasks.detection.training import froc_of
+
+    st, net, result = prepared.state, networks[0], results[0]
+    net.eval()
+    settings = st["settings"]
+    threshold, chosen = 0.5, "default (no validation scan with a nodule)"
+    if st["val"]:
+        detections = {uid: detect(net, scan, settings)[0] for uid, scan, _, _ in st["val"]}
+        truth = {uid: n for uid, _, n, _ in st["val"]}
+        excluded = {uid: e for uid, _, _, e in st["val"]}
+        try:
+            r = froc_of(detections, truth, excluded)
+            threshold = operating_threshold(r, cfg.detection.operating_fp_per_scan)
+            chosen = (f"lowest score at <= {cfg.detection.operating_fp_per_scan:g} false positives per scan on "
+                      f"the {len(detections)} validation scans")
+        except DataError as exc:
+            log.warning("operating threshold left at 0.5: %s", exc)
+    data = st["data"]
+    manifest: dict[str, Any] = {
+        "name": cfg.name, "version": "1.0.0", "task": "detection", "description": cfg.description,
+        "architecture": {"name": cfg.model.name, "params": dict(cfg.model.params), "spatial_dims": 3,
+                         "in_channels": 1, "num_classes": 2},
+        "preprocessing": st["pre_spec"], "detection": settings.to_dict() | {"patch_size": settings.patch_size},
+        "modalities": cfg.modalities, "labels": ["background", "nodule"],
+        "threshold": threshold, "threshold_rule": chosen,
+        "training": {"data": data.source, "split": st["split"], "split_how": st["split_how"],
+                     "n_nodules": {s: sum(len(c.covariates["nodules"]) for c in data.split(s))
+                                   for s in ("train", "val", "test")},
+                     "config": cfg.model_dump(mode="json"), "best_epoch": result.best_epoch,
+                     "best_val_cpm": round(result.best_metric, 6), "epochs_run": len(result.history),
+                     "stopped_early": result.stopped_early, "trainer_seconds": round(result.seconds, 1),
+                     "skipped_inputs": st["skipped"]},
+    }
+    return Finished(model=SavedModel(network=net, manifest=manifest),
+                    summary={"threshold": threshold, "best_epoch": result.best_epoch})

@@ -1,0 +1,188 @@
+"""What the shared trainer needs to train the nodule detector: patches, loss, validation.
+
+* :class:`TrainScan`: a prepared training scan held in memory (float16 on the network grid)
+  with its nodules and excluded annotations in grid indices.
+* :class:`NodulePatches` draws training patches: centred (with jitter) on a nodule with
+  probability ``p_nodule``, on an excluded annotation (a distractor: a vessel end-on, a scar, a
+  calcified granuloma) with ``p_excluded``, else anywhere in the lung crop. The target is a
+  ball of each nodule's diameter at its centre (the class map the network learns). Patches
+  are mirrored along every axis and turned by quarter turns in the axial plane (a nodule has no
+  handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
+  11-16-slice LIDC slabs are. The trainer re-seeds it every epoch.
+* :class:`DetectionHooks`: MONAI ``DiceCELoss`` (batch Dice over the nodule class plus
+  cross-entropy), and validation that runs the whole detector on a few validation scans and
+  scores it the LUNA16 way (``val_cpm``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsight.engine.trainer import TrainingHooks
+from medsight.metrics.froc import froc
+from medsight.metrics.luna16_csv import Finding as FrocFinding
+from medsight.metrics.luna16_csv import Nodule as FrocNodule
+from medsight.models.manifest import DetectionInference
+from medsight.tasks.detection.scan import PreparedScan
+
+__all__ = ["TrainScan", "NodulePatches", "DetectionHooks"]
+
+
+@dataclass
+class TrainScan:
+    uid: str
+    x: np.ndarray            # (z, y, x) float16, normalised
+    nodules: np.ndarray      # (N, 4): z, y, x grid index and radius in voxels
+    excluded: np.ndarray     # (M, 3): z, y, x grid index
+
+    @classmethod
+    def of(cls, uid: str, scan: PreparedScan, nodules: Sequence[Sequence[float]],
+           excluded: Sequence[Sequence[float]]) -> TrainScan:
+        sp = float(np.mean(scan.grid.spacing))
+        nod = np.zeros((0, 4))
+        if len(nodules):
+            arr = np.asarray(nodules, float)
+            nod = np.column_stack([scan.to_grid(arr[:, :3]), arr[:, 3] / 2.0 / sp])
+        exc = scan.to_grid(np.asarray(excluded, float)[:, :3]) if len(excluded) else np.zeros((0, 3))
+        return cls(uid, scan.x[0].astype(np.float16), nod, exc)
+
+
+def _patch(x: np.ndarray, centre: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` patch of ``x`` around ``centre`` (zero outside), and its corner index."""
+    size = np.asarray(size, int)
+    lo = np.round(centre).astype(int) - size // 2
+    out = np.zeros(tuple(size), np.float32)
+    src_lo = np.maximum(lo, 0)
+    src_hi = np.minimum(lo + size, x.shape)
+    if np.all(src_hi > src_lo):
+        dst_lo = src_lo - lo
+        dst_hi = dst_lo + (src_hi - src_lo)
+        out[tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))] = x[tuple(slice(a, b) for a, b in zip(src_lo, src_hi))]
+    return out, lo
+
+
+def ball_target(nodules: np.ndarray, corner: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Class map of a patch at ``corner``: 1 inside each nodule's ball."""
+    y = np.zeros(tuple(size), np.int64)
+    if not len(nodules):
+        return y
+    grids = None
+    for z, r, c, rad in nodules:
+        local = np.array([z, r, c]) - corner
+        if np.any(local + rad < 0) or np.any(local - rad > np.asarray(size) - 1):
+            continue
+        if grids is None:
+            grids = np.ogrid[tuple(slice(0, n) for n in size)]
+        d2 = sum((g - float(v)) ** 2 for g, v in zip(grids, local))
+        y[d2 <= max(rad, 0.75) ** 2] = 1
+    return y
+
+
+class NodulePatches(torch.utils.data.Dataset):
+    """Random training patches (module docstring); ``len`` is scans x ``samples_per_scan``."""
+
+    def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
+                 p_excluded: float, jitter: int, p_slab: float, samples_per_scan: int = 4, seed: int = 0) -> None:
+        if not scans:
+            raise ValueError("NodulePatches needs at least one scan")
+        self.scans = list(scans)
+        self.size = [int(s) for s in patch_size]
+        self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
+        self.samples_per_scan = int(samples_per_scan)
+        self.with_nodules = [i for i, s in enumerate(self.scans) if len(s.nodules)]
+        self.with_excluded = [i for i, s in enumerate(self.scans) if len(s.excluded)]
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.scans) * self.samples_per_scan
+
+    def _centre(self) -> tuple[TrainScan, np.ndarray]:
+        rng = self.rng
+        u = rng.random()
+        if u < self.p_nodule and self.with_nodules:
+            s = self.scans[self.with_nodules[rng.integers(len(self.with_nodules))]]
+            c = s.nodules[rng.integers(len(s.nodules)), :3] + rng.integers(-self.jitter, self.jitter + 1, 3)
+        elif u < self.p_nodule + self.p_excluded and self.with_excluded:
+            s = self.scans[self.with_excluded[rng.integers(len(self.with_excluded))]]
+            c = s.excluded[rng.integers(len(s.excluded))] + rng.integers(-self.jitter, self.jitter + 1, 3)
+        else:
+            s = self.scans[rng.integers(len(self.scans))]
+            c = np.array([rng.uniform(0, n) for n in s.x.shape])
+        return s, np.asarray(c, float)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng
+        s, c = self._centre()
+        x, corner = _patch(s.x, c, self.size)
+        y = ball_target(s.nodules, corner, self.size)
+        if rng.random() < self.p_slab:  # a thin slab: air above and below
+            half = int(rng.integers(4, 21))
+            mid = self.size[0] // 2 + int(rng.integers(-half, half + 1)) // 2
+            a, b = max(0, mid - half), min(self.size[0], mid + half)
+            x[:a] = 0.0
+            x[b:] = 0.0
+            y[:a] = 0
+            y[b:] = 0
+        for axis in range(3):
+            if rng.random() < 0.5:
+                x, y = np.flip(x, axis), np.flip(y, axis)
+        if self.size[1] == self.size[2]:
+            k = int(rng.integers(4))
+            x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(1, 2))
+        x = x * float(rng.uniform(0.95, 1.05)) + float(rng.normal(0, 0.01))
+        return (torch.from_numpy(np.ascontiguousarray(x, np.float32))[None],
+                torch.from_numpy(np.ascontiguousarray(y))[None])
+
+
+def froc_of(detections: dict[str, list[Any]], truth: dict[str, list[Sequence[float]]],
+            excluded: dict[str, list[Sequence[float]]], *, min_diameter_mm: float | None = None,
+            threshold: float | None = None, n_boot: int = 0, seed: int = 0):
+    """The FROC of per-scan detections (``center_mm`` and ``score``) against per-scan truth
+    ``(x, y, z, diameter_mm)``."""
+    ann = [FrocNodule(u, tuple(n[:3]), float(n[3])) for u, ns in truth.items() for n in ns]
+    exc = [FrocNodule(u, tuple(n[:3]), float(n[3])) for u, ns in excluded.items() for n in ns]
+    finds = [FrocFinding(u, tuple(d.center_mm), float(d.score), float(d.diameter_mm))
+             for u, ds in detections.items() for d in ds]
+    return froc(ann, finds, scans=list(detections), excluded=exc, min_diameter_mm=min_diameter_mm,
+                threshold=threshold, n_boot=n_boot, seed=seed)
+
+
+class DetectionHooks(TrainingHooks):
+    """The trainer's view of detection (module docstring)."""
+
+    def __init__(self, *, val_scans: Sequence[tuple[str, PreparedScan, list, list]],
+                 settings: DetectionInference) -> None:
+        from monai.losses import DiceCELoss
+
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
+                                  smooth_nr=1e-5, smooth_dr=1e-5)
+        self.val_scans = list(val_scans)
+        self.settings = settings
+
+    def training_step(self, network: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return self.loss_fn(network(x.contiguous(memory_format=torch.channels_last_3d)).float(), y)
+
+    def validate(self, network: torch.nn.Module) -> dict[str, float]:
+        from medsight.errors import DataError
+        from medsight.tasks.detection.detect import detect
+
+        detections, truth, excluded = {}, {}, {}
+        for uid, scan, nodules, exc in self.val_scans:
+            detections[uid] = detect(network, scan, self.settings)[0]
+            truth[uid], excluded[uid] = nodules, exc
+        network.train()
+        try:
+            r = froc_of(detections, truth, excluded)
+        except DataError:  # no nodule in the validation scans
+            return {"val_cpm": 0.0}
+        fps = float(np.mean([len(d) for d in detections.values()]))
+        return {"val_cpm": float(r.cpm), "val_sens_1fp": float(r.sensitivity_at(1.0)), "val_candidates": fps}
