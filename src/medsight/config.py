@@ -342,10 +342,10 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     """Validate a plain dict as the run config of its ``task`` (a :class:`Config` subclass)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level; got {type(data).__name__}")
-    if _task_of(data) not in RUN_CONFIGS:  # a task registered on import (detection, a plug-in): import them
-        from medsight.tasks.base import list_tasks
+    if _task_of(data) not in RUN_CONFIGS:  # a task package's own config (detection, a plug-in): import them
+        from medsight import plugins
 
-        list_tasks()
+        plugins.load()
     try:
         return _run_config_adapter().validate_python(data)
     except ValidationError as exc:

@@ -24,6 +24,8 @@ from medsight.errors import ConfigError
 __all__ = ["load", "ENV"]
 
 ENV = "MEDSIGHT_PLUGINS"
+#: MedSight's own task packages, imported the same way (first, before any plug-in).
+BUILTIN = ("medsight.tasks.classification", "medsight.tasks.segmentation", "medsight.tasks.detection")
 _loaded: set[str] = set()
 
 
@@ -35,7 +37,7 @@ def _entry_point_modules() -> tuple[str, ...]:
 
 
 def _names() -> list[str]:
-    return [*_entry_point_modules(), *(n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip())]
+    return [*BUILTIN, *_entry_point_modules(), *(n.strip() for n in os.environ.get(ENV, "").split(",") if n.strip())]
 
 
 def load() -> None:

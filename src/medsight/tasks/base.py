@@ -179,9 +179,8 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 def _load() -> None:
     from medsight import plugins
-    from medsight.tasks import classification, detection, segmentation  # noqa: F401
 
-    plugins.load()
+    plugins.load()  # the built-in task packages (plugins.BUILTIN), then the plug-ins
 
 
 def get_task(name: str) -> Task:

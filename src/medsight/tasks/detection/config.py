@@ -35,7 +35,7 @@ class DetectionSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     spacing_mm: float = Field(1.0, gt=0.2, le=4.0)          # isotropic network grid
-    patch_size: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=3, max_length=3)
+    patch_size: list[int] = Field(default_factory=lambda: [48, 48, 48], min_length=3, max_length=3)
     infer_patch_size: list[int] = Field(default_factory=lambda: [96, 96, 96], min_length=3, max_length=3)
     overlap: float = Field(0.25, ge=0, lt=1)
     hu_window: tuple[float, float] = (-1000.0, 400.0)

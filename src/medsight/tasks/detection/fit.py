@@ -62,7 +62,8 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
     scans = [TrainScan.of(uid, scan, nod, exc) for uid, scan, nod, exc in train]
     del train
     dataset = NodulePatches(scans, patch_size=d.patch_size, p_nodule=d.p_nodule, p_excluded=d.p_excluded,
-                            jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed)
+                            jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed,
+                            length=(cfg.train.steps_per_epoch or 100) * cfg.train.batch_size)
     settings = _inference_settings(cfg)
     hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings)
     log.info("training %s on %d scans (%d nodules), validating on %d of %d", cfg.model.name, len(scans),

@@ -84,16 +84,17 @@ def ball_target(nodules: np.ndarray, corner: np.ndarray, size: Sequence[int]) ->
 
 
 class NodulePatches(torch.utils.data.Dataset):
-    """Random training patches (module docstring); ``len`` is scans x ``samples_per_scan``."""
+    """Random training patches (module docstring); ``length`` patches an epoch (the trainer's
+    steps per epoch times its batch size: the index is not used, every draw is random)."""
 
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
-                 p_excluded: float, jitter: int, p_slab: float, samples_per_scan: int = 4, seed: int = 0) -> None:
+                 p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0) -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
         self.size = [int(s) for s in patch_size]
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
-        self.samples_per_scan = int(samples_per_scan)
+        self.length = int(length)
         self.with_nodules = [i for i, s in enumerate(self.scans) if len(s.nodules)]
         self.with_excluded = [i for i, s in enumerate(self.scans) if len(s.excluded)]
         self.reseed(seed)
@@ -102,7 +103,7 @@ class NodulePatches(torch.utils.data.Dataset):
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return len(self.scans) * self.samples_per_scan
+        return self.length
 
     def _centre(self) -> tuple[TrainScan, np.ndarray]:
         rng = self.rng
