@@ -115,6 +115,10 @@ class ResultStore:
             row["outputs"]["heatmap"] = o.heatmap
             if o.mask is not None:
                 row["outputs"]["mask"] = o.mask
+            if o.overlay_sop_uid is not None:
+                row["outputs"]["overlay_sop_uid"] = o.overlay_sop_uid
+            if o.crops:
+                row["outputs"]["crops"] = dict(o.crops)
         if o.received_at is not None:
             row["timings"]["total_ms"] = round((t - o.received_at) * 1000, 2)
         return row
