@@ -10,6 +10,7 @@ until it is installed, since only a trained detector finds the nodule."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -63,20 +64,26 @@ def _sr_nodules(sr) -> dict[str, dict]:
     return out
 
 
-@pytest.mark.db  # series upserts, then one result with a finding per nodule and an alert per suspicious one
-def test_the_lidc_slab_comes_back_with_its_nodule_in_an_sr_and_an_sc_and_on_the_dashboard(stack, webhook,
-                                                                                          shared_data):
-    files = sorted(shared_data(LIDC).rglob("*.dcm"))  # absolute paths: the names start with '-'
-    assert len(files) == 16
-    out = storescu(stack.orthanc.dicom_port, files, aec="ORTHANC")
-    assert out.returncode == 0, out.stdout + out.stderr
-    centre, diameter = _annotated(shared_data)
-
+def _processed(stack, shared_data) -> dict:
+    """Send the slab through Orthanc (once per stack: a second copy starts no work) and wait for
+    its result, stored and sent as SR and SC."""
     def sent():
         rs = stack.service.get(f"/api/v1/results?study_uid={STUDY}", role="reader").json()
         return rs if rs and {o["kind"] for o in rs[0]["sent"]} >= {"SR", "SC"} else None
 
+    if stack.service.get(f"/api/v1/studies/{STUDY}", role="reader").status_code == 404:
+        files = sorted(shared_data(LIDC).rglob("*.dcm"))  # absolute paths: the names start with '-'
+        assert len(files) == 16
+        out = storescu(stack.orthanc.dicom_port, files, aec="ORTHANC")
+        assert out.returncode == 0, out.stdout + out.stderr
     (res,) = wait_for(sent, timeout=600, interval=1, what="the CT slab detected and its SR and SC sent")
+    return res
+
+
+@pytest.mark.db  # series upserts, then one result with a finding per nodule and an alert per suspicious one
+def test_the_lidc_slab_comes_back_with_its_nodule_in_an_sr_and_an_sc_and_on_the_api(stack, webhook, shared_data):
+    res = _processed(stack, shared_data)
+    centre, diameter = _annotated(shared_data)
     assert res["status"] == "ok" and res["model"] == "lung-nodule-ct" and res["sop_uid"] is None, res["error"]
     study = stack.service.get(f"/api/v1/studies/{STUDY}", role="reader").json()
     (series,) = study["series"]
@@ -121,3 +128,45 @@ def test_the_lidc_slab_comes_back_with_its_nodule_in_an_sr_and_an_sc_and_on_the_
     body = wait_for(lambda: [b for b in webhook.bodies if b["study_uid"] == STUDY and
                              b["lesion_id"] == top["lesion_id"]], timeout=60, what="the nodule's webhook")
     assert body[0]["rule"] == "suspicious-nodule" and "patient_id" not in body[0]
+
+
+def test_the_dashboard_shows_the_nodule_with_its_crop(stack, shared_data):
+    import shutil
+    from pathlib import Path
+
+    from e2e.stack import TOKENS
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (run `make peers`)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    res = _processed(stack, shared_data)
+    top = res["lesions"][0]
+    diameter = next(f["value"] for f in top["findings"] if f["name"] == "nodule_diameter_mm")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=flags, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        blocked = []
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+        page.goto(stack.service.http + "/")
+        page.fill("#token", TOKENS["reader"])
+        page.click("#signin button[type=submit]")
+        row = page.locator(f"#worklist tbody tr[data-study='{STUDY}']")
+        row.wait_for(timeout=20000)
+        assert f"nodule {top['lesion_id']}:" in row.inner_text() and f"{diameter:.1f} mm" in row.inner_text()
+        row.click()
+        crop = f"tr[data-lesion='{top['lesion_id']}'] img.crop"
+        page.wait_for_function(f"() => {{ const i = document.querySelector(\"{crop}\");"
+                               " return i && i.complete && i.naturalWidth > 0; }", timeout=20000)
+        page.wait_for_function("() => { const i = document.querySelector('img.heatmap');"
+                               " return i && i.complete && i.naturalWidth > 0; }", timeout=20000)
+        assert page.evaluate("() => document.querySelector('img.heatmap').naturalWidth") == 512  # the CT slice
+        text = page.inner_text("table.lesions")
+        assert f"{diameter:.1f} mm" in text and "Lung-RADS category" in text
+        shots = Path(os.environ.get("MEDSIGHT_E2E_ARTIFACTS", "/tmp/medsight-e2e/artifacts"))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "nodule-study.png"), full_page=True)
+        browser.close()
+    assert blocked == []
