@@ -47,7 +47,8 @@ def measurements(outputs: dict[str, Any] | None) -> dict[str, float]:
     volume (``volumes_ml``) as ``volume_ml_<structure>`` (mL), the names
     :meth:`medsight.tasks.results.Result.findings` gives them now.
     """
-    out = {k: float(v) for k, v in ((outputs or {}).get("findings") or {}).items()
+    old = (outputs or {}).get("findings")  # a mapping then (a detector's outputs list its nodules here now)
+    out = {k: float(v) for k, v in (old if isinstance(old, dict) else {}).items()
            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for name, v in ((outputs or {}).get("volumes_ml") or {}).items():
         if isinstance(v, (int, float)):

@@ -77,7 +77,8 @@ def _legacy_findings(result: Any) -> list[Any]:
         out.append(Finding("decision", text=str(result.label), title="Decision"))
     for name, v in (outputs.get("volumes_ml") or {}).items():
         out.append(Finding(f"volume_ml_{name}", float(v), "mL", title=f"Volume of {name}"[:64]))
-    for name, v in (outputs.get("findings") or {}).items():
+    old = outputs.get("findings")  # a mapping then (a detector's outputs list its nodules here now)
+    for name, v in (old if isinstance(old, dict) else {}).items():
         if isinstance(v, (int, float)):
             out.append(Finding(name, float(v), "mm" if name.endswith("_mm") else "1"))
     return out
