@@ -113,3 +113,51 @@ def test_the_library_needs_neither_the_service_nor_a_database():
             "print(sorted(m for m in sys.modules if m.startswith(('medsight.service', 'sqlalchemy', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _lesion(lesion: str, mm: float, kind: str, category: str) -> list[Finding]:
+    """The findings a detector gives for one nodule (its diameter, type and Lung-RADS category)."""
+    at = {"lesion_id": lesion, "region": Region((10.0 * int(lesion), -40.0, -115.0), (mm, mm, mm))}
+    return [Finding("nodule_diameter_mm", mm, "mm", title="Nodule diameter", **at),
+            Finding("nodule_score", 0.9, "1", **at), Finding("nodule_type", text=kind, **at),
+            Finding("nodule_category", text=category, **at)]
+
+
+SUSPICIOUS = AlertRule(name="suspicious-nodule", kind="nodule", value=8, category="4A", priority="high")
+
+
+def test_a_nodule_rule_fires_once_per_nodule_of_its_size_or_category_naming_the_lesion():
+    findings = [Finding("nodule_count", 4.0), *_lesion("1", 23.1, "solid", "4B"), *_lesion("2", 5.2, "solid", "2"),
+                *_lesion("3", 7.0, "part-solid", "4A"),  # under 8 mm, but its solid component makes it 4A
+                *_lesion("4", 9.0, "ground-glass", "2")]  # 9 mm, though only category 2
+    fired = evaluate_rules([SUSPICIOUS], model="lung-nodule-ct", positive=None, score=0.9, label="4 nodules",
+                           threshold=0.5, findings=findings, previous=None)
+    assert [(f.rule, f.lesion_id) for f in fired] == [("suspicious-nodule", "1"), ("suspicious-nodule", "3"),
+                                                      ("suspicious-nodule", "4")]
+    assert fired[0].message == "lung-nodule-ct: nodule 1: 23.1 mm, solid, Lung-RADS 4B (≥ 8 mm or ≥ 4A)"
+    assert "7.0 mm, part-solid, Lung-RADS 4A" in fired[1].message and fired[0].priority == "high"
+    by_size = AlertRule(name="big", kind="nodule", value=8)
+    by_category = AlertRule(name="cat", kind="nodule", category="4B")
+    fired = evaluate_rules([by_size, by_category], model="m", positive=None, score=None, label=None,
+                           threshold=None, findings=findings, previous=None)
+    assert [(f.rule, f.lesion_id) for f in fired] == [("big", "1"), ("big", "4"), ("cat", "1")]
+    assert evaluate_rules([SUSPICIOUS], model="m", positive=None, score=None, label=None, threshold=None,
+                          findings=[Finding("nodule_count", 0.0)], previous=None) == []  # no nodule, no alert
+
+
+def test_a_nodule_rule_reads_a_nodule_without_a_lesion_id_and_a_category_it_cannot_order():
+    (one,) = evaluate_rules([SUSPICIOUS], model="m", positive=None, score=None, label=None, threshold=None,
+                            findings={"nodule_diameter_mm": 9.0}, previous=None)
+    assert one.lesion_id is None and one.message == "m: nodule: 9.0 mm (≥ 8 mm or ≥ 4A)"
+    odd = [Finding("nodule_diameter_mm", 5.0, "mm", lesion_id="1"), Finding("nodule_category", text="C", lesion_id="1")]
+    assert evaluate_rules([SUSPICIOUS], model="m", positive=None, score=None, label=None, threshold=None,
+                          findings=odd, previous=None) == []  # "C" is not a Lung-RADS category: not comparable
+
+
+def test_a_nodule_rule_needs_a_size_or_a_category_and_a_category_is_checked():
+    with pytest.raises(ValidationError, match="needs a value .mm., a category, or both"):
+        AlertRule(name="n", kind="nodule")
+    with pytest.raises(ValidationError, match="category must be one of"):
+        AlertRule(name="n", kind="nodule", category="5")
+    with pytest.raises(ValidationError, match="read by kind nodule only"):
+        AlertRule(name="n", kind="nodule_mm", value=8, category="4A")

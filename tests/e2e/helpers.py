@@ -136,3 +136,15 @@ def check_seg_and_sr(stack: Any, series: dict[str, Any], *, destination: str, ti
         assert unit == "mL" and abs(value - volumes[name]) < 1e-3
         assert abs(volumes[name] - ref) <= 0.15 * ref, f"{name}: {volumes[name]:.3f} mL vs reference {ref:.3f} mL"
     return res
+
+
+def nodule_model() -> str | None:
+    """The ``lung-nodule-ct`` model's folder (shipped in the zoo, or on ``MEDSIGHT_MODEL_PATH``),
+    or None when it is not installed."""
+    from medsight.errors import MedSightError
+    from medsight.models.saved import resolve_model_path
+
+    try:
+        return str(resolve_model_path("lung-nodule-ct"))
+    except MedSightError:
+        return None

@@ -50,6 +50,24 @@ def test_shipped_example_config_is_valid():
     assert "hippocampus-mri" in cfg.models and cfg.outputs.send_seg
 
 
+def test_the_example_config_routes_chest_ct_to_the_nodule_detector_by_body_part_or_description():
+    from pathlib import Path
+
+    cfg = load_service_config(Path(__file__).parents[2] / "configs" / "service.yaml")
+    router = Router(cfg.routing, {"lung-nodule-ct": 3, "pneumonia-xray": 2})
+
+    def nodule(modality, body_part=None, description=None):
+        return "lung-nodule-ct" in router.match(InstanceFacts(modality, body_part, description)).series_models
+
+    assert nodule("CT", "CHEST") and nodule("CT", "lung") and nodule("CT", "THORAX")  # the LIDC slabs say CHEST
+    assert nodule("CT", None, "Thorax 1.25 mm") and nodule("CT", "", "LUNG SCREENING")  # no body part: description
+    assert not nodule("CT", None, "ABDOMEN PELVIS") and not nodule("CT", None, None)
+    assert not nodule("CT", "ABDOMEN", "chest abdomen")  # a body part that is given decides
+    assert not nodule("MR", "CHEST") and not nodule("CR", "CHEST")
+    (rule,) = [r for r in cfg.alerts.rules if r.kind == "nodule"]
+    assert (rule.value, rule.category, rule.model) == (8, "4A", "lung-nodule-ct")
+
+
 def test_router_splits_2d_3d_and_missing_models():
     routes = [RouteConfig(name="cxr", modalities=["CR", "DX"], body_parts=["CHEST"], models=["pneu"]),
               RouteConfig(name="ct", modalities=["CT"], models=["nodule", "ct3d"]),

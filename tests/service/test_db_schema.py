@@ -23,6 +23,7 @@ def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(url):
         db.create_all()
         with db.engine.begin() as conn:  # make it look like the schema before issue 8
             conn.execute(text("ALTER TABLE jobs DROP COLUMN crashes"))
+            conn.execute(text("ALTER TABLE alerts DROP COLUMN lesion_id"))  # before alerts per nodule (issue 10)
             conn.execute(text("DROP TABLE result_outputs"))  # as it was: sent_at required, no delivery columns
             serial = "SERIAL" if db.engine.dialect.name == "postgresql" else "INTEGER"
             conn.execute(text(f"CREATE TABLE result_outputs (id {serial} PRIMARY KEY, result_id INTEGER NOT NULL "
@@ -42,6 +43,7 @@ def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(url):
         db.create_all()
         db.create_all()  # idempotent
         assert "crashes" in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+        assert "lesion_id" in {c["name"] for c in inspect(db.engine).get_columns("alerts")}
         with db.read() as s:
             job = s.scalar(select(Job).where(Job.key == "old-job"))
         assert job.status == "pending" and job.crashes == 0

@@ -52,3 +52,11 @@ def test_a_result_stored_before_the_findings_table_keeps_its_measurements_and_sr
     assert stored_measurements(old) == {"volume_ml_Anterior": 2.0, "nodule_diameter_mm": 9.0}
     assert [(f.display_name, f.value, f.unit) for f in _findings(old)] == [("Volume of Anterior", 2.0, "mL"),
                                                                           ("nodule diameter mm", 9.0, "mm")]
+
+
+def test_a_stored_detection_result_without_findings_rows_reads_its_nodule_list_as_no_legacy_findings():
+    from medsight.service.result_store import stored_measurements
+    from medsight.service.results_out import _findings
+
+    listed = Result(outputs={"findings": [{"lesion_id": "1", "diameter_mm": 9.0}]}, label=None, threshold=None)
+    assert stored_measurements(listed) == {} and _findings(listed) == []  # a list is not the old name → value map

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from blobsize import BlobSizeResult
+from medsight.tasks.detection import DetectionResult, NoduleFinding
 from medsight.tasks.results import ClassificationResult, PredictionError, Provenance, SegmentationResult
 from support.series_dicom import write_series
 
@@ -44,6 +45,27 @@ def segmentation(image) -> SegmentationResult:
                               provenance=provenance(image))
 
 
+def detection(image) -> DetectionResult:
+    """Two nodules on ``image`` (each with its crop) and the overlay of the top one's slice."""
+    centre_voxel = [[2.0, 5.0, 4.0], [1.0, 8.0, 7.0]]
+    nodules = []
+    for i, (v, d, kind, cat) in enumerate(zip(centre_voxel, (9.5, 4.2), ("solid", "ground-glass"), ("4A", "2"))):
+        world = image.affine @ [*v, 1.0]  # array index (slice, row, column) → LPS mm
+        crop = np.zeros((8, 8, 3), np.uint8)
+        crop[2:6, 2:6] = (255, 64, 64) if i == 0 else (255, 200, 0)
+        nodules.append(NoduleFinding(lesion_id=str(i + 1), center_mm=[float(t) for t in world[:3]], center_voxel=v,
+                                     diameter_mm=d, volume_ml=round(np.pi / 6 * d**3 / 1000, 5), score=0.9 - 0.3 * i,
+                                     type=kind, solid_diameter_mm=d if kind == "solid" else 0.0, category=cat,
+                                     size_mm=[d, d, d], crop=crop))
+    overlay = np.zeros((*image.shape[-2:], 3), np.uint8)
+    overlay[4:7, 3:6] = (255, 64, 64)
+    z = 2
+    return DetectionResult(input=str(image.source or "ct"), nodules=nodules, threshold=0.5, n_candidates=7,
+                           lungs={"found": True, "volumes_ml": {"left": 1.0, "right": 1.1}, "reason": None},
+                           provenance=provenance(image), overlay=overlay, overlay_slice=z,
+                           overlay_source=image.meta["source_files"][z])
+
+
 def examples(image) -> dict[type, list]:
     """Result type → example results (and the model their CSV columns are for)."""
     return {
@@ -53,6 +75,9 @@ def examples(image) -> dict[type, list]:
         SegmentationResult: [segmentation(image)],
         BlobSizeResult: [BlobSizeResult(input="blob.png", diameter_mm=12.5, provenance=provenance(image))],
         PredictionError: [PredictionError(input="bad.png", error="not an image", error_type="UnsupportedFormatError")],
+        DetectionResult: [detection(image), DetectionResult(input="empty-ct", nodules=[], threshold=0.5,
+                                                            n_candidates=0, lungs={"found": False}, provenance=
+                                                            provenance(image))],
     }
 
 

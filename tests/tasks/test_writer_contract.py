@@ -57,16 +57,49 @@ def _db(w, r, image, tmp_path):
     assert json.loads(path.read_text()) == _plain_json(row["outputs"])
 
 
-def _sr_numbers(ds) -> dict[str, tuple[float, str]]:
+def _sr_groups(path) -> dict[str, dict]:
+    """Each measurement group of an SR as highdicom reads it back: tracking identifier →
+    numbers (meaning → (value, UCUM unit)), texts (meaning → value's meaning), finding type
+    and site, and centre (the SCOORD3D point of a planar ROI group, with its frame of reference)."""
+    content = hd.sr.srread(path).content
     out = {}
-    for item in ds.ContentSequence:
-        for sub in getattr(item, "ContentSequence", []):
-            for m in getattr(sub, "ContentSequence", []):
-                if m.ValueType == "NUM":
-                    mv = m.MeasuredValueSequence[0]
-                    out[m.ConceptNameCodeSequence[0].CodeMeaning] = (float(mv.NumericValue),
-                                                                     mv.MeasurementUnitsCodeSequence[0].CodeValue)
+    for g in [*content.get_image_measurement_groups(), *content.get_planar_roi_measurement_groups()]:
+        roi = getattr(g, "roi", None)
+        texts = {q.name.meaning: q.value.meaning for q in g.get_qualitative_evaluations()}
+        texts.pop("Geometric purpose of region", None)  # how the region is meant: checked below
+        assert g.tracking_identifier not in out, f"two groups tracked as {g.tracking_identifier}"
+        out[g.tracking_identifier] = {
+            "uid": str(g.tracking_uid),
+            "numbers": {m.name.meaning: (pytest.approx(m.value, abs=1e-3), m.unit.value) for m in g.get_measurements()},
+            "texts": texts, "finding": None if g.finding_type is None else g.finding_type.meaning,
+            "sites": [s.value.meaning for s in g.finding_sites],
+            "centre": None if roi is None else (roi.graphic_type.value, [float(v) for v in np.ravel(roi.value)],
+                                                str(roi.frame_of_reference_uid))}
     return out
+
+
+def _expected_groups(r, title: str) -> dict[str, dict]:
+    """What the SR of ``r`` must hold: one group of the findings without a lesion, tracked as
+    ``title``, and one per lesion, tracked as ``"<kind> <id>"``, located at its region's centre."""
+    from medsight.io.dicom_out.codes import FINDING_CONCEPTS, lesion_kind
+
+    groups: dict[str, dict] = {}
+    lesions: dict[str, list] = {}
+    for f in r.findings():
+        if f.lesion_id is not None:
+            lesions.setdefault(f.lesion_id, []).append(f)
+    plain = [f for f in r.findings() if f.lesion_id is None]
+    for key, fs in ([(title, plain)] if plain else []) + list(lesions.items()):
+        meaning = {f.name: FINDING_CONCEPTS.get(f.name, ("", "", f.display_name))[2] for f in fs}
+        g = {"numbers": {meaning[f.name]: (f.value, f.unit) for f in fs if f.value is not None},
+             "texts": {meaning[f.name]: f.text for f in fs if f.text is not None}}
+        if key != title or not plain:
+            kind = lesion_kind([f.name for f in fs])
+            key = f"{kind.label} {key}"
+            g.update(finding=kind.finding_type[2], sites=[kind.finding_site[2]] if kind.finding_site else [],
+                     centre=next(f.region.center_mm for f in fs if f.region is not None))
+        groups[key] = g
+    return groups
 
 
 def _evidence_uids(ds) -> set[str]:
@@ -86,11 +119,21 @@ def _sr(w, r, image, tmp_path):
     assert back.StudyInstanceUID == image.study_uid and back.SeriesInstanceUID != image.series_uid
     assert back.PatientID == source_datasets(image)[0].PatientID
     assert _evidence_uids(back) == set(image.sop_uids)  # it references the images it was made from
-    numbers = {f.display_name: (f.value, f.unit) for f in r.findings() if f.value is not None}
-    got = _sr_numbers(back)
-    assert set(got) == set(numbers)
-    for name, (value, unit) in numbers.items():
-        assert got[name] == (pytest.approx(value, abs=1e-3), unit)
+    got, expected = _sr_groups(path), _expected_groups(r, "MedSight m")
+    assert set(got) == set(expected)  # one group per lesion, one for the rest
+    for key, want in expected.items():
+        assert got[key]["numbers"] == want["numbers"], key
+        assert got[key]["texts"] == want["texts"], key
+        if "centre" in want:  # a lesion: what it is, where, and a tracking UID of its own
+            assert (got[key]["finding"], got[key]["sites"]) == (want["finding"], want["sites"])
+            kind, point, frame = got[key]["centre"]
+            assert kind == "POINT" and frame == image.frame_of_reference_uid
+            assert point == pytest.approx(list(want["centre"]), abs=1e-3)
+    assert len({g["uid"] for g in got.values()}) == len(got)
+    again = w(r, source_datasets(image), algorithm=Algorithm("m", "1.0.0"), title="MedSight m",
+              sop_uid=back.SOPInstanceUID)  # the same SR UID: the same tracking UIDs (a re-sent SR is the same)
+    assert {k: g["uid"] for k, g in _sr_groups(write_dicom(again, tmp_path / "again.dcm")).items()} == {
+        k: g["uid"] for k, g in got.items()}
 
 
 def _lps_of_voxel(sources, col: int, row: int, slice_: int) -> np.ndarray:
@@ -141,7 +184,14 @@ def _seg(w, r, image, tmp_path):
 
 def _sc(w, r, image, tmp_path):
     sources = source_datasets(image)
-    assert w(r, sources, algorithm=Algorithm("m", "1.0.0")) is None  # no overlay given, none in the result
+    own = next((a for a in r.artifacts() if a.kind == "overlay"), None)
+    if own is None:
+        assert w(r, sources, algorithm=Algorithm("m", "1.0.0")) is None  # no overlay given, none in the result
+    else:  # the result's overlay, on the source of the slice it shows (given, or its file re-read)
+        for i, ds in enumerate((w(r, sources, algorithm=Algorithm("m", "1.0.0")), w(r))):
+            back = pydicom.dcmread(write_dicom(ds, tmp_path / f"own{i}.dcm"))
+            assert np.array_equal(back.pixel_array, own.value) and back.StudyInstanceUID == image.study_uid
+            assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == image.sop_uids[own.slice_index]
     rgb = np.zeros((image.shape[-2], image.shape[-1], 3), np.uint8)
     rgb[2:5, 3:7] = (255, 0, 0)  # a red patch where the heatmap is hot
     ds = w(r, sources, algorithm=Algorithm("m", "1.0.0"), overlay=rgb, series_description="MedSight m heatmap")
@@ -153,7 +203,33 @@ def _sc(w, r, image, tmp_path):
     assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == sources[0].SOPInstanceUID
 
 
-CALLS = {"json": _json, "csv": _csv, "db": _db, "sr": _sr, "nifti": _nifti, "seg": _seg, "sc": _sc}
+def _png(w, r, image, tmp_path):
+    from PIL import Image as PILImage
+
+    own = next((a for a in r.artifacts() if a.kind == "overlay"), None)
+    path = w(r, tmp_path / "overlay.png")
+    if own is None:
+        assert path is None and not list(tmp_path.iterdir())
+        return
+    with PILImage.open(path) as im:
+        assert im.format == "PNG" and np.array_equal(np.asarray(im.convert("RGB")), own.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]  # written whole, no temporary left
+
+
+def _crops(w, r, image, tmp_path):
+    from PIL import Image as PILImage
+
+    crops = [a for a in r.artifacts() if a.kind == "crop"]
+    paths = w(r, tmp_path, "case")
+    assert [p.name for p in paths] == [f"case_{next(iter(a.labels.values())).replace(' ', '')}.png" for a in crops]
+    for p, a in zip(paths, crops):
+        with PILImage.open(p) as im:
+            assert np.array_equal(np.asarray(im.convert("RGB")), a.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
+CALLS = {"json": _json, "csv": _csv, "db": _db, "sr": _sr, "nifti": _nifti, "seg": _seg, "sc": _sc, "png": _png,
+         "crops": _crops}
 
 
 def test_every_registered_format_says_how_it_is_read_back():
@@ -183,6 +259,23 @@ def test_output_folder_writes_a_segmentation_as_nifti_and_seg_and_a_classificati
     assert again != first and again.name.startswith(first.name.removesuffix("_seg.nii.gz"))
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".dcm", ".dcm", ".gz", ".gz"]
     assert folder.write(cls) is None and "output" not in cls.to_dict()
+
+
+def test_output_folder_writes_a_detection_as_overlay_png_and_sc_and_a_crop_per_nodule(examples, image, tmp_path):
+    from PIL import Image as PILImage
+
+    det, empty = examples[rf.DetectionResult]
+    folder = OutputFolder(tmp_path / "out")
+    first = folder.write(det)
+    case = first.name.removesuffix("_overlay.png")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted([f"{case}_overlay.png", f"{case}_overlay.dcm", f"{case}_nodule1.png", f"{case}_nodule2.png"])
+    assert det.output == str(first)  # the JSON names the overlay written
+    sc = pydicom.dcmread(tmp_path / "out" / f"{case}_overlay.dcm")  # the SC of the overlay, on its slice
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == image.sop_uids[det.overlay_slice]
+    with PILImage.open(tmp_path / "out" / f"{case}_nodule2.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), det.nodules[1].crop)
+    assert folder.write(empty) is None  # no nodule: no picture
 
 
 def test_a_format_a_type_has_no_writer_for_is_a_clear_error_not_a_guess(examples):

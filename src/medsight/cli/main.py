@@ -157,7 +157,8 @@ def predict(
         help="Files or folders (DICOM, NIfTI, MetaImage, PNG, JPEG, TIFF, NumPy).")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON here.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV here.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for output masks (segmentation).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for output files: masks (NIfTI, DICOM SEG), "
+                                                               "overlays (PNG, DICOM SC), crops (PNG).")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""

@@ -33,20 +33,21 @@ def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_k
         s: the session of the transaction that stores the result.
         firings: what :func:`medsight.alerts.evaluate_rules` returned for the result.
         actor: who raised them (the worker), for the audit.
-        result_key, result_id: the result's key and id; an alert's key is the result's key and
-            its rule, so a re-run raises nothing twice.
+        result_key, result_id: the result's key and id; an alert's key is the result's key, its
+            rule and, for a rule that fires per lesion, the lesion id, so a re-run raises nothing twice.
         study_uid, patient_id: copied onto the alert for the worklist.
         webhook: whether ``alerts.webhook`` is configured.
     """
     out = []
     for f in firings:
-        alert = Alert(key=f"{result_key}|{f.rule}", result_id=result_id, rule=f.rule, priority=f.priority,
+        key = f"{result_key}|{f.rule}" + ("" if f.lesion_id is None else f"|{f.lesion_id}")
+        alert = Alert(key=key[:200], result_id=result_id, rule=f.rule, lesion_id=f.lesion_id, priority=f.priority,
                       rank=PRIORITY_RANK[f.priority], message=f.message, study_uid=study_uid, patient_id=patient_id,
                       webhook_status="pending" if webhook else "none", created_at=now())
         s.add(alert)
         s.flush()
         audit.record(s, actor, "alert", "alert", str(alert.id), result_id=result_id, rule=f.rule,
-                     priority=f.priority)
+                     priority=f.priority, **({} if f.lesion_id is None else {"lesion_id": f.lesion_id}))
         if webhook:
             enqueue(s, "webhook", f"webhook:{alert.id}", {"alert_id": alert.id}, priority=8)
         out.append(alert)
@@ -56,7 +57,8 @@ def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_k
 def webhook_payload(alert: Any, result: Any, *, include_patient_id: bool, public_url: str | None) -> dict[str, Any]:
     """The JSON posted for one alert (no patient identifiers unless configured)."""
     body = {"alert_id": alert.id, "rule": alert.rule, "priority": alert.priority, "message": alert.message,
-            "study_uid": alert.study_uid, "series_uid": result.series_uid, "sop_uid": result.sop_uid,
+            "lesion_id": alert.lesion_id, "study_uid": alert.study_uid, "series_uid": result.series_uid,
+            "sop_uid": result.sop_uid,
             "model": result.model, "model_version": result.model_version, "score": result.score,
             "label": result.label, "created_at": alert.created_at}
     if include_patient_id:

@@ -44,13 +44,34 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def finding_dict(f: Any) -> dict[str, Any]:
+    """One stored finding (a row of the findings table)."""
+    return {"name": f.name, "title": f.title, "value": f.value, "unit": f.unit, "text": f.text,
+            "lesion_id": f.lesion_id, "region": f.region}
+
+
+def lesions(r: Result, crops: dict[str, Any]) -> list[dict[str, Any]]:
+    """A result's lesions (a detector's nodules), in the order of its findings: each lesion's id,
+    region (patient mm, LPS), findings and the URL of its crop picture."""
+    items: dict[str, list[Any]] = {}
+    for f in r.findings or []:
+        if f.lesion_id is not None:
+            items.setdefault(f.lesion_id, []).append(f)
+    return [{"lesion_id": lid, "region": next((f.region for f in fs if f.region), None),
+             "findings": [{k: v for k, v in finding_dict(f).items() if k not in ("lesion_id", "region")} for f in fs],
+             "crop_url": f"/api/v1/results/{r.id}/lesions/{lid}/crop.png" if lid in crops else None}
+            for lid, fs in items.items()]
+
+
 def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Alert] | None = None,
                 outputs: list[ResultOutput] | None = None) -> dict[str, Any]:
-    """A result as the API shows it (files by URL, never by their path on the server)."""
+    """A result as the API shows it (files by URL, never by their path on the server), with its
+    findings as stored and its lesions (a detector's nodules, each with its crop's URL)."""
     shown = dict(r.outputs or {})
     mask = shown.get("mask")
     if isinstance(mask, dict):
         shown["mask"] = {k: v for k, v in mask.items() if k != "path"}
+    crops = shown.pop("crops", None) or {}
     return {"id": r.id, "status": r.status, "model": r.model, "model_version": r.model_version,
             "weights_sha256": r.weights_sha256, "input_sha256": r.input_sha256, "study_uid": r.study_uid,
             "series_uid": r.series_uid, "sop_uid": r.sop_uid, "patient_id": r.patient_id, "label": r.label,
@@ -60,6 +81,7 @@ def result_dict(r: Result, suggestion: Suggestion | None = None, alerts: list[Al
             "overlay_url": f"/api/v1/results/{r.id}/overlay.png" if r.overlay_path else None,
             "mask_url": f"/api/v1/results/{r.id}/mask.nii.gz" if isinstance(mask, dict) else None,
             "image_url": f"/api/v1/instances/{r.sop_uid}/image.png" if r.sop_uid else None,
+            "findings": [finding_dict(f) for f in r.findings or []], "lesions": lesions(r, crops),
             "suggestion": None if suggestion is None else {"suggestion": suggestion.suggestion,
                                                            "reasons": suggestion.reasons},
             "alerts": [alert_dict(a) for a in alerts or []],
@@ -77,7 +99,8 @@ def delivery_dict(o: ResultOutput) -> dict[str, Any]:
 
 
 def alert_dict(a: Alert) -> dict[str, Any]:
-    return {"id": a.id, "rule": a.rule, "priority": a.priority, "rank": a.rank, "message": a.message,
+    return {"id": a.id, "rule": a.rule, "lesion_id": a.lesion_id, "priority": a.priority, "rank": a.rank,
+            "message": a.message,
             "study_uid": a.study_uid, "patient_id": a.patient_id, "result_id": a.result_id,
             "webhook_status": a.webhook_status, "webhook_attempts": a.webhook_attempts,
             "webhook_error": a.webhook_error, "acknowledged_by": a.acknowledged_by, "created_at": _iso(a.created_at)}
@@ -120,6 +143,8 @@ def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
             if st.get("top_score") is None or (r.score or 0) > st["top_score"]:
                 st.update(top_score=r.score, top_label=r.label, top_model=r.model, positive=r.positive)
             st["n_results"] = st.get("n_results", 0) + 1
+            for lesion in lesions(r, (r.outputs or {}).get("crops") or {}):  # a finding per nodule
+                st.setdefault("lesions", []).append({"result_id": r.id, "model": r.model, **lesion})
     from medsight.alerts import PRIORITY_RANK
 
     names = {v: k for k, v in PRIORITY_RANK.items()}
@@ -127,6 +152,7 @@ def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
     for uid, st in studies.items():
         rank = int(ranks.get(uid) or 0)
         st.update(priority=names.get(rank, "routine"), priority_rank=rank, n_alerts=int(n_alerts.get(uid, 0)))
+        st.setdefault("lesions", [])
         out.append(st)
     out.sort(key=lambda st: (-st["priority_rank"], -(st.get("top_score") or 0.0), -st["last_received"]))
     for st in out:
@@ -205,6 +231,16 @@ def overlay(request: Request, result_id: int, _: Principal = Depends(require("re
     with _ctx(request).db.read() as s:
         r = s.get(Result, result_id)
         return _png(r.overlay_path if r else None)
+
+
+@router.get("/results/{result_id}/lesions/{lesion_id}/crop.png", tags=["query"])
+def lesion_crop(request: Request, result_id: int, lesion_id: str, _: Principal = Depends(require("read"))) -> Response:
+    """A lesion's crop picture (a nodule: the axial slice through its centre, 64 mm across, in the lung window)."""
+    _known_id(result_id, "result")
+    with _ctx(request).db.read() as s:
+        r = s.get(Result, result_id)
+        path = ((r.outputs or {}).get("crops") or {}).get(lesion_id) if r else None
+    return _png(path)
 
 
 @router.get("/results/{result_id}/mask.nii.gz", tags=["query"])

@@ -1,5 +1,6 @@
 """What a worker stores beside a result: its mask as a NIfTI file, a picture of the mask over
-its image, and a heatmap overlay for models that can be explained.
+its image, a heatmap overlay for models that can be explained, a result's own overlay (a
+detector's slice with its findings circled) and a crop picture per lesion.
 
 Files live under ``storage/masks/<study>/`` and ``storage/overlays/<study>/``, named after
 the result (a re-run writes the same files); the :class:`~medsight.service.outcome.Outcome`
@@ -39,15 +40,23 @@ class Artifacts:
         self.masks = cfg.storage_path / "masks"
 
     def add(self, o: Outcome, image: Any, result: Any) -> None:
-        """Store a result's artifacts: a mask as a NIfTI file with its picture over the image.
+        """Store a result's artifacts: a mask as a NIfTI file with its picture over the image; an
+        overlay as the result's PNG (with the SOPInstanceUID of the slice it shows, which its SC
+        references); each lesion's crop as a PNG.
 
         Raises:
-            WriteError: the mask file cannot be written.
+            WriteError: a file cannot be written.
         """
         for artifact in result.artifacts():
             if artifact.kind == "mask":
                 o.mask = self._save_mask(o, result, artifact.value)
                 self._mask_overlay(o, image, artifact.value)
+            elif artifact.kind == "overlay":
+                self._write_overlay(o, artifact.value)
+                o.overlay_sop_uid = _slice_sop_uid(image, artifact.slice_index)
+            elif artifact.kind == "crop":
+                for lesion, label in artifact.labels.items():
+                    o.crops[str(lesion)] = self._write_crop(o, artifact.value, label)
 
     def explain(self, o: Outcome, image: Any) -> None:
         """Store a heatmap overlay of a 2D image when the model's config asks for one and its
@@ -98,6 +107,17 @@ class Artifacts:
         PILImage.fromarray(rgb).save(path)
         o.overlay_path = str(path)
 
+    def _write_crop(self, o: Outcome, rgb: Any, label: str) -> str:
+        """Store one lesion's crop as ``storage/overlays/<study>/<series>.<model>.<label>.png``."""
+        from PIL import Image as PILImage
+
+        from medsight.tasks.writers import crop_name
+
+        path = self.overlays / o.study_uid / f"{o.sop_uid or o.series_uid}.{o.info.model_name}.{crop_name(label)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(rgb).save(path)
+        return str(path)
+
     def _save_mask(self, o: Outcome, result: Any, mask: Any) -> dict[str, Any]:
         """Write a result's label mask as NIfTI in the input's geometry (its ``nifti`` writer),
         under ``storage/masks/<study>/``, named after the result's key (a re-run writes the same file).
@@ -115,3 +135,12 @@ class Artifacts:
         path = self.masks / o.study_uid / f"{o.series_uid}.{o.info.model_name}.{name}.nii.gz"
         write(result, "nifti", path)
         return {"path": str(path), "format": "nifti", "sop_uids": list(mask.sop_uids)}
+
+
+def _slice_sop_uid(image: Any, index: int | None) -> str | None:
+    """The SOPInstanceUID of slice ``index`` of a series read from DICOM (None: not one slice,
+    or slices without their own instance, e.g. filled-in gaps)."""
+    uids = list(getattr(image, "sop_uids", None) or [])
+    if index is None or len(uids) != image.shape[0] or not 0 <= index < len(uids):
+        return None
+    return str(uids[index]) or None

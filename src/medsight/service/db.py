@@ -207,11 +207,15 @@ class ResultOutput(Base):
 
 
 class Alert(Base):
+    """A rule that fired on a result (unique per result, rule and lesion: a ``nodule`` rule
+    raises one alert per nodule, ``lesion_id`` naming it)."""
+
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
     rule: Mapped[str] = mapped_column(String(80))
+    lesion_id: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16))
     rank: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)

@@ -30,9 +30,11 @@ class Outcome:
     sop_uid: str | None
     patient_id: str | None
     received_at: float | None
-    result: Any = None  # ClassificationResult / SegmentationResult
+    result: Any = None  # a task's Result (ClassificationResult, SegmentationResult, DetectionResult...)
     error: str | None = None
     overlay_path: str | None = None
+    overlay_sop_uid: str | None = None  # the slice of a series the overlay shows (its SC references it)
     heatmap: str | None = None
     mask: dict[str, Any] | None = None  # where a segmentation's mask file is, and its source instances
+    crops: dict[str, str] = field(default_factory=dict)  # lesion id → its crop's PNG file
     timings: dict[str, float] = field(default_factory=dict)

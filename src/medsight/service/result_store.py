@@ -47,7 +47,8 @@ def measurements(outputs: dict[str, Any] | None) -> dict[str, float]:
     volume (``volumes_ml``) as ``volume_ml_<structure>`` (mL), the names
     :meth:`medsight.tasks.results.Result.findings` gives them now.
     """
-    out = {k: float(v) for k, v in ((outputs or {}).get("findings") or {}).items()
+    old = (outputs or {}).get("findings")  # a mapping then (a detector's outputs list its nodules here now)
+    out = {k: float(v) for k, v in (old if isinstance(old, dict) else {}).items()
            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for name, v in ((outputs or {}).get("volumes_ml") or {}).items():
         if isinstance(v, (int, float)):
@@ -115,6 +116,10 @@ class ResultStore:
             row["outputs"]["heatmap"] = o.heatmap
             if o.mask is not None:
                 row["outputs"]["mask"] = o.mask
+            if o.overlay_sop_uid is not None:
+                row["outputs"]["overlay_sop_uid"] = o.overlay_sop_uid
+            if o.crops:
+                row["outputs"]["crops"] = dict(o.crops)
         if o.received_at is not None:
             row["timings"]["total_ms"] = round((t - o.received_at) * 1000, 2)
         return row

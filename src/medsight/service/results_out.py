@@ -1,6 +1,6 @@
-"""Results back to the PACS: an SR with the findings, a Secondary Capture with the heatmap
-overlay, a SEG for masks, built by :mod:`medsight.io.dicom_out` and sent by C-STORE
-(pynetdicom) or STOW-RS (dicomweb-client).
+"""Results back to the PACS: an SR with the findings, a Secondary Capture with the overlay
+(heatmap, mask picture, detections), a SEG for masks, built by :mod:`medsight.io.dicom_out`
+and sent by C-STORE (pynetdicom) or STOW-RS (dicomweb-client).
 
 The UIDs of every object are derived from the result's key, so a result sent twice (its
 worker was killed after sending, before acknowledging) is the same instance twice, and the
@@ -77,7 +77,8 @@ def _legacy_findings(result: Any) -> list[Any]:
         out.append(Finding("decision", text=str(result.label), title="Decision"))
     for name, v in (outputs.get("volumes_ml") or {}).items():
         out.append(Finding(f"volume_ml_{name}", float(v), "mL", title=f"Volume of {name}"[:64]))
-    for name, v in (outputs.get("findings") or {}).items():
+    old = outputs.get("findings")  # a mapping then (a detector's outputs list its nodules here now)
+    for name, v in (old if isinstance(old, dict) else {}).items():
         if isinstance(v, (int, float)):
             out.append(Finding(name, float(v), "mm" if name.endswith("_mm") else "1"))
     return out
@@ -115,12 +116,24 @@ def _seg(result: Any, sources: list[Any], algo: Any) -> Any | None:
         raise WriteError(f"result {result.id}: {exc}") from exc
 
 
+def _overlay_source(result: Any, sources: list[Any]) -> Any | None:
+    """The source an overlay was drawn on: the result's single instance, or the slice of its
+    series the overlay shows (``overlay_sop_uid``, a detector's slice through its top finding);
+    None when that is not known (a 3D mask's picture is not sent as an SC)."""
+    if len(sources) == 1:
+        return sources[0]
+    uid = (result.outputs or {}).get("overlay_sop_uid")
+    return next((ds for ds in sources if uid and str(ds.get("SOPInstanceUID", "")) == uid), None)
+
+
 def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[OutputObject]:
     """The DICOM objects for one stored result.
 
-    An SR with the findings (probabilities, decision, structure volumes in mL...), a Secondary
-    Capture of the heatmap overlay of a single image, and a SEG of a segmentation's mask (none
-    when the mask is empty). Every UID derives from the result's key.
+    An SR with the findings (probabilities, decision, structure volumes in mL, a measurement
+    group per nodule...), a Secondary Capture of the overlay (the heatmap or mask picture of a
+    single image, or a detector's picture of the slice through its top finding, on that
+    slice), and a SEG of a segmentation's mask (none when the mask is empty). Every UID derives
+    from the result's key.
 
     Args:
         result: a :class:`~medsight.service.db.Result` row with status ``ok``.
@@ -142,13 +155,15 @@ def build_outputs(result: Any, sources: list[Any], cfg: OutputsConfig) -> list[O
                          series_uid=derived_uid(result.series_uid, result.model, "SR"), sop_uid=derived_uid(key, "SR"))
         if sr is not None:
             out.append(OutputObject("SR", sr))
-    if cfg.send_sc and result.overlay_path and Path(result.overlay_path).is_file() and len(sources) == 1:
+    shown_on = _overlay_source(result, sources)
+    if cfg.send_sc and result.overlay_path and Path(result.overlay_path).is_file() and shown_on is not None:
         from PIL import Image as PILImage
 
         with PILImage.open(result.overlay_path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        picture = "mask" if (result.outputs or {}).get("mask") else "heatmap"  # a 2D segmentation's overlay
-        sc = build_sc(sources[0], rgb, algorithm=algo, series_description=f"MedSight {result.model} {picture}"[:64],
+        outputs = result.outputs or {}
+        picture = "mask" if outputs.get("mask") else "heatmap" if outputs.get("heatmap") else "overlay"
+        sc = build_sc(shown_on, rgb, algorithm=algo, series_description=f"MedSight {result.model} {picture}"[:64],
                       series_uid=derived_uid(result.series_uid, result.model, "SC"), sop_uid=derived_uid(key, "SC"))
         out.append(OutputObject("SC", sc))
     if cfg.send_seg and (result.outputs or {}).get("mask"):

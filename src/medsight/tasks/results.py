@@ -122,14 +122,24 @@ class Artifact:
     """A large output of a result, written to a file by a writer rather than put in JSON.
 
     Attributes:
-        kind: ``"mask"`` (a label image) or ``"overlay"`` (an RGB picture).
-        value: a :class:`~medsight.io.image.Image` for a mask, an ``(H, W, 3)`` uint8 array for an overlay.
-        labels: label value → structure name (masks).
+        kind: ``"mask"`` (a label image), ``"overlay"`` (an RGB picture of the whole result, sent
+            as a Secondary Capture) or ``"crop"`` (an RGB picture of one lesion, e.g. a nodule's
+            axial crop).
+        value: a :class:`~medsight.io.image.Image` for a mask, an ``(H, W, 3)`` uint8 array for an
+            overlay or a crop.
+        labels: label value → structure name (masks); lesion id → its name for a crop
+            (``{1: "nodule 1"}``: the file ``<case>_nodule1.png``).
+        slice_index: the input's slice (array index along its first spatial axis) a picture of a
+            3D input was drawn on, when it is one slice: an SC of it references that slice.
+        source: that slice's source DICOM file, when the input was read from DICOM (what the
+            ``sc`` writer re-reads when it is given no source datasets).
     """
 
     kind: str
     value: Any
     labels: dict[int, str] = field(default_factory=dict)
+    slice_index: int | None = None
+    source: str | None = None
 
 
 class Result:

@@ -19,10 +19,16 @@ format      call                                             returns
 ``sr``      ``w(result, sources, algorithm=..., ...)``       a DICOM SR of the findings, or None
 ``nifti``   ``w(result, path)``                              the NIfTI mask written, or None
 ``seg``     ``w(result, sources=None, algorithm=None, ...)`` a DICOM SEG of the mask, or None
-``sc``      ``w(result, sources, algorithm=..., overlay=)``  a DICOM Secondary Capture of an
-                                                             overlay (the given one, else the
-                                                             result's ``overlay`` artifact), or
-                                                             None
+``sc``      ``w(result, sources=None, algorithm=None,        a DICOM Secondary Capture of an
+            overlay=)``                                      overlay (the given one, else the
+                                                             result's ``overlay`` artifact, on
+                                                             the source of the slice it shows),
+                                                             or None
+``png``     ``w(result, path)``                              the result's ``overlay`` artifact
+                                                             written as PNG, or None
+``crops``   ``w(result, folder, stem)``                      each ``crop`` artifact written as
+                                                             ``<stem>_<label>.png`` (a nodule:
+                                                             ``<stem>_nodule1.png``); the paths
 =========== ================================================ ===============================
 
 Example:
@@ -44,7 +50,7 @@ from medsight.errors import WriteError
 from medsight.tasks.results import ClassificationResult, Finding, Result, SegmentationResult
 
 __all__ = ["register_writer", "writer_for", "list_writers", "write", "write_csv", "findings_sr", "OutputFolder",
-           "FILE_FORMATS"]
+           "FILE_FORMATS", "crop_name"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,10 @@ Writer = Callable[..., Any]
 #: (it resolves a subclass to the most derived registration, as method lookup does).
 _FORMATS: dict[str, Any] = {}
 
-#: The file formats :class:`OutputFolder` writes for a result, with their file-name suffix.
-FILE_FORMATS = {"nifti": "_seg.nii.gz", "seg": "_seg.dcm"}
+#: The file formats :class:`OutputFolder` writes for a result, with their file-name suffix
+#: (``crops`` writes one file per lesion, ``<case>_<label>.png``).
+FILE_FORMATS = {"nifti": "_seg.nii.gz", "seg": "_seg.dcm", "png": "_overlay.png", "sc": "_overlay.dcm",
+                "crops": "_<label>.png"}
 
 
 def _no_writer(result: Any, *args: Any, **kwargs: Any) -> Any:  # the fallback of every format: no writer
@@ -125,37 +133,157 @@ def _sr(result: Result, sources: Sequence[Any], **options: Any) -> Any | None:
     return findings_sr(result.findings(), sources, **options)
 
 
+def _overlay(result: Result) -> Any | None:
+    return next((a for a in result.artifacts() if a.kind == "overlay"), None)
+
+
+def _slice_source(sources: Sequence[Any], artifact: Any, result: Result) -> Any:
+    """The source dataset a picture of one slice was drawn on: the one whose SOPInstanceUID the
+    result lists for that slice (its provenance's ``sop_uids``, in array order), else the
+    slice-th of ``sources`` sorted as a series is, else the first."""
+    from medsight.io.dicom_out import sort_like_series
+
+    k = None if artifact is None else artifact.slice_index
+    if k is None or len(sources) == 1:
+        return sources[0]
+    uids = list(getattr(getattr(result, "provenance", None), "sop_uids", None) or [])
+    if 0 <= k < len(uids):
+        match = [ds for ds in sources if str(ds.get("SOPInstanceUID", "")) == str(uids[k])]
+        if match:
+            return match[0]
+    ordered = sort_like_series(sources)
+    return ordered[k] if 0 <= k < len(ordered) else ordered[0]
+
+
 @register_writer(Result, "sc")
-def _sc(result: Result, sources: Sequence[Any], *, algorithm: Any, overlay: Any = None,
+def _sc(result: Result, sources: Sequence[Any] | None = None, *, algorithm: Any = None, overlay: Any = None,
         series_description: str | None = None, series_uid: str | None = None, sop_uid: str | None = None) -> Any | None:
     """A Secondary Capture of ``overlay`` (an ``(H, W, 3)`` uint8 picture drawn on ``sources[0]``:
-    a heatmap, a mask's outline), else of the result's ``overlay`` artifact; None without one.
+    a heatmap, a mask's outline), else of the result's ``overlay`` artifact, on the source of the
+    slice it shows (:attr:`~medsight.tasks.results.Artifact.slice_index`; with no ``sources``
+    given, the artifact's ``source`` file is re-read); None without an overlay or a source.
     The one SC builder is :func:`medsight.io.dicom_out.build_sc` (the service's send jobs call it
     on the overlay file they stored)."""
-    from medsight.io.dicom_out import build_sc
+    from medsight.io.dicom_out import Algorithm, build_sc
 
+    artifact = None
     if overlay is None:
-        overlay = next((a.value for a in result.artifacts() if a.kind == "overlay"), None)
-    if overlay is None or not sources:
+        artifact = _overlay(result)
+        overlay = None if artifact is None else artifact.value
+    if overlay is None:
         return None
-    return build_sc(sources[0], overlay, algorithm=algorithm, series_uid=series_uid, sop_uid=sop_uid,
-                    series_description=(series_description or "MedSight overlay")[:64])
+    if not sources and artifact is not None and artifact.source:
+        sources = [_header(artifact.source)]
+    if not sources:
+        return None
+    source = _slice_source(sources, artifact, result)
+    prov = getattr(result, "provenance", None)
+    algo = algorithm or Algorithm(getattr(prov, "model", "MedSight"), getattr(prov, "model_version", "0"))
+    return build_sc(source, overlay, algorithm=algo, series_uid=series_uid, sop_uid=sop_uid,
+                    series_description=(series_description or f"MedSight {algo.name} overlay")[:64])
+
+
+def _header(path: str) -> Any:
+    """The header of one source DICOM file (no pixel data)."""
+    from medsight.errors import MedSightError
+    from medsight.io.dicom import read_dataset
+
+    try:
+        return read_dataset(Path(path), headers_only=True, force=True)
+    except MedSightError as exc:
+        raise WriteError(f"cannot re-read the overlay's source DICOM header: {exc}", path=path) from exc
+
+
+def _write_png(rgb: Any, path: Path) -> Path:
+    """An RGB picture as PNG, written atomically."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    path = Path(path)
+    tmp = path.with_name(f".{os.getpid()}.{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"could not write the picture: {exc}", path=path) from exc
+    return path
+
+
+@register_writer(Result, "png")
+def _png(result: Result, path: str | Path) -> Path | None:
+    """The result's ``overlay`` artifact (the picture an SC also carries) as PNG; None without one.
+
+    Raises:
+        WriteError: the file cannot be written.
+    """
+    artifact = _overlay(result)
+    return None if artifact is None else _write_png(artifact.value, Path(path))
+
+
+def crop_name(label: str) -> str:
+    """The file-name part of a crop's label: ``"nodule 1"`` → ``"nodule1"``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]+", "", label) or "lesion"
+
+
+@register_writer(Result, "crops")
+def _crops(result: Result, folder: str | Path, stem: str) -> list[Path]:
+    """Each ``crop`` artifact (one lesion's picture) as ``<stem>_<label>.png`` in ``folder``
+    (a nodule: ``<stem>_nodule1.png``); the paths written, none without crops.
+
+    Raises:
+        WriteError: a file cannot be written.
+    """
+    out = []
+    for a in result.artifacts():
+        if a.kind == "crop":
+            label = next(iter(a.labels.values()), None) or "lesion"
+            out.append(_write_png(a.value, Path(folder) / f"{stem}_{crop_name(label)}.png"))
+    return out
 
 
 def findings_sr(findings: Iterable[Finding], sources: Sequence[Any], *, algorithm: Any, title: str,
                 series_uid: str | None = None, sop_uid: str | None = None) -> Any | None:
     """A DICOM SR (TID 1500) of ``findings`` on ``sources``, or None when there is no finding.
 
+    Findings without a ``lesion_id`` make one measurement group (tracked as ``title``); those
+    of each lesion make that lesion's group, tracked as e.g. ``"Nodule 1"``, located by its
+    region's centre, with the finding type and site of its kind
+    (:func:`medsight.io.dicom_out.codes.lesion_kind`, by its findings' names). Names with a
+    standard concept (:data:`~medsight.io.dicom_out.codes.FINDING_CONCEPTS`: a nodule's
+    diameter and volume) are coded with it.
+
     The one SR path: the ``sr`` writer of every result, and the service's send jobs (which
     read the findings back from their table) call it.
     """
     from medsight.io.dicom_out import Finding as SRFinding
-    from medsight.io.dicom_out import build_sr
+    from medsight.io.dicom_out import Lesion, build_sr
+    from medsight.io.dicom_out.codes import FINDING_CONCEPTS, lesion_kind
 
-    items = [SRFinding(name=f.display_name[:64], value=f.value, unit=f.unit, text=f.text) for f in findings]
-    if not items:
+    def item(f: Finding) -> Any:
+        return SRFinding(name=f.display_name[:64], value=f.value, unit=f.unit, text=f.text,
+                         code=FINDING_CONCEPTS.get(f.name))
+
+    plain: list[Any] = []
+    by_lesion: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.lesion_id is None:
+            plain.append(item(f))
+        else:
+            by_lesion.setdefault(str(f.lesion_id), []).append(f)
+    lesions = []
+    for lid, fs in by_lesion.items():
+        kind = lesion_kind([f.name for f in fs])
+        centre = next((f.region.center_mm for f in fs if f.region is not None), None)
+        lesions.append(Lesion(identifier=f"{kind.label} {lid}", findings=[item(f) for f in fs], center_mm=centre,
+                              finding_type=kind.finding_type, finding_site=kind.finding_site))
+    if not plain and not lesions:
         return None
-    return build_sr(sources, items, algorithm=algorithm, title=title, series_uid=series_uid, sop_uid=sop_uid)
+    return build_sr(sources, plain, lesions=lesions, algorithm=algorithm, title=title, series_uid=series_uid,
+                    sop_uid=sop_uid)
 
 
 def write_csv(results: Sequence[Result], path: str | Path, *, result_type: type[Result], model: Any) -> Path:
@@ -236,8 +364,10 @@ def _mask_seg(result: SegmentationResult, sources: Sequence[Any] | None = None, 
 
 class OutputFolder:
     """Writes each result's files (:data:`FILE_FORMATS` its type has writers for) into one
-    folder, named after the input (``<case>_seg.nii.gz``, ``<case>_seg.dcm``); a name used
-    twice gets ``_2``, ``_3``...
+    folder, named after the input: ``<case>_seg.nii.gz`` and ``<case>_seg.dcm`` (a mask),
+    ``<case>_overlay.png`` and ``<case>_overlay.dcm`` (an overlay, as PNG and as a Secondary
+    Capture when the input was DICOM), ``<case>_nodule1.png``... (a crop per lesion); a name
+    used twice gets ``_2``, ``_3``...
 
     Args:
         folder: where the files go (created when needed).
@@ -270,7 +400,10 @@ class OutputFolder:
         first = None
         for fmt in formats:
             path = self.folder / f"{name}{FILE_FORMATS[fmt]}"
-            if fmt == "nifti":
+            if fmt == "crops":
+                crops = write(result, fmt, self.folder, name)
+                written = crops[0] if crops else None
+            elif fmt in ("nifti", "png"):
                 written = write(result, fmt, path)
             else:  # a DICOM object
                 ds = write(result, fmt)

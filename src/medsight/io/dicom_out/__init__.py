@@ -56,12 +56,13 @@ from medsight.io.dicom_out.codes import LOCAL_SCHEME
 from medsight.io.dicom_out.sc import build_sc
 from medsight.io.dicom_out.seg import build_mask_seg, build_seg
 from medsight.io.dicom_out.sources import sort_like_series, source_datasets
-from medsight.io.dicom_out.sr import Finding, build_sr
+from medsight.io.dicom_out.sr import Finding, Lesion, build_sr
 from medsight.io.dicom_out.write import write_dicom
 
 __all__ = [
     "Algorithm",
     "Finding",
+    "Lesion",
     "build_sr",
     "build_sc",
     "build_seg",

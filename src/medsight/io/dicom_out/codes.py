@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
+from dataclasses import dataclass
 
-__all__ = ["LOCAL_SCHEME", "local_code", "unit_code", "coding_schemes", "segment_category", "new_uid"]
+__all__ = ["LOCAL_SCHEME", "local_code", "unit_code", "coding_schemes", "segment_category", "new_uid", "name_uid",
+           "FINDING_CONCEPTS", "LesionKind", "lesion_kind"]
 
 #: Coding scheme designator of MedSight's local codes (``99`` marks a private scheme).
 LOCAL_SCHEME = "99MEDSIGHT"
@@ -68,6 +71,53 @@ def new_uid(given: str | None) -> str:
     import highdicom as hd
 
     return str(given) if given else str(hd.UID())
+
+
+#: Namespace of :func:`name_uid` (fixed: the same parts always give the same UID); it is
+#: uuid5(NAMESPACE_URL, "medsight:dicom-out:content-uids").
+_UID_NAMESPACE = uuid.UUID("9216f5fe-44f6-5b0d-a44a-12891de69fbe")
+
+
+def name_uid(*parts: str) -> str:
+    """A UID that depends only on ``parts`` (``2.25.<int>`` of a name-based UUID), e.g. a
+    lesion's tracking UID from its SR's SOPInstanceUID and its identifier, so that an SR built
+    twice with the same UIDs holds the same content."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(31).join(str(p) for p in parts)).int}"
+
+
+#: Finding names (:meth:`medsight.tasks.results.Result.findings`) with a standard concept in an
+#: SR, as (code value, scheme, meaning); every other name gets a local code whose meaning is
+#: the finding's title.
+FINDING_CONCEPTS: dict[str, tuple[str, str, str]] = {
+    "nodule_diameter_mm": ("81827009", "SCT", "Diameter"),
+    "nodule_volume_ml": ("118565006", "SCT", "Volume"),
+}
+
+
+@dataclass(frozen=True)
+class LesionKind:
+    """What a lesion's SR measurement group says it is: the name its tracking identifier starts
+    with (``"Nodule"`` → ``"Nodule 1"``), its finding type and its finding site, as (code value,
+    scheme, meaning)."""
+
+    label: str
+    finding_type: tuple[str, str, str]
+    finding_site: tuple[str, str, str] | None = None
+
+
+#: Lesion kinds by the prefix of their findings' names; a lesion whose names have none of them
+#: is a "Lesion" with no finding site.
+_LESION_KINDS = {"nodule_": LesionKind("Nodule", ("27925004", "SCT", "Nodule"), ("39607008", "SCT", "Lung"))}
+_ANY_LESION = LesionKind("Lesion", ("52988006", "SCT", "Lesion"))
+
+
+def lesion_kind(names: list[str]) -> LesionKind:
+    """The kind of a lesion whose findings have these names (the first known prefix wins)."""
+    for name in names:
+        for prefix, kind in _LESION_KINDS.items():
+            if name.startswith(prefix):
+                return kind
+    return _ANY_LESION
 
 
 def segment_category(label: str):

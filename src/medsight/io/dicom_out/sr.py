@@ -1,4 +1,5 @@
-"""Comprehensive 3D SR (TID 1500 Measurement Report) of a result's findings, built with highdicom."""
+"""Comprehensive 3D SR (TID 1500 Measurement Report) of a result's findings, one measurement group for
+the whole input and one per lesion (a nodule, located by its centre), built with highdicom."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import numpy as np
 
 from medsight.errors import WriteError
 from medsight.io.dicom_out.algorithm import Algorithm
-from medsight.io.dicom_out.codes import coding_schemes, local_code, new_uid, unit_code
+from medsight.io.dicom_out.codes import coding_schemes, local_code, name_uid, new_uid, unit_code
 from medsight.io.dicom_out.sources import check_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
-__all__ = ["Finding", "build_sr"]
+__all__ = ["Finding", "Lesion", "build_sr"]
 
 
 @dataclass(frozen=True)
@@ -28,29 +29,114 @@ class Finding:
         value: the numeric value, when there is one.
         unit: its UCUM unit: ``"1"`` (unitless, probability), ``"mm"``, ``"mL"``, ``"%"``.
         text: a categorical result, e.g. the decision ``"pneumonia"`` / ``"normal"``.
+        code: a standard concept for ``name`` as (code value, scheme, meaning), e.g.
+            ``("81827009", "SCT", "Diameter")``; None: a local code whose meaning is ``name``.
     """
 
     name: str
     value: float | None = None
     unit: str = "1"
     text: str | None = None
+    code: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One lesion (a nodule) and its findings: a measurement group of its own (TID 1410).
+
+    Args:
+        identifier: its tracking identifier, e.g. ``"Nodule 1"``.
+        findings: its measurements and evaluations (diameter, volume, type, category...).
+        center_mm: its centre ``(x, y, z)`` in patient mm (LPS, the sources' frame of
+            reference), written as an image region (SCOORD3D POINT); None: not located.
+        finding_type: what it is, as (code value, scheme, meaning), e.g. SCT "Nodule".
+        finding_site: where, e.g. SCT "Lung".
+        uid: its tracking UID; by default one derived from the SR's SOPInstanceUID and
+            ``identifier`` (the same SR UIDs give the same content).
+    """
+
+    identifier: str
+    findings: Sequence[Finding]
+    center_mm: Sequence[float] | None = None
+    finding_type: tuple[str, str, str] | None = None
+    finding_site: tuple[str, str, str] | None = None
+    uid: str | None = None
+
+
+def _concept(code: tuple[str, str, str]):
+    import highdicom as hd
+
+    value, scheme, meaning = code
+    return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def _items(findings: Sequence[Finding], algo_id) -> tuple[list, list]:
+    """The numeric measurements and qualitative evaluations of ``findings``."""
+    import highdicom as hd
+
+    measurements, evaluations = [], []
+    for f in findings:
+        if f.value is None and f.text is None:
+            raise WriteError(f"finding {f.name!r} needs a value or a text; it has neither")
+        name = _concept(f.code) if f.code else local_code(f.name)
+        if f.value is not None:
+            value = float(f.value)
+            if not np.isfinite(value):
+                raise WriteError(f"finding {f.name!r} must have a finite value; got {f.value}")
+            measurements.append(hd.sr.Measurement(name=name, value=value, unit=unit_code(f.unit),
+                                                  algorithm_id=algo_id))
+        if f.text is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(name=name, value=local_code(f.text)))
+    return measurements, evaluations
+
+
+def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_uid: str):
+    """TID 1410 (planar ROI, its centre as an SCOORD3D point) when the lesion is located in a
+    frame of reference, else TID 1501 (no region) with the sources as its source images."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    measurements, evaluations = _items(lesion.findings, algo_id)
+    tracking = hd.sr.TrackingIdentifier(uid=lesion.uid or name_uid(sr_uid, lesion.identifier),
+                                        identifier=lesion.identifier[:64])
+    common = dict(tracking_identifier=tracking, algorithm_id=algo_id, measurements=measurements or None,
+                  qualitative_evaluations=evaluations or None,
+                  finding_type=_concept(lesion.finding_type) if lesion.finding_type else None,
+                  finding_sites=[hd.sr.FindingSite(_concept(lesion.finding_site))] if lesion.finding_site else None)
+    frame = str(srcs[0].get("FrameOfReferenceUID", "") or "")
+    if lesion.center_mm is not None and frame:
+        centre = np.asarray(lesion.center_mm, np.float64).reshape(1, 3)
+        if not np.isfinite(centre).all():
+            raise WriteError(f"lesion {lesion.identifier!r} must have a finite centre; got {list(lesion.center_mm)}")
+        region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=centre,
+                                     frame_of_reference_uid=frame)
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            referenced_region=region, geometric_purpose=codes.DCM.Center, **common)
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs], **common)
 
 
 def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *, algorithm: Algorithm,
-             title: str = "MedSight result", series_number: int = 901, series_uid: str | None = None,
-             sop_uid: str | None = None) -> pydicom.Dataset:
-    """A Comprehensive 3D SR holding a TID 1500 Measurement Report of ``findings``.
+             title: str = "MedSight result", lesions: Sequence[Lesion] = (), series_number: int = 901,
+             series_uid: str | None = None, sop_uid: str | None = None) -> pydicom.Dataset:
+    """A Comprehensive 3D SR holding a TID 1500 Measurement Report of ``findings`` and ``lesions``.
 
-    The report has one measurement group (TID 1501) tracked as ``title``, made by
-    ``algorithm`` (device observer and algorithm identification), whose source images are
-    ``sources``. A finding with ``value`` becomes a numeric measurement in ``unit``; a
-    finding with ``text`` becomes a qualitative evaluation (local code, meaning = the text).
+    ``findings`` make one measurement group (TID 1501) tracked as ``title``, whose source images
+    are ``sources``; each of ``lesions`` makes a measurement group of its own, tracked by its
+    identifier and a tracking UID, with its finding type and site: a planar ROI group (TID 1410)
+    whose image region is the lesion's centre as an SCOORD3D point in the sources'
+    FrameOfReferenceUID (geometric purpose "Center"), or, for sources without a frame of
+    reference or a lesion without a centre, a TID 1501 group. Every group is made by
+    ``algorithm`` (device observer and algorithm identification). A finding with ``value``
+    becomes a numeric measurement in ``unit``; one with ``text`` a qualitative evaluation
+    (local code, meaning = the text); its concept is its ``code``, else a local code.
 
     Args:
         sources: the source instances (one study); all are recorded as evidence.
-        findings: what to report; at least one, each with a value or a text.
+        findings: what to report about the whole input, each with a value or a text.
         algorithm: who made it.
-        title: written as SeriesDescription and as the measurement group's tracking identifier.
+        title: written as SeriesDescription and as the findings' group's tracking identifier.
+        lesions: the lesions found (nodules), each with its own findings.
         series_number: SeriesNumber of the new series.
         series_uid: SeriesInstanceUID to use; a fresh one by default.
         sop_uid: SOPInstanceUID to use; a fresh one by default.
@@ -59,50 +145,47 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
         The SR dataset (with file meta), ready for :func:`write_dicom` or C-STORE.
 
     Raises:
-        WriteError: no sources, sources from several studies, or a finding without value/text.
+        WriteError: no sources, sources from several studies, no finding and no lesion, a finding
+            without value/text, a lesion without a finding or with a centre that is not finite.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     srcs = check_sources(sources, "an SR")
-    if not findings:
+    if not findings and not lesions:
         raise WriteError("an SR needs at least one finding; got none")
-    measurements, evaluations = [], []
+    sop = new_uid(sop_uid)
     algo_id = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
-    for f in findings:
-        if f.value is None and f.text is None:
-            raise WriteError(f"finding {f.name!r} needs a value or a text; it has neither")
-        if f.value is not None:
-            value = float(f.value)
-            if not np.isfinite(value):
-                raise WriteError(f"finding {f.name!r} must have a finite value; got {f.value}")
-            measurements.append(hd.sr.Measurement(name=local_code(f.name), value=value, unit=unit_code(f.unit),
-                                                  algorithm_id=algo_id))
-        if f.text is not None:
-            evaluations.append(hd.sr.QualitativeEvaluation(name=local_code(f.name), value=local_code(f.text)))
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=str(hd.UID()), identifier=title[:64]),
-        algorithm_id=algo_id,
-        measurements=measurements or None,
-        qualitative_evaluations=evaluations or None,
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs],
-    )
+    groups = []
+    if findings:
+        measurements, evaluations = _items(findings, algo_id)
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=name_uid(sop, title), identifier=title[:64]),
+            algorithm_id=algo_id,
+            measurements=measurements or None,
+            qualitative_evaluations=evaluations or None,
+            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs],
+        ))
+    for lesion in lesions:
+        if not lesion.findings:
+            raise WriteError(f"lesion {lesion.identifier!r} needs at least one finding; got none")
+        groups.append(_lesion_group(lesion, srcs, algo_id, sop))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=str(hd.UID()), name=algorithm.name[:64], manufacturer_name=algorithm.manufacturer[:64],
-            model_name=algorithm.version[:64]),
+            uid=name_uid("device", algorithm.manufacturer, algorithm.name, algorithm.version),  # one per algorithm
+            name=algorithm.name[:64], manufacturer_name=algorithm.manufacturer[:64], model_name=algorithm.version[:64]),
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion if str(srcs[0].get("Modality")) == "CT"
         else hd.sr.CodedConcept("363679005", "SCT", "Imaging procedure"),
-        imaging_measurements=[group],
+        imaging_measurements=groups,
     )
     try:
         sr = hd.sr.Comprehensive3DSR(
             evidence=srcs, content=report[0], series_instance_uid=new_uid(series_uid), series_number=series_number,
-            sop_instance_uid=new_uid(sop_uid), instance_number=1, manufacturer=algorithm.manufacturer,
+            sop_instance_uid=sop, instance_number=1, manufacturer=algorithm.manufacturer,
             is_complete=True, series_description=title[:64], manufacturer_model_name=algorithm.name[:64],
             software_versions=algorithm.version[:64], coding_schemes=coding_schemes(),
         )

@@ -54,12 +54,28 @@ async function worklist() {
     <th>Finding</th><th>Score</th><th>Status</th><th>Received</th></tr></thead><tbody>
     ${rows.map((s) => `<tr class="row" data-study="${esc(s.study_uid)}">
       <td>${badge(s.priority)}</td><td>${esc(s.patient_id)}</td><td>${esc(s.study_date)}</td>
-      <td>${esc(s.modalities.join(", "))}</td><td>${esc(s.top_label ?? (s.outcomes[0] || ""))}</td>
+      <td>${esc(s.modalities.join(", "))}</td><td>${esc(s.top_label ?? (s.outcomes[0] || ""))}
+        ${(s.lesions || []).map((l) => `<div class="lesion">${lesionLine(l)}</div>`).join("")}</td>
       <td>${pct(s.top_score)}</td><td>${esc(s.status)}</td><td class="muted">${esc(s.last_received)}</td></tr>`).join("")}
     </tbody></table>${rows.length ? "" : '<p class="muted">No studies received yet.</p>'}</div>`;
   document.querySelectorAll("tr.row").forEach((tr) =>
     tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
 }
+
+// one finding of a lesion: "23.1 mm", "4.2 mL", a probability as a percentage, a category as it is
+const findingText = (f) => f.text != null ? esc(f.text)
+  : f.unit === "1" ? pct(f.value) : `${Number(f.value).toFixed(f.unit === "mm" ? 1 : 2)} ${esc(f.unit)}`;
+const lesionName = (l) => `${esc((l.findings[0]?.name || "lesion").split("_")[0])} ${esc(l.lesion_id)}`;
+const lesionLine = (l) => `<span class="muted">${lesionName(l)}:</span> ` +
+  l.findings.map((f) => `<span title="${esc(f.title || f.name)}">${findingText(f)}</span>`).join(", ");
+const lesionTable = (r) => `<table class="lesions"><thead><tr><th>Lesion</th>
+  ${r.lesions[0].findings.map((f) => `<th>${esc(f.title || f.name)}</th>`).join("")}<th>Centre (mm, LPS)</th><th>Crop</th>
+  </tr></thead><tbody>${r.lesions.map((l) => `<tr data-lesion="${esc(l.lesion_id)}"><td>${lesionName(l)}</td>
+  ${l.findings.map((f) => `<td>${findingText(f)}</td>`).join("")}
+  <td class="muted">${l.region ? l.region.center_mm.map((v) => Number(v).toFixed(1)).join(", ") : "–"}</td>
+  <td>${l.crop_url ? `<img class="crop" alt="crop of ${lesionName(l)}">` : ""}</td></tr>`).join("")}</tbody></table>`;
+const overlayCaption = (r) => r.outputs.volumes_ml ? maskCaption(r.outputs)
+  : r.outputs.heatmap ? `Heatmap (${esc(r.outputs.heatmap)})` : "Findings circled on the slice through the top one";
 
 const volumes = (v) => Object.entries(v).map(([name, ml]) => `${esc(name)} ${Number(ml).toFixed(2)} mL`).join(", ");
 
@@ -82,6 +98,9 @@ const delivery = (r) => {
     (waiting.length ? `; not yet confirmed: ${waiting.join("; ")}` : "");
 };
 
+// a result that counts what it found (a detector's nodule_count), rather than deciding for a class
+const counts = (r) => (r.findings || []).some((f) => /_count$/.test(f.name));
+
 const webhook = (a) => esc(a.webhook_status) + (a.webhook_status === "retrying" || a.webhook_status === "failed"
   ? ` (${a.webhook_attempts} attempt${a.webhook_attempts === 1 ? "" : "s"}${a.webhook_error ? ", " + esc(a.webhook_error) : ""})`
   : "");
@@ -95,11 +114,13 @@ async function study(uid) {
       ${r.alerts.map((a) => badge(a.priority)).join(" ")}</h3>
     ${r.status !== "ok" ? `<p class="error">${esc(r.error)}</p>`
       : r.outputs.volumes_ml ? `<p>Volumes: <strong>${volumes(r.outputs.volumes_ml)}</strong> (mask sent as DICOM SEG)</p>`
+      : counts(r) ? `<p>Found: <strong>${esc(r.label)}</strong> (threshold ${pct(r.threshold)})</p>`
       : `<p>Decision: <strong>${esc(r.label)}</strong>; score ${pct(r.score)} (threshold ${pct(r.threshold)})</p>`}
+    ${r.lesions && r.lesions.length ? lesionTable(r) : ""}
     <div class="images">
       ${r.image_url ? `<figure><img class="source" alt="source image"><figcaption>Image</figcaption></figure>` : ""}
-      ${r.overlay_url ? `<figure><img class="heatmap" alt="${r.outputs.volumes_ml ? "mask" : "heatmap"} overlay">
-        <figcaption>${r.outputs.volumes_ml ? maskCaption(r.outputs) : `Heatmap (${esc(r.outputs.heatmap || "")})`}</figcaption></figure>` : ""}
+      ${r.overlay_url ? `<figure><img class="heatmap" alt="${r.outputs.volumes_ml ? "mask" : r.outputs.heatmap ? "heatmap" : "findings"} overlay">
+        <figcaption>${overlayCaption(r)}</figcaption></figure>` : ""}
     </div>
     ${r.suggestion ? `<p>Suggested: <strong>${esc(r.suggestion.suggestion)}</strong></p>
       <ul class="reasons">${r.suggestion.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}
@@ -113,6 +134,9 @@ async function study(uid) {
     const card = document.querySelector(`.result[data-result="${r.id}"]`);
     if (r.image_url) imageInto(card.querySelector("img.source"), r.image_url);
     if (r.overlay_url) imageInto(card.querySelector("img.heatmap"), r.overlay_url);
+    for (const l of r.lesions || []) {
+      if (l.crop_url) imageInto(card.querySelector(`tr[data-lesion="${CSS.escape(l.lesion_id)}"] img.crop`), l.crop_url);
+    }
   }
 }
 

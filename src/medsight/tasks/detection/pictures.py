@@ -10,7 +10,7 @@ import numpy as np
 
 from medsight.io.image import Image
 
-__all__ = ["nodule_crop", "overlay"]
+__all__ = ["nodule_crop", "overlay", "slice_index"]
 
 LUNG_WINDOW = (-1350.0, 150.0)
 CROP_MM = 64.0
@@ -32,9 +32,14 @@ def _circle(rgb: np.ndarray, row: float, col: float, radius_rows: float, radius_
     rgb[ring] = colour
 
 
+def slice_index(image: Image, voxel: Sequence[float]) -> int:
+    """The axial slice (array index) through a voxel centre ``[slice, row, column]``: the slice
+    a crop or the overlay of that finding is drawn on."""
+    return int(np.clip(round(voxel[0]), 0, image.shape[0] - 1))
+
+
 def _slice_of(image: Image, voxel: Sequence[float]) -> tuple[np.ndarray, float, float]:
-    z = int(np.clip(round(voxel[0]), 0, image.shape[0] - 1))
-    return image.array[0, z], float(voxel[1]), float(voxel[2])
+    return image.array[0, slice_index(image, voxel)], float(voxel[1]), float(voxel[2])
 
 
 def nodule_crop(image: Image, d: Any) -> np.ndarray:

@@ -56,6 +56,8 @@ class DetectionResult(Result):
         n_candidates: candidates the network proposed before the threshold and the lung filter.
         lungs: what the lung mask found (volumes in mL; ``found`` False: the whole volume was searched).
         overlay: an axial slice through the top finding with every finding on it circled.
+        overlay_slice: the input's slice (array index) the overlay shows.
+        overlay_source: that slice's DICOM file, when the input was DICOM (what its SC references).
     """
 
     input: str
@@ -65,6 +67,8 @@ class DetectionResult(Result):
     lungs: dict[str, Any]
     provenance: Provenance
     overlay: Any = field(default=None, repr=False)
+    overlay_slice: int | None = None
+    overlay_source: str | None = field(default=None, repr=False)
     output: str | None = None
     task: str = "detection"
 
@@ -87,8 +91,10 @@ class DetectionResult(Result):
         return out
 
     def artifacts(self) -> list[Artifact]:
-        out = [Artifact("overlay", self.overlay)] if self.overlay is not None else []
-        out += [Artifact("crop", n.crop, {int(n.lesion_id): f"nodule {n.lesion_id}"})
+        out = ([Artifact("overlay", self.overlay, slice_index=self.overlay_slice, source=self.overlay_source)]
+               if self.overlay is not None else [])
+        out += [Artifact("crop", n.crop, {int(n.lesion_id): f"nodule {n.lesion_id}"},
+                         slice_index=int(round(n.center_voxel[0])))
                 for n in self.nodules if n.crop is not None]
         return out
 

@@ -94,7 +94,7 @@ class DetectionTask(Task):
         return found, scan, time.perf_counter() - t0
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
-        from medsight.tasks.detection.pictures import nodule_crop, overlay
+        from medsight.tasks.detection.pictures import nodule_crop, overlay, slice_index
 
         threshold = float(model.spec.threshold)
         out = []
@@ -112,8 +112,12 @@ class DetectionTask(Task):
                               medsight_version=spec.versions.get("medsight"), series_uid=image.series_uid,
                               sop_uids=list(image.sop_uids))
             lungs = {"found": bool(scan.lungs.found), "volumes_ml": scan.lungs.volumes_ml, "reason": scan.lungs.reason}
+            z = slice_index(image, kept[0].center_voxel) if kept else None
+            files = image.meta.get("source_files") or []
+            source = files[z] if z is not None and len(files) == image.shape[0] and files[z] else None
             out.append(DetectionResult(input=name, nodules=nodules, threshold=threshold, n_candidates=len(found),
-                                       lungs=lungs, provenance=prov, overlay=overlay(image, kept)))
+                                       lungs=lungs, provenance=prov, overlay=overlay(image, kept), overlay_slice=z,
+                                       overlay_source=source))
         return out
 
     # -- evaluation ---------------------------------------------------------------------------
