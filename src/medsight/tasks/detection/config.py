@@ -45,6 +45,9 @@ class DetectionSection(BaseModel):
     p_excluded: float = Field(0.2, ge=0, le=1)
     jitter_voxels: int = Field(16, ge=0)
     p_slab: float = Field(0.15, ge=0, le=1)                  # cut a patch to a thin slab (real slabs are 11-16 slices)
+    weight_ref_mm: float = Field(10.0, gt=0)                # nodules smaller than this weigh as much as one this size
+    max_voxel_weight: float = Field(30.0, ge=1)
+    label_smoothing: float = Field(0.02, ge=0, lt=0.5)
     val_cases: int = Field(8, ge=1)                          # validation scans scored each epoch (CPM)
     # candidates → findings
     candidate_threshold: float = Field(0.1, gt=0, lt=1)     # a candidate is a component of p above this

@@ -9,9 +9,11 @@
   are mirrored along every axis and turned by quarter turns in the axial plane (a nodule has no
   handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
   11-16-slice LIDC slabs are. The trainer re-seeds it every epoch.
-* :class:`DetectionHooks`: MONAI ``DiceCELoss`` (batch Dice over the nodule class plus
-  cross-entropy), and validation that runs the whole detector on a few validation scans and
-  scores it the LUNA16 way (``val_cpm``).
+* :class:`DetectionHooks`: MONAI ``DiceLoss`` (batch Dice over the nodule class) plus a
+  cross-entropy whose nodule voxels are weighted so that every nodule counts about alike
+  (:func:`ball_target`), with light label smoothing so that scores do not saturate at 1;
+  and validation that runs the whole detector on a few validation scans and scores it the
+  LUNA16 way (``val_cpm``).
 """
 
 from __future__ import annotations
@@ -66,11 +68,16 @@ def _patch(x: np.ndarray, centre: np.ndarray, size: Sequence[int]) -> tuple[np.n
     return out, lo
 
 
-def ball_target(nodules: np.ndarray, corner: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Class map of a patch at ``corner``: 1 inside each nodule's ball."""
+def ball_target(nodules: np.ndarray, corner: np.ndarray, size: Sequence[int], *, ref_voxels: float = 524.0,
+                max_weight: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Class map of a patch at ``corner`` (1 inside each nodule's ball) and the cross-entropy's
+    voxel weights: 1 for background; inside a nodule ``ref_voxels`` over its ball's voxel count,
+    between 1 and ``max_weight``, so a 3-5 mm nodule weighs about as much as a 10 mm one (a
+    per-voxel loss otherwise learns the big nodules only: volume grows with the cube)."""
     y = np.zeros(tuple(size), np.int64)
+    w = np.ones(tuple(size), np.float32)
     if not len(nodules):
-        return y
+        return y, w
     grids = None
     for z, r, c, rad in nodules:
         local = np.array([z, r, c]) - corner
@@ -79,8 +86,11 @@ def ball_target(nodules: np.ndarray, corner: np.ndarray, size: Sequence[int]) ->
         if grids is None:
             grids = np.ogrid[tuple(slice(0, n) for n in size)]
         d2 = sum((g - float(v)) ** 2 for g, v in zip(grids, local))
-        y[d2 <= max(rad, 0.75) ** 2] = 1
-    return y
+        radius = max(rad, 0.75)
+        inside = d2 <= radius ** 2
+        y[inside] = 1
+        w[inside] = float(np.clip(ref_voxels / (4.0 / 3.0 * np.pi * radius ** 3), 1.0, max_weight))
+    return y, w
 
 
 class NodulePatches(torch.utils.data.Dataset):
@@ -88,13 +98,15 @@ class NodulePatches(torch.utils.data.Dataset):
     steps per epoch times its batch size: the index is not used, every draw is random)."""
 
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
-                 p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0) -> None:
+                 p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0,
+                 ref_voxels: float = 524.0, max_weight: float = 30.0) -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
         self.size = [int(s) for s in patch_size]
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
         self.length = int(length)
+        self.ref_voxels, self.max_weight = float(ref_voxels), float(max_weight)
         self.with_nodules = [i for i, s in enumerate(self.scans) if len(s.nodules)]
         self.with_excluded = [i for i, s in enumerate(self.scans) if len(s.excluded)]
         self.reseed(seed)
@@ -123,7 +135,7 @@ class NodulePatches(torch.utils.data.Dataset):
         rng = self.rng
         s, c = self._centre()
         x, corner = _patch(s.x, c, self.size)
-        y = ball_target(s.nodules, corner, self.size)
+        y, w = ball_target(s.nodules, corner, self.size, ref_voxels=self.ref_voxels, max_weight=self.max_weight)
         if rng.random() < self.p_slab:  # a thin slab: air above and below
             half = int(rng.integers(4, 21))
             mid = self.size[0] // 2 + int(rng.integers(-half, half + 1)) // 2
@@ -132,15 +144,17 @@ class NodulePatches(torch.utils.data.Dataset):
             x[b:] = 0.0
             y[:a] = 0
             y[b:] = 0
+            w[:a] = 1.0
+            w[b:] = 1.0
         for axis in range(3):
             if rng.random() < 0.5:
-                x, y = np.flip(x, axis), np.flip(y, axis)
+                x, y, w = np.flip(x, axis), np.flip(y, axis), np.flip(w, axis)
         if self.size[1] == self.size[2]:
             k = int(rng.integers(4))
-            x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(1, 2))
+            x, y, w = (np.rot90(a, k, axes=(1, 2)) for a in (x, y, w))
         x = x * float(rng.uniform(0.95, 1.05)) + float(rng.normal(0, 0.01))
         return (torch.from_numpy(np.ascontiguousarray(x, np.float32))[None],
-                torch.from_numpy(np.ascontiguousarray(y))[None])
+                torch.from_numpy(np.ascontiguousarray(y))[None], torch.from_numpy(np.ascontiguousarray(w))[None])
 
 
 def froc_of(detections: dict[str, list[Any]], truth: dict[str, list[Sequence[float]]],
@@ -160,17 +174,20 @@ class DetectionHooks(TrainingHooks):
     """The trainer's view of detection (module docstring)."""
 
     def __init__(self, *, val_scans: Sequence[tuple[str, PreparedScan, list, list]],
-                 settings: DetectionInference) -> None:
-        from monai.losses import DiceCELoss
+                 settings: DetectionInference, label_smoothing: float = 0.0) -> None:
+        from monai.losses import DiceLoss
 
-        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
-                                  smooth_nr=1e-5, smooth_dr=1e-5)
+        self.dice = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
+                             smooth_nr=1e-5, smooth_dr=1e-5)
+        self.label_smoothing = float(label_smoothing)
         self.val_scans = list(val_scans)
         self.settings = settings
 
     def training_step(self, network: torch.nn.Module, batch: Any) -> torch.Tensor:
-        x, y = batch
-        return self.loss_fn(network(x.contiguous(memory_format=torch.channels_last_3d)).float(), y)
+        x, y, w = batch
+        logits = network(x.contiguous(memory_format=torch.channels_last_3d)).float()
+        ce = torch.nn.functional.cross_entropy(logits, y[:, 0], reduction="none", label_smoothing=self.label_smoothing)
+        return self.dice(logits, y) + (ce * w[:, 0]).sum() / w.sum()
 
     def validate(self, network: torch.nn.Module) -> dict[str, float]:
         from medsight.errors import DataError
