@@ -80,9 +80,11 @@ def measure(model_name: str, folder: str, threads: int) -> dict:
     t4 = time.perf_counter()
     return {"read_s": round(t1 - t0, 2), "mask_crop_resample_s": round(t2 - t1, 2),
             "network_and_candidates_s": round(t3 - t2, 2), "read_mask_detect_s": round(t3 - t0, 2),
-            "infer_again_s": round(t4 - t3, 2), "grid_shape": list(scan.x.shape[1:]),
+            "infer_again_s": round(t4 - t3, 2),
+            "grid_shape": list(scan.x.shape[1:]),
             "lungs_found": bool(scan.lungs.found), "n_candidates": len(found), "n_findings": len(result.nodules),
-            "rss_after_load_mb": round(rss0), "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "rss_after_load_mb": round(rss0),
+            "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def main() -> None:

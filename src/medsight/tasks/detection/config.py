@@ -46,15 +46,15 @@ class DetectionSection(BaseModel):
     jitter_voxels: int = Field(16, ge=0)
     p_slab: float = Field(0.15, ge=0, le=1)                  # cut a patch to a thin slab (real slabs are 11-16 slices)
     weight_ref_mm: float = Field(10.0, gt=0)                # nodules smaller than this weigh as much as one this size
-    max_voxel_weight: float = Field(30.0, ge=1)
-    label_smoothing: float = Field(0.02, ge=0, lt=0.5)
+    max_voxel_weight: float = Field(1.0, ge=1)              # 1: every voxel alike (the shipped model)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     val_cases: int = Field(8, ge=1)                          # validation scans scored each epoch (CPM)
     # candidates → findings
     candidate_threshold: float = Field(0.1, gt=0, lt=1)     # a candidate is a component of p above this
     size_threshold: float = Field(0.5, gt=0, lt=1)          # its size: voxels of p above this
     max_findings: int = Field(100, ge=1)
     drop_outside_lungs: bool = True
-    operating_fp_per_scan: float = Field(0.25, gt=0)        # the threshold is chosen on val at this FP rate
+    operating_fp_per_scan: float = Field(1.0, gt=0)        # the threshold is chosen on val at this FP rate
     solid_hu: float = -300.0                                 # solid tissue is at least this
     lung_rads: dict[str, Any] | None = None                  # a site's LungRadsTable; None: Lung-RADS v2022
 

@@ -65,7 +65,7 @@ def operating_threshold(r: Any, fp_per_scan: float) -> float:
     for fps, t in zip(r.curve_fps, r.curve_thresholds):
         if fps <= fp_per_scan and np.isfinite(t):
             best = min(best, float(t))
-    return round(best, 4)
+    return best  # not rounded: scores crowd near 1, and a threshold rounded up drops the findings at it
 
 
 @register_task
