@@ -18,8 +18,8 @@ import numpy as np
 
 #: Small scans: 40 slices of 96 x 96 (a ~60 mm field of view), lungs found.
 SHAPE = (40, 96, 96)
-#: Two nodules of 5-12 mm per scan.
-OPTIONS: dict[str, Any] = {"shape_zyx": SHAPE, "n_nodules": 2, "diameter_range_mm": (5.0, 12.0)}
+#: Two nodules of 6-12 mm per scan.
+OPTIONS: dict[str, Any] = {"shape_zyx": SHAPE, "n_nodules": 2, "diameter_range_mm": (6.0, 12.0)}
 
 
 def synthetic_luna(folder: Path, n: int = 5, seed: int = 500, *, fmt: str = "nifti", **options: Any) -> Path:
@@ -51,8 +51,7 @@ def truth_of(folder: Path) -> dict[str, list[tuple[float, float, float, float]]]
 
 def oracle(monkeypatch, scans: Sequence[tuple[Sequence[float], Sequence[Sequence[float]]]]) -> None:
     """Replace the network's probability map: for the scan whose origin is ``origin``, a ball of
-    each ``(x, y, z, diameter_mm, peak)`` (world LPS mm), the probability falling from ``peak``
-    at the centre to 0.6 ``peak`` at the rim; elsewhere 0."""
+    each ``(x, y, z, diameter_mm, p)`` (world LPS mm) where the probability is ``p``; elsewhere 0."""
     from medsight.tasks.detection import detect as detect_module
 
     table = [(np.asarray(o, float), [tuple(float(v) for v in b) for b in balls]) for o, balls in scans]
@@ -65,7 +64,7 @@ def oracle(monkeypatch, scans: Sequence[tuple[Sequence[float], Sequence[Sequence
             c = scan.to_grid([[x, y, z]])[0]
             r = d / 2.0 / np.asarray(scan.grid.spacing, float)
             d2 = sum(((g - ca) / ra) ** 2 for g, ca, ra in zip(grids, c, r))
-            prob = np.maximum(prob, np.where(d2 <= 1.0, peak * (1.0 - 0.4 * d2), 0.0).astype(np.float32))
+            prob = np.maximum(prob, np.where(d2 <= 1.0, peak, 0.0).astype(np.float32))
         return prob
 
     monkeypatch.setattr(detect_module, "nodule_probability", fake)

@@ -322,15 +322,15 @@ class DetectionTask(Task):
         if findings is None:
             raise ConfigError("scoring without a model needs --findings FILE (seriesuid,coordX,coordY,coordZ,"
                               "probability) and --annotations FILE (or --data FOLDER holding annotations.csv)")
+        if data is None and annotations is None:
+            raise ConfigError("scoring a findings file needs the reference: --annotations FILE (LUNA16 "
+                              "annotations.csv), or --data FOLDER holding it")
         marks = read_findings(findings)
         dataset = None
         if data is not None:
             ds = open_detection_data(data, annotations=annotations, excluded=excluded, seriesuids=seriesuids)
             scans, nodules, ignored = [c.id for c in ds.cases], ds.annotations, ds.excluded
             source, dataset = ds.source, ds.summary()
-        elif annotations is None:
-            raise ConfigError("scoring a findings file needs the reference: --annotations FILE (LUNA16 "
-                              "annotations.csv), or --data FOLDER holding it")
         else:
             nodules = read_annotations(annotations)
             ignored = read_excluded(excluded) if excluded is not None else []
