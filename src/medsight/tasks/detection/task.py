@@ -65,9 +65,10 @@ AIR_HU = -500.0
 
 
 def check_hounsfield(model: SavedModel, image: Image) -> None:
-    """Refuse a volume that is not a CT in HU (nothing below :data:`AIR_HU`), as an MR in NIfTI,
-    which carries no modality, would be; skipped when the model was made to take other
-    modalities (``--accept-modality``, :meth:`SavedModel.accepting`).
+    """Refuse a CT, or a volume of unknown modality (NIfTI carries none), that is not in HU
+    (nothing below :data:`AIR_HU`), as an MR in NIfTI would be. Skipped for a model that takes
+    every modality (``--accept-modality any``) and for an image of another modality the model
+    was made to take (``--accept-modality NM``, :meth:`SavedModel.accepting`).
 
     Raises:
         ModalityError: naming the lowest value found.
@@ -75,7 +76,8 @@ def check_hounsfield(model: SavedModel, image: Image) -> None:
     from medsight.errors import ModalityError
 
     allowed = {m.upper() for m in (model.spec.modalities or [])}
-    if not allowed or not allowed <= {"CT"}:
+    declared = (image.modality or "OT").upper()
+    if "CT" not in allowed or declared not in ("CT", "OT", ""):  # any modality, or one accepted on purpose
         return
     lowest = float(np.min(image.array))
     if lowest > AIR_HU:
@@ -146,7 +148,13 @@ class DetectionTask(Task):
     def prepare_image(self, model: SavedModel, image: Image) -> PreparedScan:
         from medsight.tasks.detection.scan import check_ct, prepare_scan
 
-        check_ct(image, model=f"model {model.name}", modalities=model.spec.modalities)
+        from medsight.errors import ModalityError
+
+        try:
+            check_ct(image, model=f"model {model.name}", modalities=model.spec.modalities)
+        except ModalityError as exc:  # say how to force it
+            raise ModalityError(f"{exc.args[0]} (medsight predict --accept-modality {image.modality} runs it anyway)",
+                                path=exc.path) from None
         check_hounsfield(model, image)
         return prepare_scan(image, model.preprocessor, lung_margin_mm=_settings(model).lung_margin_mm)
 
