@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from blobsize import BlobSizeResult
+from medsight.tasks.detection.result import DetectionResult, NoduleFinding
 from medsight.tasks.results import ClassificationResult, PredictionError, Provenance, SegmentationResult
 from support.series_dicom import write_series
 
@@ -44,6 +45,26 @@ def segmentation(image) -> SegmentationResult:
                               provenance=provenance(image))
 
 
+def detection(image) -> list[DetectionResult]:
+    """Two nodules on ``image`` (with their crops and the overlay), and a scan without one."""
+    rgb = np.zeros((12, 10, 3), np.uint8)
+    rgb[4:8, 3:6] = (255, 0, 0)
+    crop = np.full((8, 8, 3), 90, np.uint8)
+    nodules = [NoduleFinding(lesion_id="1", center_mm=[-8.6, -17.2, 2.0], center_voxel=[1.0, 4.0, 2.0],
+                             diameter_mm=9.4, volume_ml=0.435, score=0.93, type="solid", solid_diameter_mm=9.4,
+                             category="4A", size_mm=[9.0, 9.5, 10.0], crop=crop),
+               NoduleFinding(lesion_id="2", center_mm=[-5.4, -15.8, 4.0], center_voxel=[2.0, 6.0, 6.0],
+                             diameter_mm=5.1, volume_ml=0.069, score=0.41, type="ground-glass", solid_diameter_mm=0.0,
+                             category="2", size_mm=[5.0, 5.0, 6.0], crop=crop)]
+    lungs = {"found": True, "volumes_ml": {"left": 1.0, "right": 1.1}, "reason": None}
+    return [DetectionResult(input=str(image.source or "ct"), nodules=nodules, threshold=0.4, n_candidates=7,
+                            lungs=lungs, provenance=provenance(image), overlay=rgb,
+                            warnings=["1 missing slice(s) filled with the lowest value at indices [2]"]),
+            DetectionResult(input="empty.nii.gz", nodules=[], threshold=0.4, n_candidates=0,
+                            lungs={"found": False, "volumes_ml": {}, "reason": "no air inside the body"},
+                            provenance=provenance())]
+
+
 def examples(image) -> dict[type, list]:
     """Result type → example results (and the model their CSV columns are for)."""
     return {
@@ -52,6 +73,7 @@ def examples(image) -> dict[type, list]:
                                                     provenance=provenance(image))],
         SegmentationResult: [segmentation(image)],
         BlobSizeResult: [BlobSizeResult(input="blob.png", diameter_mm=12.5, provenance=provenance(image))],
+        DetectionResult: detection(image),
         PredictionError: [PredictionError(input="bad.png", error="not an image", error_type="UnsupportedFormatError")],
     }
 

@@ -43,7 +43,7 @@ def test_result_follows_the_protocol(result_type, examples):
             assert f.region is None or (isinstance(f.region, Region) and len(f.region.center_mm) == 3)
             json.dumps(f.to_dict())
         for a in r.artifacts():
-            assert isinstance(a, Artifact) and a.kind in ("mask", "overlay")
+            assert isinstance(a, Artifact) and a.kind in ("mask", "overlay", "crop")
         columns = {"input", *result_type.csv_columns(rf.model_for(r)), "error"}
         assert set(r.csv_row()) <= columns and r.csv_row()["input"] == r.input
         headline, details = r.summary()

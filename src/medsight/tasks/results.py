@@ -124,9 +124,11 @@ class Artifact:
     """A large output of a result, written to a file by a writer rather than put in JSON.
 
     Attributes:
-        kind: ``"mask"`` (a label image) or ``"overlay"`` (an RGB picture).
-        value: a :class:`~medsight.io.image.Image` for a mask, an ``(H, W, 3)`` uint8 array for an overlay.
-        labels: label value → structure name (masks).
+        kind: ``"mask"`` (a label image), ``"overlay"`` (an RGB picture) or ``"crop"`` (an RGB
+            picture of one lesion, e.g. a nodule's axial crop).
+        value: a :class:`~medsight.io.image.Image` for a mask, an ``(H, W, 3)`` uint8 array for an
+            overlay or a crop.
+        labels: label value → structure name (masks; a crop: its lesion id → name).
     """
 
     kind: str

@@ -411,7 +411,12 @@ class DetectionTask(Task):
     def card_section(self, manifest: dict[str, Any]) -> Section:
         from medsight.report import Section
 
-        return Section("detection_card.md.j2", folder=TEMPLATES, context={"m": manifest})
+        from medsight.models.manifest import DetectionInference
+
+        m = dict(manifest)
+        if isinstance(m.get("detection"), dict):  # the defaults a manifest leaves unwritten, for the card
+            m["detection"] = DetectionInference.model_validate(m["detection"]).model_dump(mode="json")
+        return Section("detection_card.md.j2", folder=TEMPLATES, context={"m": m})
 
     # -- training: hooks of the run skeleton (engine/run.py) -----------------------------------
     def prepare(self, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSetup:
