@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
@@ -68,6 +68,9 @@ class DataConfig(_Strict):
     file), a class folder (``root/<class>/*``), a CSV manifest (``path,label[,split]``) or a
     Decathlon folder (``dataset.json``).
     """
+
+    #: The keys that hold paths: relative ones are resolved against the config file's folder.
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("source", "split_file")
 
     source: str
     format: Literal["auto", "medmnist", "folder", "csv", "decathlon"] = "auto"
@@ -379,7 +382,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Load a YAML config, apply ``--set`` overrides and validate it.
 
-    Relative data paths (``data.source``, ``data.split_file``) are resolved against the config
+    Relative data paths (``data.source``, ``data.split_file``, and those a task's data section
+    adds in ``PATH_KEYS``) are resolved against the config
     file's folder when they exist there, else taken as given (from the working directory, like
     any path on a command line).
 
@@ -397,7 +401,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
     cfg = config_from_dict(data, source=str(path))
-    for key in ("source", "split_file"):
+    for key in cfg.data.PATH_KEYS:
         given = getattr(cfg.data, key)
         if given is None or given.startswith("medmnist:") or Path(given).is_absolute():
             continue

@@ -90,4 +90,42 @@ def blob_size() -> tuple[dict[str, Any], dict[str, Any]]:
     return ev, manifest
 
 
-EXAMPLES = {"classification": classification, "segmentation": segmentation, "blob-size": blob_size}
+def detection() -> tuple[dict[str, Any], dict[str, Any]]:
+    from medsight.metrics.froc import froc
+    from medsight.models.manifest import DetectionInference
+    from medsight.tasks.detection.scan import preprocessing_spec
+    from medsight.tasks.detection.task import DetectionTask
+    from support.froc_examples import three_scans
+
+    nodules, findings = three_scans()
+    analyses = {"all nodules": froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=20, threshold=0.7).to_dict(),
+                "nodules >= 6 mm": froc(nodules, findings, scans=["s1", "s2", "s3"], n_boot=0,
+                                        min_diameter_mm=6.0).to_dict()}
+    ev = {"task": "detection", "model": f"det{HOSTILE}", "model_version": "1.0.0", "data": HOSTILE_FILE,
+          "split": "test", "n": 3, "threshold": 0.7, "analyses": analyses,
+          "scans": [{"seriesuid": "s1", "image": HOSTILE_FILE, "seconds": 0.5, "n_candidates": 3, "n_findings": 2,
+                     "n_nodules": 2}],
+          "skipped": [{"input": HOSTILE_FILE, "error": f"cannot read {HOSTILE}"}], "not_on_disk": 2,
+          "dataset": {"n_scans": 3, "n_nodules": 3, "n_excluded": 0, "not_on_disk": 2, "unlisted": 0,
+                      "files": {"annotations": "annotations.csv", "excluded": None, "seriesuids": "seriesuids.csv"}},
+          "seconds_per_scan": 0.5}
+    ev.update(DetectionTask().headline(ev))
+    manifest = {
+        "name": f"det{HOSTILE}", "version": "1.0.0", "task": "detection", "description": "A test model.",
+        "labels": ["background", "nodule"], "modalities": ["CT"],
+        "architecture": {"name": "unet", "params": {"channels": [4, 8], "strides": [2]}, "spatial_dims": 3,
+                         "in_channels": 1, "num_classes": 2},
+        "preprocessing": preprocessing_spec(1.0, (-1000.0, 400.0)),
+        "detection": DetectionInference(patch_size=[32, 32, 32]).to_dict(), "threshold": 0.7, "threshold_rule": f"chosen on {HOSTILE}",
+        "weights_sha256": "12" * 32, "versions": {"medsight": "0.0"},
+        "training": {"data": HOSTILE_FILE, "split": {"train": ["a", "b"], "val": ["c"], "test": ["d"]},
+                     "n_nodules": {"train": 3, "val": 1, "test": 1}, "best_epoch": 1, "best_val_cpm": 0.5,
+                     "epochs_run": 2, "wall_time_s": 1.0},
+        "metrics": {"test": {k: v for k, v in ev.items() if k == "n" or k.startswith(("cpm", "sensitivity",
+                                                                                        "operating"))}},
+    }
+    return ev, manifest
+
+
+EXAMPLES = {"classification": classification, "segmentation": segmentation, "blob-size": blob_size,
+            "detection": detection}

@@ -77,7 +77,8 @@ def examples(image) -> dict[type, list]:
         PredictionError: [PredictionError(input="bad.png", error="not an image", error_type="UnsupportedFormatError")],
         DetectionResult: [detection(image), DetectionResult(input="empty-ct", nodules=[], threshold=0.5,
                                                             n_candidates=0, lungs={"found": False}, provenance=
-                                                            provenance(image))],
+                                                            provenance(image),
+                                                            warnings=["1 missing slice(s) filled at indices [2]"])],
     }
 
 

@@ -77,5 +77,18 @@ def blob_size(root: Path) -> TaskExample:
     return TaskExample(config, data, images, evaluate={"n_boot": 100})
 
 
+def detection(root: Path) -> TaskExample:
+    """Five small synthetic chest CTs (support/chest_ct.py); the images to infer are two scans the
+    model never saw, one without nodules and one stored superior to inferior."""
+    from medsight.data.synthetic_ct import make_chest_ct
+    from support.chest_ct import SHAPE, synthetic_luna, tiny_config
+
+    data = synthetic_luna(root / "luna", n=5, seed=700)
+    config = tiny_config(data, name="contract-nodules")
+    images = [make_chest_ct(900, shape_zyx=SHAPE, n_nodules=0)[0],
+              make_chest_ct(901, shape_zyx=SHAPE, n_nodules=1, flip_z=True)[0]]
+    return TaskExample(config, data, images, evaluate={"n_boot": 20})
+
+
 EXAMPLES: dict[str, Callable[[Path], TaskExample]] = {"classification": classification, "segmentation": segmentation,
-                                                      "blob-size": blob_size}
+                                                      "blob-size": blob_size, "detection": detection}

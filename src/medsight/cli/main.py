@@ -110,33 +110,132 @@ def train(
         out.print(f"  report: {out_dir / 'evaluation' / 'report.html'}")
 
 
-@app.command()
+def _task_options(task: Any, args: list[str], *, with_model: bool) -> dict[str, Any]:
+    """The ``--NAME VALUE`` options left over by ``evaluate``'s own, as keyword arguments of the
+    task's ``evaluate`` (``with_model``) or ``evaluate_outputs``, typed by its ``evaluate_options``.
+
+    Raises:
+        ConfigError: an option the task does not take (the error lists those it takes), a
+            missing or malformed value, or a stray argument.
+    """
+    from medsight.errors import ConfigError
+
+    spec = {o.flag: o for o in task.evaluate_options
+            if o.without_model is None or o.without_model is (not with_model)}
+    takes = ", ".join(sorted(spec)) or "none"
+    mode = "with --model" if with_model else "without --model"
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        flag, eq, inline = token.partition("=")
+        if not flag.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}; evaluate takes options only (--NAME VALUE)")
+        opt = spec.get(flag)
+        if opt is None:
+            other = next((o for o in task.evaluate_options if o.flag == flag), None)
+            if other is not None:
+                raise ConfigError(f"{flag} is used {'without' if other.without_model else 'with'} --model; "
+                                  f"{mode} the {task.name} task takes {takes}")
+            raise ConfigError(f"no such option {flag}: {mode} the {task.name} task takes {takes} "
+                              "(medsight evaluate --task-options lists them)")
+        if opt.type is bool:
+            value: Any = inline.lower() not in ("0", "false", "no") if eq else True
+            i += 1
+        else:
+            if eq:
+                raw = inline
+                i += 1
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                raw = args[i + 1]
+                i += 2
+            else:
+                raise ConfigError(f"{flag} needs a value")
+            try:
+                value = opt.type(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{flag} takes a {opt.type.__name__}; got {raw!r}") from None
+        out[opt.name] = value
+    return out
+
+
+def _print_task_options() -> None:
+    from medsight.tasks.base import get_task, list_tasks
+
+    t = Table(title="task options of medsight evaluate")
+    for c in ("task", "option", "type", "when", "what"):
+        t.add_column(c, overflow="fold")
+    for name in list_tasks():
+        task = get_task(name)
+        for o in task.evaluate_options:
+            when = {None: "always", True: "without --model", False: "with --model"}[o.without_model]
+            t.add_row(name, o.flag, "flag" if o.type is bool else o.type.__name__.lower(), when, o.help)
+    out.print(t)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @_guard
 def evaluate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
-    data: Annotated[str, typer.Option("--data", "-d", help="MedMNIST .npz, class folder, CSV, or Decathlon folder.")],
-    split: Annotated[str | None, typer.Option(help="train, val, test, or all (default: test for classification, "
-                                                   "every labelled case for segmentation).")] = None,
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped model name or saved-model folder "
+                                                                   "(omit to score saved outputs, see --task).")]
+    = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="MedMNIST .npz, class folder, CSV, Decathlon "
+                                                                 "folder, or a folder of scans.")] = None,
+    split: Annotated[str | None, typer.Option(help="train, val, test, or all (default: the task's: test for "
+                                                   "classification, every labelled case for segmentation).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-case metrics as CSV (segmentation).")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Per-case metrics as CSV.")] = None,
+    task_name: Annotated[str | None, typer.Option("--task", help="Without --model: the task whose saved outputs "
+                                                                 "are scored (default: the only one that can).")]
+    = None,
+    task_options: Annotated[bool, typer.Option("--task-options", help="List each task's own options and exit.")]
+    = False,
     verbose: Verbose = False,
 ) -> None:
-    """Evaluate a model on a labelled split at its stored operating point."""
-    from medsight.models.saved import load_model
-    from medsight.tasks.base import get_task
+    """Evaluate a model on a labelled split at its stored operating point, or score saved outputs.
+
+    Further --NAME VALUE options go to the model's task; --task-options lists each task's.
+    """
+    from medsight.errors import ConfigError
+    from medsight.tasks.base import get_task, list_tasks
 
     _setup_logging(verbose)
-    m = load_model(model)
-    task = get_task(m.task)
-    split = split or task.default_split or "all"
-    result = task.evaluate(m, data, split=None if split == "all" else split, csv_path=csv_out)
+    if task_options:
+        _print_task_options()
+        return
+    m = None
+    if model is not None:
+        from medsight.models.saved import load_model
+
+        if data is None:
+            raise ConfigError("evaluate --model needs --data (the labelled data to evaluate on)")
+        m = load_model(model)
+        task = get_task(m.task)
+        options = _task_options(task, list(ctx.args), with_model=True)
+        split = split or task.default_split or "all"
+        result = task.evaluate(m, data, split=None if split == "all" else split, csv_path=csv_out, **options)
+    else:
+        scorers = [n for n in list_tasks() if get_task(n).scores_outputs]
+        if task_name is None and len(scorers) != 1:
+            raise ConfigError("evaluate needs --model (or, to score saved outputs, --task: one of "
+                              f"{', '.join(scorers) or 'none'})")
+        name = task_name or scorers[0]
+        task = get_task(name)
+        if not task.scores_outputs:
+            raise ConfigError(f"the {name} task cannot score outputs without a model; give --model "
+                              f"(tasks that can: {', '.join(scorers) or 'none'})")
+        options = _task_options(task, list(ctx.args), with_model=False)
+        result = task.evaluate_outputs(data=data, csv_path=csv_out, **options)
+        split = result.get("split") or "all"
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=1))
     if report:
         task.write_report(result, report, model=m)
-    table = Table(title=f"{m.name} on {data} ({split}, n={result.get('n')})")
+    what = m.name if m is not None else f"{task.name} outputs"
+    table = Table(title=f"{what} on {result.get('data', data)} ({split}, n={result.get('n')})")
     table.add_column("metric")
     table.add_column("value")
     for k, v in result.items():
@@ -147,6 +246,10 @@ def evaluate(
     out.print(table)
     if result.get("skipped"):
         err.print(f"[yellow]{len(result['skipped'])} input(s) skipped[/yellow]; see the JSON output")
+    if json_out:
+        out.print(f"  metrics: {json_out}")
+    if report:
+        out.print(f"  report: {report}")
 
 
 @app.command()
@@ -159,17 +262,27 @@ def predict(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write results as CSV here.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for output files: masks (NIfTI, DICOM SEG), "
                                                                "overlays (PNG, DICOM SC), crops (PNG).")] = None,
+    accept_modality: Annotated[list[str] | None, typer.Option(
+        "--accept-modality", help="Also take images of this DICOM modality (repeat for more; 'any': every "
+                                  "modality, unchecked) though the model was trained on others.")] = None,
+    max_slice_gap: Annotated[float | None, typer.Option(
+        "--max-slice-gap", help="Stack DICOM series with gaps up to this many slice steps, filling the missing "
+                                "slices, with a warning (default 1.5: none; MEDSIGHT_MAX_SLICE_GAP).")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""
+    from dataclasses import replace
+
     from medsight.engine.predictor import Predictor
+    from medsight.io.limits import ReadLimits
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
     from medsight.tasks.writers import OutputFolder, write, write_csv
 
     _setup_logging(verbose)
     m = load_model(model)
-    results = Predictor(m, get_task(m.task)).predict(inputs)
+    limits = replace(ReadLimits.from_env(), max_slice_gap=max_slice_gap) if max_slice_gap is not None else None
+    results = Predictor(m, get_task(m.task), accept_modalities=accept_modality, limits=limits).predict(inputs)
     if out_dir is not None:
         folder = OutputFolder(out_dir)
         for r in results:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from medsight.errors import MedSightError
 from medsight.io.image import Image
+from medsight.io.limits import ReadLimits
 from medsight.models.saved import SavedModel
 
 __all__ = ["Predictor", "PredictorTask"]
@@ -42,9 +43,17 @@ class Predictor:
         model: the saved model.
         task: the model's task (``medsight.tasks.get_task(model.task)``).
         chunk: how many images are read and inferred together.
+        accept_modalities: modalities the model takes in this run on top of its own (``"any"``:
+            every one), :meth:`SavedModel.accepting`; e.g. a CT exported with another modality code.
+        limits: the read limits (default :meth:`ReadLimits.from_env`), e.g. a larger
+            ``max_slice_gap`` to stack a series with missing slices.
     """
 
-    def __init__(self, model: SavedModel, task: PredictorTask, *, chunk: int | None = None) -> None:
+    def __init__(self, model: SavedModel, task: PredictorTask, *, chunk: int | None = None,
+                 accept_modalities: Sequence[str] | None = None, limits: ReadLimits | None = None) -> None:
+        if accept_modalities:
+            model = model.accepting(accept_modalities)
+        self.limits = limits
         self.model = model
         self.task = task
         self.chunk = chunk or (64 if model.spatial_dims == 2 else 1)
@@ -82,7 +91,10 @@ class Predictor:
             images, where = [], []
             for i, name in enumerate(batch):
                 try:
-                    images.append(read(name, **(read_options or {})))
+                    opts = dict(read_options or {})
+                    if self.limits is not None:
+                        opts.setdefault("limits", self.limits)
+                    images.append(read(name, **opts))
                     where.append(i)
                 except MedSightError as exc:
                     slots[i] = self.task.error_result(name, exc)

@@ -70,6 +70,6 @@ def expand_inputs(inputs: Sequence[str | Path], *, spatial_dims: int = 2) -> lis
             continue
         files = list_files(p)
         if spatial_dims == 3:
-            files = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz"))]
+            files = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz", ".mhd", ".mha"))]
         out.extend(str(f) for f in files) if files else out.append(str(p))
     return out

@@ -13,6 +13,8 @@ four CSV files, all with world coordinates in mm in the order of the scan's Meta
 - findings (a detector's output, LUNA16's "results" or candidates):
   ``seriesuid,coordX,coordY,coordZ[,diameter_mm],probability``. ``diameter_mm`` is optional
   (LUNA16 candidates have none); an empty cell means none. ``probability`` is any finite score.
+  A row with no coordinates and no probability (a scan without a finding, as ``medsight predict
+  --csv`` writes it) is skipped.
 
 Files are UTF-8 (a byte-order mark is allowed) with a header row (except ``seriesuids.csv``).
 Columns other than the ones read are ignored. A bad file raises :class:`~medsight.errors.DataError`
@@ -29,7 +31,8 @@ from pathlib import Path
 
 from medsight.errors import DataError
 
-__all__ = ["Nodule", "Finding", "read_annotations", "read_excluded", "read_findings", "read_seriesuids",
+__all__ = ["Nodule", "Finding", "read_annotations", "read_excluded", "read_findings", "read_findings_scans",
+           "read_seriesuids",
            "write_findings", "ANNOTATION_COLUMNS", "FINDING_COLUMNS", "UNKNOWN_SIZE_DIAMETER_MM"]
 
 #: The columns of ``annotations.csv`` and ``annotations_excluded.csv``.
@@ -150,6 +153,10 @@ def read_excluded(path: str | Path) -> list[Nodule]:
 def read_findings(path: str | Path) -> list[Finding]:
     """Read a findings (results or candidates) file.
 
+    A row whose coordinates and probability are all empty is no finding and is skipped:
+    ``medsight predict --csv`` writes one for every scan in which nothing was found (and for an
+    input that could not be read), so its table can be scored as it is.
+
     Raises:
         DataError: unreadable file, a missing column (``diameter_mm`` may be absent), an empty UID,
             or a coordinate, probability or (non-empty) diameter that is not a finite number.
@@ -157,10 +164,24 @@ def read_findings(path: str | Path) -> list[Finding]:
     path = Path(path)
     out = []
     for line, row in _rows(path, ("seriesuid", "coordX", "coordY", "coordZ", "probability")):
+        if not any(row.get(c, "").strip() for c in ("coordX", "coordY", "coordZ", "probability")):
+            continue  # a scan read without a finding (or an input that failed): ``medsight predict --csv`` rows
         d = _number(path, line, row, "diameter_mm") if row.get("diameter_mm", "").strip() else None
         out.append(Finding(_uid(path, line, row), _center(path, line, row),
                            _number(path, line, row, "probability"), d))
     return out
+
+
+def read_findings_scans(path: str | Path) -> list[str]:
+    """The series UIDs a findings file names, in order, once each: those with findings and those
+    on rows without one (a scan that was read and had no finding); empty UIDs are skipped.
+
+    Raises:
+        DataError: as :func:`read_findings`.
+    """
+    path = Path(path)
+    return list(dict.fromkeys(row["seriesuid"].strip() for _, row in _rows(path, ("seriesuid",))
+                              if row.get("seriesuid", "").strip()))
 
 
 def read_seriesuids(path: str | Path) -> list[str]:

@@ -15,11 +15,13 @@ the manifest), so a task never calls ``model.network`` itself.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -150,6 +152,24 @@ class SavedModel:
 
     def save(self, path: str | Path) -> Path:
         return save_model(self, path)
+
+    def accepting(self, modalities: Sequence[str]) -> SavedModel:
+        """This model, also taking images of ``modalities`` (DICOM codes; ``"any"``: every
+        modality, and no check that the image looks like the modality the model was trained on):
+        what ``medsight predict --accept-modality`` forces for one call. The network, backend and
+        files are shared; the saved manifest is not changed.
+
+        Raises:
+            ConfigError: no modality given, or one that is not a code of letters and digits.
+        """
+        codes = [str(m).strip().upper() for m in modalities]
+        bad = [c for c in codes if not c.isalnum()]
+        if not codes or bad:
+            raise ConfigError(f"--accept-modality takes DICOM modality codes (CT, MR, PT, ...) or 'any'; got "
+                              f"{', '.join(repr(b) for b in bad) or 'none'}")
+        manifest = dict(self.manifest)
+        manifest["modalities"] = None if "ANY" in codes else sorted(set(self.spec.modalities or []) | set(codes))
+        return dataclasses.replace(self, manifest=manifest)
 
 
 def build_network(arch: Architecture | dict[str, Any]) -> torch.nn.Module:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medsight.report.plots import froc_png
@@ -43,7 +43,8 @@ def _analysis(name: str, r: Mapping[str, Any]) -> dict[str, Any]:
 
 def detection_report_section(results: Mapping[str, Mapping[str, Any]], *, model: str | None = None,
                              version: str | None = None, data: str | None = None,
-                             provenance: Mapping[str, Any] | None = None) -> Section:
+                             provenance: Mapping[str, Any] | None = None, notes: Sequence[str] = (),
+                             skipped: Sequence[Mapping[str, Any]] = ()) -> Section:
     """The report section of one or more FROC analyses of the same detector.
 
     Args:
@@ -51,10 +52,15 @@ def detection_report_section(results: Mapping[str, Mapping[str, Any]], *, model:
             (with its curve).
         model, version, data: what was evaluated on what, for the heading and provenance.
         provenance: further ``name → value`` rows (weights checksum, versions).
+        notes: lines shown under the heading (what was left out, analyses that could not run).
+        skipped: scans that could not be read (``input``, ``error``), listed (the first
+            :data:`MAX_MISSED_LISTED`).
     """
     return Section("detection.html.j2", {
         "title": f"Detection evaluation: {model or 'findings'}",
         "head": {"model": model, "version": version, "data": data},
         "analyses": [_analysis(name, r) for name, r in results.items()],
+        "notes": list(notes), "n_skipped": len(skipped),
+        "skipped": [{"input": str(x.get("input")), "error": str(x.get("error"))} for x in skipped[:MAX_MISSED_LISTED]],
         "provenance": [("model", model), ("version", version), ("data", data), *(provenance or {}).items()],
     })

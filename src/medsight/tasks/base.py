@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from medsight.config import Config, register_run_config
 from medsight.data.case import Case
@@ -34,7 +35,30 @@ if TYPE_CHECKING:  # pragma: no cover
     from medsight.engine.trainer import TrainResult
     from medsight.report import Section
 
-__all__ = ["Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["Task", "EvaluateOption", "get_task", "list_tasks", "register_task"]
+
+
+@dataclass(frozen=True)
+class EvaluateOption:
+    """An option of a task's :meth:`Task.evaluate` (or :meth:`Task.evaluate_outputs`) that
+    ``medsight evaluate`` takes as ``--NAME VALUE`` (``name`` with dashes for underscores).
+
+    Attributes:
+        name: the keyword argument, e.g. ``min_diameter_mm`` (``--min-diameter-mm``).
+        type: ``str``, ``int``, ``float``, ``Path`` or ``bool`` (a flag, no value).
+        help: one line for ``medsight evaluate --task-options``.
+        without_model: ``True``: only when scoring outputs without a model
+            (:meth:`Task.evaluate_outputs`); ``False``: only with a model; None: both.
+    """
+
+    name: str
+    type: type
+    help: str
+    without_model: bool | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
 class Task(ABC):
@@ -48,6 +72,10 @@ class Task(ABC):
     default_split: str | None = "test"
     #: The type of the results ``infer`` returns (its CSV columns, its writers).
     result_type: type = Result
+    #: The task's own options of ``evaluate`` / ``evaluate_outputs`` (``medsight evaluate --NAME VALUE``).
+    evaluate_options: ClassVar[tuple[EvaluateOption, ...]] = ()
+    #: Whether :meth:`evaluate_outputs` scores outputs written earlier (a findings file) without a model.
+    scores_outputs: ClassVar[bool] = False
 
     # -- training: the run skeleton (engine/run.py) calls these -------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
@@ -87,6 +115,11 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, model: SavedModel, data: str, *, split: str | None = "test", **options: Any) -> dict[str, Any]:
         """Metrics of ``model`` on ``data`` (a path in any layout the task reads)."""
+
+    def evaluate_outputs(self, *, data: str | None = None, **options: Any) -> dict[str, Any]:
+        """Metrics of outputs saved earlier (e.g. a findings CSV) against the reference, without a
+        model (``medsight evaluate`` without ``--model``); only tasks with :attr:`scores_outputs`."""
+        raise NotImplementedError(f"the {self.name} task cannot score outputs without a model")
 
     @abstractmethod
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:

@@ -11,7 +11,9 @@ asks what kind of result it holds:
   a detector's nodules, each with its lesion id and region in patient mm);
 * ``artifacts()``: the large outputs as :class:`Artifact` (a mask, an overlay), which the
   writers of :mod:`medsight.tasks.writers` turn into files;
-* ``csv_columns(model)`` / ``csv_row()``: the columns a results table has for this type.
+* ``csv_columns(model)`` / ``csv_row()`` / ``csv_rows()``: the columns a results table has for
+  this type, and the rows of one result (one, unless a result holds several findings that each
+  get a row, as a detector's nodules do).
 
 :class:`PredictionError` follows the protocol too (no findings, no artifacts).
 """
@@ -165,6 +167,12 @@ class Result:
 
     def csv_row(self) -> dict[str, Any]:
         return {"input": self.input}
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """The rows of this result in a ``--csv`` table: one, :meth:`csv_row`, unless the result
+        holds several things that each get a row (a detector: one row per finding, and one row
+        with empty finding columns when it found nothing, so the table shows the input was read)."""
+        return [self.csv_row()]
 
     def summary(self) -> tuple[str, str]:
         """One line for a results table: ``(headline, details)``, e.g. the decision and the probabilities."""

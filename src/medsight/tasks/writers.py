@@ -11,7 +11,9 @@ produced for it (:func:`writer_for` returns None).
 format      call                                             returns
 =========== ================================================ ===============================
 ``json``    ``w(result)``                                    the JSON-ready dict
-``csv``     ``w(result)``                                    one CSV row (column → value)
+``csv``     ``w(result)``                                    one CSV row (column → value);
+                                                             ``write_csv`` writes every row
+                                                             of ``result.csv_rows()``
 ``db``      ``w(result)``                                    the service's result columns
                                                              (``label``, ``score``,
                                                              ``threshold``, ``positive``) and
@@ -287,7 +289,9 @@ def findings_sr(findings: Iterable[Finding], sources: Sequence[Any], *, algorith
 
 
 def write_csv(results: Sequence[Result], path: str | Path, *, result_type: type[Result], model: Any) -> Path:
-    """One CSV row per result: ``input``, the columns of ``result_type`` for ``model``, ``error``.
+    """The CSV rows of every result (:meth:`~medsight.tasks.results.Result.csv_rows`: one per
+    result, or one per finding of a detector): ``input``, the columns of ``result_type`` for
+    ``model``, ``error``.
 
     Raises:
         WriteError: the file cannot be written.
@@ -300,7 +304,9 @@ def write_csv(results: Sequence[Result], path: str | Path, *, result_type: type[
             w = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
             w.writeheader()
             for r in results:
-                w.writerow(write(r, "csv"))
+                # a type that gives several rows says so; else its (possibly registered) csv writer's row
+                several = type(r).csv_rows is not Result.csv_rows
+                w.writerows(r.csv_rows() if several else [write(r, "csv")])
     except OSError as exc:
         raise WriteError(f"could not write CSV: {exc}", path=path) from exc
     return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,10 +12,21 @@ __all__ = ["DetectionDataConfig", "DetectionTrainConfig", "DetectionSection", "D
 
 
 class DetectionDataConfig(DataConfig):
-    """A LUNA16-layout folder (``annotations.csv`` beside the volumes, see
-    :mod:`medsight.tasks.detection.data`); splits are seeded over the scans unless ``split_file``
-    names them. ``max_cases`` reads only the first N scans (by series UID), for quick runs."""
+    """The scans' folder (``source``: ``.mhd``/``.mha``, ``.nii``/``.nii.gz`` named by series UID,
+    or DICOM series folders, at any depth) and LUNA16's annotation files (see
+    :mod:`medsight.tasks.detection.data`): ``annotations`` (default ``annotations.csv`` in the
+    folder, or the one under it), ``excluded`` and ``seriesuids`` (default: the files of those
+    names beside the annotations). Listed scans that are not on disk are left out and counted
+    (``missing_scans: error`` refuses them). Splits are seeded over the scans unless
+    ``split_file`` names them. ``max_cases`` reads only the first N scans (by series UID), for
+    quick runs."""
 
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("source", "split_file", "annotations", "excluded", "seriesuids")
+
+    annotations: str | None = None
+    excluded: str | None = None
+    seriesuids: str | None = None
+    missing_scans: Literal["skip", "error"] = "skip"
     max_cases: int | None = Field(None, ge=1)
 
 

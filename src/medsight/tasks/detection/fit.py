@@ -70,13 +70,13 @@ def _prepare_cases(cases: list[Any], pre_spec: dict[str, Any], cfg: DetectionRun
 def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSetup:
     from medsight.data.splits import assign_splits, split_ids
     from medsight.engine.run import TrainingSetup
-    from medsight.tasks.detection.data import open_detection_data
+    from medsight.tasks.detection.data import open_config_data
     from medsight.tasks.detection.scan import preprocessing_spec
     from medsight.tasks.detection.task import _inference_settings
     from medsight.tasks.detection.training import DetectionHooks, NodulePatches
 
     d = cfg.detection
-    data = open_detection_data(cfg.data.source, max_cases=cfg.data.max_cases)
+    data = open_config_data(cfg.data)
     how = assign_splits(data.cases, split_file=cfg.data.split_file, val_fraction=cfg.data.val_fraction,
                         test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, source=data.source)
     pre_spec = preprocessing_spec(d.spacing_mm, d.hu_window)
@@ -132,7 +132,7 @@ def finish(task: Any, cfg: DetectionRunConfig, prepared: TrainingSetup, networks
         "preprocessing": st["pre_spec"], "detection": settings.to_dict() | {"patch_size": settings.patch_size},
         "modalities": cfg.modalities, "labels": ["background", "nodule"],
         "threshold": threshold, "threshold_rule": chosen,
-        "training": {"data": data.source, "split": st["split"], "split_how": st["split_how"],
+        "training": {"data": data.source, "scans": data.summary(), "split": st["split"], "split_how": st["split_how"],
                      "n_nodules": {s: sum(len(c.covariates["nodules"]) for c in data.split(s))
                                    for s in ("train", "val", "test")},
                      "config": cfg.model_dump(mode="json"), "best_epoch": result.best_epoch,

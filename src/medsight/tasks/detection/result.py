@@ -58,6 +58,13 @@ class DetectionResult(Result):
         overlay: an axial slice through the top finding with every finding on it circled.
         overlay_slice: the input's slice (array index) the overlay shows.
         overlay_source: that slice's DICOM file, when the input was DICOM (what its SC references).
+        warnings: what the reader noted about the input (missing slices filled, odd headers).
+
+    Its ``--csv`` rows (:meth:`csv_rows`) are one per finding in LUNA16's findings columns
+    (``seriesuid,coordX,coordY,coordZ,diameter_mm,probability``), so the table is scored as it is
+    by ``medsight evaluate --findings``; a scan without a finding gets one row with empty finding
+    columns. ``seriesuid`` is the input's series UID (DICOM), else its file name without the
+    volume suffix (LUNA16 names each scan ``<seriesuid>.mhd``).
     """
 
     input: str
@@ -70,12 +77,23 @@ class DetectionResult(Result):
     overlay_slice: int | None = None
     overlay_source: str | None = field(default=None, repr=False)
     output: str | None = None
+    warnings: list[str] = field(default_factory=list)
     task: str = "detection"
 
+    @property
+    def seriesuid(self) -> str:
+        """The scan's id in LUNA16 files: the series UID, else the file name without its suffix."""
+        from pathlib import Path
+
+        from medsight.tasks.detection.data import scan_uid_of
+
+        return self.provenance.series_uid or scan_uid_of(self.input) or Path(self.input).name
+
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "task": self.task, "threshold": self.threshold,
+        return {"input": self.input, "task": self.task, "seriesuid": self.seriesuid, "threshold": self.threshold,
                 "findings": [n.to_dict() for n in self.nodules], "n_candidates": self.n_candidates,
-                "lungs": _plain(self.lungs), "provenance": _plain(self.provenance), "output": self.output}
+                "lungs": _plain(self.lungs), "warnings": list(self.warnings), "provenance": _plain(self.provenance),
+                "output": self.output}
 
     def findings(self) -> list[Finding]:
         out = [Finding("nodule_count", float(len(self.nodules)), "1", title="Nodules found")]
@@ -100,21 +118,30 @@ class DetectionResult(Result):
 
     @classmethod
     def csv_columns(cls, model: Any) -> list[str]:
-        return ["n_findings", "max_diameter_mm", "top_score", "top_category", "output"]
+        return ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "probability", "lesion_id", "volume_ml",
+                "type", "category", "n_findings", "threshold", "output"]
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        base = {"input": self.input, "seriesuid": self.seriesuid, "n_findings": len(self.nodules),
+                "threshold": self.threshold, "output": self.output or ""}
+        if not self.nodules:
+            return [base]
+        return [{**base, "coordX": n.center_mm[0], "coordY": n.center_mm[1], "coordZ": n.center_mm[2],
+                 "diameter_mm": n.diameter_mm, "probability": n.score, "lesion_id": n.lesion_id,
+                 "volume_ml": n.volume_ml, "type": n.type, "category": n.category} for n in self.nodules]
 
     def csv_row(self) -> dict[str, Any]:
-        top = self.nodules[0] if self.nodules else None
-        return {"input": self.input, "n_findings": len(self.nodules),
-                "max_diameter_mm": max((n.diameter_mm for n in self.nodules), default=""),
-                "top_score": top.score if top else "", "top_category": top.category if top else "",
-                "output": self.output or ""}
+        """The first of :meth:`csv_rows` (the top finding)."""
+        return self.csv_rows()[0]
 
     def summary(self) -> tuple[str, str]:
+        warn = f"; warning: {self.warnings[0]}" + (f" (+{len(self.warnings) - 1})" if len(self.warnings) > 1 else "") \
+            if self.warnings else ""
         if not self.nodules:
-            return "no nodule", f"(threshold {self.threshold:.2f}, {self.n_candidates} candidates)"
+            return "no nodule", f"(threshold {self.threshold:.2f}, {self.n_candidates} candidates){warn}"
         parts = [f"#{n.lesion_id} {n.diameter_mm:.1f} mm {n.type} {n.category} p={n.score:.2f}"
                  for n in self.nodules[:5]]
-        return f"{len(self.nodules)} nodule(s)", "; ".join(parts)
+        return f"{len(self.nodules)} nodule(s)", "; ".join(parts) + warn
 
     def record_output(self, path: str) -> None:
         self.output = path
