@@ -112,8 +112,8 @@ def test_knobs_that_nothing_reads_are_refused(tmp_path, override):
 
 
 def test_a_task_without_a_config_is_refused_with_the_known_tasks():
-    with pytest.raises(ConfigError, match=r"'task' must be one of 'classification', 'segmentation'.*; got 'detection'"):
-        config_from_dict({"task": "detection", "data": {"source": "d"}})
+    with pytest.raises(ConfigError, match=r"'task' must be one of 'classification', 'segmentation'.*; got 'tracking'"):
+        config_from_dict({"task": "tracking", "data": {"source": "d"}})
 
 
 def test_each_task_gets_its_own_config_and_defaults():

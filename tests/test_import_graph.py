@@ -27,8 +27,6 @@ REGISTRY_EDGES = {
     ("medsight.io.registry", "medsight.io.raster"),
     ("medsight.io.registry", "medsight.io.series"),
     ("medsight.models.registry", "medsight.models.architectures"),
-    ("medsight.tasks.base", "medsight.tasks.classification"),
-    ("medsight.tasks.base", "medsight.tasks.segmentation"),
 }
 
 

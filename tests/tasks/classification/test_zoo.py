@@ -40,8 +40,11 @@ def test_shipped_model_meets_its_targets_on_the_official_test_split(name, shared
     assert ev["auc"] >= auc and ev["accuracy"] >= acc, (ev["auc"], ev["accuracy"])
     if sens is not None:
         assert ev["sensitivity"] >= sens and ev["specificity"] >= spec, (ev["sensitivity"], ev["specificity"])
-    # the card reports what the model really does
-    assert ev["auc"] == pytest.approx(m.manifest["metrics"]["test"]["auc"], abs=1e-4)
+    # the card reports what the model really does: to within about two of the test set's
+    # positive-negative pairs swapping order (an AUC step is 1/(n_pos n_neg), 2e-4 for
+    # BreastMNIST), since CPUs whose kernels differ (AVX-512 or not) round float16 ensembles
+    # differently: measured 0.9329 here against the 0.9330 recorded, on the unchanged model
+    assert ev["auc"] == pytest.approx(m.manifest["metrics"]["test"]["auc"], abs=5e-4)
 
 
 @pytest.mark.realdata

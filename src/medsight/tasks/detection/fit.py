@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from medsight.errors import DataError, MedSightError
@@ -15,8 +16,29 @@ from medsight.tasks.detection.config import DetectionRunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from medsight.engine.run import Finished, TrainingSetup
+    from medsight.models.manifest import DetectionInference
 
 log = logging.getLogger(__name__)
+
+
+def inference_settings(cfg: DetectionRunConfig) -> DetectionInference:
+    from medsight.models.manifest import DetectionInference
+
+    d = cfg.detection
+    return DetectionInference(patch_size=list(d.infer_patch_size), overlap=d.overlap, hu_window=list(d.hu_window),
+                              lung_margin_mm=d.lung_margin_mm, candidate_threshold=d.candidate_threshold,
+                              size_threshold=d.size_threshold, max_findings=d.max_findings,
+                              drop_outside_lungs=d.drop_outside_lungs, solid_hu=d.solid_hu, lung_rads=d.lung_rads,
+                              precision=cfg.train.precision)
+
+
+def operating_threshold(r: Any, fp_per_scan: float) -> float:
+    """The lowest score threshold whose FROC point has at most ``fp_per_scan`` FPs per scan."""
+    best = 1.0
+    for fps, t in zip(r.curve_fps, r.curve_thresholds):
+        if fps <= fp_per_scan and np.isfinite(t):
+            best = min(best, float(t))
+    return best  # not rounded: scores crowd near 1, and a threshold rounded up drops the findings at it
 
 
 def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm: float,
@@ -72,7 +94,6 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
     from medsight.engine.run import TrainingSetup
     from medsight.tasks.detection.data import open_config_data
     from medsight.tasks.detection.scan import preprocessing_spec
-    from medsight.tasks.detection.task import _inference_settings
     from medsight.tasks.detection.training import DetectionHooks, NodulePatches
 
     d = cfg.detection
@@ -91,7 +112,7 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
                             length=(cfg.train.steps_per_epoch or 100) * cfg.train.batch_size,
                             ref_voxels=4.0 / 3.0 * 3.141592653589793 * (d.weight_ref_mm / 2 / d.spacing_mm) ** 3,
                             max_weight=d.max_voxel_weight)
-    settings = _inference_settings(cfg)
+    settings = inference_settings(cfg)
     hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings, label_smoothing=d.label_smoothing)
     log.info("training %s on %d scans (%d nodules), validating on %d of %d", cfg.model.name, len(scans),
              sum(len(s.nodules) for s in scans), min(len(val), d.val_cases), len(val))
@@ -106,7 +127,6 @@ def finish(task: Any, cfg: DetectionRunConfig, prepared: TrainingSetup, networks
            results: list[Any]) -> Finished:
     from medsight.engine.run import Finished
     from medsight.tasks.detection.detect import detect
-    from medsight.tasks.detection.task import operating_threshold
     from medsight.tasks.detection.training import froc_of
 
     st, net, result = prepared.state, networks[0], results[0]

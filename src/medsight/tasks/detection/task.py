@@ -48,17 +48,6 @@ def _settings(model: SavedModel) -> DetectionInference:
     return det
 
 
-def _inference_settings(cfg: DetectionRunConfig) -> DetectionInference:
-    from medsight.models.manifest import DetectionInference
-
-    d = cfg.detection
-    return DetectionInference(patch_size=list(d.infer_patch_size), overlap=d.overlap, hu_window=list(d.hu_window),
-                              lung_margin_mm=d.lung_margin_mm, candidate_threshold=d.candidate_threshold,
-                              size_threshold=d.size_threshold, max_findings=d.max_findings,
-                              drop_outside_lungs=d.drop_outside_lungs, solid_hu=d.solid_hu, lung_rads=d.lung_rads,
-                              precision=cfg.train.precision)
-
-
 #: A CT in Hounsfield units has air (about -1000 HU) outside the body and in the lungs: a volume
 #: whose lowest value is above this is not one (an MR, a PET, a CT stored without its rescale).
 AIR_HU = -500.0
@@ -126,15 +115,6 @@ def _write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def operating_threshold(r: Any, fp_per_scan: float) -> float:
-    """The lowest score threshold whose FROC point has at most ``fp_per_scan`` FPs per scan."""
-    best = 1.0
-    for fps, t in zip(r.curve_fps, r.curve_thresholds):
-        if fps <= fp_per_scan and np.isfinite(t):
-            best = min(best, float(t))
-    return best  # not rounded: scores crowd near 1, and a threshold rounded up drops the findings at it
-
-
 @register_task
 class DetectionTask(Task):
     """Lung nodules in chest CT."""
@@ -146,9 +126,8 @@ class DetectionTask(Task):
 
     # -- one scan -----------------------------------------------------------------------------
     def prepare_image(self, model: SavedModel, image: Image) -> PreparedScan:
-        from medsight.tasks.detection.scan import check_ct, prepare_scan
-
         from medsight.errors import ModalityError
+        from medsight.tasks.detection.scan import check_ct, prepare_scan
 
         try:
             check_ct(image, model=f"model {model.name}", modalities=model.spec.modalities)
@@ -413,9 +392,8 @@ class DetectionTask(Task):
                                         provenance=prov, notes=notes, skipped=evaluation.get("skipped") or [])
 
     def card_section(self, manifest: dict[str, Any]) -> Section:
-        from medsight.report import Section
-
         from medsight.models.manifest import DetectionInference
+        from medsight.report import Section
 
         m = dict(manifest)
         if isinstance(m.get("detection"), dict):  # the defaults a manifest leaves unwritten, for the card
