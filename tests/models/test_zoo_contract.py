@@ -42,7 +42,8 @@ def shipped(request):
 def _synthetic(model, modality: str) -> Image:
     rng = np.random.default_rng(0)
     dims = model.spatial_dims
-    arr = rng.normal(100, 20, (1, *SHAPE[dims])).astype(np.float32)
+    mean, sd = (-700.0, 150.0) if modality == "CT" else (100.0, 20.0)  # CT in HU: air-like, as a CT model checks
+    arr = rng.normal(mean, sd, (1, *SHAPE[dims])).astype(np.float32)
     return Image(arr, spacing=(1.0,) * dims, modality=modality, source=f"synthetic-{dims}d")
 
 
