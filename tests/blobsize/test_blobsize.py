@@ -14,18 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from blobsize.data import blob_image, make_blobs
-from medsight.cli.main import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert "Traceback" not in result.stdout + (result.stderr or "")
-    return result
+from support.cli import invoke
 
 
 @pytest.fixture(scope="module")

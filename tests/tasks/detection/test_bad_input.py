@@ -11,22 +11,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from medsight.cli.main import app
 from medsight.io import read
 from medsight.io.metaimage import write_mhd
 from medsight.io.nifti import write_nifti
 from support.bad_inputs import write_png
+from support.cli import invoke
 from support.series_dicom import write_series
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert "Traceback" not in result.stdout + (result.stderr or "")
-    return result
 
 
 @pytest.fixture(scope="module")
