@@ -55,6 +55,7 @@ class DetectionSection(BaseModel):
     p_nodule: float = Field(0.5, ge=0, le=1)
     p_excluded: float = Field(0.2, ge=0, le=1)
     jitter_voxels: int = Field(16, ge=0)
+    ignore_radius_mm: float = Field(3.0, ge=0)  # excluded annotations without a size: out of the loss within this
     p_slab: float = Field(0.15, ge=0, le=1)                  # cut a patch to a thin slab (real slabs are 11-16 slices)
     weight_ref_mm: float = Field(10.0, gt=0)                # nodules smaller than this weigh as much as one this size
     max_voxel_weight: float = Field(1.0, ge=1)              # 1: every voxel alike (the shipped model)

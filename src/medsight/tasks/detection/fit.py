@@ -42,7 +42,7 @@ def operating_threshold(r: Any, fp_per_scan: float) -> float:
 
 
 def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm: float,
-                 as_train: bool) -> tuple[str, Any, str | None]:
+                 as_train: bool, ignore_radius_mm: float = 3.0) -> tuple[str, Any, str | None]:
     """One scan read, checked and prepared (a worker process runs this): a ``TrainScan`` (training
     scans: the network grid in float16 and the targets, nothing else) or the ``PreparedScan``
     (validation: the lung mask is needed to drop findings outside it), or the error."""
@@ -57,7 +57,8 @@ def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm
     except MedSightError as exc:
         return case.id, None, str(exc)
     if as_train:
-        return case.id, TrainScan.of(case.id, scan, case.covariates["nodules"], case.covariates["excluded"]), None
+        return case.id, TrainScan.of(case.id, scan, case.covariates["nodules"], case.covariates["excluded"],
+                                     ignore_radius_mm=ignore_radius_mm), None
     return case.id, scan, None
 
 
@@ -70,7 +71,8 @@ def _prepare_cases(cases: list[Any], pre_spec: dict[str, Any], cfg: DetectionRun
     from multiprocessing import get_context
 
     workers = max(1, min(cfg.train.threads or os.cpu_count() or 1, len(cases)))
-    args = [(c, pre_spec, cfg.modalities, cfg.detection.lung_margin_mm, as_train) for c in cases]
+    args = [(c, pre_spec, cfg.modalities, cfg.detection.lung_margin_mm, as_train, cfg.detection.ignore_radius_mm)
+            for c in cases]
     if workers == 1:
         done = [_prepare_one(*a) for a in args]
     else:  # spawn: a forked child of a process that has run torch's thread pool can hang
