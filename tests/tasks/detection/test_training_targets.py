@@ -16,10 +16,10 @@ def test_a_nodule_is_a_ball_and_an_excluded_annotation_is_out_of_the_loss():
     excluded = np.array([[30.0, 30.0, 30.0, 2.0]])
     y, w = ball_target(nodules, np.zeros(3), (40, 40, 40), max_weight=1.0, ignore=excluded)
     assert y[10, 10, 10] == 1 and y[10, 10, 14] == 0
-    assert int(y.sum()) == int(((np.indices((40, 40, 40)) - 10.0) ** 2).sum(0).__le__(9).sum())
+    assert int(y.sum()) == int((((np.indices((40, 40, 40)) - 10.0) ** 2).sum(0) <= 9).sum())
     assert w[30, 30, 30] == 0 and w[30, 30, 32] == 0 and w[30, 30, 33] == 1
     assert (w[y == 1] == 1).all()
-    assert int((w == 0).sum()) == int(((np.indices((40, 40, 40)) - 30.0) ** 2).sum(0).__le__(4).sum())
+    assert int((w == 0).sum()) == int((((np.indices((40, 40, 40)) - 30.0) ** 2).sum(0) <= 4).sum())
 
 
 def test_an_excluded_annotation_overlapping_a_nodule_leaves_the_nodule_in_the_loss():

@@ -42,7 +42,7 @@ def operating_threshold(r: Any, fp_per_scan: float) -> float:
 
 
 def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm: float,
-                 as_train: bool, ignore_radius_mm: float = 3.0) -> tuple[str, Any, str | None]:
+                 as_train: bool, ignore_radius_mm: float) -> tuple[str, Any, str | None]:
     """One scan read, checked and prepared (a worker process runs this): a ``TrainScan`` (training
     scans: the network grid in float16 and the targets, nothing else) or the ``PreparedScan``
     (validation: the lung mask is needed to drop findings outside it), or the error."""

@@ -8,18 +8,18 @@
   ball of each nodule's diameter at its centre (the class map the network learns); a ball
   around each excluded annotation is left out of the loss (``ignore_radius_mm``, or the
   annotation's radius + 1 mm when it has a size). An excluded lesion counts neither way when
-  scored, and LUNA16's excluded list holds nodules under 3 mm: taught as background, they teach
-  the network that every small solid blob is background, and the 3-6 mm nodules are lost with
-  them (the first shipped model: 4 of 38 found). Patches
+  scored, and LUNA16's excluded list holds nodules under 3 mm: taught as background, they may
+  teach the network that a small solid blob is background (the shipped model, trained so,
+  finds 4 of the benchmark's 38 nodules under 6 mm; whether this rule recovers them is not yet
+  measured, docs/detection.md). Patches
   are mirrored along every axis and turned by quarter turns in the axial plane (a nodule has no
   handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
   11-16-slice LIDC slabs are. The trainer re-seeds it every epoch.
 * :class:`DetectionHooks`: MONAI ``DiceLoss`` (batch Dice over the nodule class, on the voxels
-  in the loss) plus a
-  cross-entropy whose nodule voxels are weighted so that every nodule counts about alike
-  (:func:`ball_target`), with light label smoothing so that scores do not saturate at 1;
-  and validation that runs the whole detector on a few validation scans and scores it the
-  LUNA16 way (``val_cpm``).
+  in the loss) plus a cross-entropy whose nodule voxels can be weighted up so that small
+  nodules count more (:func:`ball_target`, ``max_voxel_weight``), optionally with label
+  smoothing (both off in the shipped model); and validation that runs the whole detector on a
+  few validation scans and scores it the LUNA16 way (``val_cpm``).
 """
 
 from __future__ import annotations
@@ -61,9 +61,8 @@ class TrainScan:
             nod = np.column_stack([scan.to_grid(arr[:, :3]), arr[:, 3] / 2.0 / sp])
         exc = np.zeros((0, 4))
         if len(excluded):
-            arr = np.asarray(excluded, float).reshape(len(excluded), -1)
-            d = arr[:, 3] if arr.shape[1] > 3 else np.full(len(arr), -1.0)
-            radius = np.where(d > 0, d / 2.0 + 1.0, float(ignore_radius_mm)) / sp
+            arr = np.asarray(excluded, float)
+            radius = np.where(arr[:, 3] > 0, arr[:, 3] / 2.0 + 1.0, float(ignore_radius_mm)) / sp
             exc = np.column_stack([scan.to_grid(arr[:, :3]), radius])
         return cls(uid, scan.x[0].astype(np.float16), nod, exc)
 
