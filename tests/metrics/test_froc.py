@@ -276,3 +276,21 @@ def test_real_luna16_coordinates_are_the_dicom_lps_mm_of_the_lidc_slabs():
             assert image.array[0, i[0], i[1], i[2]] > -300 and image.array[0].mean() < -500
             checked += 1
     assert checked >= 1
+
+
+def test_size_agreement_compares_each_found_nodules_best_finding_with_its_diameter():
+    from medsight.metrics.froc import size_agreement
+
+    nodules = [Nodule("s1", (0, 0, 0), 10.0), Nodule("s1", (50, 0, 0), 20.0), Nodule("s2", (0, 0, 0), 8.0)]
+    findings = [Finding("s1", (1, 0, 0), 0.9, 12.0),   # +20 %
+                Finding("s1", (0, 1, 0), 0.5, 30.0),   # hits the same nodule with a lower score: not the match
+                Finding("s1", (52, 0, 0), 0.8, 10.0),  # -50 %
+                Finding("s2", (0, 0, 1), 0.2, 8.0),    # exact, but below the threshold below
+                Finding("s2", (30, 0, 0), 0.9, 5.0)]   # a false positive: no nodule to compare with
+    r = size_agreement(nodules, findings)
+    assert r["n_matched"] == 3
+    assert r["median"] == pytest.approx(0.0) and r["median_absolute"] == pytest.approx(0.2)
+    assert r["within"] == pytest.approx(2 / 3, abs=1e-4)
+    at = size_agreement(nodules, findings, threshold=0.5)
+    assert at["n_matched"] == 2 and at["within"] == pytest.approx(0.5)
+    assert size_agreement(nodules, [])["median"] is None

@@ -59,7 +59,7 @@ import numpy as np
 from medsight.errors import ConfigError, DataError
 from medsight.metrics.luna16_csv import Finding, Nodule
 
-__all__ = ["froc", "FROCResult", "FP_RATES", "LUNA16_MAX_FINDINGS_PER_SCAN"]
+__all__ = ["froc", "size_agreement", "FROCResult", "FP_RATES", "LUNA16_MAX_FINDINGS_PER_SCAN"]
 
 logger = logging.getLogger(__name__)
 
@@ -340,3 +340,40 @@ def froc(annotations: Iterable[Nodule], findings: Iterable[Finding], *, scans: S
         sensitivities=at, cpm=float(np.mean(at)), curve_fps=tuple(float(v) for v in fps),
         curve_sensitivity=tuple(float(v) for v in sens), curve_thresholds=tuple(float(v) for v in thr),
         missed=tuple(missed), min_diameter_mm=min_diameter_mm, ci=ci, operating_point=op)
+
+
+def size_agreement(annotations: Iterable[Nodule], findings: Iterable[Finding], *, threshold: float | None = None,
+                   tolerance: float = 0.3) -> dict[str, Any]:
+    """How well the detector measures what it finds: each nodule's matched finding (the
+    highest-probability finding whose centre is within its radius, as :func:`froc` scores it;
+    with ``threshold``, only findings at or above it) against the annotated diameter.
+
+    Findings without a diameter are not matched. Returns ``n_matched``, the relative error
+    ``(found - annotated) / annotated`` as ``median`` and ``p10``/``p90``, the
+    ``median_absolute`` relative error, and ``within`` (the fraction within ``tolerance``,
+    0.3 = 30 %, issue 10's criterion on LIDC-IDRI-0001); the statistics are None when nothing
+    is matched.
+    """
+    by_scan: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.diameter_mm is not None and (threshold is None or f.probability >= threshold):
+            by_scan.setdefault(f.seriesuid, []).append(f)
+    errors: list[float] = []
+    nodules = [n for n in annotations if n.diameter_mm > 0]
+    for uid in dict.fromkeys(n.seriesuid for n in nodules):
+        mine, marks = [n for n in nodules if n.seriesuid == uid], by_scan.get(uid, [])
+        hit = _hits(marks, mine)
+        prob = np.array([f.probability for f in marks], dtype=float)
+        for j, n in enumerate(mine):
+            idx = np.flatnonzero(hit[:, j])
+            if len(idx):
+                best = marks[int(idx[np.argmax(prob[idx])])]
+                errors.append((float(best.diameter_mm) - n.diameter_mm) / n.diameter_mm)  # type: ignore[arg-type]
+    out: dict[str, Any] = {"n_matched": len(errors), "threshold": threshold, "tolerance": tolerance}
+    if not errors:
+        return {**out, **dict.fromkeys(("median", "p10", "p90", "median_absolute", "within"))}
+    e = np.array(errors, dtype=float)
+    return {**out, "median": round(float(np.median(e)), 4), "p10": round(float(np.percentile(e, 10)), 4),
+            "p90": round(float(np.percentile(e, 90)), 4),
+            "median_absolute": round(float(np.median(np.abs(e))), 4),
+            "within": round(float(np.mean(np.abs(e) <= tolerance)), 4)}

@@ -194,6 +194,8 @@ class DetectionInference(_Section):
     lung_margin_mm: float = Field(default=10.0, ge=0)
     candidate_threshold: float = Field(default=0.1, gt=0, lt=1)
     size_threshold: float = Field(default=0.5, gt=0, lt=1)
+    measure: Literal["probability", "attenuation"] = "probability"
+    grow_mm: float = Field(default=3.0, ge=0, le=20)
     max_findings: int = Field(default=100, ge=1)
     drop_outside_lungs: bool = True
     solid_hu: float = -300.0

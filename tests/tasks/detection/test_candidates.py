@@ -66,3 +66,47 @@ def test_thresholds_and_the_cap_decide_what_is_a_candidate():
     assert abs(found[1].diameter_mm - 6.0) <= 1.0  # sized on p >= half its score when nothing is above 0.5
     assert len(extract_candidates(prob, hu, spacing, max_candidates=1)) == 1
     assert extract_candidates(np.zeros(SHAPE, np.float32), hu, spacing) == []
+
+
+def _blurred_ball(centre, diameter, inside_hu, spacing=(1.0, 1.0, 1.0), lung_hu=-850.0, sigma=0.8):
+    """A ball in lung, blurred as a CT blurs an edge (half-way HU at the radius), with noise."""
+    from scipy import ndimage
+
+    ball = _ball(centre, diameter / 2, spacing).astype(np.float32)
+    hu = lung_hu + (inside_hu - lung_hu) * ndimage.gaussian_filter(ball, sigma)
+    return ball.astype(bool), hu + np.random.default_rng(0).normal(0, 15, SHAPE).astype(np.float32)
+
+
+@pytest.mark.parametrize("inside_hu", [40.0, -600.0])  # solid and ground-glass
+def test_attenuation_measures_a_nodule_the_network_only_partly_covers(inside_hu):
+    centre, diameter = (20.0, 24.0, 24.0), 16.0
+    ball, hu = _blurred_ball(centre, diameter, inside_hu)
+    prob = np.where(_ball(centre, diameter / 2 - 3.0, (1, 1, 1)), 0.9, 0.0).astype(np.float32)  # a 10 mm core
+    (by_p,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0))
+    (by_hu,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0), measure="attenuation", grow_mm=4.0)
+    assert by_p.diameter_mm < 0.7 * diameter  # the probability alone: the core
+    assert abs(by_hu.diameter_mm - diameter) <= 1.0, by_hu.diameter_mm
+    assert np.allclose(by_hu.index, by_p.index) and by_hu.score == by_p.score  # where and how sure: the network's
+    assert by_hu.type == ("solid" if inside_hu > 0 else "ground-glass")
+
+
+def test_attenuation_growth_into_the_chest_wall_is_bounded_by_grow_mm():
+    centre, diameter = (20.0, 24.0, 14.0), 10.0
+    _, hu = _blurred_ball(centre, diameter, 40.0)
+    hu[:, :, :12] = 40.0  # a wall of soft tissue the nodule touches
+    prob = np.where(_ball(centre, diameter / 2, (1, 1, 1)), 0.9, 0.0).astype(np.float32)
+    sizes = [extract_candidates(prob, hu, (1.0, 1.0, 1.0), measure="attenuation", grow_mm=g)[0].volume_mm3
+             for g in (0.0, 2.0, 4.0)]
+    core = float(_ball(centre, diameter / 2, (1, 1, 1)).sum())
+    assert sizes[0] == pytest.approx(core)  # no growth: the network's voxels
+    assert core < sizes[1] < sizes[2]  # the wall adds, but only within the margin
+    assert sizes[2] < 2.0 * core + 4.0 * 48 * 40  # far less than the wall (which is ~23,000 voxels)
+
+
+def test_attenuation_without_contrast_keeps_the_networks_size():
+    centre = (20.0, 24.0, 24.0)
+    prob = np.where(_ball(centre, 5.0, (1, 1, 1)), 0.9, 0.0).astype(np.float32)
+    hu = np.full(SHAPE, -850.0, np.float32)  # nothing denser than lung: no edge to find
+    (a,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0), measure="attenuation")
+    (b,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0))
+    assert a.volume_mm3 == b.volume_mm3

@@ -64,6 +64,8 @@ class DetectionSection(BaseModel):
     # candidates → findings
     candidate_threshold: float = Field(0.1, gt=0, lt=1)     # a candidate is a component of p above this
     size_threshold: float = Field(0.5, gt=0, lt=1)          # its size: voxels of p above this
+    measure: Literal["probability", "attenuation"] = "probability"  # attenuation: grown in HU (candidates.py)
+    grow_mm: float = Field(3.0, ge=0, le=20)                # how far beyond its component a nodule may grow
     max_findings: int = Field(100, ge=1)
     drop_outside_lungs: bool = True
     operating_fp_per_scan: float = Field(1.0, gt=0)        # the threshold is chosen on val at this FP rate

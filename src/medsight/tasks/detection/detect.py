@@ -60,7 +60,8 @@ def detect(forward: Callable[[torch.Tensor], torch.Tensor], scan: PreparedScan, 
     lo, hi = settings.hu_window
     cands = extract_candidates(prob, scan.hu((lo, hi)), scan.grid.spacing,  # type: ignore[arg-type]
                                candidate_threshold=settings.candidate_threshold,
-                               size_threshold=settings.size_threshold,
+                               size_threshold=settings.size_threshold, measure=settings.measure,
+                               grow_mm=settings.grow_mm,
                                max_candidates=4 * settings.max_findings, solid_hu=settings.solid_hu)
     table = _table(settings)
     out: list[Detected] = []

@@ -27,7 +27,8 @@ def inference_settings(cfg: DetectionRunConfig) -> DetectionInference:
     d = cfg.detection
     return DetectionInference(patch_size=list(d.infer_patch_size), overlap=d.overlap, hu_window=list(d.hu_window),
                               lung_margin_mm=d.lung_margin_mm, candidate_threshold=d.candidate_threshold,
-                              size_threshold=d.size_threshold, max_findings=d.max_findings,
+                              size_threshold=d.size_threshold, measure=d.measure,
+                              grow_mm=d.grow_mm, max_findings=d.max_findings,
                               drop_outside_lungs=d.drop_outside_lungs, solid_hu=d.solid_hu, lung_rads=d.lung_rads,
                               precision=cfg.train.precision)
 

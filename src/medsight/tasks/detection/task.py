@@ -222,6 +222,7 @@ class DetectionTask(Task):
         """
         from medsight.data.splits import assign_splits
         from medsight.errors import ConfigError
+        from medsight.metrics.froc import size_agreement
         from medsight.metrics.luna16_csv import Finding as FrocFinding
         from medsight.metrics.luna16_csv import write_findings
         from medsight.tasks.detection.data import open_config_data
@@ -276,7 +277,8 @@ class DetectionTask(Task):
             _write_rows(csv_path, rows)
         ev: dict[str, Any] = {"task": self.name, "model": model.name, "model_version": model.version,
                               "data": ds.source, "split": split or "all", "n": len(rows), "threshold": threshold,
-                              "analyses": analyses, "scans": rows, "skipped": skipped,
+                              "analyses": analyses, "size": size_agreement(nodules, marks, threshold=threshold),
+                              "scans": rows, "skipped": skipped,
                               "not_on_disk": len(ds.not_on_disk), "dataset": ds.summary(),
                               "seconds_per_scan": round(float(np.mean([r["seconds"] for r in rows])), 3)}
         ev.update(self.headline(ev))
@@ -301,6 +303,7 @@ class DetectionTask(Task):
             DataError: a bad CSV, or no nodule to find on the scans scored.
         """
         from medsight.errors import ConfigError
+        from medsight.metrics.froc import size_agreement
         from medsight.metrics.luna16_csv import (
             read_annotations,
             read_excluded,
@@ -342,7 +345,8 @@ class DetectionTask(Task):
             _write_rows(csv_path, rows)
         ev: dict[str, Any] = {"task": self.name, "model": None, "model_version": None, "findings": str(findings),
                               "data": source, "split": "all", "n": len(scans), "threshold": threshold,
-                              "analyses": analyses, "scans": rows, "skipped": [],
+                              "analyses": analyses, "size": size_agreement(nodules, marks, threshold=threshold),
+                              "scans": rows, "skipped": [],
                               "n_findings_read": len(marks), "dataset": dataset}
         ev.update(self.headline(ev))
         return ev
@@ -364,6 +368,10 @@ class DetectionTask(Task):
                 op = r["operating_point"]
                 out[f"operating_sensitivity{key}"] = op.get("sensitivity")
                 out[f"operating_fps_per_scan{key}"] = op.get("fps_per_scan")
+        size = evaluation.get("size") or {}
+        if size.get("n_matched"):
+            out["diameter_median_error"] = size["median"]
+            out["diameter_within_30pct"] = size["within"]
         return out
 
     def evaluation_options(self, cfg: DetectionRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
@@ -387,6 +395,12 @@ class DetectionTask(Task):
             notes.append(f"{dataset['unlisted']} scan(s) on disk are not in the series list and were left out.")
         if evaluation.get("threshold") is None:
             notes.append("No operating threshold given: no operating point.")
+        size = evaluation.get("size") or {}
+        if size.get("n_matched"):
+            notes.append(f"Diameter of the {size['n_matched']} nodules found at the operating threshold against the "
+                         f"annotation: median error {100 * size['median']:+.0f} % (10th-90th percentile "
+                         f"{100 * size['p10']:+.0f} to {100 * size['p90']:+.0f} %), {100 * size['within']:.0f} % "
+                         f"within {100 * size['tolerance']:.0f} %.")
         return detection_report_section(results, model=evaluation.get("model"),
                                         version=evaluation.get("model_version"), data=evaluation.get("data"),
                                         provenance=prov, notes=notes, skipped=evaluation.get("skipped") or [])
