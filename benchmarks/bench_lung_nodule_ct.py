@@ -70,6 +70,11 @@ def card_lines(bench: dict, real: dict) -> list[str]:
              f"CPM {a['cpm']:.3f} "
              f"(95% CI {a['ci']['cpm'][0]:.3f}-{a['ci']['cpm'][1]:.3f}); nodules >= 6 mm ({b['n_nodules']}): CPM "
              f"{b['cpm']:.3f}, sensitivity at 1 FP/scan {bench['sensitivity_at_1fp_6mm']:.3f}"]
+    size = bench.get("size") or {}
+    if size.get("n_matched"):
+        lines.append(f"Synthetic diameters of the {size['n_matched']} nodules found at the operating threshold: median "
+                     f"error {100 * size['median']:+.0f} % (10th-90th percentile {100 * size['p10']:+.0f} to "
+                     f"{100 * size['p90']:+.0f} %), {100 * size['within']:.0f} % within 30 %")
     r1, r2 = real["LIDC-IDRI-0001"], real["LIDC-IDRI-0002"]
     if "top_distance_mm" in r1:
         lines.append(f"Real LIDC-IDRI-0001 slab ({r1['slices']} slices): the top finding lies "
@@ -90,11 +95,20 @@ def main() -> None:
     ap.add_argument("--bench", default="runs/synthetic-ct/bench")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--measure", choices=["probability", "attenuation"],
+                    help="measure nodules this way (and ship it so), instead of the model's setting")
+    ap.add_argument("--grow-mm", type=float, help="with --measure attenuation: the most a nodule grows (mm)")
+    ap.add_argument("--version", help="ship under this version instead of the model's")
     args = ap.parse_args()
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
 
     model, task = load_model(args.model), get_task("detection")
+    if args.measure or args.grow_mm is not None:
+        chosen = {k: v for k, v in (("measure", args.measure), ("grow_mm", args.grow_mm)) if v is not None}
+        model.manifest["detection"] = {**model.manifest["detection"], **chosen}  # a new dict: spec re-reads it
+    if args.version:
+        model.manifest["version"] = args.version
     t0 = time.perf_counter()
     ev = task.evaluate(model, args.bench, split="all", n_boot=1000, seed=0)
     bench = {k: ev[k] for k in ev if k not in ("scans",)}

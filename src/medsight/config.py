@@ -235,6 +235,7 @@ class Config(_Strict):
 
     task: str
     name: str = "model"
+    version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,32}$")  # the saved model's version
     description: str = ""
     modalities: list[str] | None = None  # DICOM modalities the model accepts (None: any)
     data: DataConfig

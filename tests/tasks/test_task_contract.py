@@ -35,7 +35,7 @@ def trained(request, tmp_path_factory):
     example = EXAMPLES[name](root)
     task = get_task(name)
     run = root / "run"
-    model = task.train(config_from_dict(example.config), run_dir=run)
+    model = task.train(config_from_dict({**example.config, "version": "0.3.1"}), run_dir=run)
     assert model.path is not None, f"{name}.train returned a model it did not save"
     return task, example, model, load_model(model.path), run
 
@@ -47,6 +47,7 @@ def _findings(results):
 def test_trained_model_is_saved_and_loads_back_as_the_same_model(trained):
     task, example, model, loaded, _ = trained
     assert loaded.task == task.name and loaded.name == example.config["name"]
+    assert loaded.version == "0.3.1"  # the config's version, saved
     assert loaded.labels == model.labels and loaded.manifest["weights_sha256"] == model.manifest["weights_sha256"]
     got, want = _findings(task.infer(loaded, example.images)), _findings(task.infer(model, example.images))
     assert [[(f["name"], f["text"]) for f in r] for r in got] == [[(f["name"], f["text"]) for f in r] for r in want]

@@ -275,7 +275,7 @@ class ClassificationTask(Task):
                 "in_channels": spec["channels"], "num_classes": len(labels), "ensemble": cfg.train.ensemble,
                 "multilabel": multilabel}
         manifest: dict[str, Any] = {
-            "name": cfg.name, "version": "1.0.0", "task": "classification", "description": cfg.description,
+            "name": cfg.name, "version": cfg.version, "task": "classification", "description": cfg.description,
             "architecture": arch, "preprocessing": spec, "modalities": cfg.modalities,
             "augmentation": cfg.augmentation, "labels": labels,
             "multilabel": multilabel, "positive_index": pos, "tta": cfg.evaluation.tta,

@@ -11,8 +11,9 @@ through a ground-glass nodule); solid when the solid part's equivalent diameter 
 
 With ``measure="attenuation"`` the size comes from the CT itself, seeded by the network: the
 network's probability on a large nodule often covers only part of it (on LIDC-IDRI-0001 the
-voxels above 0.5 hold 2.1 of the readers' ~7 mL), and LUNA16's diameter is the readers' volume
-as a sphere. The nodule is then the voxels at or above the half-way attenuation between the
+voxels above 0.5 hold 2.1 of the readers' ~7 mL), and LUNA16's diameter there (23.35 mm) is
+that of the readers' contours as a sphere (22.9-24.9 mm), not their longest axial diameter
+(32-34 mm). The nodule is then the voxels at or above the half-way attenuation between the
 core's median HU and the lung's (the scan's median under -500 HU; the edge of a blurred object, where its partial
 volume is one half), connected to the core (6-connectivity) and within ``grow_mm`` of the
 candidate's component, so that a vessel or the chest wall it touches can add at most that

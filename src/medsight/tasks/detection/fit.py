@@ -149,7 +149,7 @@ def finish(task: Any, cfg: DetectionRunConfig, prepared: TrainingSetup, networks
             log.warning("operating threshold left at 0.5: %s", exc)
     data = st["data"]
     manifest: dict[str, Any] = {
-        "name": cfg.name, "version": "1.0.0", "task": "detection", "description": cfg.description,
+        "name": cfg.name, "version": cfg.version, "task": "detection", "description": cfg.description,
         "architecture": {"name": cfg.model.name, "params": dict(cfg.model.params), "spatial_dims": 3,
                          "in_channels": 1, "num_classes": 2},
         "preprocessing": st["pre_spec"], "detection": settings.to_dict() | {"patch_size": settings.patch_size},

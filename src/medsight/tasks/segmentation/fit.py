@@ -165,7 +165,7 @@ def finish(cfg: SegmentationRunConfig, prepared: TrainingSetup, networks: list[t
     data, plan = st["data"], st["plan"]
     split_ids = {s: [c.id for c in data.split(s)] for s in ("train", "val", "test")}
     manifest: dict[str, Any] = {
-        "name": cfg.name, "version": "1.0.0", "task": "segmentation", "description": cfg.description,
+        "name": cfg.name, "version": cfg.version, "task": "segmentation", "description": cfg.description,
         "architecture": {"name": cfg.model.name, "params": st["params"], "spatial_dims": st["dims"],
                          "in_channels": st["channels"], "num_classes": len(st["label_values"])},
         "preprocessing": st["pre_spec"], "inference": st["inference"], "modalities": cfg.modalities,
