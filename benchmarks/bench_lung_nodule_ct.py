@@ -114,6 +114,7 @@ def main() -> None:
     bench = {k: ev[k] for k in ev if k not in ("scans",)}
     bench["seconds"] = round(time.perf_counter() - t0, 1)
     real = real_checks(model, task)
+    headline = task.headline(ev)  # before the curves are dropped from the JSON below (it reads them)
     out = {"model": args.model, "weights_sha256": model.spec.weights_sha256, "threshold": model.spec.threshold,
            "synthetic_benchmark": bench, "real": real, "card": card_lines(ev, real)}
     for analysis in bench["analyses"].values():
@@ -125,7 +126,7 @@ def main() -> None:
         dest = REPO / "src" / "medsight" / "zoo" / model.name
         if dest.exists():
             shutil.rmtree(dest)
-        model.manifest["benchmark"] = {"data": "synthetic, seeds 0-59 (never trained on)", **task.headline(ev)}
+        model.manifest["benchmark"] = {"data": "synthetic, seeds 0-59 (never trained on)", **headline}
         data = model.spec.training.get("data")
         if data and Path(data).is_dir():  # the training folder's val/test splits at the model's threshold as shipped
             model.manifest["metrics"] = {s: task.headline(task.evaluate(model, data, split=s, n_boot=1000, seed=0))

@@ -166,7 +166,7 @@ class BlobSizeTask(Task):
     def finish(self, cfg: BlobSizeConfig, prepared: TrainingSetup, networks: list[torch.nn.Module],
                results: list[Any]) -> Finished:
         manifest = {
-            "name": cfg.name, "version": "1.0.0", "task": self.name, "description": cfg.description,
+            "name": cfg.name, "version": cfg.version, "task": self.name, "description": cfg.description,
             "architecture": {"name": cfg.model.name, "params": dict(cfg.model.params), "spatial_dims": 2,
                              "in_channels": 1, "num_classes": 1},
             "preprocessing": prepared.state["spec"], "modalities": cfg.modalities, "labels": ["diameter"],

@@ -110,3 +110,16 @@ def test_attenuation_without_contrast_keeps_the_networks_size():
     (a,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0), measure="attenuation")
     (b,) = extract_candidates(prob, hu, (1.0, 1.0, 1.0))
     assert a.volume_mm3 == b.volume_mm3
+
+
+def test_saturated_scores_rank_the_larger_candidate_first():
+    """Scores equal to 5 decimals (a confident network gives 1.0 and 0.99999994) are ordered by
+    size, not by the last float32 bit, which can differ from one CPU to another."""
+    spacing = (1.0, 1.0, 1.0)
+    prob = np.zeros(SHAPE, np.float32)
+    prob[_ball((10, 12, 12), 2.0, spacing)] = 1.0               # small, the higher score by one ulp
+    prob[_ball((26, 30, 30), 6.0, spacing)] = np.float32(0.99999994)
+    prob[_ball((10, 36, 36), 8.0, spacing)] = 0.9               # larger still, but clearly less sure
+    hu = np.full(SHAPE, -850.0, np.float32)
+    found = extract_candidates(prob, hu, spacing)
+    assert [round(c.diameter_mm) for c in found] == [12, 4, 16]

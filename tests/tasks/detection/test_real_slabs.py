@@ -66,8 +66,6 @@ def test_lidc_0001_nodule_is_the_top_finding(lidc_0001):
     assert len(result.nodules) - 1 <= 2, [(n.center_mm, n.score) for n in result.nodules]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 open: the shipped model measures the 23.4 mm LIDC-IDRI-0001 nodule "
-                                       "as 15.8 mm (-32 %; the criterion is within 30 %)")
 def test_lidc_0001_nodule_diameter_within_30_percent(lidc_0001):
     result, _, diameter = lidc_0001
     assert result.nodules
