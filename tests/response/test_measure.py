@@ -63,7 +63,8 @@ def test_an_oblique_stack_is_measured_in_its_own_slice_plane():
     mask[1] = mask[2] = _ellipse(20.0, 10.0, 30, size_mm=60.0)
     axial = measure_mask(_volume(mask))
     tilted = measure_mask(_volume(mask, direction=_rotation(23.0)))
-    assert abs(tilted.whole.longest_diameter_mm - 40.0) <= 0.5 and abs(tilted.whole.perpendicular_diameter_mm - 20) <= 0.5
+    assert abs(tilted.whole.longest_diameter_mm - 40.0) <= 0.5
+    assert abs(tilted.whole.perpendicular_diameter_mm - 20.0) <= 0.5
     assert tilted.whole.longest_diameter_mm == axial.whole.longest_diameter_mm
     assert tilted.whole.volume_ml == pytest.approx(axial.whole.volume_ml)
     assert not np.allclose(tilted.whole.centroid_lps, axial.whole.centroid_lps)  # the LPS position does change
@@ -96,7 +97,8 @@ def test_a_lesion_is_measured_on_the_slice_where_it_is_longest():
     mask[2] = _ellipse(15.0, 6.0, 0, size_mm=40.0)
     m = measure_mask(_volume(mask))
     assert m.lesions[0].slice_index == 2
-    assert abs(m.lesions[0].longest_diameter_mm - 30.0) <= 0.5 and abs(m.lesions[0].perpendicular_diameter_mm - 12) <= 0.5
+    assert abs(m.lesions[0].longest_diameter_mm - 30.0) <= 0.5
+    assert abs(m.lesions[0].perpendicular_diameter_mm - 12.0) <= 0.5
 
 
 def test_an_empty_mask_has_no_lesion_and_zero_size():
