@@ -11,6 +11,7 @@ Ordering the studies is left to the caller, by :attr:`StudyInfo.acquired`, never
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,13 @@ class StudyInfo:
     acquired: dt.datetime | None
     date_source: str | None
     time_known: bool = False
+
+    @property
+    def folder(self) -> Path | None:
+        """The deepest folder holding all the study's series (for provenance, not for ordering)."""
+        if not self.series:
+            return None
+        return Path(os.path.commonpath([str(s.folder) for s in self.series]))
 
     @property
     def date(self) -> str | None:
