@@ -98,6 +98,23 @@ def test_a_segment_callable_gives_the_mask_a_study_lacks(tmp_path):
     assert result.timepoints[1].mask_series is None and any("mask from segment=" in r for r in result.reasons)
 
 
+def test_a_dicom_seg_is_taken_as_the_studys_mask(tmp_path):
+    import pydicom
+
+    from medsight.io.dicom_out.algorithm import Algorithm
+    from medsight.io.dicom_out.seg import build_seg
+
+    for name, mask, date in (("a", SMALL, "20240110"), ("b", LARGE, "20240610")):
+        write_study(tmp_path / name, mask, date=date, with_mask=False, iop=oblique(15.0))
+        sources = [pydicom.dcmread(p) for p in sorted((tmp_path / name / "11-T1post").glob("*.dcm"))]
+        seg = build_seg(sources, mask, {1: "Tumour"}, algorithm=Algorithm(name="test", version="1"))
+        seg.save_as(tmp_path / name / "seg.dcm", enforce_file_format=True)
+    result = medsight.track(tmp_path)
+    assert [t.measure.whole.voxels for t in result.timepoints] == [int(SMALL.sum()), int(LARGE.sum())]
+    assert [[s.description for s in t.image_series] for t in result.timepoints] == [["T1post"]] * 2
+    assert result.response == "progressive disease"
+
+
 def test_several_mask_series_are_chosen_between_with_a_pattern(tmp_path):
     write_study(tmp_path / "a", SMALL, date="20240110", also_masks=("Mask_Oedema",))
     write_study(tmp_path / "b", LARGE, date="20240610", also_masks=("Mask_Oedema",))

@@ -69,7 +69,8 @@ def _series(folder: Path, volume: np.ndarray, *, sop_class: str, description: st
 def write_study(folder: Path, mask: np.ndarray, *, date: str | None, time: str | None = "120000",
                 patient_id: str | None = "SYN-1", patient_name: str = "Syn^Pat", iop=AXIAL,
                 spacing=(5.0, 0.5, 0.5), origin=(-16.0, -16.0, 0.0), mask_description: str = "Mask_Tumor",
-                with_image: bool = True, mask_shift_mm: float = 0.0, also_masks: tuple[str, ...] = ()) -> Path:
+                with_image: bool = True, with_mask: bool = True, mask_shift_mm: float = 0.0,
+                also_masks: tuple[str, ...] = ()) -> Path:
     """Write one study: ``T1post`` (unless ``with_image`` is False) and a mask series.
 
     Args:
@@ -78,6 +79,7 @@ def write_study(folder: Path, mask: np.ndarray, *, date: str | None, time: str |
         date, time: StudyDate and StudyTime (None leaves them out).
         mask_shift_mm: moves the mask's slices along the normal (a mask off its image's slices).
         mask_description: the mask's SeriesDescription (anything not naming a mask: no mask).
+        with_mask: write the mask series (False: only the image, for a SEG written afterwards).
         also_masks: descriptions of further mask series in the study (the same voxels, emptied).
     """
     from pydicom.uid import MRImageStorage, SecondaryCaptureImageStorage, generate_uid
@@ -91,8 +93,9 @@ def write_study(folder: Path, mask: np.ndarray, *, date: str | None, time: str |
         image = (100 + 500 * mask).astype(np.uint16)
         _series(folder / "11-T1post", image, sop_class=MRImageStorage, description="T1post", number=11,
                 common=common, **geometry)
-    _series(folder / "5000-Mask", mask, sop_class=SecondaryCaptureImageStorage, description=mask_description,
-            number=5000, common=common, mask_shift_mm=mask_shift_mm, **geometry)
+    if with_mask:
+        _series(folder / "5000-Mask", mask, sop_class=SecondaryCaptureImageStorage, description=mask_description,
+                number=5000, common=common, mask_shift_mm=mask_shift_mm, **geometry)
     for k, description in enumerate(also_masks, start=1):
         _series(folder / f"{5000 + k}-Mask", np.zeros_like(mask), sop_class=SecondaryCaptureImageStorage,
                 description=description, number=5000 + k, common=common, **geometry)
