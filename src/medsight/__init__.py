@@ -6,7 +6,8 @@ The public API (everything else is reachable through the subpackages):
 * :class:`Classifier`, :class:`Segmenter` – train, evaluate, predict, save;
 * :func:`train` – train from a YAML config;
 * :func:`read` – read any supported image (DICOM file or series, NIfTI, PNG/JPEG/TIFF, NumPy);
-* :func:`create_model`, :func:`list_models` – the architecture registry.
+* :func:`create_model`, :func:`list_models` – the architecture registry;
+* :func:`track` – response assessment across one patient's serial DICOM studies.
 
 Importing ``medsight`` is cheap: torch, MONAI and the DICOM stack load on first use.
 """
@@ -22,7 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__", "load", "train", "Classifier", "Segmenter", "read", "create_model", "list_models",
-           "Image", "MedSightError"]
+           "track", "Image", "MedSightError"]
 
 _LAZY = {
     "load": ("medsight.api", "load"),
@@ -33,6 +34,7 @@ _LAZY = {
     "Image": ("medsight.io.image", "Image"),
     "create_model": ("medsight.models.registry", "create_model"),
     "list_models": ("medsight.models.registry", "list_models"),
+    "track": ("medsight.response.longitudinal", "track"),
     "MedSightError": ("medsight.errors", "MedSightError"),
 }
 

@@ -25,6 +25,12 @@ __all__ = [
     "SeriesError",
     "AmbiguousSeriesError",
     "GeometryError",
+    "MaskAlignmentError",
+    "ResponseError",
+    "NoStudyError",
+    "MixedPatientsError",
+    "MissingMaskError",
+    "StudyDateError",
     "ModelFileError",
     "ModelNotFoundError",
     "ShapeError",
@@ -114,6 +120,30 @@ class AmbiguousSeriesError(SeriesError):
 
 class GeometryError(MedSightError):
     """Two images that must share a geometry do not (image and mask, for example)."""
+
+
+class MaskAlignmentError(GeometryError):
+    """A lesion mask does not lie on the slices of the image series it belongs to."""
+
+
+class ResponseError(MedSightError):
+    """A patient's serial studies cannot be assessed for response. Subclasses say why."""
+
+
+class NoStudyError(ResponseError):
+    """A folder given as a patient's serial studies holds no DICOM image study."""
+
+
+class MixedPatientsError(ResponseError):
+    """The studies in one folder belong to more than one patient."""
+
+
+class MissingMaskError(ResponseError):
+    """A study has no lesion mask (and no segmentation was asked for), or several and none chosen."""
+
+
+class StudyDateError(ResponseError):
+    """Studies cannot be put in time order: a study has no date, or two share one."""
 
 
 class ModelFileError(MedSightError):

@@ -346,6 +346,52 @@ def info(
         err.print(f"[yellow]skipped[/yellow] {s['file']}: {s['reason']}", highlight=False)
 
 
+@app.command()
+@_guard
+def track(
+    folder: Annotated[Path, typer.Argument(help="One patient's folder of serial DICOM studies (any layout).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the time points, response, suggestion "
+                                                                 "and reasons as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of lesion size over time here.")] = None,
+    criteria: Annotated[str, typer.Option("--criteria", help="Response criteria preset: recist-like, rano-like "
+                                                             "or volumetric.")] = "recist-like",
+    policy: Annotated[str, typer.Option("--policy", help="Suggestion policy preset: default or reference.")]
+    = "default",
+    mask: Annotated[str | None, typer.Option("--mask", help="Regular expression on SeriesDescription choosing the "
+                                                            "mask series when a study has several.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Assess the response across one patient's serial studies: sizes over time, category, suggestion."""
+    from medsight.response.longitudinal import track as api_track
+
+    _setup_logging(verbose)
+    result = api_track(folder, criteria=criteria, policy=policy, mask=mask)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
+    if plot:
+        result.plot(plot)
+    c = result.criteria
+    table = Table(title=f"{folder} ({c.title})")
+    for col in ("date", "volume mL", "longest mm", "perp. mm", "lesions used", f"{c.name} {c.unit}", "response"):
+        table.add_column(col, overflow="fold", no_wrap=col == "date")
+    for t in result.timepoints:
+        w = t.measure.whole
+        table.add_row(t.study.date or "?", f"{w.volume_ml:.2f}", f"{w.longest_diameter_mm:.1f}",
+                      f"{w.perpendicular_diameter_mm:.1f}", f"{len(t.lesions_used)} of {len(t.measure.lesions)}",
+                      c.format(t.value).split(" ")[0], t.response or "baseline")
+    out.print(table)
+    colour = {"progressive disease": "red", "stable disease": "yellow"}.get(result.response or "", "green")
+    out.print(f"[bold]response[/bold] ({c.name}): [{colour}]{result.response or 'baseline only'}[/{colour}]")
+    out.print(f"[bold]suggestion[/bold] ({result.policy.name}): {result.suggestion}")
+    out.print("reasons:")
+    for reason in result.reasons:
+        out.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    for what, path in (("json", json_out), ("plot", plot)):
+        if path:
+            out.print(f"  {what}: {path}")
+
+
 @models_app.command("list")
 @_guard
 def models_list(task: Annotated[str | None, typer.Option(help="Only this task.")] = None,

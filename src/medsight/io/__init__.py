@@ -17,11 +17,12 @@ from medsight.io.registry import read, registered_formats
 from medsight.io.sniff import sniff_format
 
 __all__ = ["Image", "Patient", "ReadLimits", "read", "registered_formats", "sniff_format",
-           "scan_folder", "read_series", "write_nifti", "write_mhd", "describe"]
+           "scan_folder", "read_series", "scan_studies", "write_nifti", "write_mhd", "describe"]
 
 _LAZY = {
     "scan_folder": "medsight.io.series",
     "read_series": "medsight.io.series",
+    "scan_studies": "medsight.io.studies",
     "write_nifti": "medsight.io.nifti",
     "write_mhd": "medsight.io.metaimage",
     "describe": "medsight.io.info",

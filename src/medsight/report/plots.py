@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "froc_png", "fig_to_base64"]
+__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "froc_png", "response_png",
+           "fig_to_base64"]
 
 
 def _plt():
@@ -135,3 +136,48 @@ def froc_png(fps: Sequence[float], sensitivity: Sequence[float], *, fp_rates: Se
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig_to_base64(fig)
+
+
+def response_png(when: Sequence[Any], values: Sequence[float], path: Path, *, ylabel: str, baseline: float,
+                 nadir: float, progression_at: float, partial_at: float, progression_label: str, partial_label: str,
+                 title: str, subtitle: str = "", value_labels: Sequence[str] | None = None) -> Path:
+    """Lesion size over time with the response thresholds, written as a PNG.
+
+    Args:
+        when: the time points (datetimes, oldest first).
+        values: the size at each (a sum of diameters, of products, or a volume).
+        ylabel: the size's name and unit.
+        baseline, nadir: the reference values, drawn as thin lines.
+        progression_at: the size from which the latest time point is progression (from the nadir).
+        partial_at: the size up to which it is partial response (from baseline).
+        progression_label, partial_label: legend texts naming the thresholds.
+        title, subtitle: the category, and the suggestion.
+        value_labels: the text written by each point (default: the value to 3 significant digits).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(list(when), list(values), "o-", color="C0", lw=2, label=ylabel)
+    for x, y, text in zip(when, values, value_labels or [f"{v:.3g}" for v in values]):
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.axhline(progression_at, color="C3", ls="--", lw=1.2, label=progression_label)
+    ax.axhline(partial_at, color="C2", ls="--", lw=1.2, label=partial_label)
+    ax.axhline(baseline, color="grey", ls=":", lw=1, label="baseline")
+    if nadir != baseline:
+        ax.axhline(nadir, color="grey", ls="-.", lw=1, label="nadir")
+    top = max([*values, progression_at])
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    if len(when) == 1:
+        import datetime as dt
+
+        ax.set_xlim(when[0] - dt.timedelta(days=30), when[0] + dt.timedelta(days=30))
+    ax.set_xticks(list(when), [f"{w:%Y-%m-%d}" for w in when])
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("study date")
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=7, frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
