@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from medsight.errors import ConfigError
 from medsight.response.criteria import CATEGORIES, COMPLETE, PARTIAL, PROGRESSIVE, STABLE, Assessment
 from medsight.response.policy import TreatmentPolicy
+from medsight.response.presets import Presets
 
 __all__ = ["ResponsePolicy", "suggest_adjustment", "register_policy", "get_policy", "list_policies",
            "DEFAULT_POLICY"]
@@ -70,43 +70,27 @@ def suggest_adjustment(policy: ResponsePolicy, assessment: Assessment) -> tuple[
     return text, [why, "a suggestion supports the treating team's decision; it is not a treatment order"]
 
 
-_POLICIES: dict[str, ResponsePolicy] = {}
+_POLICIES = Presets(ResponsePolicy, "response policy")
 DEFAULT_POLICY = "default"
 
 
 def register_policy(policy: ResponsePolicy, *, replace: bool = False) -> ResponsePolicy:
-    """Add a policy preset under ``policy.name`` (``replace`` to overwrite one)."""
-    if policy.name in _POLICIES and not replace:
-        raise ConfigError(f"response policy {policy.name!r} is already registered; pass replace=True")
-    _POLICIES[policy.name] = policy
-    return policy
+    """Add a preset under ``policy.name`` (``replace`` to overwrite one)."""
+    return _POLICIES.register(policy, replace=replace)
 
 
 def get_policy(policy: str | ResponsePolicy | dict[str, Any]) -> ResponsePolicy:
-    """A policy preset by name, a policy as it is, or a dict validated as one.
+    """A preset by name, a ResponsePolicy as it is, or a dict validated as one.
 
     Raises:
         ConfigError: no preset of that name (the message lists them), or an invalid dict.
     """
-    if isinstance(policy, ResponsePolicy):
-        return policy
-    if isinstance(policy, dict):
-        from pydantic import ValidationError
-
-        try:
-            return ResponsePolicy.model_validate(policy)
-        except ValidationError as exc:
-            problems = "; ".join((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"]
-                                 for e in exc.errors())
-            raise ConfigError(f"invalid response policy: {problems}") from None
-    if policy not in _POLICIES:
-        raise ConfigError(f"no response policy named {policy!r}; the presets are {', '.join(list_policies())}")
-    return _POLICIES[policy]
+    return _POLICIES.get(policy)
 
 
 def list_policies() -> list[str]:
-    """The names of the registered policy presets."""
-    return sorted(_POLICIES)
+    """The names of the registered presets."""
+    return _POLICIES.names()
 
 
 register_policy(ResponsePolicy(name="default", suggestions={

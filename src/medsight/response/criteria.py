@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medsight.errors import ConfigError
 from medsight.response.measure import MaskMeasure
+from medsight.response.presets import Presets
 
 __all__ = ["PROGRESSIVE", "STABLE", "PARTIAL", "COMPLETE", "CATEGORIES", "ResponseCriteria", "Assessment",
            "assess", "register_criteria", "get_criteria", "list_criteria", "DEFAULT_CRITERIA"]
@@ -226,43 +226,27 @@ def assess(criteria: ResponseCriteria, values: Sequence[float], *, any_lesion: S
     return Assessment(category=category, rule=rule, **common, **numbers, reasons=(*reasons, f"→ {category}"))
 
 
-_PRESETS: dict[str, ResponseCriteria] = {}
+_PRESETS = Presets(ResponseCriteria, "response criteria")
 DEFAULT_CRITERIA = "recist-like"
 
 
 def register_criteria(criteria: ResponseCriteria, *, replace: bool = False) -> ResponseCriteria:
     """Add a preset under ``criteria.name`` (``replace`` to overwrite one)."""
-    if criteria.name in _PRESETS and not replace:
-        raise ConfigError(f"response criteria {criteria.name!r} are already registered; pass replace=True")
-    _PRESETS[criteria.name] = criteria
-    return criteria
+    return _PRESETS.register(criteria, replace=replace)
 
 
 def get_criteria(criteria: str | ResponseCriteria | dict[str, Any]) -> ResponseCriteria:
-    """A preset by name, a criteria object as it is, or a dict validated as one.
+    """A preset by name, a ResponseCriteria as it is, or a dict validated as one.
 
     Raises:
         ConfigError: no preset of that name (the message lists them), or an invalid dict.
     """
-    if isinstance(criteria, ResponseCriteria):
-        return criteria
-    if isinstance(criteria, dict):
-        from pydantic import ValidationError
-
-        try:
-            return ResponseCriteria.model_validate(criteria)
-        except ValidationError as exc:
-            problems = "; ".join((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"]
-                                 for e in exc.errors())
-            raise ConfigError(f"invalid response criteria: {problems}") from None
-    if criteria not in _PRESETS:
-        raise ConfigError(f"no response criteria named {criteria!r}; the presets are {', '.join(list_criteria())}")
-    return _PRESETS[criteria]
+    return _PRESETS.get(criteria)
 
 
 def list_criteria() -> list[str]:
     """The names of the registered presets."""
-    return sorted(_PRESETS)
+    return _PRESETS.names()
 
 
 register_criteria(ResponseCriteria(
