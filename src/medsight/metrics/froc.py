@@ -172,6 +172,15 @@ def _hits(findings: list[Finding], nodules: Sequence[Nodule]) -> np.ndarray:
     return d2 < r[None, :] ** 2
 
 
+def _best_hits(hit: np.ndarray, prob: np.ndarray) -> list[int | None]:
+    """For each nodule (a column of ``hit``), the highest-probability finding that hits it, or None."""
+    out: list[int | None] = []
+    for j in range(hit.shape[1]):
+        idx = np.flatnonzero(hit[:, j])
+        out.append(int(idx[np.argmax(prob[idx])]) if len(idx) else None)
+    return out
+
+
 class _Ranked:
     """TP and FP probabilities ranked once (highest first), so that a curve under any per-entry
     weights (a bootstrap resample's scan counts) is two cumulative sums."""
@@ -303,14 +312,12 @@ def froc(annotations: Iterable[Nodule], findings: Iterable[Finding], *, scans: S
         prob = np.array([f.probability for f in kept], dtype=float)
         s = _Scan(n_nodules=len(nodules))
         best = set()
-        for j, n in enumerate(nodules):
-            idx = np.flatnonzero(hit[:, j])
-            if len(idx):
-                i = idx[np.argmax(prob[idx])]
-                best.add(int(i))
-                s.tp.append(float(prob[i]))
-            else:
+        for n, i in zip(nodules, _best_hits(hit, prob)):
+            if i is None:
                 missed.append(n)
+            else:
+                best.add(i)
+                s.tp.append(float(prob[i]))
         on_nodule = hit.any(axis=1)
         n_ignored_double += int(on_nodule.sum()) - len(best)
         fp_mask = ~on_nodule & ~hit_ignored.any(axis=1)
@@ -358,17 +365,17 @@ def size_agreement(annotations: Iterable[Nodule], findings: Iterable[Finding], *
     for f in findings:
         if f.diameter_mm is not None and (threshold is None or f.probability >= threshold):
             by_scan.setdefault(f.seriesuid, []).append(f)
+    nodules: dict[str, list[Nodule]] = {}
+    for n in annotations:
+        if n.diameter_mm > 0:
+            nodules.setdefault(n.seriesuid, []).append(n)
     errors: list[float] = []
-    nodules = [n for n in annotations if n.diameter_mm > 0]
-    for uid in dict.fromkeys(n.seriesuid for n in nodules):
-        mine, marks = [n for n in nodules if n.seriesuid == uid], by_scan.get(uid, [])
-        hit = _hits(marks, mine)
+    for uid, mine in nodules.items():
+        marks = by_scan.get(uid, [])
         prob = np.array([f.probability for f in marks], dtype=float)
-        for j, n in enumerate(mine):
-            idx = np.flatnonzero(hit[:, j])
-            if len(idx):
-                best = marks[int(idx[np.argmax(prob[idx])])]
-                errors.append((float(best.diameter_mm) - n.diameter_mm) / n.diameter_mm)  # type: ignore[arg-type]
+        for n, i in zip(mine, _best_hits(_hits(marks, mine), prob)):
+            if i is not None:
+                errors.append((float(marks[i].diameter_mm) - n.diameter_mm) / n.diameter_mm)  # type: ignore[arg-type]
     out: dict[str, Any] = {"n_matched": len(errors), "threshold": threshold, "tolerance": tolerance}
     if not errors:
         return {**out, **dict.fromkeys(("median", "p10", "p90", "median_absolute", "within"))}
