@@ -187,3 +187,57 @@ def test_dead_local_workers_names_the_processes_of_this_host_that_are_gone():
     assert dead_local_workers(names) == [f"{host}:{gone.pid}:"]
     assert dead_local_workers(names, this_process_too=True) == sorted([f"{host}:{gone.pid}:",
                                                                        f"{host}:{os.getpid()}:"])
+
+
+def test_a_job_running_past_its_lease_keeps_it_while_its_worker_renews(db):
+    """A slow job (a send hanging on a PACS that is just back) is not handed to a second
+    worker: the first renews its lease while it runs, so the job runs, and is done, once."""
+    from medsight.service.queue import Held
+
+    with db.session() as s:
+        enqueue(s, "send", "send:slow")
+    (job,) = claim(db, "h:1:out0", lease_s=0.3)
+    with Held(db, [job], 0.3):
+        time.sleep(1.0)  # over three leases
+        assert requeue_expired(db, max_attempts=5) == 0
+        assert claim(db, "h:2:out0") == []
+        with db.session() as s:
+            complete(s, job)
+    with db.read() as s:
+        row = s.scalar(select(Job))
+    assert (row.status, row.attempts, row.crashes or 0) == ("done", 1, 0)
+    # once its worker stops renewing (it died), the lease runs out and the job is released
+    with db.session() as s:
+        enqueue(s, "send", "send:dies")
+    (dies,) = claim(db, "h:1:out0", lease_s=0.2)
+    time.sleep(0.3)
+    assert requeue_expired(db, max_attempts=5) == 1
+
+
+def test_a_worker_that_lost_its_lease_records_nothing(db):
+    """The failure a worker reports after its lease was lost and the job taken by another does
+    not overwrite the other's run: the job stays the other worker's."""
+    with db.session() as s:
+        enqueue(s, "send", "send:k")
+    (first,) = claim(db, "h:1:out0", lease_s=0.1)
+    time.sleep(0.2)
+    assert requeue_expired(db, max_attempts=5) == 1
+    (second,) = claim(db, "h:2:out0")
+    assert fail(db, first, "PACS down", max_attempts=5, backoff_s=0, retry_for_s=3600) == "lost"
+    with db.read() as s:
+        row = s.scalar(select(Job))
+    assert (row.status, row.worker, row.error) == ("running", "h:2:out0", None)
+    assert fail(db, second, "PACS down", max_attempts=5, backoff_s=0, retry_for_s=3600) == "pending"
+
+
+def test_a_delivery_always_gets_a_second_attempt_after_its_window(db):
+    """A first attempt that outlived ``retry_for_s`` is retried once more, not failed for good:
+    nothing would re-drive it, since its destination answers."""
+    with db.session() as s:
+        enqueue(s, "send", "send:late")
+    (job,) = claim(db, "w")
+    job.payload = {**job.payload, "retry_from": time.time() - 100}
+    assert fail(db, job, "timed out", max_attempts=5, backoff_s=0, retry_for_s=10) == "pending"
+    (job,) = claim(db, "w")
+    job.payload = {**job.payload, "retry_from": time.time() - 100}
+    assert fail(db, job, "timed out", max_attempts=5, backoff_s=0, retry_for_s=10) == "failed"

@@ -1,7 +1,8 @@
 """The durable job queue, in the service's database.
 
-Delivery is at least once: a claimed job holds a lease; a worker that dies (SIGKILL, power
-loss) leaves its lease to expire, and :func:`requeue_expired` hands the job out again (or
+Delivery is at least once: a claimed job holds a lease, which its worker renews while it runs
+the job (:class:`Held`); a worker that dies (SIGKILL, power loss) leaves its lease to expire,
+and :func:`requeue_expired` hands the job out again (or
 :func:`release_workers` at once, for a worker known to be dead). Processing is idempotent
 because every effect is keyed (results by input + model + version, outputs by SOPInstanceUID),
 so a job run twice leaves one set of effects.
@@ -18,6 +19,7 @@ SQLite runs the same statements inside ``BEGIN IMMEDIATE`` (one writer at a time
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from typing import Any
 
@@ -28,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from medsight.service.db import Database, Job, now
 
-__all__ = ["enqueue", "claim", "complete", "fail", "requeue_expired", "release_workers", "leased_workers",
-           "queue_counts", "POISON"]
+__all__ = ["enqueue", "claim", "renew", "Held", "complete", "fail", "requeue_expired", "release_workers",
+           "leased_workers", "queue_counts", "POISON"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,49 @@ def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
     return jobs
 
 
+def renew(db: Database, jobs: list[Job], lease_s: float) -> int:
+    """Extend the leases of ``jobs`` that their worker still holds; returns how many it extended.
+
+    A job whose lease was already lost (released, or expired and taken by another worker) is
+    left alone: it is no longer this worker's.
+    """
+    if not jobs:
+        return 0
+    with db.session() as s:
+        return s.execute(update(Job).where(Job.id.in_([j.id for j in jobs]), Job.status == "running",
+                                           Job.worker == jobs[0].worker)
+                         .values(lease_until=now() + lease_s)).rowcount or 0
+
+
+class Held:
+    """Keep the leases of claimed jobs while they run: renew them every third of ``lease_s``.
+
+    A job that runs longer than its lease (a slow send to a PACS that is just back, a long
+    series) is therefore not taken by a second worker; only a worker that died (or hangs with
+    its renewals stopped) loses its jobs. Use as ``with Held(db, jobs, lease_s): ...``.
+    """
+
+    def __init__(self, db: Database, jobs: list[Job], lease_s: float) -> None:
+        self.db, self.jobs, self.lease_s = db, jobs, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="medsight-lease", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                renew(self.db, self.jobs, self.lease_s)
+            except Exception:  # noqa: BLE001 - the database briefly unreachable: try at the next beat
+                log.warning("could not renew the leases of %d job(s); retrying", len(self.jobs))
+
+    def __enter__(self) -> Held:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def complete(session: Session, job: Job) -> None:
     """Mark a job done (call inside the transaction that stores its effects)."""
     session.execute(update(Job).where(Job.id == job.id).values(status="done", finished_at=now(), lease_until=None,
@@ -95,14 +140,17 @@ def fail(db: Database, job: Job, error: str, *, max_attempts: int, backoff_s: fl
     Args:
         retry_for_s: give up once this long has passed since the job was created (or re-driven:
             ``payload["retry_from"]``) instead of after ``max_attempts`` (deliveries to a PACS or
-            webhook that may be down for hours).
+            webhook that may be down for hours). A job always has a second attempt, so that a
+            first attempt that outlived the window (a send hanging on a PACS just back) is retried.
         max_backoff_s: the longest wait between two attempts.
 
     Returns:
-        The job's new status (``pending`` or ``failed``).
+        The job's new status (``pending`` or ``failed``), or ``lost`` when the job was no longer
+        this worker's (its lease was lost): then nothing is recorded.
     """
     if retry_for_s is not None:
-        final = permanent or now() >= float(job.payload.get("retry_from") or job.created_at) + retry_for_s
+        final = permanent or (job.attempts > 1 and
+                              now() >= float(job.payload.get("retry_from") or job.created_at) + retry_for_s)
     else:
         final = permanent or job.attempts >= int(job.payload.get("max_attempts") or max_attempts)
     status = "failed" if final else "pending"
@@ -110,9 +158,14 @@ def fail(db: Database, job: Job, error: str, *, max_attempts: int, backoff_s: fl
     if max_backoff_s is not None:
         delay = min(delay, max_backoff_s)
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job.id).values(
-            status=status, error=error[:2000], lease_until=None, available_at=now() + (0 if final else delay),
-            finished_at=now() if final else None))
+        owned = s.execute(update(Job).where(Job.id == job.id, Job.status == "running", Job.worker == job.worker)
+                          .values(status=status, error=error[:2000], lease_until=None,
+                                  available_at=now() + (0 if final else delay),
+                                  finished_at=now() if final else None)).rowcount
+    if not owned:  # its lease was lost: the job is pending again or another worker's now
+        log.warning("job %s (%s) attempt %d failed after its lease was lost: %s", job.id, job.kind, job.attempts,
+                    error)
+        return "lost"
     log.warning("job %s (%s) attempt %d failed%s: %s", job.id, job.kind, job.attempts,
                 " permanently" if final else f"; retry in {delay:.1f} s", error)
     return status

@@ -25,7 +25,7 @@ from medsight.service.config import ServiceConfig, StowDestination
 from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
 from medsight.service.logs import safe_error
 from medsight.service.process import Processor
-from medsight.service.queue import claim, complete, enqueue, fail, requeue_expired
+from medsight.service.queue import Held, claim, complete, enqueue, fail, requeue_expired
 from medsight.service.routing import Router
 
 __all__ = ["Worker", "sweep_series", "run_workers"]
@@ -85,6 +85,11 @@ class Worker:
                      kinds=self.kinds)
         if not jobs:
             return 0
+        with Held(self.db, jobs, self.cfg.workers.lease_s):  # renewed while they run
+            self._run_batch(jobs)
+        return len(jobs)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
         by_kind: dict[str, list[Job]] = {}
         for j in jobs:
             by_kind.setdefault(j.kind, []).append(j)
@@ -102,7 +107,6 @@ class Worker:
                 record = self._fail_delivery if kind in ("send", "webhook") else self._fail
                 for j in group:
                     record(j, safe_error(exc))
-        return len(jobs)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set."""
