@@ -176,10 +176,10 @@ class Stack:
                       "allowed_calling_aets": ["ORTHANC", "STORESCU", "E2ESCU"]},
             "http": {"port": self.http_port, "max_upload_mb": 2, "public_url": f"http://127.0.0.1:{self.http_port}"},
             "auth": {"tokens": [{"name": f"e2e-{r}", "role": r, "token": t} for r, t in TOKENS.items()]},
-            # lease_s above the longest send: a send to a just-restarted Orthanc can hang ~12 s
-            # before the association is lost, and a lease that runs out meanwhile hands the same
-            # send to another output thread (sent twice; there is no lease renewal). The SIGKILLed
-            # service's leases are released at its restart, so a long lease costs the tests nothing
+            # a send to a just-stopped Orthanc can hang until its timeout_s before the association
+            # is lost; its worker renews the lease meanwhile, so the other output thread does not
+            # take (and send) it a second time. The SIGKILLed service's leases are released at its
+            # restart, so a long lease costs the tests nothing
             "workers": {"processes": 1, "threads": 1, "output_threads": 2, "batch_size": 16, "lease_s": 30,
                         "retry_backoff_s": 0.5},
             "series": {"complete_after_s": 2, "sweep_interval_s": 0.5},

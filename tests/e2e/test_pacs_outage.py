@@ -167,6 +167,10 @@ def test_pacs_down_then_up_every_result_reaches_orthanc_once_and_none_is_called_
         wait_for(lambda: len({d["sop_uid"] for d in _deliveries(stack)}) >= 2 * N, timeout=300, interval=1.0,
                  what=f"all {N} results stored while the PACS is down")
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+        if SCALED:  # the 10 s retry window passes; a send that hung on the stopping Orthanc (up to
+            # its timeout_s) has its failure recorded after its second attempt, so wait for it
+            wait_for(lambda: "failed" in {d["status"] for d in _deliveries(stack)}, timeout=90, interval=0.5,
+                     what="a send failed for good while the PACS is down")
         during = {d["status"] for d in _deliveries(stack)}
         rs = stack.service.get(f"/api/v1/results?patient_id={PATIENT}&limit=5000", role="reader").json()
         waiting_study = next(r["study_uid"] for r in rs if not r["sent"])
