@@ -171,6 +171,10 @@ class Trainer:
         n = len(train_dataset)  # type: ignore[arg-type]
         device = next(self.network.parameters()).device.type
         steps_per_epoch = c.steps_per_epoch or max(1, math.ceil(n / c.batch_size))
+        passes = max(1, n // c.batch_size if n > c.batch_size else 1)  # batches in one pass (drop_last)
+        if c.steps_per_epoch and c.sampler != "balanced" and steps_per_epoch > passes:
+            log.warning("train.steps_per_epoch is %d but one pass over the %d training samples is %d batches of %d: "
+                        "an epoch ends after one pass (%d steps)", steps_per_epoch, n, passes, c.batch_size, passes)
         opt = self._optimizer()
         clock_base = [0.0, time.perf_counter()]  # seconds spent before this process, and when it started
         self._clock = lambda: clock_base[0] + time.perf_counter() - clock_base[1]

@@ -72,3 +72,15 @@ def test_time_schedule_needs_a_budget():
     cfg = TrainConfig(epochs=2, batch_size=8, schedule="onecycle", schedule_by="time", monitor="val_score")
     with pytest.raises(ConfigError, match="schedule_by: time needs train.max_minutes"):
         Trainer(torch.nn.Linear(4, 1), _Hooks(), cfg).fit(_data())
+
+
+def test_more_steps_per_epoch_than_one_pass_is_said_not_silently_cut(caplog):
+    """An epoch is one pass over the data at most: a larger ``steps_per_epoch`` is logged, with the
+    number of steps an epoch really takes."""
+    cfg = TrainConfig(epochs=1, batch_size=8, steps_per_epoch=20, monitor="val_score", threads=1)
+    hooks = _Hooks()
+    with caplog.at_level("WARNING", logger="medsight.engine.trainer"):
+        Trainer(torch.nn.Linear(4, 1), hooks, cfg).fit(_data(64))
+    assert hooks.steps == 8
+    (msg,) = [r.getMessage() for r in caplog.records if "steps_per_epoch" in r.getMessage()]
+    assert "is 20" in msg and "64 training samples" in msg and "(8 steps)" in msg
