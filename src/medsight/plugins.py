@@ -25,7 +25,8 @@ __all__ = ["load", "ENV"]
 
 ENV = "MEDSIGHT_PLUGINS"
 #: MedSight's own task packages, imported the same way (first, before any plug-in).
-BUILTIN = ("medsight.tasks.classification", "medsight.tasks.segmentation", "medsight.tasks.detection")
+BUILTIN = ("medsight.tasks.classification", "medsight.tasks.segmentation", "medsight.tasks.detection",
+           "medsight.tasks.response")
 _loaded: set[str] = set()
 
 

@@ -4,6 +4,7 @@ small CNN written out layer for layer, because it is the reproduction target."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -99,6 +100,61 @@ def _resnet_small(*, spatial_dims, in_channels, num_classes, width=32, layers=(1
     return ResNet(block="basic", layers=list(layers), block_inplanes=[width, 2 * width, 4 * width, 8 * width],
                   spatial_dims=spatial_dims, n_input_channels=in_channels, conv1_t_size=3, conv1_t_stride=1,
                   no_max_pool=True, num_classes=num_classes)
+
+
+class _ResponseMember(nn.Module):
+    """One network of a response model: an image encoder (any registered backbone, its output
+    layer giving ``features`` numbers), the encoded covariates beside it, and one small head per
+    treatment (a TARNet-style T-learner: shared representation, separate outcome heads)."""
+
+    def __init__(self, *, spatial_dims: int, in_channels: int, treatments: int, encoder: str,
+                 encoder_params: dict, features: int, covariates: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        from medsight.models.registry import create_model
+
+        self.encoder = create_model(encoder, spatial_dims=spatial_dims, in_channels=in_channels,
+                                    num_classes=features, **encoder_params)
+        width = features + covariates
+        self.heads = nn.ModuleList([nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                                  nn.Linear(hidden, 1)) for _ in range(treatments)])
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rep = torch.cat([self.encoder(x), z], dim=1)
+        return torch.cat([h(rep) for h in self.heads], dim=1), rep
+
+
+class ResponseNet(nn.Module):
+    """The response task's network: ``members`` independent :class:`_ResponseMember` networks (a
+    deep ensemble in one module) over the same image and covariates.
+
+    ``forward(x, z)`` takes the image batch ``(N, C, *spatial)`` and the encoded covariates
+    ``(N, covariates)`` (None or absent when the model has none) and returns one tensor
+    ``(N, members * treatments + features + covariates)``: each member's response logit per
+    treatment (member-major), then member 0's representation (encoder features and covariates),
+    from which the distance to the training data is measured. One output keeps the backend seam
+    (``SavedModel.run``) a single tensor for every task.
+    """
+
+    def __init__(self, *, spatial_dims: int, in_channels: int, treatments: int, members: int = 1, **kw: Any) -> None:
+        super().__init__()
+        self.covariates = int(kw["covariates"])
+        self.members = nn.ModuleList([_ResponseMember(spatial_dims=spatial_dims, in_channels=in_channels,
+                                                      treatments=treatments, **kw) for _ in range(members)])
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is None:
+            z = x.new_zeros((len(x), self.covariates))
+        outs = [m(x, z) for m in self.members]
+        return torch.cat([*(o[0] for o in outs), outs[0][1]], dim=1)
+
+
+@register_model("response-net", tasks=("response",), dims=(2, 3),
+                description="response model: image encoder + covariates, one outcome head per treatment, "
+                            "ensemble members in one module",
+                encoder="resnet-small", encoder_params={"width": 16}, features=16, covariates=0, hidden=32,
+                dropout=0.1, members=1)
+def _response_net(*, spatial_dims, in_channels, num_classes, **kw):
+    return ResponseNet(spatial_dims=spatial_dims, in_channels=in_channels, treatments=num_classes, **kw)
 
 
 @register_model("unet", tasks=("segmentation",), dims=(2, 3), description="MONAI residual U-Net",

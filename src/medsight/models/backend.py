@@ -6,8 +6,10 @@ eval mode without autograd; a second backend (ONNX Runtime, TensorRT) is a new c
 ``run`` method, passed as ``SavedModel(backend=...)``: no task changes.
 
 What a backend must do: take a float32 batch ``(N, C, *spatial)`` on the CPU, as the model's
-preprocessor makes it, and return the network's raw outputs ``(N, K, *spatial_or_nothing)``
-(logits; the task applies softmax or sigmoid), as a torch tensor. It may be called inside
+preprocessor makes it (and, for a model with non-image inputs, those inputs as further float32
+tensors, e.g. a response model's encoded covariates ``(N, F)``), and return the network's raw
+outputs ``(N, K, *spatial_or_nothing)`` (logits; the task applies softmax or sigmoid), as a
+torch tensor. It may be called inside
 ``torch.autocast`` (bf16 sliding windows); a backend that does not use torch ignores that.
 """
 
@@ -24,8 +26,9 @@ __all__ = ["Backend", "TorchBackend"]
 class Backend(Protocol):
     """Computes a model's raw outputs for one input batch."""
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs of the network for ``x`` (``(N, C, *spatial)`` float32)."""
+    def run(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """Outputs of the network for ``x`` (``(N, C, *spatial)`` float32) and the model's
+        non-image ``inputs`` (none for an image-only model)."""
         ...
 
 
@@ -40,11 +43,11 @@ class TorchBackend:
     def __init__(self, network: torch.nn.Module) -> None:
         self.network = network
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         if self.network.training:
             self.network.eval()
         with torch.inference_mode():
-            return self.network(x)
+            return self.network(x, *inputs)
 
     def __repr__(self) -> str:
         return f"TorchBackend({type(self.network).__name__})"

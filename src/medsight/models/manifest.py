@@ -40,7 +40,8 @@ from pydantic import (
 from medsight.errors import ModelFileError
 
 __all__ = ["Manifest", "Architecture", "ResizePreprocessing", "SpacingPreprocessing", "ChannelNormalization",
-           "SlidingWindowInference", "DetectionInference", "Preprocessing", "parse_manifest", "preprocessing_kind"]
+           "SlidingWindowInference", "DetectionInference", "ResponseSpec", "CovariateSpec", "Preprocessing",
+           "parse_manifest", "preprocessing_kind"]
 
 
 class _Section(BaseModel):
@@ -202,6 +203,44 @@ class DetectionInference(_Section):
     lung_rads: dict[str, Any] | None = None
 
 
+class CovariateSpec(_Section):
+    """One clinical covariate of a response model and how it is encoded: a ``number`` is
+    z-scored with the training set's ``mean`` and ``std``; a ``category`` is one-hot over ``levels``."""
+
+    name: str
+    kind: Literal["number", "category"]
+    mean: float | None = None
+    std: float | None = Field(default=None, gt=0)
+    levels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> CovariateSpec:
+        if self.kind == "number" and (self.mean is None or self.std is None):
+            raise ValueError(f"covariate {self.name!r}: a number needs mean and std")
+        if self.kind == "category" and not self.levels:
+            raise ValueError(f"covariate {self.name!r}: a category needs levels")
+        return self
+
+
+class ResponseSpec(_Section):
+    """A response model (``medsight.tasks.response``): the treatments in output order, the
+    covariates, the ensemble's size, the refer rule and the training data's representation
+    statistics (for "refer: input unlike training data")."""
+
+    treatments: list[str] = Field(min_length=2)
+    covariates: list[CovariateSpec] = Field(default_factory=list)
+    members: int = Field(default=1, ge=1)
+    features: int = Field(ge=1)
+    fallback: str | None = None
+    margin_sd: float = Field(default=1.0, ge=0)
+    min_margin: float = Field(default=0.02, ge=0, lt=1)
+    max_sd: float = Field(default=0.15, gt=0, le=1)
+    ood_mean: list[float] | None = None
+    ood_precision: list[list[float]] | None = None
+    ood_threshold: float | None = Field(default=None, gt=0)
+    ood_quantile: float | None = None
+
+
 class Manifest(_Section):
     """A saved model's manifest, typed. See the module docstring.
 
@@ -237,6 +276,8 @@ class Manifest(_Section):
     plan: dict[str, Any] | None = None
     # detection
     detection: DetectionInference | None = None
+    # response
+    response: ResponseSpec | None = None
     # provenance
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -144,11 +144,12 @@ class SavedModel:
                                                     spatial_dims=spec.spatial_dims)
         return self._preprocessor
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's raw outputs for one batch ``(N, C, *spatial)``: the one place inference
-        calls the network (no autograd, eval mode; see :mod:`medsight.models.backend`)."""
+    def run(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """The network's raw outputs for one batch ``(N, C, *spatial)`` (and the model's non-image
+        ``inputs``, e.g. a response model's covariates): the one place inference calls the network
+        (no autograd, eval mode; see :mod:`medsight.models.backend`)."""
         assert self.backend is not None  # set in __post_init__
-        return self.backend.run(x)
+        return self.backend.run(x, *inputs)
 
     def save(self, path: str | Path) -> Path:
         return save_model(self, path)
