@@ -9,12 +9,15 @@ import numpy as np
 
 from blobsize import BlobSizeResult
 from medsight.tasks.detection import DetectionResult, NoduleFinding
+from medsight.tasks.response import ResponseResult, recommend
 from medsight.tasks.results import ClassificationResult, PredictionError, Provenance, SegmentationResult
 from support.series_dicom import write_series
 
 #: What a result's CSV columns and writers read of a model.
 MODEL = SimpleNamespace(name="m", version="1.0.0", labels=["background", "Anterior", "Posterior"],
                         manifest={"label_values": [0, 1, 2]})
+RESPONSE_MODEL = SimpleNamespace(name="r", version="1.0.0", labels=["standard", "targeted"],
+                                 manifest={"response": {"treatments": ["standard", "targeted"]}})
 CLASS_MODEL = SimpleNamespace(name="c", version="1.0.0", labels=["normal", "pneumonia"], manifest={})
 
 
@@ -66,6 +69,13 @@ def detection(image) -> DetectionResult:
                            overlay_source=image.meta["source_files"][z])
 
 
+def response(image, members) -> ResponseResult:
+    rec = recommend(np.array(members), ["standard", "targeted"], distance=1.5, ood_threshold=4.0)
+    return ResponseResult(input="pt1.png", options=rec.options, status=rec.status, recommended=rec.recommended,
+                          leading=rec.leading, margin=rec.margin, margin_sd=rec.margin_sd, distance=rec.distance,
+                          reasons=rec.reasons, provenance=provenance(image), received="standard")
+
+
 def examples(image) -> dict[type, list]:
     """Result type → example results (and the model their CSV columns are for)."""
     return {
@@ -73,6 +83,8 @@ def examples(image) -> dict[type, list]:
                                                     label="pneumonia", score=0.8, threshold=0.5, positive=True,
                                                     provenance=provenance(image))],
         SegmentationResult: [segmentation(image)],
+        ResponseResult: [response(image, [[0.3, 0.8], [0.35, 0.75], [0.3, 0.82]]),
+                         response(image, [[0.5, 0.52], [0.55, 0.5], [0.5, 0.5]])],
         BlobSizeResult: [BlobSizeResult(input="blob.png", diameter_mm=12.5, provenance=provenance(image))],
         PredictionError: [PredictionError(input="bad.png", error="not an image", error_type="UnsupportedFormatError")],
         DetectionResult: [detection(image), DetectionResult(input="empty-ct", nodules=[], threshold=0.5,
@@ -83,4 +95,6 @@ def examples(image) -> dict[type, list]:
 
 
 def model_for(result) -> SimpleNamespace:
+    if isinstance(result, ResponseResult):
+        return RESPONSE_MODEL
     return CLASS_MODEL if isinstance(result, ClassificationResult) else MODEL

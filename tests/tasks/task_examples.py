@@ -90,5 +90,20 @@ def detection(root: Path) -> TaskExample:
     return TaskExample(config, data, images, evaluate={"n_boot": 20})
 
 
+def response(root: Path) -> TaskExample:
+    """A small simulated cohort (synthetic), no covariates, so that images alone can be inferred."""
+    from medsight.data.synthetic_cohort import simulate, write_cohort
+
+    data = write_cohort(root / "cohort", 60, seed=1)
+    config = {"task": "response", "name": "contract-response", "data": {"source": str(data)},
+              "model": {"name": "resnet-small", "params": {"width": 4}},
+              "response": {"covariates": [], "features": 4, "hidden": 4},
+              "train": {"epochs": 1, "batch_size": 16, "threads": 1, "ensemble": 2}}
+    images = [Image(p.image[None].astype(np.float32), spacing=(1.0, 1.0), source=f"{p.patient}.png")
+              for p in simulate(3, seed=99)[:2]]
+    return TaskExample(config, data, images, evaluate={"n_boot": 100})
+
+
 EXAMPLES: dict[str, Callable[[Path], TaskExample]] = {"classification": classification, "segmentation": segmentation,
-                                                      "blob-size": blob_size, "detection": detection}
+                                                      "blob-size": blob_size, "detection": detection,
+                                                      "response": response}

@@ -78,7 +78,7 @@ def test_cases_are_inferred_as_their_primary_image_named_by_their_id(trained):
     from medsight.data.case import Case
 
     task, example, _, model, _ = trained
-    cases = [Case(f"case-{i}", {"image": im}, covariates={"treatment": "x"}) for i, im in enumerate(example.images)]
+    cases = [Case(f"case-{i}", {"image": im}, covariates={"site": "x"}) for i, im in enumerate(example.images)]
     got = task.infer_cases(model, cases)
     assert [r.input for r in got] == [c.id for c in cases]
     assert _findings(got) == _findings(task.infer(model, example.images))

@@ -392,6 +392,48 @@ def track(
             out.print(f"  {what}: {path}")
 
 
+@app.command(context_settings={"allow_extra_args": True})
+@_guard
+def recommend(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="A model whose task recommends (response).")],
+    image: Annotated[str, typer.Option("--image", "-i", help="The patient's image (file or DICOM series folder).")],
+    covariates: Annotated[list[str] | None, typer.Option(
+        "--covariates", "-c", help="Clinical covariates as KEY=VALUE (repeat, or list them after the first: "
+                                   "--covariates age=61 sex=F stage=II).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the recommendation as JSON here.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Predicted response under every option, with intervals, and a recommendation or a referral."""
+    import medsight
+    from medsight.errors import ConfigError
+
+    _setup_logging(verbose)
+    values: dict[str, str] = {}
+    for item in [*(covariates or []), *ctx.args]:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"covariates are KEY=VALUE; got {item!r}")
+        values[key.strip()] = value.strip()
+    result = medsight.load(model).recommend(image, values)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=1))
+    table = Table(title=f"{result.provenance.model} v{result.provenance.model_version}: {Path(image).name}")
+    for col in ("option", "P(response)", "95% interval"):
+        table.add_column(col)
+    for o in result.options:
+        table.add_row(o["treatment"], f"{o['probability']:.3f}", f"{o['interval'][0]:.3f}–{o['interval'][1]:.3f}")
+    out.print(table)
+    colour = "green" if result.recommended else "yellow"
+    out.print(f"[bold]decision[/bold]: [{colour}]{result.recommended or result.status}[/{colour}]")
+    out.print("reasons:")
+    for reason in result.reasons:
+        out.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    if json_out:
+        out.print(f"  json: {json_out}")
+
+
 @models_app.command("list")
 @_guard
 def models_list(task: Annotated[str | None, typer.Option(help="Only this task.")] = None,

@@ -76,6 +76,10 @@ class Task(ABC):
     evaluate_options: ClassVar[tuple[EvaluateOption, ...]] = ()
     #: Whether :meth:`evaluate_outputs` scores outputs written earlier (a findings file) without a model.
     scores_outputs: ClassVar[bool] = False
+    #: Whether the task's results recommend among options from one case with covariates
+    #: (``medsight recommend``, ``model.recommend``): :meth:`infer_cases` on one
+    #: :class:`~medsight.data.case.Case` built from an image and ``key=value`` covariates.
+    recommends: ClassVar[bool] = False
 
     # -- training: the run skeleton (engine/run.py) calls these -------------------------------
     def train(self, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,27 @@ class FrontDoor:
         if any(isinstance(i, Image) for i in items):
             raise ConfigError("predict() takes either paths or Images, not a mix")
         return pred.predict(items)  # type: ignore[arg-type]
+
+    def recommend(self, image: str | Path | Image, covariates: Mapping[str, Any] | None = None, *,
+                  case_id: str | None = None) -> Any:
+        """The recommendation for one patient: ``image`` (a path or an Image) with its clinical
+        ``covariates`` (``{"age": 61, "sex": "F"}``; a ``treatment`` key, the one received, is
+        recorded). What ``medsight recommend`` runs; only models whose task recommends
+        (``Task.recommends``, e.g. ``response``).
+
+        Raises:
+            ConfigError: the model's task makes no recommendations.
+            MedSightError: the image cannot be read or taken, or a covariate is missing or unknown.
+        """
+        from medsight.data.case import Case
+        from medsight.tasks.base import get_task
+
+        task = get_task(self.model.task)
+        if not task.recommends:
+            raise ConfigError(f"model {self.model.name} ({task.name}) makes no recommendations; recommend takes a "
+                              f"model of a task that does (response)")
+        name = case_id or (image.source if isinstance(image, Image) else Path(image).name) or "case"
+        return task.infer_cases(self.model, [Case(str(name), {"image": image}, covariates=dict(covariates or {}))])[0]
 
     def evaluate(self, data: str | Path, *, split: str | None = "test", **options: Any) -> dict[str, Any]:
         """Metrics on ``data`` at the model's stored operating point."""
