@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from medsight.response.criteria import (
 from medsight.response.masks import aligned_image_series, choose_mask, read_mask, study_label
 from medsight.response.measure import MaskMeasure, measure_mask
 
-__all__ = ["TimePoint", "TrackResult", "track", "Segmenter"]
+__all__ = ["TimePoint", "TrackResult", "track", "track_studies", "Segmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +231,42 @@ def track(folder: str | Path, *, criteria: str | ResponseCriteria | dict[str, An
         MaskAlignmentError: a mask that does not lie on the image series of its frame of reference.
         ConfigError: unknown criteria or policy.
     """
-    import medsight
-
-    chosen, rule = get_criteria(criteria), get_policy(policy)
+    chosen, rule = get_criteria(criteria), get_policy(policy)  # a bad preset is refused before any file is read
     scan = scan_studies(folder, limits=limits)
     if not scan.studies:
         why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in scan.skipped[:3])
         raise NoStudyError("expected one patient's DICOM studies; found no DICOM image series"
                            + (f" ({len(scan.skipped)} file(s) skipped: {why})" if why else ""), path=folder)
-    patient_reason = _check_one_patient(scan.studies)
-    studies = _in_date_order(scan.studies)
+    return track_studies(scan.studies, source=str(folder), criteria=chosen, policy=rule, mask=mask, segment=segment,
+                         connectivity=connectivity, limits=limits)
+
+
+def track_studies(studies: Sequence[StudyInfo], *, source: str = "",
+                  criteria: str | ResponseCriteria | dict[str, Any] = DEFAULT_CRITERIA,
+                  policy: str | ResponsePolicy | dict[str, Any] = DEFAULT_POLICY, mask: str | None = None,
+                  segment: Segmenter | str | None = None, connectivity: int = 26,
+                  limits: ReadLimits | None = None) -> TrackResult:
+    """What :func:`track` does once the studies are found: the same checks, ordering, masks,
+    measures, criteria and policy, for studies gathered elsewhere (the service gathers a
+    patient's stored studies with :func:`~medsight.io.studies.scan_studies` over each study's folder).
+
+    Args:
+        studies: one patient's studies, in any order (they are ordered by their DICOM dates).
+        source: what :attr:`TrackResult.folder` records (a folder, or the service's description).
+        criteria, policy, mask, segment, connectivity, limits: as for :func:`track`.
+
+    Raises:
+        NoStudyError: ``studies`` is empty.
+        MixedPatientsError, StudyDateError, MissingMaskError, MaskAlignmentError, ConfigError: as for :func:`track`.
+    """
+    import medsight
+
+    chosen, rule = get_criteria(criteria), get_policy(policy)
+    if not studies:
+        raise NoStudyError("expected one patient's DICOM studies; got none", path=source or None)
+    studies = list(studies)
+    patient_reason = _check_one_patient(studies)
+    studies = _in_date_order(studies)
     log.info("%d studies found, ordered by date", len(studies))
     reasons = [f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found, in date order ("
                + ", ".join(f"{s.date} from {s.date_source}" for s in studies) + "); folder names are not used",
@@ -281,6 +307,6 @@ def track(folder: str | Path, *, criteria: str | ResponseCriteria | dict[str, An
                                  lesions_used=tuple(used), response=r)
                        for (s, series, on, m), (v, used), r in zip(found, scored, per_point))
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return TrackResult(folder=str(folder), timepoints=timepoints, criteria=chosen, policy=rule, assessment=assessment,
+    return TrackResult(folder=source, timepoints=timepoints, criteria=chosen, policy=rule, assessment=assessment,
                        suggestion=suggestion, reasons=tuple(reasons), by_criteria=by_criteria,
                        version=medsight.__version__, created=created)
