@@ -55,7 +55,8 @@ class TimePoint:
     """One study of the series: when, which mask, its sizes and its category so far.
 
     ``response`` is this time point's category under the chosen criteria, judged from the time
-    points up to it (None for the baseline).
+    points up to it (None for the baseline); ``assessment`` is that judgement with its numbers,
+    ``suggestion`` the policy's suggestion for it, and ``reasons`` both of their reasons.
     """
 
     study: StudyInfo
@@ -65,6 +66,9 @@ class TimePoint:
     value: float
     lesions_used: tuple[int, ...]
     response: str | None
+    assessment: Assessment | None = None
+    suggestion: str | None = None
+    reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         whole = self.measure.whole
@@ -74,6 +78,7 @@ class TimePoint:
             "volume_ml": round(whole.volume_ml, 4), "longest_diameter_mm": round(whole.longest_diameter_mm, 3),
             "perpendicular_diameter_mm": round(whole.perpendicular_diameter_mm, 3),
             "criteria_value": round(self.value, 4), "lesions_used": list(self.lesions_used), "response": self.response,
+            "suggestion": self.suggestion,
             "n_lesions": len(self.measure.lesions), "lesions": [lesion.to_dict() for lesion in self.measure.lesions],
             "connectivity": self.measure.connectivity, "study_uid": self.study.uid,
             "mask_series_uid": self.mask_series.uid if self.mask_series else None,
@@ -295,17 +300,20 @@ def track_studies(studies: Sequence[StudyInfo], *, source: str = "",
                        + (" (the others are below the measurable size" + (
                            f" or beyond the {chosen.max_lesions} largest)" if chosen.max_lesions else ")")
                            if len(used) < len(m.lesions) else ""))
-    assessment = assess(chosen, values, any_lesion=any_lesion, dates=dates)
-    per_point = [None] + [assess(chosen, values[: k + 1], any_lesion=any_lesion[: k + 1]).category
-                          for k in range(1, len(values))]
+    # each time point judged from the time points up to it; the last is the response
+    per_point = [assess(chosen, values[: k + 1], any_lesion=any_lesion[: k + 1], dates=dates[: k + 1])
+                 for k in range(len(values))]
+    advice = [suggest_adjustment(rule, a) for a in per_point]
+    assessment = per_point[-1]
     by_criteria = {name: assess(get_criteria(name), [get_criteria(name).value(m)[0] for *_, m in found],
                                 any_lesion=any_lesion).category for name in list_criteria()}
-    suggestion, why = suggest_adjustment(rule, assessment)
+    suggestion, why = advice[-1]
     reasons += [*assessment.reasons, *why,
                 "under every preset: " + ", ".join(f"{n} → {c or 'no category'}" for n, c in by_criteria.items())]
     timepoints = tuple(TimePoint(study=s, mask_series=series, image_series=tuple(on), measure=m, value=v,
-                                 lesions_used=tuple(used), response=r)
-                       for (s, series, on, m), (v, used), r in zip(found, scored, per_point))
+                                 lesions_used=tuple(used), response=a.category, assessment=a, suggestion=text,
+                                 reasons=(*a.reasons, *because))
+                       for (s, series, on, m), (v, used), a, (text, because) in zip(found, scored, per_point, advice))
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return TrackResult(folder=source, timepoints=timepoints, criteria=chosen, policy=rule, assessment=assessment,
                        suggestion=suggestion, reasons=tuple(reasons), by_criteria=by_criteria,
