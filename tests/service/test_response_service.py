@@ -212,3 +212,42 @@ def client_for():
     from medsight.service.app import create_app
 
     return lambda ctx: TestClient(create_app(ctx))
+
+
+def test_masks_can_come_from_a_segmentation_models_stored_results(make_cfg, tmp_path, tiny_models):
+    """``response.segmentation_model``: each study's mask is that model's stored mask (NIfTI on
+    the series' grid), here PGBM-001's own Mask_Tumor written as the model's output."""
+    import medsight
+    from medsight.io.nifti import write_nifti
+    from medsight.service.context import build_context
+    from medsight.service.db import Result, now
+
+    models = {"pneumonia-xray": {"path": tiny_models["xray"]}, "tumour-seg": {"path": "no-such-model"}}
+    ctx = build_context(make_cfg(models=models, routing=[], alerts={"rules": []},
+                                 response={"settle_s": 0, "segmentation_model": "tumour-seg"}))
+    try:
+        masks = {}
+        for date in (LATE, EARLY):
+            exam = shared(PATIENT) / date
+            (t1,) = [d for d in exam.iterdir() if "T1post" in d.name]
+            (mask,) = [d for d in exam.iterdir() if "MaskTumor" in d.name]
+            _send(ctx, sorted(t1.glob("*.dcm")))  # the image series only: no mask series is sent
+            masks[date] = write_nifti(medsight.read(mask), tmp_path / f"{date}.nii.gz")
+        with ctx.db.session() as s:
+            from medsight.service.db import Series
+
+            for x in s.scalars(select(Series)):
+                date = f"{x.study_date[:4]}-{x.study_date[4:6]}-{x.study_date[6:]}"
+                s.add(Result(key=f"seg:{x.series_uid}", status="ok", model="tumour-seg", model_version="0.1.0",
+                             study_uid=x.study_uid, series_uid=x.series_uid, patient_id=x.patient_id,
+                             outputs={"config_model": "tumour-seg", "mask": {"path": str(masks[date])}},
+                             timings={}, created_at=now()))
+        drain(ctx)
+        rows = _current(ctx)
+        assert [r.study_date for r in rows] == [EARLY, LATE]
+        assert [r.category for r in rows] == [None, PROGRESSIVE]
+        assert [r.volume_ml for r in rows] == pytest.approx([8.11, 20.92], rel=0.02)
+        assert rows[-1].versions["segmentation_model"] == [{"model": "tumour-seg", "version": "0.1.0"}]
+        assert any("mask from segment=" in x for x in rows[-1].reasons)
+    finally:
+        ctx.db.dispose()
