@@ -57,3 +57,46 @@ def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(url):
         assert {i["name"] for i in inspect(db.engine).get_indexes("result_outputs")} >= {"ix_result_outputs_result_id"}
     finally:
         db.dispose()
+
+
+def test_an_older_alerts_table_takes_response_alerts_without_a_result(url):
+    """Before response assessment, every alert had a result (alerts.result_id NOT NULL) and no
+    assessment_id: at start the column is added, result_id may be null, and old alerts stay."""
+    from medsight.service.db import Alert, ResponseAssessment
+
+    db = Database(url)
+    try:
+        db.create_all()
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE alerts"))
+            serial = "SERIAL" if db.engine.dialect.name == "postgresql" else "INTEGER"
+            conn.execute(text(f"CREATE TABLE alerts (id {serial} PRIMARY KEY, key VARCHAR(200) NOT NULL UNIQUE, "
+                              "result_id INTEGER NOT NULL REFERENCES results(id), rule VARCHAR(80) NOT NULL, "
+                              "lesion_id VARCHAR(64), priority VARCHAR(16) NOT NULL, rank INTEGER NOT NULL, "
+                              "message TEXT NOT NULL, study_uid VARCHAR(64) NOT NULL, patient_id VARCHAR(64), "
+                              "webhook_status VARCHAR(16) NOT NULL, webhook_attempts INTEGER NOT NULL, "
+                              "webhook_error VARCHAR(300), acknowledged_by VARCHAR(80), created_at FLOAT NOT NULL)"))
+            conn.execute(text("CREATE INDEX ix_alerts_result_id ON alerts (result_id)"))
+            conn.execute(text("CREATE INDEX ix_alerts_study_uid ON alerts (study_uid)"))
+            conn.execute(text("INSERT INTO results (key, status, model, model_version, study_uid, series_uid, "
+                              "outputs, timings, created_at) VALUES ('r', 'ok', 'm', '1', '1.2', '1.2.3', '{}', "
+                              "'{}', 0)"))
+            conn.execute(text("INSERT INTO alerts (key, result_id, rule, priority, rank, message, study_uid, "
+                              "webhook_status, webhook_attempts, created_at) SELECT 'old', id, 'positive', 'high', "
+                              "3, 'm: positive', '1.2', 'none', 0, 0 FROM results"))
+        db.create_all()
+        db.create_all()  # idempotent
+        cols = {c["name"]: c for c in inspect(db.engine).get_columns("alerts")}
+        assert "assessment_id" in cols and cols["result_id"]["nullable"]
+        with db.session() as s:
+            row = ResponseAssessment(key="run|1.2", run="run", patient_id="P", study_uid="1.2", status="ok",
+                                     criteria="recist-like", policy="default", created_at=0)
+            s.add(row)
+            s.flush()
+            s.add(Alert(key="new", result_id=None, assessment_id=row.id, rule="response", priority="high", rank=3,
+                        message="response (recist-like): progressive disease", study_uid="1.2", created_at=1))
+        with db.read() as s:
+            alerts = {a.key: (a.result_id is not None, a.assessment_id is not None) for a in s.scalars(select(Alert))}
+        assert alerts == {"old": (True, False), "new": (False, True)}
+    finally:
+        db.dispose()

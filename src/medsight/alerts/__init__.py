@@ -14,6 +14,6 @@ HTTP or files. The service records and delivers what they return
 
 from __future__ import annotations
 
-from medsight.alerts.rules import PRIORITY_RANK, AlertRule, Firing, evaluate_rules
+from medsight.alerts.rules import PRIORITY_RANK, AlertRule, Firing, evaluate_rules, response_firing
 
-__all__ = ["PRIORITY_RANK", "AlertRule", "Firing", "evaluate_rules"]
+__all__ = ["PRIORITY_RANK", "AlertRule", "Firing", "evaluate_rules", "response_firing"]

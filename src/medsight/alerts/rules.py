@@ -6,19 +6,24 @@ finding with a lesion id), a nodule of at least N mm or of at least a Lung-RADS 
 firing per nodule), or a measurement that grew by at least X % since the patient's previous
 result of the same model. Rules read the result's findings
 (:meth:`medsight.tasks.results.Result.findings`), never its type.
+
+A response assessment of a patient's serial studies (:func:`medsight.response.track_studies`)
+raises an alert when its latest time point's category is one that asks for attention
+(:func:`response_firing`; progressive disease by default).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from medsight.tasks.results import Finding
 
-__all__ = ["PRIORITY_RANK", "AlertRule", "Firing", "evaluate_rules"]
+__all__ = ["PRIORITY_RANK", "AlertRule", "Firing", "evaluate_rules", "response_firing"]
 
 #: Worklist rank of each priority (higher first).
 PRIORITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}
@@ -167,3 +172,35 @@ def evaluate_rules(rules: list[AlertRule], *, model: str, positive: bool | None,
                     out.append(Firing(r.name, r.priority, f"{model}: {key} grew {growth:.0f}% "
                                                           f"({before:.3g} → {now_v:.3g}; rule ≥ {r.value:g}%)"))
     return out
+
+
+def response_firing(assessment: Any, *, date: str | None, suggestion: str, alert_on: Sequence[str],
+                    priority: str = "high", rule: str = "response") -> Firing | None:
+    """The alert of a response assessment, or None when its category is not in ``alert_on``.
+
+    Args:
+        assessment: the latest time point's :class:`~medsight.response.criteria.Assessment`.
+        date: that time point's date (``YYYY-MM-DD``), for the message.
+        suggestion: the policy's suggestion, for the message.
+        alert_on: the categories that alert (the service's ``response.alert_on``).
+        priority: the alert's priority.
+        rule: the alert's rule name.
+
+    Example:
+        >>> from medsight.response import assess, get_criteria
+        >>> a = assess(get_criteria("volumetric"), [8.11, 20.92], any_lesion=[True, True])
+        >>> response_firing(a, date="1992-04-02", suggestion="escalate or review treatment",
+        ...                 alert_on=["progressive disease"]).message  # doctest: +ELLIPSIS
+        'response (volumetric): progressive disease at 1992-04-02: 8.11 → 20.92 mL, +158.0 % from the nadir; ...'
+    """
+    if assessment.category is None or assessment.category not in alert_on:
+        return None
+    unit = assessment.unit
+    digits = {"mm": 1, "mm²": 0, "mL": 2}.get(unit, 2)
+    change = ""
+    if assessment.nadir is not None:
+        pct = assessment.change_from_nadir_pct
+        what = "new measurable disease" if pct is None or math.isinf(pct) else f"{pct:+.1f} % from the nadir"
+        change = f": {assessment.nadir:.{digits}f} → {assessment.values[-1]:.{digits}f} {unit}, {what}"
+    return Firing(rule, priority, f"response ({assessment.criteria}): {assessment.category} at {date or '?'}"
+                                  f"{change}; suggestion: {suggestion}")

@@ -37,12 +37,12 @@ __all__ = ["PolicyRule", "TreatmentPolicy", "suggest", "trend",
            "CATEGORIES", "Assessment", "ResponseCriteria", "assess", "get_criteria", "list_criteria",
            "register_criteria", "ResponsePolicy", "get_policy", "list_policies", "register_policy",
            "suggest_adjustment", "LesionMeasure", "MaskMeasure", "in_plane_diameters", "measure_mask",
-           "track", "TrackResult"]
+           "track", "track_studies", "TrackResult"]
 
 
 def __getattr__(name: str):
     # track reads files through medsight.io; loaded on first use so the rules stay light to import
-    if name in ("track", "TrackResult"):
+    if name in ("track", "track_studies", "TrackResult"):
         from medsight.response import longitudinal
 
         return getattr(longitudinal, name)

@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from medsight.response.criteria import (
 from medsight.response.masks import aligned_image_series, choose_mask, read_mask, study_label
 from medsight.response.measure import MaskMeasure, measure_mask
 
-__all__ = ["TimePoint", "TrackResult", "track", "Segmenter"]
+__all__ = ["TimePoint", "TrackResult", "track", "track_studies", "Segmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class TimePoint:
     """One study of the series: when, which mask, its sizes and its category so far.
 
     ``response`` is this time point's category under the chosen criteria, judged from the time
-    points up to it (None for the baseline).
+    points up to it (None for the baseline); ``assessment`` is that judgement with its numbers,
+    ``suggestion`` the policy's suggestion for it, and ``reasons`` both of their reasons.
     """
 
     study: StudyInfo
@@ -65,6 +66,9 @@ class TimePoint:
     value: float
     lesions_used: tuple[int, ...]
     response: str | None
+    assessment: Assessment | None = None
+    suggestion: str | None = None
+    reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         whole = self.measure.whole
@@ -74,6 +78,7 @@ class TimePoint:
             "volume_ml": round(whole.volume_ml, 4), "longest_diameter_mm": round(whole.longest_diameter_mm, 3),
             "perpendicular_diameter_mm": round(whole.perpendicular_diameter_mm, 3),
             "criteria_value": round(self.value, 4), "lesions_used": list(self.lesions_used), "response": self.response,
+            "suggestion": self.suggestion,
             "n_lesions": len(self.measure.lesions), "lesions": [lesion.to_dict() for lesion in self.measure.lesions],
             "connectivity": self.measure.connectivity, "study_uid": self.study.uid,
             "mask_series_uid": self.mask_series.uid if self.mask_series else None,
@@ -231,16 +236,42 @@ def track(folder: str | Path, *, criteria: str | ResponseCriteria | dict[str, An
         MaskAlignmentError: a mask that does not lie on the image series of its frame of reference.
         ConfigError: unknown criteria or policy.
     """
-    import medsight
-
-    chosen, rule = get_criteria(criteria), get_policy(policy)
+    chosen, rule = get_criteria(criteria), get_policy(policy)  # a bad preset is refused before any file is read
     scan = scan_studies(folder, limits=limits)
     if not scan.studies:
         why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in scan.skipped[:3])
         raise NoStudyError("expected one patient's DICOM studies; found no DICOM image series"
                            + (f" ({len(scan.skipped)} file(s) skipped: {why})" if why else ""), path=folder)
-    patient_reason = _check_one_patient(scan.studies)
-    studies = _in_date_order(scan.studies)
+    return track_studies(scan.studies, source=str(folder), criteria=chosen, policy=rule, mask=mask, segment=segment,
+                         connectivity=connectivity, limits=limits)
+
+
+def track_studies(studies: Sequence[StudyInfo], *, source: str = "",
+                  criteria: str | ResponseCriteria | dict[str, Any] = DEFAULT_CRITERIA,
+                  policy: str | ResponsePolicy | dict[str, Any] = DEFAULT_POLICY, mask: str | None = None,
+                  segment: Segmenter | str | None = None, connectivity: int = 26,
+                  limits: ReadLimits | None = None) -> TrackResult:
+    """What :func:`track` does once the studies are found: the same checks, ordering, masks,
+    measures, criteria and policy, for studies gathered elsewhere (the service gathers a
+    patient's stored studies with :func:`~medsight.io.studies.scan_studies` over each study's folder).
+
+    Args:
+        studies: one patient's studies, in any order (they are ordered by their DICOM dates).
+        source: what :attr:`TrackResult.folder` records (a folder, or the service's description).
+        criteria, policy, mask, segment, connectivity, limits: as for :func:`track`.
+
+    Raises:
+        NoStudyError: ``studies`` is empty.
+        MixedPatientsError, StudyDateError, MissingMaskError, MaskAlignmentError, ConfigError: as for :func:`track`.
+    """
+    import medsight
+
+    chosen, rule = get_criteria(criteria), get_policy(policy)
+    if not studies:
+        raise NoStudyError("expected one patient's DICOM studies; got none", path=source or None)
+    studies = list(studies)
+    patient_reason = _check_one_patient(studies)
+    studies = _in_date_order(studies)
     log.info("%d studies found, ordered by date", len(studies))
     reasons = [f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found, in date order ("
                + ", ".join(f"{s.date} from {s.date_source}" for s in studies) + "); folder names are not used",
@@ -269,18 +300,21 @@ def track(folder: str | Path, *, criteria: str | ResponseCriteria | dict[str, An
                        + (" (the others are below the measurable size" + (
                            f" or beyond the {chosen.max_lesions} largest)" if chosen.max_lesions else ")")
                            if len(used) < len(m.lesions) else ""))
-    assessment = assess(chosen, values, any_lesion=any_lesion, dates=dates)
-    per_point = [None] + [assess(chosen, values[: k + 1], any_lesion=any_lesion[: k + 1]).category
-                          for k in range(1, len(values))]
+    # each time point judged from the time points up to it; the last is the response
+    per_point = [assess(chosen, values[: k + 1], any_lesion=any_lesion[: k + 1], dates=dates[: k + 1])
+                 for k in range(len(values))]
+    advice = [suggest_adjustment(rule, a) for a in per_point]
+    assessment = per_point[-1]
     by_criteria = {name: assess(get_criteria(name), [get_criteria(name).value(m)[0] for *_, m in found],
                                 any_lesion=any_lesion).category for name in list_criteria()}
-    suggestion, why = suggest_adjustment(rule, assessment)
+    suggestion, why = advice[-1]
     reasons += [*assessment.reasons, *why,
                 "under every preset: " + ", ".join(f"{n} → {c or 'no category'}" for n, c in by_criteria.items())]
     timepoints = tuple(TimePoint(study=s, mask_series=series, image_series=tuple(on), measure=m, value=v,
-                                 lesions_used=tuple(used), response=r)
-                       for (s, series, on, m), (v, used), r in zip(found, scored, per_point))
+                                 lesions_used=tuple(used), response=a.category, assessment=a, suggestion=text,
+                                 reasons=(*a.reasons, *because))
+                       for (s, series, on, m), (v, used), a, (text, because) in zip(found, scored, per_point, advice))
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return TrackResult(folder=str(folder), timepoints=timepoints, criteria=chosen, policy=rule, assessment=assessment,
+    return TrackResult(folder=source, timepoints=timepoints, criteria=chosen, policy=rule, assessment=assessment,
                        suggestion=suggestion, reasons=tuple(reasons), by_criteria=by_criteria,
                        version=medsight.__version__, created=created)

@@ -1,8 +1,9 @@
 """Alerts in the service: their records and their delivery to a webhook.
 
-Which rules fire on a result is library code (:mod:`medsight.alerts`). Each firing creates
-one :class:`~medsight.service.db.Alert` (unique per result and rule) and, when a webhook is
-configured, a ``webhook`` job, so that delivery is retried until the receiver answers 2xx.
+Which rules fire on a result, and whether a response assessment alerts, is library code
+(:mod:`medsight.alerts`). Each firing creates one :class:`~medsight.service.db.Alert` (unique
+per result and rule, or per assessed time point) and, when a webhook is configured, a
+``webhook`` job, so that delivery is retried until the receiver answers 2xx.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ __all__ = ["record_alerts", "webhook_payload", "post_webhook"]
 
 log = logging.getLogger(__name__)
 
-def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_key: str, result_id: int,
-                  study_uid: str, patient_id: str | None, webhook: bool) -> list[Alert]:
+def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_key: str, result_id: int | None,
+                  study_uid: str, patient_id: str | None, webhook: bool,
+                  assessment_id: int | None = None) -> list[Alert]:
     """Store one :class:`~medsight.service.db.Alert` per firing, audited, and a ``webhook``
     job for each when a webhook is configured.
 
@@ -35,32 +37,45 @@ def record_alerts(s: Session, firings: Sequence[Firing], *, actor: str, result_k
         actor: who raised them (the worker), for the audit.
         result_key, result_id: the result's key and id; an alert's key is the result's key, its
             rule and, for a rule that fires per lesion, the lesion id, so a re-run raises nothing twice.
+            A response assessment's alert has no result: its key is the assessed time point's key.
+        assessment_id: the assessed time point's row, for a response assessment's alert.
         study_uid, patient_id: copied onto the alert for the worklist.
         webhook: whether ``alerts.webhook`` is configured.
     """
     out = []
     for f in firings:
         key = f"{result_key}|{f.rule}" + ("" if f.lesion_id is None else f"|{f.lesion_id}")
-        alert = Alert(key=key[:200], result_id=result_id, rule=f.rule, lesion_id=f.lesion_id, priority=f.priority,
-                      rank=PRIORITY_RANK[f.priority], message=f.message, study_uid=study_uid, patient_id=patient_id,
+        alert = Alert(key=key[:200], result_id=result_id, assessment_id=assessment_id, rule=f.rule,
+                      lesion_id=f.lesion_id, priority=f.priority, rank=PRIORITY_RANK[f.priority], message=f.message,
+                      study_uid=study_uid, patient_id=patient_id,
                       webhook_status="pending" if webhook else "none", created_at=now())
         s.add(alert)
         s.flush()
-        audit.record(s, actor, "alert", "alert", str(alert.id), result_id=result_id, rule=f.rule,
-                     priority=f.priority, **({} if f.lesion_id is None else {"lesion_id": f.lesion_id}))
+        source = {"result_id": result_id} if result_id is not None else {"assessment_id": assessment_id}
+        audit.record(s, actor, "alert", "alert", str(alert.id), **source, rule=f.rule, priority=f.priority,
+                     **({} if f.lesion_id is None else {"lesion_id": f.lesion_id}))
         if webhook:
             enqueue(s, "webhook", f"webhook:{alert.id}", {"alert_id": alert.id}, priority=8)
         out.append(alert)
     return out
 
 
-def webhook_payload(alert: Any, result: Any, *, include_patient_id: bool, public_url: str | None) -> dict[str, Any]:
-    """The JSON posted for one alert (no patient identifiers unless configured)."""
+def webhook_payload(alert: Any, result: Any, *, include_patient_id: bool, public_url: str | None,
+                    assessment: Any = None) -> dict[str, Any]:
+    """The JSON posted for one alert (no patient identifiers unless configured): a result's
+    alert names its series, instance and model; a response assessment's (``result`` None) its
+    ``response``: criteria, policy, category, suggestion and study date."""
     body = {"alert_id": alert.id, "rule": alert.rule, "priority": alert.priority, "message": alert.message,
-            "lesion_id": alert.lesion_id, "study_uid": alert.study_uid, "series_uid": result.series_uid,
-            "sop_uid": result.sop_uid,
-            "model": result.model, "model_version": result.model_version, "score": result.score,
-            "label": result.label, "created_at": alert.created_at}
+            "lesion_id": alert.lesion_id, "study_uid": alert.study_uid,
+            "series_uid": getattr(result, "series_uid", None), "sop_uid": getattr(result, "sop_uid", None),
+            "model": getattr(result, "model", None), "model_version": getattr(result, "model_version", None),
+            "score": getattr(result, "score", None), "label": getattr(result, "label", None),
+            "created_at": alert.created_at}
+    if assessment is not None:
+        body["label"] = assessment.category
+        body["response"] = {"criteria": assessment.criteria, "policy": assessment.policy,
+                            "category": assessment.category, "suggestion": assessment.suggestion,
+                            "study_date": assessment.study_date, "n_timepoints": assessment.n_timepoints}
     if include_patient_id:
         body["patient_id"] = alert.patient_id
     if public_url:

@@ -305,15 +305,28 @@ def acknowledge(request: Request, alert_id: int, principal: Principal = Depends(
 
 @router.get("/patients/{patient_id}/timeline", tags=["query"])
 def timeline(request: Request, patient_id: str, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
-    """A patient's results over time, trend per model, and the current treatment suggestion."""
+    """A patient's results over time, trend per model, the current treatment suggestion, the
+    response assessment of the patient's serial studies (``response``: time points in date order
+    with their sizes, categories, suggestions and reasons) and the patient's alerts."""
     from medsight.service.timeline import patient_timeline
 
     with _ctx(request).db.session() as s:
         t = patient_timeline(s, patient_id)
-        if not t["entries"]:
+        if not t["entries"] and t["response"] is None:
             raise HTTPException(404, "no results for this patient")
         audit.record(s, principal.actor, "viewed", "patient", audit.patient_ref(patient_id))
         return t
+
+
+@router.get("/patients/{patient_id}/response.png", tags=["query"])
+def response_plot(request: Request, patient_id: str, _: Principal = Depends(require("read"))) -> Response:
+    """The size over time of the patient's current response assessment, with its thresholds
+    (:func:`medsight.report.plots.response_png`, drawn when the assessment was made)."""
+    from medsight.service.response import current_assessment
+
+    with _ctx(request).db.read() as s:
+        rows = current_assessment(s, patient_id)
+    return _png(rows[-1].plot_path if rows else None)
 
 
 @router.get("/audit", tags=["admin"])

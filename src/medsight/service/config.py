@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medsight.alerts.rules import AlertRule
 from medsight.config import format_validation
 from medsight.errors import ConfigError
+from medsight.response.adjustment import DEFAULT_POLICY, list_policies
+from medsight.response.criteria import CATEGORIES, DEFAULT_CRITERIA, PROGRESSIVE, list_criteria
 from medsight.response.policy import PolicyRule, TreatmentPolicy  # noqa: F401  (PolicyRule: re-exported)
 
 __all__ = [
@@ -260,6 +262,69 @@ class AlertsConfig(_Strict):
 TreatmentConfig = TreatmentPolicy
 
 
+class ResponseConfig(_Strict):
+    """The ``response`` section: response assessment of each patient's serial studies, by the
+    code of ``medsight track`` (:func:`medsight.response.track_studies`).
+
+    Off unless the section is given (``response: {}`` turns it on with these defaults).
+    ``policy: reference`` chooses the reference design's wording ("Intensify treatment" /
+    "Maintain or reduce treatment", from :class:`~medsight.response.TreatmentPolicy`); the
+    default policy is ``default``.
+
+    Attributes:
+        enabled: assess at all.
+        criteria: a criteria preset (:func:`~medsight.response.list_criteria`).
+        policy: a suggestion policy preset (:func:`~medsight.response.list_policies`).
+        mask_series: a regular expression on SeriesDescription naming a study's lesion mask
+            series (None: ``medsight track``'s own, ``mask|segment|label``; a DICOM SEG always counts).
+        segmentation_model: a name under ``models``: take each study's mask from that model's
+            stored result instead of a mask series.
+        settle_s: the assessment runs this long after the last of the patient's series completed
+            (``series.complete_after_s`` after its last instance), so a study arriving series by
+            series is assessed once.
+        connectivity: 26 or 6, the neighbourhood of a lesion's voxels.
+        alert_on: the categories of the latest time point that raise an alert.
+        alert_priority: that alert's priority.
+    """
+
+    enabled: bool = True
+    criteria: str = DEFAULT_CRITERIA
+    policy: str = DEFAULT_POLICY
+    mask_series: str | None = None
+    segmentation_model: str | None = None
+    settle_s: float = Field(30.0, ge=0)
+    connectivity: Literal[6, 26] = 26
+    alert_on: list[str] = Field(default_factory=lambda: [PROGRESSIVE])
+    alert_priority: Literal["critical", "high", "medium", "low"] = "high"
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, v: str) -> str:
+        if v not in list_criteria():
+            raise ValueError(f"no response criteria preset {v!r}; the presets are {', '.join(list_criteria())}")
+        return v
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        if v not in list_policies():
+            raise ValueError(f"no response policy preset {v!r}; the presets are {', '.join(list_policies())}")
+        return v
+
+    @field_validator("mask_series")
+    @classmethod
+    def _mask_regex(cls, v: str | None) -> str | None:
+        return RouteConfig._regex(v)
+
+    @field_validator("alert_on")
+    @classmethod
+    def _categories(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in CATEGORIES]
+        if unknown:
+            raise ValueError(f"alert_on names {unknown}; the categories are {', '.join(CATEGORIES)}")
+        return v
+
+
 class CatchupConfig(_Strict):
     """Reconciliation with the PACS at start and every ``interval_s``."""
 
@@ -300,6 +365,7 @@ class ServiceConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     treatment: TreatmentConfig = Field(default_factory=TreatmentConfig)
     catchup: CatchupConfig = Field(default_factory=CatchupConfig)
+    response: ResponseConfig = Field(default_factory=lambda: ResponseConfig(enabled=False))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
@@ -309,6 +375,10 @@ class ServiceConfig(_Strict):
             if unknown:
                 raise ValueError(f"route '{route.name}' names models {unknown} that are not under 'models' "
                                  f"(configured: {sorted(self.models)})")
+        model = self.response.segmentation_model
+        if model is not None and model not in self.models:
+            raise ValueError(f"response.segmentation_model names {model!r}, which is not under 'models' "
+                             f"(configured: {sorted(self.models)})")
         return self
 
     @property

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 __all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultFinding", "ResultOutput", "Alert", "Suggestion",
-           "AuditEvent", "KeyValue", "Database", "now"]
+           "ResponseAssessment", "AuditEvent", "KeyValue", "Database", "now"]
 
 
 def now() -> float:
@@ -208,12 +208,15 @@ class ResultOutput(Base):
 
 class Alert(Base):
     """A rule that fired on a result (unique per result, rule and lesion: a ``nodule`` rule
-    raises one alert per nodule, ``lesion_id`` naming it)."""
+    raises one alert per nodule, ``lesion_id`` naming it), or a response assessment whose latest
+    time point is in ``response.alert_on`` (``result_id`` null, ``assessment_id`` naming the
+    time point's row)."""
 
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), index=True)
+    assessment_id: Mapped[int | None] = mapped_column(ForeignKey("response_assessments.id"))
     rule: Mapped[str] = mapped_column(String(80))
     lesion_id: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16))
@@ -240,6 +243,50 @@ class Suggestion(Base):
     policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     trend: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ResponseAssessment(Base):
+    """One time point of a patient's response assessment (:func:`medsight.response.track_studies`
+    over the patient's stored studies).
+
+    Each assessment (``run``: a hash of its inputs, criteria, policy and versions) writes one row
+    per time point, in date order (``position`` 0 is the baseline); the rows of the patient's
+    current assessment have ``superseded_at`` null, and a new study (of any date) supersedes them
+    with a new run, so the history of what was said stays. An assessment that could not be made
+    (two studies at the same time, a mask off its image) is one row with ``status`` error.
+    """
+
+    __tablename__ = "response_assessments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # run|study_uid
+    run: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # ok | error
+    study_date: Mapped[str | None] = mapped_column(String(16))  # YYYY-MM-DD
+    acquired: Mapped[str | None] = mapped_column(String(32))  # ISO date and time of the study
+    position: Mapped[int] = mapped_column(Integer, default=0)  # 0: baseline
+    n_timepoints: Mapped[int] = mapped_column(Integer, default=0)
+    volume_ml: Mapped[float | None] = mapped_column(Float)
+    longest_diameter_mm: Mapped[float | None] = mapped_column(Float)
+    perpendicular_diameter_mm: Mapped[float | None] = mapped_column(Float)
+    criteria_value: Mapped[float | None] = mapped_column(Float)  # in the criteria's unit
+    n_lesions: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str | None] = mapped_column(String(32))  # None: baseline only, not evaluable, error
+    suggestion: Mapped[str | None] = mapped_column(String(160))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    criteria: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[str] = mapped_column(String(64))
+    assessment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the deciding numbers (Assessment)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the time point's lesions, mask series
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # studies, series and instance counts
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # medsight, criteria, policy, model
+    plot_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    superseded_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_response_current", "patient_id", "superseded_at"),)
 
 
 class AuditEvent(Base):

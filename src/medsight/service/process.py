@@ -5,7 +5,8 @@ the same transaction as the job's completion.
 :class:`Processor` is the worker's one handle on it, over three parts:
 :mod:`~medsight.service.inference` (reading the stored images and running the models),
 :mod:`~medsight.service.artifacts` (mask files, mask pictures, heatmaps) and
-:mod:`~medsight.service.result_store` (result, findings, alert and suggestion rows).
+:mod:`~medsight.service.result_store` (result, findings, alert and suggestion rows), and
+:mod:`~medsight.service.response` (``response`` jobs: a patient's serial studies assessed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig
 from medsight.service.inference import Inference
 from medsight.service.outcome import Outcome
+from medsight.service.response import ResponseAssessor
 from medsight.service.result_store import ResultStore
 
 __all__ = ["Processor"]
@@ -40,6 +42,7 @@ class Processor:
         self.artifacts = Artifacts(cfg, catalog)
         self.inference = Inference(cfg, catalog, self.artifacts)
         self.results = ResultStore(cfg, self.actor)
+        self.response = ResponseAssessor(cfg, self.actor)
 
     def run_instances(self, session_factory: Any, jobs: list[Any]) -> list[Outcome]:
         """Predict every routed model on the instances of ``jobs``

@@ -22,7 +22,7 @@ from medsight.errors import MedSightError, ServiceError
 from medsight.service import audit
 from medsight.service.catalog import ModelCatalog
 from medsight.service.config import ServiceConfig, StowDestination
-from medsight.service.db import Alert, Database, Instance, Job, Result, ResultOutput, Series, now
+from medsight.service.db import Alert, Database, Instance, Job, ResponseAssessment, Result, ResultOutput, Series, now
 from medsight.service.logs import safe_error
 from medsight.service.process import Processor
 from medsight.service.queue import Held, claim, complete, enqueue, fail, requeue_expired
@@ -143,9 +143,16 @@ class Worker:
                 action = "no_model" if outcome.startswith("no model") else "processed"
                 audit.record(s, self.processor.actor, action, "series", job.payload["series_uid"], outcome=outcome,
                              n_instances=job.payload.get("n_instances"))
+                self.processor.response.schedule(s, job.payload["series_uid"])  # after the models' masks are stored
                 complete(s, job)
             log.info("series %s complete (%s instances): %s", job.payload["series_uid"],
                      job.payload.get("n_instances"), outcome)
+
+    def _run_response(self, jobs: list[Job]) -> None:
+        """Assess the response of each job's patient (:mod:`medsight.service.response`)."""
+        for job in jobs:
+            what = self.processor.response.run(self.db, job)
+            log.info("response job for series %s: %s", job.payload["series_uid"], what)
 
     def _run_send(self, jobs: list[Job]) -> None:
         """Build the result objects of every job, send them over one association per
@@ -260,9 +267,12 @@ class Worker:
         for job in jobs:
             with self.db.session() as s:
                 alert = s.get(Alert, job.payload["alert_id"])
-                result = s.get(Result, alert.result_id) if alert else None
+                result = s.get(Result, alert.result_id) if alert and alert.result_id is not None else None
+                assessed = (s.get(ResponseAssessment, alert.assessment_id)
+                            if alert and alert.assessment_id is not None else None)
                 body = webhook_payload(alert, result, include_patient_id=bool(hook and hook.include_patient_id),
-                                       public_url=self.cfg.http.public_url) if alert and result else None
+                                       public_url=self.cfg.http.public_url,
+                                       assessment=assessed) if alert and (result or assessed) else None
             if hook is None or body is None:
                 with self.db.session() as s:
                     complete(s, job)
@@ -297,7 +307,7 @@ def run_workers(cfg: ServiceConfig, stop: threading.Event, *, threads: int | Non
         catalog.warm_up(name, explain=cfg.models[name].explain)
     out = []
     # inference threads never wait behind a batch of PACS sends: outputs have their own thread
-    roles = [(f"w{i}", ("instance", "series")) for i in range(threads or cfg.workers.threads)]
+    roles = [(f"w{i}", ("instance", "series", "response")) for i in range(threads or cfg.workers.threads)]
     roles += [(f"out{i}", ("send", "webhook")) for i in range(cfg.workers.output_threads)]
     for suffix, kinds in roles:
         w = Worker(cfg, db, catalog, name=f"{socket.gethostname()}:{os.getpid()}:{suffix}", kinds=kinds)

@@ -178,19 +178,43 @@ function sparkline(values) {
     <polyline fill="none" stroke="#4aa3ff" stroke-width="2" points="${pts}"/></svg>`;
 }
 
+// the response assessment of the patient's serial studies: size over time with its thresholds, one row per study
+const mm = (v) => (v == null ? "–" : `${Number(v).toFixed(1)} mm`);
+function responseCard(r) {
+  if (!r) return "";
+  if (r.status !== "ok") return `<div class="card" id="response"><h2>Response</h2>
+    <p class="error">${esc(r.error)}</p></div>`;
+  return `<div class="card" id="response"><h2>Response (${esc(r.criteria)}, policy ${esc(r.policy)})</h2>
+    <p>Latest: <strong class="category">${esc(r.category || "no category")}</strong>;
+      suggested: <strong class="suggestion">${esc(r.suggestion || "none")}</strong></p>
+    ${r.plot_url ? `<figure><img class="response-plot" alt="lesion size over time with the response thresholds">
+      <figcaption>Size over time; dashed: progression (from nadir) and partial-response (from baseline) thresholds</figcaption></figure>` : ""}
+    <table id="response-timepoints"><thead><tr><th>Study date</th><th>Volume</th><th>Longest</th><th>Perpendicular</th>
+    <th>Category</th><th>Suggestion</th></tr></thead><tbody>${r.timepoints.map((p) => `<tr class="row" data-study="${esc(p.study_uid)}">
+      <td>${esc(p.date)}</td><td>${p.volume_ml == null ? "–" : Number(p.volume_ml).toFixed(2) + " mL"}</td>
+      <td>${mm(p.longest_diameter_mm)}</td><td>${mm(p.perpendicular_diameter_mm)}</td>
+      <td>${esc(p.category || "baseline")}</td><td>${esc(p.suggestion || "")}</td></tr>`).join("")}</tbody></table>
+    <details><summary>Reasons</summary><ul class="reasons">${r.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul></details>
+    <p class="muted">Decision support for the treating team, not a treatment order; assessed ${esc(r.assessed_at)}.</p></div>`;
+}
+
 async function patient(pid) {
   const t = await json(`/api/v1/patients/${encodeURIComponent(pid)}/timeline`);
   const trends = Object.entries(t.trends).map(([m, x]) => `<p>${esc(m)}: ${esc(x.direction)} over ${x.n} result(s)
     ${sparkline(x.values || [])}</p>`).join("");
+  const scored = t.entries.length > 0;  // model results: the monitoring policy's suggestion on their scores
   $("#view").innerHTML = `<div class="card"><h2>Patient ${esc(t.patient_id)}</h2>
-    <p>Current suggestion: <strong>${esc(t.current_suggestion || "none")}</strong></p>
-    <ul class="reasons">${t.current_reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>${trends}</div>
-    <div class="card"><table id="timeline"><thead><tr><th>When</th><th>Study date</th><th>Model</th><th>Decision</th>
+    ${scored || !t.response ? `<p>Current suggestion: <strong>${esc(t.current_suggestion || "none")}</strong></p>
+    <ul class="reasons">${t.current_reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}${trends}
+    ${(t.alerts || []).map((a) => `<p class="alert">${badge(a.priority)} ${esc(a.message)}</p>`).join("")}</div>
+    ${responseCard(t.response)}
+    <div class="card"${scored || !t.response ? "" : " hidden"}><table id="timeline"><thead><tr><th>When</th><th>Study date</th><th>Model</th><th>Decision</th>
     <th>Score</th><th>Suggestion</th></tr></thead><tbody>${t.entries.map((e) => `<tr class="row" data-study="${esc(e.study_uid)}">
     <td class="muted">${esc(e.created_at)}</td><td>${esc(e.study_date)}</td><td>${esc(e.model)} v${esc(e.model_version)}</td>
     <td>${esc(e.label)}</td><td>${pct(e.score)}</td><td>${esc(e.suggestion || "")}</td></tr>`).join("")}</tbody></table></div>`;
   document.querySelectorAll("tr.row").forEach((tr) =>
     tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
+  if (t.response && t.response.plot_url) imageInto($("img.response-plot"), t.response.plot_url);
 }
 
 async function route() {
