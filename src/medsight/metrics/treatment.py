@@ -88,7 +88,8 @@ def policy_report(true_probs: np.ndarray, choice: np.ndarray, *, treatments: Seq
         for everyone), ``oracle``, ``best_single`` (its treatment), ``per_treatment``, each a
         value with its CI; ``fraction_of_oracle`` and ``vs_best_single`` (difference) of the
         policy with CIs; ``regret`` (mean oracle minus received, over all, accepted and
-        referred cases, with counts); ``coverage``; ``coverage_risk``.
+        referred cases, with counts); ``model_regret`` (the same for the model's ``choice``,
+        had it not referred: whether it refers the cases it would get wrong); ``coverage``; ``coverage_risk``.
     """
     p, c = _check(true_probs, choice, treatments)
     n, t = p.shape
@@ -115,10 +116,12 @@ def policy_report(true_probs: np.ndarray, choice: np.ndarray, *, treatments: Seq
     def value(x: np.ndarray, boot: np.ndarray) -> dict[str, Any]:
         return {"value": _r(x.mean()), "ci": _ci(boot, level)}
 
-    def part(m: np.ndarray) -> dict[str, Any]:
+    model_gap = best - model_all
+
+    def part(m: np.ndarray, gap: np.ndarray = regret) -> dict[str, Any]:
         if not m.any():
             return {"n": 0, "mean": None, "ci": None}
-        r = regret[m]
+        r = gap[m]
         boot = r[rng.integers(0, len(r), size=(n_boot, len(r)))].mean(axis=1)
         return {"n": int(m.sum()), "mean": _r(r.mean()), "ci": _ci(boot, level)}
 
@@ -134,6 +137,8 @@ def policy_report(true_probs: np.ndarray, choice: np.ndarray, *, treatments: Seq
                                "ci": _ci(b_policy / np.maximum(b_oracle, 1e-12), level)},
         "vs_best_single": {"difference": _r(got.mean() - p[:, single].mean()), "ci": _ci(b_policy - b_single, level)},
         "regret": {"all": part(np.ones(n, dtype=bool)), "accepted": part(acc), "referred": part(~acc)},
+        "model_regret": {"all": part(np.ones(n, dtype=bool), model_gap), "accepted": part(acc, model_gap),
+                         "referred": part(~acc, model_gap)},
         "coverage": _r(acc.mean()),
         "fallback": None if fallback is None else treatments[int(fallback)],
         "correct": _r((p[rows, c] >= best - 1e-12).mean()),

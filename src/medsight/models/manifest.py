@@ -232,7 +232,7 @@ class ResponseSpec(_Section):
     members: int = Field(default=1, ge=1)
     features: int = Field(ge=1)
     fallback: str | None = None
-    margin_sd: float = Field(default=1.0, ge=0)
+    margin_sd: float = Field(default=0.5, ge=0)
     min_margin: float = Field(default=0.02, ge=0, lt=1)
     max_sd: float = Field(default=0.15, gt=0, le=1)
     ood_mean: list[float] | None = None

@@ -58,7 +58,7 @@ def mahalanobis(rep: np.ndarray, mean: Sequence[float], precision: Sequence[Sequ
 
 
 def recommend(member_probs: np.ndarray, treatments: Sequence[str], *, distance: float | None = None,
-              ood_threshold: float | None = None, margin_sd: float = 1.0, min_margin: float = 0.02,
+              ood_threshold: float | None = None, margin_sd: float = 0.5, min_margin: float = 0.02,
               max_sd: float = 0.15) -> Recommendation:
     """Apply the rules (module docstring) to ``member_probs`` ``(members, treatments)``."""
     p = np.atleast_2d(np.asarray(member_probs, dtype=np.float64))

@@ -292,8 +292,8 @@ class ResponseTask(Task):
         if pol:
             out.update({"fraction_of_oracle": pol["fraction_of_oracle"]["value"],
                         "policy_value": pol["policy"]["value"], "vs_best_single": pol["vs_best_single"]["difference"],
-                        "regret_accepted": pol["regret"]["accepted"]["mean"],
-                        "regret_referred": pol["regret"]["referred"]["mean"]})
+                        "model_regret_accepted": pol["model_regret"]["accepted"]["mean"],
+                        "model_regret_referred": pol["model_regret"]["referred"]["mean"]})
         return out
 
     # inference --------------------------------------------------------------------------------
