@@ -200,6 +200,7 @@ class EvalConfig(_Strict):
     threshold_rule: str = "youden"
     bootstrap: int = Field(2000, ge=100)
     tta: bool = False  # average predictions over the image and its left-right mirror (not for chest X-rays)
+    calibration: Literal["temperature", "none"] = "temperature"  # fitted on the validation split, stored in the model
 
     @field_validator("threshold_rule")
     @classmethod
@@ -309,17 +310,19 @@ def _keys_of(model: type[BaseModel], path: list[str]) -> bool:
     return isinstance(sub, type) and issubclass(sub, BaseModel) and _keys_of(sub, rest)
 
 
-def format_validation(exc: ValidationError) -> str:
+def format_validation(exc: ValidationError, *, tagged: bool = False) -> str:
     """pydantic's errors as one line: unknown and missing keys by name, others with the value given.
 
     A key that another task's config has (a ``segmentation:`` section in a classification
-    config) is named as a key this task does not read.
+    config) is named as a key this task does not read. ``tagged``: the errors come from the union
+    of run configs, whose locations start with the task tag (not from another config, such as
+    the service's, whose ``response:`` section is not the response task).
     """
     parts = []
     for err in exc.errors()[:5]:
         loc_parts = [str(x) for x in err["loc"]]
         task = None
-        if loc_parts and loc_parts[0] in RUN_CONFIGS:  # a run config: the first element is the task tag
+        if tagged and loc_parts and loc_parts[0] in RUN_CONFIGS:  # a run config: the first element is the task tag
             task = loc_parts.pop(0)
         loc = ".".join(loc_parts)
         if err["type"] == "union_tag_invalid":
@@ -353,7 +356,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     try:
         return _run_config_adapter().validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation(exc, tagged=True)}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
