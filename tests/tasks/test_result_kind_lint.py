@@ -46,6 +46,8 @@ ALLOWED: dict[tuple[str, str, str, str], str] = {
     ("service/results_out.py", "source_sop_uids", "key", "mask"): "the stored mask's source instances",
     ("service/api_query.py", "result_dict", "key", "mask"): "shows the stored mask by URL, hiding its path",
     ("service/api_query.py", "mask_file", "key", "mask"): "serves the stored mask file",
+    ("service/response.py", "ResponseAssessor._segmented", "key", "mask"): "reads where the segmentation model's "
+                                                                          "stored mask file is",
 }
 
 

@@ -65,12 +65,12 @@ def webhook_payload(alert: Any, result: Any, *, include_patient_id: bool, public
     """The JSON posted for one alert (no patient identifiers unless configured): a result's
     alert names its series, instance and model; a response assessment's (``result`` None) its
     ``response``: criteria, policy, category, suggestion and study date."""
+    stored: dict[str, Any] = dict.fromkeys(("series_uid", "sop_uid", "model", "model_version", "score", "label"))
+    if result is not None:  # the stored result row the alert was raised on
+        stored.update(series_uid=result.series_uid, sop_uid=result.sop_uid, model=result.model,
+                      model_version=result.model_version, score=result.score, label=result.label)
     body = {"alert_id": alert.id, "rule": alert.rule, "priority": alert.priority, "message": alert.message,
-            "lesion_id": alert.lesion_id, "study_uid": alert.study_uid,
-            "series_uid": getattr(result, "series_uid", None), "sop_uid": getattr(result, "sop_uid", None),
-            "model": getattr(result, "model", None), "model_version": getattr(result, "model_version", None),
-            "score": getattr(result, "score", None), "label": getattr(result, "label", None),
-            "created_at": alert.created_at}
+            "lesion_id": alert.lesion_id, "study_uid": alert.study_uid, **stored, "created_at": alert.created_at}
     if assessment is not None:
         body["label"] = assessment.category
         body["response"] = {"criteria": assessment.criteria, "policy": assessment.policy,
