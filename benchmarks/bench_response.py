@@ -2,8 +2,8 @@
 
 1. Write the cohort (``runs/cohort``: 4000 patients, seed 0) unless it is there.
 2. Train ``configs/response-synthetic.yaml`` twice, with propensity weighting on and off
-   (``runs/response-synthetic``, ``runs/response-synthetic-noipw``), unless ``--reuse`` and the
-   model is there.
+   (``runs/response-synthetic-ipw``, ``runs/response-synthetic``: the config's own setting), unless
+   ``--reuse`` and the model is there.
 3. Score each on the held-out test split against the known counterfactuals: the policy's value
    as a fraction of the oracle's, against the best single treatment for all, regret on accepted
    vs referred cases, factual AUC and ECE, PEHE, and the features' roles.
@@ -142,8 +142,8 @@ def main() -> int:
         info["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
     except (OSError, StopIteration):
         pass
-    runs = {"on": (RUNS / "response-synthetic", ()),
-            "off": (RUNS / "response-synthetic-noipw", ("response.propensity_weighting=false",))}
+    runs = {"on": (RUNS / "response-synthetic-ipw", ("response.propensity_weighting=true",)),
+            "off": (RUNS / "response-synthetic", ("response.propensity_weighting=false",))}
     results = {}
     for name, (out, overrides) in runs.items():
         if not (args.reuse and (out / "model" / "manifest.json").is_file()):

@@ -31,6 +31,8 @@ def _params(name: str, size: tuple[int, ...]) -> dict:
 OUTPUT_SHAPE = {
     "classification": lambda spatial: (BATCH, CLASSES),
     "segmentation": lambda spatial: (BATCH, CLASSES, *spatial),
+    # one member by default: a logit per treatment (CLASSES), then the representation (16 features, no covariates)
+    "response": lambda spatial: (BATCH, CLASSES + 16),
 }
 
 CASES = [(name, task, dims) for name in list_models() for task in get_spec(name).tasks for dims in get_spec(name).dims]

@@ -128,5 +128,38 @@ def detection() -> tuple[dict[str, Any], dict[str, Any]]:
     return ev, manifest
 
 
+def response() -> tuple[dict[str, Any], dict[str, Any]]:
+    """An evaluation on a tiny simulated cohort, with counterfactuals, hostile treatment names."""
+    from medsight.metrics.treatment import feature_attribution, policy_report, uplift_report
+
+    rng = np.random.default_rng(0)
+    treatments = [HOSTILE, "b&c"]
+    truth = rng.uniform(0.2, 0.8, (40, 2))
+    pred = np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1)
+    t, y = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+    ev = {"task": "response", "model": f"resp{HOSTILE}", "model_version": "1.0.0", "data": HOSTILE_FILE,
+          "split": "test", "n": 40, "treatments": treatments, "synthetic": True, "coverage": 0.6,
+          "status_counts": {"recommend": 24, "refer: uncertain": 16}, "factual_auc": 0.7,
+          "factual_auc_ci95": [0.6, 0.8], "ece": 0.05, "brier": 0.2,
+          "uplift": uplift_report(pred, t, y, treatments=treatments),
+          "policy": policy_report(truth, pred.argmax(1), treatments=treatments, accepted=np.arange(40) % 3 > 0,
+                                  fallback=0, confidence=np.abs(pred[:, 1] - pred[:, 0]), n_boot=50),
+          "pehe": 0.05, "features": feature_attribution(pred, truth, {HOSTILE: rng.normal(size=40)})}
+    manifest = {
+        "name": f"resp{HOSTILE}", "version": "1.0.0", "task": "response", "description": "A test model.",
+        "labels": treatments, "architecture": {"name": "response-net", "spatial_dims": 2, "in_channels": 1,
+                                               "num_classes": 2, "params": {"encoder": "resnet-small",
+                                                                            "encoder_params": {"width": 8}}},
+        "preprocessing": {"channels": 1, "spatial_size": [64, 64], "intensity": "range"},
+        "response": {"treatments": treatments, "covariates": [{"name": HOSTILE, "kind": "number", "mean": 0.0,
+                                                                "std": 1.0}], "members": 2, "features": 8,
+                     "fallback": HOSTILE, "ood_threshold": 4.0, "ood_quantile": 0.99},
+        "weights_sha256": "ab" * 32, "versions": {"medsight": "0.0"},
+        "training": {"data": HOSTILE_FILE, "propensity": {"weighting": "none"}},
+        "metrics": {"test": {"n": 40, "factual_auc": 0.7}},
+    }
+    return ev, manifest
+
+
 EXAMPLES = {"classification": classification, "segmentation": segmentation, "blob-size": blob_size,
-            "detection": detection}
+            "detection": detection, "response": response}

@@ -152,6 +152,9 @@ def test_recommend_refuses_bad_covariates_and_models_that_do_not_recommend(small
     unknown = runner.invoke(app, ["recommend", "--model", model, "--image", image, "-c", "age=61", "sex=F",
                                   "stage=IX"])
     assert unknown.exit_code == 2 and "'IX', which the model has not seen" in unknown.output
+    treatment = runner.invoke(app, ["recommend", "--model", model, "--image", image, "-c", "age=61", "sex=F",
+                                    "stage=II", "treatment=surgery"])
+    assert treatment.exit_code == 2 and "unknown treatment 'surgery'" in treatment.output
     malformed = runner.invoke(app, ["recommend", "--model", model, "--image", image, "-c", "age"])
     assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
     not_an_image = small_model / "cohort" / "manifest.csv"
@@ -192,3 +195,14 @@ def test_an_unknown_treatment_in_the_data_names_the_row(small_model, tmp_path):
     result = runner.invoke(app, ["evaluate", "--model", str(small_model / "run" / "model"), "--data", str(bad),
                                  "--split", "all"])
     assert result.exit_code == 2 and "manifest.csv row 6: unknown treatment 'surgery'" in result.output
+
+
+def test_an_image_that_does_not_read_names_the_row(small_model, tmp_path):
+    rows = (small_model / "cohort" / "manifest.csv").read_text().splitlines()
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows[3] = rows[3].replace(rows[3].split(",")[1], str(tmp_path / "broken.png"), 1)
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("\n".join(rows).replace("images/", str(small_model / "cohort" / "images") + "/") + "\n")
+    result = runner.invoke(app, ["evaluate", "--model", str(small_model / "run" / "model"), "--data", str(bad),
+                                 "--split", "all"])
+    assert result.exit_code == 2 and "manifest.csv row 4: the image does not read" in result.output

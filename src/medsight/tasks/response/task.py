@@ -23,6 +23,7 @@ response under every treatment, and a recommendation that says when it abstains
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ class ResponseHooks:
         return (loss * w).sum() / w.sum()
 
     def validate(self, network: torch.nn.Module) -> dict[str, float]:
-        from medsight.metrics.classification import _auc
+        from sklearn.metrics import roc_auc_score
 
         x, z, t, y = self.val
         network.eval()
@@ -152,7 +153,7 @@ class ResponseHooks:
         network.train()
         loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logit, y.float()))
         yy = y.numpy()
-        auc = _auc(yy, logit.numpy()) if 0 < yy.sum() < len(yy) else 0.5
+        auc = float(roc_auc_score(yy, logit.numpy())) if 0 < yy.sum() < len(yy) else 0.5
         return {"val_loss": loss, "val_auc": auc}
 
 
@@ -347,7 +348,9 @@ class ResponseTask(Task):
         """Factual AUC (95% CI) and calibration of the received treatment's predicted response;
         uplift (Qini/AUUC, on factual outcomes); with ``counterfactuals``, the policy's value,
         regret on accepted and referred cases, PEHE and the features' roles (all synthetic)."""
-        from medsight.metrics.classification import _auc, bootstrap_auc_ci, calibration
+        from sklearn.metrics import roc_auc_score as _auc
+
+        from medsight.metrics.classification import bootstrap_auc_ci, calibration
         from medsight.metrics.treatment import feature_attribution, pehe, policy_report, uplift_report
 
         source = getattr(data, "source", data)
@@ -358,7 +361,13 @@ class ResponseTask(Task):
             raise DataError(f"{source}: the {split} split is empty")
         treatments = list(model.manifest["response"]["treatments"])
         _check_treatments(rows, treatments)
-        results = self.infer_cases(model, [r.case() for r in rows])
+        from medsight.io import read
+
+        results = []
+        for start in range(0, len(rows), BATCH):  # images read a batch at a time; a bad one names its row
+            chunk = rows[start:start + BATCH]
+            results += self.infer_cases(model, [dataclasses.replace(r.case(), images={"image": _read_row(r, read)})
+                                                for r in chunk])
         p = np.array([[o["probability"] for o in res.options] for res in results])
         t = np.array([treatments.index(r.treatment) for r in rows])
         labelled = np.array([r.outcome is not None for r in rows])
