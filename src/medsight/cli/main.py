@@ -268,12 +268,16 @@ def predict(
     max_slice_gap: Annotated[float | None, typer.Option(
         "--max-slice-gap", help="Stack DICOM series with gaps up to this many slice steps, filling the missing "
                                 "slices, with a warning (default 1.5: none; MEDSIGHT_MAX_SLICE_GAP).")] = None,
+    explain: Annotated[str | None, typer.Option(
+        "--explain", help="Also draw where the model looked: gradcam or occlusion (classification models); the "
+                          "overlays go to --out.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""
     from dataclasses import replace
 
     from medsight.engine.predictor import Predictor
+    from medsight.errors import ConfigError
     from medsight.io.limits import ReadLimits
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
@@ -282,7 +286,12 @@ def predict(
     _setup_logging(verbose)
     m = load_model(model)
     limits = replace(ReadLimits.from_env(), max_slice_gap=max_slice_gap) if max_slice_gap is not None else None
-    results = Predictor(m, get_task(m.task), accept_modalities=accept_modality, limits=limits).predict(inputs)
+    if explain is not None and explain not in ("gradcam", "occlusion"):
+        raise ConfigError(f"--explain takes gradcam or occlusion; got {explain!r}")
+    if explain is not None and out_dir is None:
+        raise ConfigError("--explain writes overlays: give --out DIR")
+    results = Predictor(m, get_task(m.task), accept_modalities=accept_modality, limits=limits,
+                        explain=explain).predict(inputs)
     if out_dir is not None:
         folder = OutputFolder(out_dir)
         for r in results:
@@ -298,6 +307,24 @@ def predict(
     if failed:
         err.print(f"[yellow]{failed} of {len(results)} input(s) failed[/yellow]")
         raise typer.Exit(1)
+
+
+@app.command(name="explain")
+@_guard
+def explain_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files or folders.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <case>_overlay.png (and a DICOM Secondary "
+                                                        "Capture, <case>_overlay.dcm, for a DICOM input).")],
+    method: Annotated[str, typer.Option("--method", help="gradcam (MONAI's Grad-CAM, the target layer found "
+                                                         "automatically) or occlusion.")] = "gradcam",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results, with how each heatmap was "
+                                                                 "made and where it peaks, as JSON here.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Heatmaps of where the model looked, drawn on each input: predict --explain METHOD --out DIR."""
+    predict(model=model, inputs=inputs, json_out=json_out, csv_out=None, out_dir=out_dir, accept_modality=None,
+            max_slice_gap=None, explain=method, verbose=verbose)
 
 
 def _print_results(results: list[Any], model: Any) -> None:
@@ -390,6 +417,43 @@ def track(
     for what, path in (("json", json_out), ("plot", plot)):
         if path:
             out.print(f"  {what}: {path}")
+
+
+@app.command()
+@_guard
+def calibrate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Labelled data with a held-out split (as for evaluate).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Write the calibrated model folder here (may be the "
+                                                        "model's own folder).")],
+    split: Annotated[str, typer.Option(help="The held-out split the temperature is fitted on.")] = "val",
+    verbose: Verbose = False,
+) -> None:
+    """Fit temperature scaling on a held-out split and re-choose the operating threshold; write the model
+    (its stored metrics re-scored on the same data)."""
+    from medsight.errors import MedSightError
+    from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
+
+    _setup_logging(verbose)
+    m = load_model(model)
+    task = get_task(m.task)
+    calibrated = task.calibrate(m, data, split=split)
+    for name in list(calibrated.manifest.get("metrics") or {}):  # the stored metrics describe the stored model
+        try:
+            ev = task.evaluate(calibrated, data, split=name)
+        except MedSightError as exc:
+            err.print(f"[yellow]the {name} metrics were not re-scored ({exc}); they are dropped[/yellow]")
+            calibrated.manifest["metrics"].pop(name)
+            continue
+        calibrated.manifest["metrics"][name] = task.headline(ev)
+    calibrated.card = task.model_card(calibrated.manifest)
+    path = calibrated.save(out_dir)
+    c = calibrated.manifest.get("calibration") or {}
+    out.print(f"temperature {calibrated.manifest.get('temperature')}; {split} NLL {c.get('nll_before')} → "
+              f"{c.get('nll_after')}, ECE {c.get('ece_before')} → {c.get('ece_after')}; threshold "
+              f"{calibrated.manifest.get('threshold')}")
+    out.print(f"  model: {path}")
 
 
 @app.command(context_settings={"allow_extra_args": True})

@@ -35,6 +35,12 @@ class PredictorTask(Protocol):
     def error_result(self, input: str, exc: Exception) -> Any:
         ...
 
+    def explains(self, model: SavedModel) -> bool:
+        ...
+
+    def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = ...) -> Any:
+        ...
+
 
 class Predictor:
     """Runs a saved model over inputs of any supported format.
@@ -50,9 +56,16 @@ class Predictor:
     """
 
     def __init__(self, model: SavedModel, task: PredictorTask, *, chunk: int | None = None,
-                 accept_modalities: Sequence[str] | None = None, limits: ReadLimits | None = None) -> None:
+                 accept_modalities: Sequence[str] | None = None, limits: ReadLimits | None = None,
+                 explain: str | None = None) -> None:
         if accept_modalities:
             model = model.accepting(accept_modalities)
+        if explain is not None and not task.explains(model):
+            from medsight.errors import ConfigError
+
+            raise ConfigError(f"model {model.name} ({model.task}) has no heatmap explanations; they explain "
+                              "classification models")
+        self.explain = explain
         self.limits = limits
         self.model = model
         self.task = task
@@ -62,17 +75,29 @@ class Predictor:
         """Results for images already in memory; a failing image becomes a PredictionError."""
         names = list(names) if names is not None else [im.source or f"image{i}" for i, im in enumerate(images)]
         try:
-            return list(self.task.infer(self.model, images, inputs=names))
+            return self._explained(images, list(self.task.infer(self.model, images, inputs=names)))
         except MedSightError:
             if len(images) == 1:
                 raise
         out: list[Any] = []
         for im, name in zip(images, names):  # isolate the failing one(s)
             try:
-                out.extend(self.task.infer(self.model, [im], inputs=[name]))
+                out.extend(self._explained([im], self.task.infer(self.model, [im], inputs=[name])))
             except MedSightError as exc:
                 out.append(self.task.error_result(name, exc))
         return out
+
+    def _explained(self, images: Sequence[Image], results: list[Any]) -> list[Any]:
+        """With ``explain``, each result with its heatmap; one that cannot be made is logged and
+        the result stands without it."""
+        if self.explain is None:
+            return results
+        for im, r in zip(images, results):
+            try:
+                self.task.explain(self.model, im, r, method=self.explain)
+            except MedSightError as exc:
+                log.warning("no heatmap for %s: %s", r.input, exc)
+        return results
 
     def predict(self, inputs: Sequence[str | Path], *, read_options: dict[str, Any] | None = None,
                 on_result: Callable[[Any], None] | None = None) -> list[Any]:

@@ -124,8 +124,9 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
     """Where ``model`` looked on ``image``, in the image's own geometry.
 
     Args:
-        model: a model whose task explains it (``get_task(model.task).explains(model)``:
-            classification models with a torch network).
+        model: a model whose task explains it (``Task.explains``: classification models with a
+            torch network; the caller asks the task, and checks the image with
+            ``Task.validate_input``: this module knows no task).
         image: the image as read (any size; the model's own preprocessing is applied).
         class_index: the class to explain (default: the positive class of a binary model,
             else the most probable class).
@@ -139,15 +140,14 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
     Raises:
         ShapeError, ModalityError: the image does not fit the model.
     """
-    from medsight.tasks.base import get_task
-
-    task = get_task(model.task)
-    if not task.explains(model) or model.network is None:
+    if model.network is None or not model.labels:
         raise ShapeError(f"heatmaps explain classification models with a torch network; {model.name} is a "
                          f"{model.task} model")
     if method not in ("gradcam", "occlusion"):
         raise ShapeError(f"method must be 'gradcam' or 'occlusion'; got {method!r}")
-    task.validate_input(model, image)
+    if image.n_spatial != model.spatial_dims:
+        raise ShapeError(f"model {model.name} takes {model.spatial_dims}D images; got a {image.n_spatial}D image "
+                         f"of shape {image.shape}", path=image.source)
     x = model.preprocessor(image)[None]
     network = model.network  # GradCAM needs gradients through the module itself, not SavedModel.run
     network.eval()

@@ -245,7 +245,8 @@ class Manifest(_Section):
     """A saved model's manifest, typed. See the module docstring.
 
     Classification keys: ``multilabel``, ``positive_index`` (binary), ``threshold`` (binary
-    operating point on P(positive)), ``thresholds`` (multi-label), ``tta``. Segmentation keys:
+    operating point on P(positive)), ``thresholds`` (multi-label), ``tta``, ``temperature``
+    (logits are divided by it before softmax/sigmoid) and ``calibration`` (how it was fitted). Segmentation keys:
     ``inference``, ``label_values`` (label value of each class index), ``plan``. Detection: ``detection``
     (:class:`DetectionInference`) and ``threshold`` (the operating point on the nodule score).
     """
@@ -270,6 +271,8 @@ class Manifest(_Section):
     thresholds: list[float] | None = None
     threshold_rule: str | None = None
     tta: bool = False
+    temperature: float = Field(default=1.0, gt=0)  # logits are divided by it (temperature scaling; 1: none)
+    calibration: dict[str, Any] | None = None  # how the temperature was fitted, and the ECE before and after
     # segmentation
     inference: SlidingWindowInference | None = None
     label_values: list[int] | None = None

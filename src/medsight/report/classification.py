@@ -18,7 +18,8 @@ def _per_second(v: Any) -> str | None:
 
 
 #: The rows of the metrics table, in order (those the evaluation holds).
-METRICS = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece")
+METRICS = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece", "brier_uncalibrated",
+           "ece_uncalibrated", "temperature")
 
 
 def _images(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -36,9 +37,14 @@ def _images(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
             neg = [x for x in names if x != ev["positive_label"]][0]
             names = [neg, ev["positive_label"]]
         images.append(("confusion matrix", confusion_png(ev["confusion_matrix"], names)))
+    if ev.get("calibration_bins_uncalibrated"):
+        images.append(("reliability diagram before temperature scaling",
+                       reliability_png(ev["calibration_bins_uncalibrated"], ece=ev.get("ece_uncalibrated"),
+                                       brier=ev.get("brier_uncalibrated"))))
     if ev.get("calibration_bins"):
-        images.append(("reliability diagram", reliability_png(ev["calibration_bins"], ece=ev.get("ece"),
-                                                              brier=ev.get("brier"))))
+        after = " after temperature scaling" if ev.get("calibration_bins_uncalibrated") else ""
+        title = "reliability diagram" + after
+        images.append((title, reliability_png(ev["calibration_bins"], ece=ev.get("ece"), brier=ev.get("brier"))))
     return images
 
 
@@ -85,6 +91,7 @@ def classification_card_section(manifest: Mapping[str, Any]) -> Section:
                 "intensity": pre.get("intensity")},
         "threshold": manifest.get("threshold"), "positive_label": manifest.get("positive_label"),
         "threshold_rule": manifest.get("threshold_rule"),
+        "temperature": manifest.get("temperature"), "calibration": manifest.get("calibration"),
         "data": {"source": data.get("file") or data.get("source"), "format": data.get("format"), "n": data.get("n"),
                  "class_counts": data.get("class_counts"),
                  "checksum": data.get("md5") or data.get("sha256") or data.get("listing_sha256")},

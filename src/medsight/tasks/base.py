@@ -120,6 +120,11 @@ class Task(ABC):
     def evaluate(self, model: SavedModel, data: str, *, split: str | None = "test", **options: Any) -> dict[str, Any]:
         """Metrics of ``model`` on ``data`` (a path in any layout the task reads)."""
 
+    def calibrate(self, model: SavedModel, data: str, *, split: str = "val") -> SavedModel:
+        """The model with its probabilities recalibrated on held-out labelled ``data`` (``medsight
+        calibrate``); tasks whose outputs are not class probabilities do not calibrate."""
+        raise ConfigError(f"the {self.name} task has no calibration step (it calibrates class probabilities)")
+
     def evaluate_outputs(self, *, data: str | None = None, **options: Any) -> dict[str, Any]:
         """Metrics of outputs saved earlier (e.g. a findings CSV) against the reference, without a
         model (``medsight evaluate`` without ``--model``); only tasks with :attr:`scores_outputs`."""
@@ -163,6 +168,12 @@ class Task(ABC):
         from medsight.io.discovery import expand_inputs
 
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
+
+    def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = "gradcam") -> Any:
+        """``result`` (of ``image``) with its explanation attached: a heatmap overlay artifact
+        that the writers save as PNG and Secondary Capture (``medsight explain``, ``predict
+        --explain``). Only for tasks that :meth:`explains` the model."""
+        raise ConfigError(f"the {self.name} task has no heatmap explanations")
 
     def explains(self, model: SavedModel) -> bool:
         """Whether :func:`medsight.explain.heatmap` can explain this model's predictions

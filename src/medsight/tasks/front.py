@@ -50,6 +50,28 @@ class FrontDoor:
             raise ConfigError("predict() takes either paths or Images, not a mix")
         return pred.predict(items)  # type: ignore[arg-type]
 
+    def explain(self, inputs: str | Path | Image | Sequence[str | Path | Image], *,
+                method: str = "gradcam") -> list[Any]:
+        """Predict as :meth:`predict` does, each result with its heatmap: ``result.heatmap``
+        (method, layer, class, peak) and ``result.overlay`` (the RGB picture), which
+        ``medsight.tasks.writers.OutputFolder`` writes as PNG and Secondary Capture.
+
+        Raises:
+            ConfigError: the model's task has no heatmaps, or ``method`` is not gradcam/occlusion.
+        """
+        from medsight.engine.predictor import Predictor
+        from medsight.tasks.base import get_task
+
+        if method not in ("gradcam", "occlusion"):
+            raise ConfigError(f"method must be gradcam or occlusion; got {method!r}")
+        items = [inputs] if isinstance(inputs, (str, Path, Image)) else list(inputs)
+        pred = Predictor(self.model, get_task(self.model.task), explain=method)
+        if all(isinstance(i, Image) for i in items):
+            return pred.predict_images(items)  # type: ignore[arg-type]
+        if any(isinstance(i, Image) for i in items):
+            raise ConfigError("explain() takes either paths or Images, not a mix")
+        return pred.predict(items)  # type: ignore[arg-type]
+
     def recommend(self, image: str | Path | Image, covariates: Mapping[str, Any] | None = None, *,
                   case_id: str | None = None) -> Any:
         """The recommendation for one patient: ``image`` (a path or an Image) with its clinical

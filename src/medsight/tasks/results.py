@@ -192,6 +192,11 @@ class ClassificationResult(Result):
         score: probability of the positive class (binary models), else None.
         threshold: the operating threshold the decision used (binary and multi-label).
         positive: whether the decision is the positive class (binary models).
+        heatmap: how the explanation was made, when one was asked for (method, layer, class,
+            where its peak is in the input's pixels); None otherwise.
+        overlay: the heatmap drawn on the image, ``(H, W, 3)`` uint8 (an ``overlay`` artifact:
+            ``<case>_overlay.png`` and, for a DICOM input, a Secondary Capture).
+        overlay_source: the DICOM file the overlay is drawn on, for the Secondary Capture.
     """
 
     input: str
@@ -202,6 +207,18 @@ class ClassificationResult(Result):
     positive: bool | None
     provenance: Provenance
     task: str = "classification"
+    heatmap: dict[str, Any] | None = None
+    overlay: Any = field(default=None, repr=False)
+    overlay_source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _plain({k: v for k, v in vars(self).items() if k not in ("overlay", "overlay_source")})
+        if self.heatmap is None:
+            out.pop("heatmap", None)
+        return out
+
+    def artifacts(self) -> list[Artifact]:
+        return [] if self.overlay is None else [Artifact("overlay", self.overlay, source=self.overlay_source)]
 
     def findings(self) -> list[Finding]:
         out = [Finding(f"probability_{lab}", float(p), "1", title=f"Probability of {lab}"[:64])

@@ -134,3 +134,40 @@ def test_a_model_too_big_for_the_input_is_a_config_error(tiny_npz, tmp_path):
     c.model.name, c.model.params = "densenet121", {}
     with pytest.raises(ConfigError, match="densenet121.*28x28"):
         train(c, tmp_path / "r")
+
+
+def test_temperature_is_fitted_on_validation_and_applied_with_before_and_after_in_the_evaluation(tiny_npz, tmp_path):
+    from typer.testing import CliRunner
+
+    from medsight.cli.main import app
+    from medsight.models.saved import load_model
+
+    model = train(cfg(tiny_npz, {"epochs": 3}), tmp_path / "run")
+    m = model.manifest
+    assert m["temperature"] > 0 and m["calibration"]["fitted_on"] == "validation split"
+    assert m["calibration"]["nll_after"] <= m["calibration"]["nll_before"] + 1e-9
+    ev = get_task("classification").evaluate(load_model(tmp_path / "run" / "model"), str(tiny_npz), n_boot=100)
+    assert ev["temperature"] == m["temperature"] and "ece_uncalibrated" in ev
+    card = (tmp_path / "run" / "model" / "MODEL_CARD.md").read_text()
+    assert "temperature scaling" in card and "NLL" in card
+
+    raw = train(cfg(tiny_npz, {"epochs": 3}, evaluation={"bootstrap": 200, "calibration": "none"}), tmp_path / "raw")
+    assert raw.manifest.get("temperature", 1.0) == 1.0
+    out = tmp_path / "calibrated"
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "raw" / "model"), "--data",
+                                      str(tiny_npz), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cal = load_model(out)
+    assert cal.manifest["temperature"] != 1.0 and cal.manifest["calibration"]["fitted_on"].startswith("val split")
+    task = get_task("classification")
+    before, after = (task.evaluate(mm, str(tiny_npz), n_boot=100) for mm in (load_model(tmp_path / "raw/model"), cal))
+    assert after["auc"] == pytest.approx(before["auc"], abs=1e-9)  # a monotone map of a binary score
+    assert after["ece_uncalibrated"] == before["ece"]
+
+
+def test_calibrate_refuses_a_task_without_class_probabilities(tmp_path):
+    from medsight.errors import ConfigError
+    from medsight.models.saved import load_model
+
+    with pytest.raises(ConfigError, match="no calibration step"):
+        get_task("segmentation").calibrate(load_model("hippocampus-mri"), str(tmp_path))

@@ -45,8 +45,9 @@ def positive_index(labels: list[str], positive: str | None) -> int | None:
 
 
 def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multilabel: bool,
-                   batch: int = 256, tta: bool = False) -> np.ndarray:
-    """Class probabilities; with ``tta``, averaged over the image and its left-right mirror.
+                   batch: int = 256, tta: bool = False, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities of the logits divided by ``temperature`` (the model's calibration);
+    with ``tta``, averaged over the image and its left-right mirror.
 
     Args:
         run: ``SavedModel.run`` at inference, or a bare network (put in eval mode here) during
@@ -57,7 +58,7 @@ def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     out = []
 
     def probs(xb: torch.Tensor) -> torch.Tensor:
-        logits = run(xb)
+        logits = run(xb) / temperature if temperature != 1.0 else run(xb)
         return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
     with torch.inference_mode():
@@ -65,6 +66,30 @@ def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             xb = x[i:i + batch]
             out.append((probs(xb) + probs(xb.flip(-1))) / 2 if tta else probs(xb))
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
+
+
+def fit_calibration(run: Any, x: torch.Tensor, y: np.ndarray, multilabel: bool, pos: int | None, *,
+                    tta: bool = False) -> dict[str, Any]:
+    """Temperature scaling fitted on ``x``/``y`` (the validation split): ``{"temperature": T,
+    "calibration": {...}}`` for the manifest, with the split's ECE and NLL before and after."""
+    from medsight.metrics.calibration import fit_temperature, nll
+    from medsight.metrics.classification import calibration
+
+    if isinstance(run, torch.nn.Module):
+        run.eval()
+    with torch.inference_mode():
+        logits = torch.cat([run(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy().astype(np.float64)
+    target = y if multilabel else np.asarray(y).astype(int)
+    t = fit_temperature(logits, target, multilabel=multilabel)
+    info: dict[str, Any] = {"method": "temperature scaling", "fitted_on": "validation split", "n": len(y),
+                            "nll_before": round(nll(logits, target, multilabel=multilabel), 4),
+                            "nll_after": round(nll(logits, target, t, multilabel=multilabel), 4)}
+    if pos is not None:
+        before = _probabilities(run, x, multilabel, tta=tta)[:, pos]
+        after = _probabilities(run, x, multilabel, tta=tta, temperature=t)[:, pos]
+        yb = (np.asarray(y) == pos).astype(int)
+        info.update({"ece_before": calibration(yb, before)["ece"], "ece_after": calibration(yb, after)["ece"]})
+    return {"temperature": t, "calibration": info}
 
 
 def _preprocessor(model: SavedModel) -> Preprocessor:
@@ -90,7 +115,8 @@ class ClassificationTask(Task):
         for im in images:
             self.validate_input(model, im)
         x = torch.stack([pre(im) for im in images])
-        return _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta)
+        return _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta,
+                              temperature=model.spec.temperature)
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         t0 = time.perf_counter()
@@ -149,8 +175,9 @@ class ClassificationTask(Task):
                             f"{errors[0]['error'] if errors else '?'}")
         xt = pre.normalize(torch.from_numpy(x))
         m = model.spec
-        p = _probabilities(model.run, xt, m.multilabel, tta=m.tta)
+        p = _probabilities(model.run, xt, m.multilabel, tta=m.tta, temperature=m.temperature)
         elapsed = time.perf_counter() - t0
+        p_raw = _probabilities(model.run, xt, m.multilabel, tta=m.tta) if m.temperature != 1.0 else None
         y = ds.targets([samples[i] for i in kept])
         if m.multilabel:
             report = multilabel_report(y, p, model.labels, m.thresholds or [0.5] * len(model.labels),
@@ -162,6 +189,13 @@ class ClassificationTask(Task):
             report["positive_label"] = model.labels[pos]
         else:
             report = multiclass_report(y, p, model.labels, n_boot=n_boot, seed=seed)
+        report["temperature"] = m.temperature
+        if p_raw is not None and m.positive_index is not None:  # the same scores before temperature scaling
+            from medsight.metrics.classification import calibration
+
+            raw = calibration((y == m.positive_index).astype(int), p_raw[:, m.positive_index])
+            report.update({"ece_uncalibrated": raw["ece"], "brier_uncalibrated": raw["brier"],
+                           "calibration_bins_uncalibrated": raw["bins"]})
         report.update({
             "task": "classification", "model": model.name, "model_version": model.version,
             "data": str(cfg.source), "split": split or "all", "labels": model.labels,
@@ -169,6 +203,65 @@ class ClassificationTask(Task):
             "seconds": round(elapsed, 3), "images_per_second": round(len(kept) / max(elapsed, 1e-9), 1),
         })
         return report
+
+    def calibrate(self, model: SavedModel, data: str, *, split: str = "val") -> SavedModel:
+        """The same network with a temperature fitted on ``split`` of ``data`` and the operating
+        threshold(s) re-chosen on the calibrated scores by the model's own rule (what
+        ``medsight calibrate`` runs; a model trained with ``evaluation.calibration: temperature``
+        already has both, from its validation split).
+
+        Raises:
+            ConfigError: a model without its torch network (the logits are needed).
+            DataError: the split is empty or unreadable, or its labels are not the model's.
+        """
+        import dataclasses
+
+        from medsight.data.classification import open_classification_data
+        from medsight.data.datasets import prepare_samples
+        from medsight.errors import ConfigError
+        from medsight.metrics import choose_threshold
+
+        if model.network is None:
+            raise ConfigError(f"model {model.name}: calibration needs the torch network, not only a backend")
+        ds = open_classification_data(DataConfig(source=str(data), labels=model.labels))
+        samples = ds.split(split)
+        if not samples:
+            raise DataError(f"{data}: the {split} split is empty; calibration is fitted on held-out labelled data")
+        pre = _preprocessor(model)
+        x, kept, _ = prepare_samples(samples, pre)
+        if not kept:
+            raise DataError(f"{data}: none of the {split} images could be read")
+        xt, y = pre.normalize(torch.from_numpy(x)), ds.targets([samples[i] for i in kept])
+        m = model.spec
+        fitted = fit_calibration(model.network, xt, y, m.multilabel, m.positive_index, tta=m.tta)
+        fitted["calibration"]["fitted_on"] = f"{split} split of {data}"
+        manifest = {**model.manifest, **fitted}
+        p = _probabilities(model.network, xt, m.multilabel, tta=m.tta, temperature=fitted["temperature"])
+        rule = m.threshold_rule or "youden"
+        if m.positive_index is not None:
+            manifest["threshold"] = choose_threshold((y == m.positive_index).astype(int), p[:, m.positive_index], rule)
+        elif m.multilabel:
+            manifest["thresholds"] = [choose_threshold(y[:, j], p[:, j], rule) if 0 < y[:, j].sum() < len(y) else 0.5
+                                      for j in range(len(model.labels))]
+        out = dataclasses.replace(model, manifest=manifest, path=None)
+        out.card = self.model_card(manifest)
+        return out
+
+    def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = "gradcam") -> Any:
+        """Attach the heatmap of the decided class (the positive class of a binary model) drawn
+        on the image: ``result.heatmap`` (method, layer, class, peak) and ``result.overlay``."""
+        from medsight.explain import heatmap, overlay
+
+        self.validate_input(model, image)
+        h = heatmap(model, image, method=method)
+        peak = np.unravel_index(int(np.argmax(h.values)), h.values.shape)
+        scale = [full / shown for full, shown in zip(image.shape[-h.values.ndim:], h.values.shape)]
+        result.heatmap = {"method": h.method, "layer": h.layer, "class": model.labels[h.class_index],
+                          "peak_index": [int(round((i + 0.5) * f - 0.5)) for i, f in zip(peak, scale)]}
+        result.overlay = overlay(image, h.values)
+        files = image.meta.get("source_files") or []
+        result.overlay_source = files[len(files) // 2] if files else None
+        return result
 
     def explains(self, model: SavedModel) -> bool:
         return model.network is not None  # GradCAM and occlusion need the torch module
@@ -289,7 +382,10 @@ class ClassificationTask(Task):
             },
         }
         y_va = st["y_val"]
-        p_va = _probabilities(network, st["x_val"], multilabel, tta=cfg.evaluation.tta)  # validation split only
+        if cfg.evaluation.calibration == "temperature":
+            manifest.update(fit_calibration(network, st["x_val"], y_va, multilabel, pos, tta=cfg.evaluation.tta))
+        p_va = _probabilities(network, st["x_val"], multilabel, tta=cfg.evaluation.tta,
+                              temperature=manifest.get("temperature", 1.0))  # validation split only
         if pos is not None:
             manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos],
                                                      cfg.evaluation.threshold_rule)

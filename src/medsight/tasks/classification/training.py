@@ -97,5 +97,6 @@ def check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[in
 
 
 def headline(ev: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold")
+    keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "ece",
+            "ece_uncalibrated")
     return {k: ev[k] for k in keys if k in ev}
