@@ -201,6 +201,8 @@ class EvalConfig(_Strict):
     bootstrap: int = Field(2000, ge=100)
     tta: bool = False  # average predictions over the image and its left-right mirror (not for chest X-rays)
     calibration: Literal["temperature", "none"] = "temperature"  # fitted on the validation split, stored in the model
+    ood: bool = True  # store the training features' fingerprint: inputs far from it are referred
+    ood_quantile: float = Field(0.99, gt=0.5, lt=1)  # of validation distances: the refer threshold
 
     @field_validator("threshold_rule")
     @classmethod

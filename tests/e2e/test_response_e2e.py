@@ -74,7 +74,10 @@ def test_pgbm001_sent_latest_first_ends_in_date_order_with_progression_suggestio
     assert alert["priority"] == "high" and f"{PROGRESSIVE} at {LATE}" in alert["message"]
     listed = stack.service.get("/api/v1/alerts", role="reader").json()
     assert any(a["id"] == alert["id"] and a["study_uid"] == points[-1]["study_uid"] for a in listed)
-    body = wait_for(lambda: next((b for b in webhook.bodies if b.get("alert_id") == alert["id"]), None),
+    # the webhook receiver outlives this module's stack (and its database): match the rule too, since
+    # an earlier module's alert may have had the same id
+    body = wait_for(lambda: next((b for b in webhook.bodies if b.get("alert_id") == alert["id"]
+                                  and b.get("rule") == "response"), None),
                     timeout=60, what="the progression alert at the webhook")
     assert body["response"]["category"] == PROGRESSIVE and "patient_id" not in body
 

@@ -185,5 +185,5 @@ def test_medsight_predict_refuses_the_24000_square_cr_within_a_1_5_gib_address_s
                           timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one input failed; no crash, no MemoryError
     rows = {Path(r["input"]).name: r for r in json.loads(out.read_text())}
-    assert rows["good.dcm"]["label"] in ("normal", "pneumonia")
+    assert rows["good.dcm"]["label"] in ("normal", "pneumonia", "refer")  # a flat image may be referred
     assert rows["bomb.dcm"]["error_type"] == "ImageTooLargeError" and "max_frame_bytes" in rows["bomb.dcm"]["error"]

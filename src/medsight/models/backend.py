@@ -49,5 +49,24 @@ class TorchBackend:
         with torch.inference_mode():
             return self.network(x, *inputs)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the network's last linear layer for ``x`` ``(N, D)``: the penultimate
+        features a classifier's decision is made from (for an ensemble, its last member's), from
+        which the distance to the training data is measured.
+
+        Raises:
+            ValueError: the network has no linear layer.
+        """
+        last = next((m for m in reversed(list(self.network.modules())) if isinstance(m, torch.nn.Linear)), None)
+        if last is None:
+            raise ValueError(f"{type(self.network).__name__} has no linear layer to take features from")
+        got: list[torch.Tensor] = []
+        handle = last.register_forward_pre_hook(lambda _m, args: got.append(args[0].flatten(1)))
+        try:
+            self.run(x)
+        finally:
+            handle.remove()
+        return got[-1]
+
     def __repr__(self) -> str:
         return f"TorchBackend({type(self.network).__name__})"

@@ -273,6 +273,7 @@ class Manifest(_Section):
     tta: bool = False
     temperature: float = Field(default=1.0, gt=0)  # logits are divided by it (temperature scaling; 1: none)
     calibration: dict[str, Any] | None = None  # how the temperature was fitted, and the ECE before and after
+    ood: dict[str, Any] | None = None  # the training features' fingerprint and refer threshold (metrics/ood.py)
     # segmentation
     inference: SlidingWindowInference | None = None
     label_values: list[int] | None = None

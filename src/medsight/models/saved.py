@@ -151,6 +151,19 @@ class SavedModel:
         assert self.backend is not None  # set in __post_init__
         return self.backend.run(x, *inputs)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features of one batch ``(N, D)`` (the backend's ``features``), from
+        which the distance to the training data is measured (``manifest.ood``).
+
+        Raises:
+            ConfigError: the backend gives no features.
+        """
+        get = getattr(self.backend, "features", None)
+        if get is None:
+            raise ConfigError(f"model {self.name}: its backend {self.backend!r} gives no features")
+        with torch.inference_mode():
+            return get(x)
+
     def save(self, path: str | Path) -> Path:
         return save_model(self, path)
 

@@ -197,6 +197,9 @@ class ClassificationResult(Result):
         overlay: the heatmap drawn on the image, ``(H, W, 3)`` uint8 (an ``overlay`` artifact:
             ``<case>_overlay.png`` and, for a DICOM input, a Secondary Capture).
         overlay_source: the DICOM file the overlay is drawn on, for the Secondary Capture.
+        refer: for a model with a training fingerprint (``manifest.ood``): whether the input is
+            referred (its decision is then ``refer``; the probabilities stand); None otherwise.
+        reasons: why it was referred, or that it was not, with the numbers.
     """
 
     input: str
@@ -210,11 +213,14 @@ class ClassificationResult(Result):
     heatmap: dict[str, Any] | None = None
     overlay: Any = field(default=None, repr=False)
     overlay_source: str | None = None
+    refer: bool | None = None
+    reasons: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain({k: v for k, v in vars(self).items() if k not in ("overlay", "overlay_source")})
-        if self.heatmap is None:
-            out.pop("heatmap", None)
+        for key in ("heatmap", "refer", "reasons"):  # only for models that give them: outputs stay as they were
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
     def artifacts(self) -> list[Artifact]:

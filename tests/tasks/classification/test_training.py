@@ -171,3 +171,26 @@ def test_calibrate_refuses_a_task_without_class_probabilities(tmp_path):
 
     with pytest.raises(ConfigError, match="no calibration step"):
         get_task("segmentation").calibrate(load_model("hippocampus-mri"), str(tmp_path))
+
+
+def test_a_trained_model_refers_inputs_unlike_its_training_data_and_says_why(tiny_npz, tmp_path):
+    from medsight.io.image import Image
+    from medsight.models.saved import load_model
+
+    train(cfg(tiny_npz, {"epochs": 3}), tmp_path / "run")
+    model = load_model(tmp_path / "run" / "model")
+    fp = model.manifest["ood"]
+    assert fp["threshold"] > 0 and fp["quantile"] == 0.99 and len(fp["mean"]) == fp["features"]
+    with np.load(tiny_npz) as z:
+        own = [Image(z["test_images"][i][None].astype(np.float32), spacing=(1.0, 1.0)) for i in range(20)]
+    yy, xx = np.mgrid[0:28, 0:28]
+    strange = [Image((((yy // 2 + xx // 2) % 2) * 255.0)[None].astype(np.float32), spacing=(1.0, 1.0))]
+    task = get_task("classification")
+    results = task.infer(model, own + strange)
+    assert sum(r.refer for r in results[:20]) <= 2
+    odd = results[-1]
+    assert odd.refer and odd.label == "refer" and odd.positive is None and "unlike training data" in odd.reasons[0]
+    assert abs(sum(odd.probabilities.values()) - 1) < 1e-5  # a referred prediction still shows its probabilities
+    assert odd.to_dict()["refer"] is True
+    ev = task.evaluate(model, str(tiny_npz), n_boot=100)
+    assert 0 <= ev["refer_rate"] <= 0.1

@@ -66,3 +66,31 @@ def test_pneumonia_xray_is_calibrated_on_validation_and_its_test_ece_is_at_most_
     ev = get_task("classification").evaluate(m, str(shared_data("pneumoniamnist/pneumoniamnist.npz")), split="test",
                                              n_boot=200)
     assert ev["ece"] <= 0.03 < ev["ece_uncalibrated"], (ev["ece"], ev["ece_uncalibrated"])  # measured 0.0254, 0.051
+
+
+@pytest.mark.realdata
+def test_pneumonia_xray_refers_ultrasound_and_mri_but_not_its_own_xrays(shared_data):
+    """BreastMNIST ultrasound and hippocampus MRI slices given to the chest X-ray model (as the
+    8-bit images a PNG holds) are referred; PneumoniaMNIST test X-rays are not (measured in
+    benchmarks/bench_ood.py)."""
+    import nibabel as nib
+
+    from medsight.io.image import Image
+
+    def images(arrays):
+        return [Image(a[None].astype(np.float32), spacing=(1.0, 1.0)) for a in arrays]
+
+    task, m = get_task("classification"), load_model("pneumonia-xray")
+    with np.load(shared_data("pneumoniamnist/pneumoniamnist.npz")) as z:
+        own = images(z["test_images"])
+    with np.load(shared_data("breastmnist/breastmnist.npz")) as z:
+        ultrasound = images(z["test_images"])
+    mri = []
+    for v in sorted(shared_data("msd_hippocampus/imagesTr").glob("*.nii.gz"))[:60]:
+        vol = np.asarray(nib.load(v).dataobj, dtype=np.float64)
+        plane = vol[..., vol.shape[2] // 2]
+        lo, hi = np.percentile(plane, [0.5, 99.5])
+        mri.append((np.clip((plane - lo) / max(hi - lo, 1e-9), 0, 1) * 255).astype(np.uint8))
+    rate = {name: np.mean([r.refer for r in task.infer(m, ims)])
+            for name, ims in (("own", own), ("ultrasound", ultrasound), ("mri", images(mri)))}
+    assert rate["own"] <= 0.10 and rate["ultrasound"] >= 0.80 and rate["mri"] >= 0.80, rate

@@ -19,6 +19,7 @@ import torch
 from medsight.config import ClassificationRunConfig, Config, DataConfig
 from medsight.errors import DataError
 from medsight.io.image import Image
+from medsight.models.backend import TorchBackend
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import Task, register_task
 from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
@@ -92,6 +93,33 @@ def fit_calibration(run: Any, x: torch.Tensor, y: np.ndarray, multilabel: bool, 
     return {"temperature": t, "calibration": info}
 
 
+def _distances(model: SavedModel, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Each input's Mahalanobis distance from the model's training fingerprint (``manifest.ood``)."""
+    from medsight.metrics.ood import distances
+
+    feats = torch.cat([model.features(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+    return distances(feats, model.spec.ood)
+
+
+def fit_ood(run_features: Any, x_train: torch.Tensor, x_val: torch.Tensor, *, quantile: float = 0.99) -> dict:
+    """The training fingerprint (penultimate features of ``x_train``; threshold from ``x_val``)."""
+    from medsight.metrics.ood import fit_fingerprint
+
+    def feats(x: torch.Tensor) -> np.ndarray:
+        return torch.cat([run_features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+
+    fp = fit_fingerprint(feats(x_train), feats(x_val), quantile=quantile)
+    fp["layer"] = "input of the last linear layer"
+    fp["intensity"] = {"mean": round(float(x_train.mean()), 4), "std": round(float(x_train.std()), 4)}
+    return fp
+
+
+def _sample(pre: Any, x: np.ndarray, n: int = 2000, seed: int = 0) -> torch.Tensor:
+    """Up to ``n`` of the prepared training images, normalised as the network takes them."""
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False)) if len(x) > n else np.arange(len(x))
+    return pre.normalize(torch.from_numpy(np.ascontiguousarray(x[idx])))
+
+
 def _preprocessor(model: SavedModel) -> Preprocessor:
     from medsight.transforms.preprocess import Preprocessor
 
@@ -109,25 +137,33 @@ class ClassificationTask(Task):
     result_type = ClassificationResult
 
     # -- inference ----------------------------------------------------------------------------
-    def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
-        """Class probabilities, shape (N, n_classes)."""
+    def _inputs(self, model: SavedModel, images: Sequence[Image]) -> torch.Tensor:
         pre = _preprocessor(model)
         for im in images:
             self.validate_input(model, im)
-        x = torch.stack([pre(im) for im in images])
-        return _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta,
+        return torch.stack([pre(im) for im in images])
+
+    def probabilities(self, model: SavedModel, images: Sequence[Image]) -> np.ndarray:
+        """Class probabilities, shape (N, n_classes)."""
+        return _probabilities(model.run, self._inputs(model, images), model.spec.multilabel, tta=model.spec.tta,
                               temperature=model.spec.temperature)
 
     def infer(self, model: SavedModel, images: Sequence[Image], *, inputs: Sequence[str] | None = None) -> list[Any]:
         t0 = time.perf_counter()
-        probs = self.probabilities(model, images)
+        x = self._inputs(model, images)
+        probs = _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta,
+                               temperature=model.spec.temperature)
+        dist = _distances(model, x) if model.spec.ood else [None] * len(images)
         seconds = (time.perf_counter() - t0) / max(len(images), 1)
         names = self.input_names(images, inputs)
-        return [self.decide(model, p, name, im, seconds) for p, name, im in zip(probs, names, images)]
+        return [self.decide(model, p, name, im, seconds, distance=d)
+                for p, name, im, d in zip(probs, names, images, dist)]
 
     def decide(self, model: SavedModel, p: np.ndarray, name: str, image: Image | None = None,
-               seconds: float | None = None) -> ClassificationResult:
-        """Turn one probability vector into a result at the model's threshold(s)."""
+               seconds: float | None = None, distance: float | None = None) -> ClassificationResult:
+        """Turn one probability vector into a result at the model's threshold(s); with the
+        input's ``distance`` from the training data (a model with ``manifest.ood``), refer it
+        when beyond the stored threshold."""
         m = model.spec
         labels = model.labels
         probs = {lab: round(float(v), 6) for lab, v in zip(labels, p)}
@@ -147,9 +183,20 @@ class ClassificationTask(Task):
                           medsight_version=m.versions.get("medsight"),
                           series_uid=image.series_uid if image is not None else None,
                           sop_uids=list(image.sop_uids) if image is not None else [])
+        refer = reasons = None
+        if m.ood and distance is not None:
+            limit = float(m.ood["threshold"])
+            refer = bool(distance > limit)
+            reasons = [f"input unlike training data: its distance from the training images' features is "
+                       f"{distance:.1f}, beyond {limit:.1f} (what {m.ood['quantile']:.0%} of validation images stay "
+                       f"under)" if refer else f"distance from the training data {distance:.1f} (refer above "
+                                               f"{limit:.1f})"]
+            if refer:
+                label, positive = "refer", None
         return ClassificationResult(input=name, probabilities=probs, label=label,
                                     score=None if score is None else round(score, 6),
-                                    threshold=threshold, positive=positive, provenance=prov)
+                                    threshold=threshold, positive=positive, provenance=prov, refer=refer,
+                                    reasons=reasons)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
@@ -190,6 +237,10 @@ class ClassificationTask(Task):
         else:
             report = multiclass_report(y, p, model.labels, n_boot=n_boot, seed=seed)
         report["temperature"] = m.temperature
+        if m.ood:  # how many of these (labelled, in-distribution) images the model would refer
+            d = _distances(model, xt)
+            report["refer_rate"] = round(float((d > float(m.ood["threshold"])).mean()), 4)
+            report["refer_threshold"] = m.ood["threshold"]
         if p_raw is not None and m.positive_index is not None:  # the same scores before temperature scaling
             from medsight.metrics.classification import calibration
 
@@ -235,6 +286,10 @@ class ClassificationTask(Task):
         m = model.spec
         fitted = fit_calibration(model.network, xt, y, m.multilabel, m.positive_index, tta=m.tta)
         fitted["calibration"]["fitted_on"] = f"{split} split of {data}"
+        train = ds.split("train")
+        if train:  # the training fingerprint, its refer threshold from the held-out split
+            x_tr, _, _ = prepare_samples(train, pre)
+            fitted["ood"] = fit_ood(TorchBackend(model.network).features, _sample(pre, x_tr), xt)
         manifest = {**model.manifest, **fitted}
         p = _probabilities(model.network, xt, m.multilabel, tta=m.tta, temperature=fitted["temperature"])
         rule = m.threshold_rule or "youden"
@@ -335,7 +390,7 @@ class ClassificationTask(Task):
             train=ArrayDataset(x_tr, y_tr, pre, aug), hooks=hooks, config=cfg, members=cfg.train.ensemble,
             splits=[s for s in ("val", "test") if data.split(s)],
             state={"data": data, "labels": labels, "multilabel": multilabel, "pos": pos, "dims": dims,
-                   "spec": spec, "params": params, "x_val": x_va_t, "y_val": y_va,
+                   "spec": spec, "params": params, "x_val": x_va_t, "y_val": y_va, "x_train": x_tr, "pre": pre,
                    "skipped": {k: v[2][:50] for k, v in splits.items() if v[2]}})
 
     def build_network(self, cfg: ClassificationRunConfig, prepared: TrainingSetup, member: int) -> torch.nn.Module:
@@ -384,6 +439,9 @@ class ClassificationTask(Task):
         y_va = st["y_val"]
         if cfg.evaluation.calibration == "temperature":
             manifest.update(fit_calibration(network, st["x_val"], y_va, multilabel, pos, tta=cfg.evaluation.tta))
+        if cfg.evaluation.ood:
+            manifest["ood"] = fit_ood(TorchBackend(network).features, _sample(st["pre"], st["x_train"]),
+                                      st["x_val"], quantile=cfg.evaluation.ood_quantile)
         p_va = _probabilities(network, st["x_val"], multilabel, tta=cfg.evaluation.tta,
                               temperature=manifest.get("temperature", 1.0))  # validation split only
         if pos is not None:
