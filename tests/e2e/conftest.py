@@ -93,7 +93,7 @@ def cases(e2e_model, pneumonia_npz) -> dict[str, np.ndarray]:
                                                                  for im in images[:200]])
     scores = np.array([r.score for r in res])
     pos = [i for i in np.argsort(-scores) if labels[i] == 1 and res[i].positive][0]
-    neg = [i for i in np.argsort(scores) if labels[i] == 0 and res[i].positive is False]  # not referred[0]
+    neg = [i for i in np.argsort(scores) if labels[i] == 0 and res[i].positive is False][0]  # not referred
     return {"positive": images[pos], "negative": images[neg], "positive_index": int(pos), "negative_index": int(neg)}
 
 
