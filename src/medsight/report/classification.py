@@ -92,6 +92,7 @@ def classification_card_section(manifest: Mapping[str, Any]) -> Section:
         "threshold": manifest.get("threshold"), "positive_label": manifest.get("positive_label"),
         "threshold_rule": manifest.get("threshold_rule"),
         "temperature": manifest.get("temperature"), "calibration": manifest.get("calibration"),
+        "ood": {k: v for k, v in (manifest.get("ood") or {}).items() if k not in ("mean", "precision")} or None,
         "data": {"source": data.get("file") or data.get("source"), "format": data.get("format"), "n": data.get("n"),
                  "class_counts": data.get("class_counts"),
                  "checksum": data.get("md5") or data.get("sha256") or data.get("listing_sha256")},

@@ -285,7 +285,7 @@ class ClassificationTask(Task):
         xt, y = pre.normalize(torch.from_numpy(x)), ds.targets([samples[i] for i in kept])
         m = model.spec
         fitted = fit_calibration(model.network, xt, y, m.multilabel, m.positive_index, tta=m.tta)
-        fitted["calibration"]["fitted_on"] = f"{split} split of {data}"
+        fitted["calibration"]["fitted_on"] = f"{split} split of {Path(str(data)).name}"  # no machine paths
         train = ds.split("train")
         if train:  # the training fingerprint, its refer threshold from the held-out split
             x_tr, _, _ = prepare_samples(train, pre)

@@ -98,5 +98,5 @@ def check_fits(net: torch.nn.Module, name: str, channels: int, size: Sequence[in
 
 def headline(ev: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "ece",
-            "ece_uncalibrated")
+            "ece_uncalibrated", "refer_rate")
     return {k: ev[k] for k in keys if k in ev}
