@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from docs_section import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -74,22 +75,13 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"model": args.model, "threshold": model.manifest["ood"]["threshold"],
                                      "sets": rows}, indent=1))
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text()
-    lines = [f"<!-- BEGIN {MARK} -->", "## Out-of-distribution refer rates (real data)", "",
+    lines = ["## Out-of-distribution refer rates (real data)", "",
              f"Command: `.venv/bin/python benchmarks/bench_ood.py --model {args.model}`: each image written as an "
              "8-bit PNG and predicted through the whole path; referred when the Mahalanobis distance of its "
              "penultimate features from the training images' exceeds the 0.99 quantile of the validation images' "
              f"({model.manifest['ood']['threshold']}).", "", "| images | n | referred |", "|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['refer_rate']:.1%} |" for k, v in rows.items()]
-    lines.append(f"<!-- END {MARK} -->")
-    block = "\n".join(lines)
-    if f"<!-- BEGIN {MARK} -->" in text:
-        head, rest = text.split(f"<!-- BEGIN {MARK} -->", 1)
-        text = head + block + rest.split(f"<!-- END {MARK} -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_section(MARK, lines)
     return 0
 
 

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from docs_section import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs"
 CONFIG = REPO / "configs" / "response-synthetic.yaml"
@@ -81,9 +83,7 @@ def _ci(v: dict, key: str = "value") -> str:
 
 
 def write_docs(results: dict, info: dict) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text()
-    lines = [f"<!-- BEGIN {MARK} -->", "## Treatment response (SYNTHETIC: the simulated cohort)", "",
+    lines = ["## Treatment response (SYNTHETIC: the simulated cohort)", "",
              "Command: `.venv/bin/python benchmarks/bench_response.py` (cohort: "
              "`python -m medsight.data.synthetic_cohort runs/cohort --n 4000 --seed 0`, test split 600 patients "
              "never used in training; configs/response-synthetic.yaml, 5-member ensemble). Every number is on "
@@ -112,14 +112,8 @@ def write_docs(results: dict, info: dict) -> None:
               "model (the treatment with the best mean predicted response over the training patients).",
               "", "Targets (issue 11): " + "; ".join(
                   f"{name}: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in r["targets"].items())
-                  for name, r in results.items()), f"<!-- END {MARK} -->"]
-    block = "\n".join(lines)
-    if f"<!-- BEGIN {MARK} -->" in text:
-        head, rest = text.split(f"<!-- BEGIN {MARK} -->", 1)
-        text = head + block + rest.split(f"<!-- END {MARK} -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+                  for name, r in results.items())]
+    write_section(MARK, lines)
 
 
 def main() -> int:
