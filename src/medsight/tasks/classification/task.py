@@ -69,6 +69,27 @@ def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
 
 
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """``fn`` over ``x`` in batches (no autograd), concatenated as float64 NumPy."""
+    with torch.inference_mode():
+        return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy().astype(np.float64)
+
+
+def operating_points(y: np.ndarray, p: np.ndarray, *, multilabel: bool, pos: int | None, rule: str,
+                     n_labels: int) -> dict[str, Any]:
+    """The manifest's ``threshold`` (binary: on P(positive)) or ``thresholds`` (multi-label, 0.5 for
+    a label the split holds only one value of), chosen on ``y``/``p`` by ``rule``; nothing for
+    a multi-class model (its decision is the most probable class)."""
+    from medsight.metrics import choose_threshold
+
+    if pos is not None:
+        return {"threshold": choose_threshold((y == pos).astype(int), p[:, pos], rule)}
+    if multilabel:
+        return {"thresholds": [choose_threshold(y[:, j], p[:, j], rule) if 0 < y[:, j].sum() < len(y) else 0.5
+                               for j in range(n_labels)]}
+    return {}
+
+
 def fit_calibration(run: Any, x: torch.Tensor, y: np.ndarray, multilabel: bool, pos: int | None, *,
                     tta: bool = False) -> dict[str, Any]:
     """Temperature scaling fitted on ``x``/``y`` (the validation split): ``{"temperature": T,
@@ -78,8 +99,7 @@ def fit_calibration(run: Any, x: torch.Tensor, y: np.ndarray, multilabel: bool, 
 
     if isinstance(run, torch.nn.Module):
         run.eval()
-    with torch.inference_mode():
-        logits = torch.cat([run(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy().astype(np.float64)
+    logits = _batched(run, x)
     target = y if multilabel else np.asarray(y).astype(int)
     t = fit_temperature(logits, target, multilabel=multilabel)
     info: dict[str, Any] = {"method": "temperature scaling", "fitted_on": "validation split", "n": len(y),
@@ -97,18 +117,14 @@ def _distances(model: SavedModel, x: torch.Tensor, batch: int = 256) -> np.ndarr
     """Each input's Mahalanobis distance from the model's training fingerprint (``manifest.ood``)."""
     from medsight.metrics.ood import distances
 
-    feats = torch.cat([model.features(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
-    return distances(feats, model.spec.ood)
+    return distances(_batched(model.features, x, batch), model.spec.ood)
 
 
 def fit_ood(run_features: Any, x_train: torch.Tensor, x_val: torch.Tensor, *, quantile: float = 0.99) -> dict:
     """The training fingerprint (penultimate features of ``x_train``; threshold from ``x_val``)."""
     from medsight.metrics.ood import fit_fingerprint
 
-    def feats(x: torch.Tensor) -> np.ndarray:
-        return torch.cat([run_features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
-
-    fp = fit_fingerprint(feats(x_train), feats(x_val), quantile=quantile)
+    fp = fit_fingerprint(_batched(run_features, x_train), _batched(run_features, x_val), quantile=quantile)
     fp["layer"] = "input of the last linear layer"
     fp["intensity"] = {"mean": round(float(x_train.mean()), 4), "std": round(float(x_train.std()), 4)}
     return fp
@@ -224,7 +240,8 @@ class ClassificationTask(Task):
         m = model.spec
         p = _probabilities(model.run, xt, m.multilabel, tta=m.tta, temperature=m.temperature)
         elapsed = time.perf_counter() - t0
-        p_raw = _probabilities(model.run, xt, m.multilabel, tta=m.tta) if m.temperature != 1.0 else None
+        p_raw = (_probabilities(model.run, xt, m.multilabel, tta=m.tta)  # only where it is reported (binary)
+                 if m.temperature != 1.0 and m.positive_index is not None else None)
         y = ds.targets([samples[i] for i in kept])
         if m.multilabel:
             report = multilabel_report(y, p, model.labels, m.thresholds or [0.5] * len(model.labels),
@@ -241,7 +258,7 @@ class ClassificationTask(Task):
             d = _distances(model, xt)
             report["refer_rate"] = round(float((d > float(m.ood["threshold"])).mean()), 4)
             report["refer_threshold"] = m.ood["threshold"]
-        if p_raw is not None and m.positive_index is not None:  # the same scores before temperature scaling
+        if p_raw is not None:  # the same scores before temperature scaling
             from medsight.metrics.classification import calibration
 
             raw = calibration((y == m.positive_index).astype(int), p_raw[:, m.positive_index])
@@ -270,7 +287,6 @@ class ClassificationTask(Task):
         from medsight.data.classification import open_classification_data
         from medsight.data.datasets import prepare_samples
         from medsight.errors import ConfigError
-        from medsight.metrics import choose_threshold
 
         if model.network is None:
             raise ConfigError(f"model {model.name}: calibration needs the torch network, not only a backend")
@@ -292,12 +308,8 @@ class ClassificationTask(Task):
             fitted["ood"] = fit_ood(TorchBackend(model.network).features, _sample(pre, x_tr), xt)
         manifest = {**model.manifest, **fitted}
         p = _probabilities(model.network, xt, m.multilabel, tta=m.tta, temperature=fitted["temperature"])
-        rule = m.threshold_rule or "youden"
-        if m.positive_index is not None:
-            manifest["threshold"] = choose_threshold((y == m.positive_index).astype(int), p[:, m.positive_index], rule)
-        elif m.multilabel:
-            manifest["thresholds"] = [choose_threshold(y[:, j], p[:, j], rule) if 0 < y[:, j].sum() < len(y) else 0.5
-                                      for j in range(len(model.labels))]
+        manifest.update(operating_points(y, p, multilabel=m.multilabel, pos=m.positive_index,
+                                         rule=m.threshold_rule or "youden", n_labels=len(model.labels)))
         out = dataclasses.replace(model, manifest=manifest, path=None)
         out.card = self.model_card(manifest)
         return out
@@ -409,7 +421,6 @@ class ClassificationTask(Task):
         """The model: one network or the ensemble's mean, the operating threshold(s) chosen on the
         validation split only, with the weights as they will be stored."""
         from medsight.engine.run import Finished
-        from medsight.metrics import choose_threshold
         from medsight.models.architectures import Ensemble
         from medsight.tasks.classification.training import round_to_float16
 
@@ -444,12 +455,8 @@ class ClassificationTask(Task):
                                       st["x_val"], quantile=cfg.evaluation.ood_quantile)
         p_va = _probabilities(network, st["x_val"], multilabel, tta=cfg.evaluation.tta,
                               temperature=manifest.get("temperature", 1.0))  # validation split only
-        if pos is not None:
-            manifest["threshold"] = choose_threshold((y_va == pos).astype(int), p_va[:, pos],
-                                                     cfg.evaluation.threshold_rule)
-        elif multilabel:
-            manifest["thresholds"] = [choose_threshold(y_va[:, j], p_va[:, j], cfg.evaluation.threshold_rule)
-                                      if 0 < y_va[:, j].sum() < len(y_va) else 0.5 for j in range(len(labels))]
+        manifest.update(operating_points(y_va, p_va, multilabel=multilabel, pos=pos,
+                                         rule=cfg.evaluation.threshold_rule, n_labels=len(labels)))
         return Finished(model=SavedModel(network=network, manifest=manifest))
 
     def evaluation_options(self, cfg: ClassificationRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
