@@ -286,8 +286,6 @@ def predict(
     _setup_logging(verbose)
     m = load_model(model)
     limits = replace(ReadLimits.from_env(), max_slice_gap=max_slice_gap) if max_slice_gap is not None else None
-    if explain is not None and explain not in ("gradcam", "occlusion"):
-        raise ConfigError(f"--explain takes gradcam or occlusion; got {explain!r}")
     if explain is not None and out_dir is None:
         raise ConfigError("--explain writes overlays: give --out DIR")
     results = Predictor(m, get_task(m.task), accept_modalities=accept_modality, limits=limits,

@@ -19,7 +19,10 @@ from medsight.io.image import Image
 from medsight.io.limits import ReadLimits
 from medsight.models.saved import SavedModel
 
-__all__ = ["Predictor", "PredictorTask"]
+__all__ = ["Predictor", "PredictorTask", "EXPLAIN_METHODS"]
+
+#: The heatmap methods ``explain`` takes (:func:`medsight.explain.heatmap`).
+EXPLAIN_METHODS = ("gradcam", "occlusion")
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,14 @@ class Predictor:
                  explain: str | None = None) -> None:
         if accept_modalities:
             model = model.accepting(accept_modalities)
-        if explain is not None and not task.explains(model):
+        if explain is not None:
             from medsight.errors import ConfigError
 
-            raise ConfigError(f"model {model.name} ({model.task}) has no heatmap explanations; they explain "
-                              "classification models")
+            if explain not in EXPLAIN_METHODS:
+                raise ConfigError(f"explain takes {' or '.join(EXPLAIN_METHODS)}; got {explain!r}")
+            if not task.explains(model):
+                raise ConfigError(f"model {model.name} ({model.task}) has no heatmap explanations; they explain "
+                                  "classification models")
         self.explain = explain
         self.limits = limits
         self.model = model

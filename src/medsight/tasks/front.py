@@ -39,15 +39,19 @@ class FrontDoor:
 
     def predict(self, inputs: str | Path | Image | Sequence[str | Path | Image]) -> list[Any]:
         """Predict files, folders or Images; bad inputs come back as PredictionError entries."""
+        return self._predict(inputs, "predict", explain=None)
+
+    def _predict(self, inputs: str | Path | Image | Sequence[str | Path | Image], caller: str, *,
+                 explain: str | None) -> list[Any]:
         from medsight.engine.predictor import Predictor
         from medsight.tasks.base import get_task
 
         items = [inputs] if isinstance(inputs, (str, Path, Image)) else list(inputs)
-        pred = Predictor(self.model, get_task(self.model.task))
+        pred = Predictor(self.model, get_task(self.model.task), explain=explain)
         if all(isinstance(i, Image) for i in items):
             return pred.predict_images(items)  # type: ignore[arg-type]
         if any(isinstance(i, Image) for i in items):
-            raise ConfigError("predict() takes either paths or Images, not a mix")
+            raise ConfigError(f"{caller}() takes either paths or Images, not a mix")
         return pred.predict(items)  # type: ignore[arg-type]
 
     def explain(self, inputs: str | Path | Image | Sequence[str | Path | Image], *,
@@ -59,18 +63,7 @@ class FrontDoor:
         Raises:
             ConfigError: the model's task has no heatmaps, or ``method`` is not gradcam/occlusion.
         """
-        from medsight.engine.predictor import Predictor
-        from medsight.tasks.base import get_task
-
-        if method not in ("gradcam", "occlusion"):
-            raise ConfigError(f"method must be gradcam or occlusion; got {method!r}")
-        items = [inputs] if isinstance(inputs, (str, Path, Image)) else list(inputs)
-        pred = Predictor(self.model, get_task(self.model.task), explain=method)
-        if all(isinstance(i, Image) for i in items):
-            return pred.predict_images(items)  # type: ignore[arg-type]
-        if any(isinstance(i, Image) for i in items):
-            raise ConfigError("explain() takes either paths or Images, not a mix")
-        return pred.predict(items)  # type: ignore[arg-type]
+        return self._predict(inputs, "explain", explain=method)
 
     def recommend(self, image: str | Path | Image, covariates: Mapping[str, Any] | None = None, *,
                   case_id: str | None = None) -> Any:
