@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from medsight.cli.main import app
 from medsight.data.synthetic_cohort import TREATMENTS, simulate, true_probabilities, write_cohort
 from medsight.errors import ConfigError, DataError
+from medsight.metrics.ood import distances
 from medsight.tasks.response.data import CovariateCoder, read_response_manifest
-from medsight.tasks.response.recommend import REFER_UNCERTAIN, REFER_UNLIKE, mahalanobis, recommend
+from medsight.tasks.response.recommend import REFER_UNCERTAIN, REFER_UNLIKE, recommend
 
 runner = CliRunner()
 
@@ -96,7 +97,7 @@ def test_an_input_far_from_the_training_data_is_referred_before_anything_else():
     rng = np.random.default_rng(0)
     train = rng.normal(0, 1, (500, 3))
     mean, prec = train.mean(0), np.linalg.inv(np.cov(train.T))
-    near, far = mahalanobis(np.array([[0.1, 0, 0], [8, 8, 8]]), mean, prec)
+    near, far = distances(np.array([[0.1, 0, 0], [8, 8, 8]]), {"mean": mean, "precision": prec})
     assert near < 1 < 10 < far
     out = recommend(np.array([[0.1, 0.9], [0.1, 0.9]]), ["a", "b"], distance=far, ood_threshold=4.0)
     assert out.status == REFER_UNLIKE and "distance" in out.reasons[-1]

@@ -4,9 +4,9 @@ Pure rules over numbers, so they are tested without a network:
 
 1. **Distance from the training data.** The Mahalanobis distance of the patient's representation
    (image features and covariates of ensemble member 0) from the training patients' (mean and
-   Ledoit-Wolf precision stored in the model) is compared with the distance that
-   ``ood_quantile`` of the held-out validation patients stay under; farther is
-   ``refer: input unlike training data``.
+   Ledoit-Wolf precision stored in the model; :mod:`medsight.metrics.ood`, as a classifier's)
+   is compared with the distance that ``ood_quantile`` of the held-out validation patients stay
+   under; farther is ``refer: input unlike training data``.
 2. **Uncertainty.** For each treatment: the ensemble's mean probability, its standard deviation
    over members and an interval (mean ± 1.96 SD, clipped to [0, 1]). An SD over ``max_sd``
    on the leading option is ``refer: uncertain``.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Recommendation", "recommend", "mahalanobis", "RECOMMEND", "REFER_UNCERTAIN", "REFER_UNLIKE"]
+__all__ = ["Recommendation", "recommend", "RECOMMEND", "REFER_UNCERTAIN", "REFER_UNLIKE"]
 
 RECOMMEND = "recommend"
 REFER_UNCERTAIN = "refer: uncertain"
@@ -49,12 +49,6 @@ class Recommendation:
     @property
     def accepted(self) -> bool:
         return self.status == RECOMMEND
-
-
-def mahalanobis(rep: np.ndarray, mean: Sequence[float], precision: Sequence[Sequence[float]]) -> np.ndarray:
-    """Distances of the rows of ``rep`` ``(N, D)`` from ``mean`` under ``precision`` ``(D, D)``."""
-    d = np.asarray(rep, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
-    return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", d, np.asarray(precision, dtype=np.float64), d), 0.0))
 
 
 def recommend(member_probs: np.ndarray, treatments: Sequence[str], *, distance: float | None = None,

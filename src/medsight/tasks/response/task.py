@@ -36,11 +36,12 @@ import torch
 from medsight.data.case import Case
 from medsight.errors import DataError, MedSightError
 from medsight.io.image import Image
+from medsight.metrics.ood import distances
 from medsight.models.saved import SavedModel
 from medsight.tasks.base import EvaluateOption, Task, register_task
 from medsight.tasks.response.config import ResponseRunConfig
 from medsight.tasks.response.data import CovariateCoder, ResponseRow, read_response_manifest
-from medsight.tasks.response.recommend import Recommendation, mahalanobis, recommend
+from medsight.tasks.response.recommend import Recommendation, recommend
 from medsight.tasks.results import Finding, Provenance, Result, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -245,9 +246,8 @@ class ResponseTask(Task):
         """The members in one module; the training representation's statistics for the distance
         check (threshold from the validation split); the fallback (the treatment with the best
         mean predicted response over the training patients)."""
-        from sklearn.covariance import LedoitWolf
-
         from medsight.engine.run import Finished
+        from medsight.metrics.ood import fit_fingerprint
         from medsight.models.registry import create_model
 
         st = prepared.state
@@ -260,16 +260,13 @@ class ResponseTask(Task):
         (x_tr, z_tr, _, _), (x_va, z_va, _, _) = st["data"]["train"], st["data"]["val"]
         probs_tr, rep_tr = _run(network, x_tr, z_tr, members, len(treatments))
         _, rep_va = _run(network, x_va, z_va, members, len(treatments))
-        lw = LedoitWolf().fit(rep_tr)
-        d_va = mahalanobis(rep_va, lw.location_, lw.precision_)
-        q = cfg.response.ood_quantile
+        fp = fit_fingerprint(rep_tr, rep_va, quantile=cfg.response.ood_quantile)
         fallback = treatments[int(np.argmax(probs_tr.mean(axis=(0, 1))))]
         response = {"treatments": treatments, "covariates": st["coder"].to_manifest(), "members": members,
                     "features": cfg.response.features, "fallback": fallback, "margin_sd": cfg.response.margin_sd,
                     "min_margin": cfg.response.min_margin, "max_sd": cfg.response.max_sd,
-                    "ood_mean": [float(v) for v in lw.location_],
-                    "ood_precision": [[float(v) for v in row] for row in lw.precision_],
-                    "ood_threshold": float(np.quantile(d_va, q)), "ood_quantile": q}
+                    "ood_mean": fp["mean"], "ood_precision": fp["precision"], "ood_threshold": fp["threshold"],
+                    "ood_quantile": fp["quantile"]}
         manifest: dict[str, Any] = {
             "name": cfg.name, "version": cfg.version, "task": self.name, "description": cfg.description,
             "architecture": {"name": "response-net", "params": {**st["params"], "members": members},
@@ -333,8 +330,8 @@ class ResponseTask(Task):
             raw = model.run(x, z).float().numpy()
             seconds = (time.perf_counter() - t0) / len(chunk)
             probs, rep = _split(raw, spec["members"], len(treatments))
-            dist = (mahalanobis(rep, spec["ood_mean"], spec["ood_precision"]) if spec.get("ood_mean") is not None
-                    else [None] * len(chunk))
+            dist = (distances(rep, {"mean": spec["ood_mean"], "precision": spec["ood_precision"]})
+                    if spec.get("ood_mean") is not None else [None] * len(chunk))
             for i, (c, im) in enumerate(zip(chunk, images)):
                 rec = recommend(probs[i], treatments, distance=dist[i], ood_threshold=spec.get("ood_threshold"),
                                 margin_sd=spec["margin_sd"], min_margin=spec["min_margin"], max_sd=spec["max_sd"])
