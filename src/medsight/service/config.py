@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medsight.alerts.rules import AlertRule
 from medsight.config import format_validation
@@ -297,18 +297,12 @@ class ResponseConfig(_Strict):
     alert_on: list[str] = Field(default_factory=lambda: [PROGRESSIVE])
     alert_priority: Literal["critical", "high", "medium", "low"] = "high"
 
-    @field_validator("criteria")
+    @field_validator("criteria", "policy")
     @classmethod
-    def _criteria(cls, v: str) -> str:
-        if v not in list_criteria():
-            raise ValueError(f"no response criteria preset {v!r}; the presets are {', '.join(list_criteria())}")
-        return v
-
-    @field_validator("policy")
-    @classmethod
-    def _policy(cls, v: str) -> str:
-        if v not in list_policies():
-            raise ValueError(f"no response policy preset {v!r}; the presets are {', '.join(list_policies())}")
+    def _preset(cls, v: str, info: ValidationInfo) -> str:
+        names = list_criteria() if info.field_name == "criteria" else list_policies()
+        if v not in names:
+            raise ValueError(f"no response {info.field_name} preset {v!r}; the presets are {', '.join(names)}")
         return v
 
     @field_validator("mask_series")
