@@ -12,6 +12,7 @@ delivered by the re-drive too, not by their next attempt). With an outage of 300
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import threading
@@ -173,7 +174,11 @@ def test_pacs_down_then_up_every_result_reaches_orthanc_once_and_none_is_called_
                      what="a send failed for good while the PACS is down")
         during = {d["status"] for d in _deliveries(stack)}
         rs = stack.service.get(f"/api/v1/results?patient_id={PATIENT}&limit=5000", role="reader").json()
-        waiting_study = next(r["study_uid"] for r in rs if not r["sent"])
+        waiting = [r["study_uid"] for r in rs if not r["sent"]]
+        assert waiting, ("no result waits for the PACS while it is down: "  # says which way it failed
+                         f"{len(rs)} results listed, objects sent per result "
+                         f"{sorted(collections.Counter(len(r['sent']) for r in rs).items())}")
+        waiting_study = waiting[0]
         shown_down = _dashboard_delivery(stack, waiting_study)
         ready = stack.service.get("/health/ready").json()
         metrics = stack.service.get("/metrics", role="reader").text
