@@ -73,3 +73,47 @@ def test_patches_centre_on_excluded_annotations_too():
     ds = NodulePatches([scan], patch_size=(16, 16, 16), p_nodule=0.0, p_excluded=1.0, jitter=0, p_slab=0.0, length=4)
     _, y, w = ds[0]
     assert float(w.min()) == 0.0 and int(y.sum()) == 0
+
+
+def test_the_weighted_dice_is_monais_batch_dice_when_voxels_weigh_0_or_1():
+    from monai.losses import DiceLoss
+
+    from medsight.tasks.detection.training import weighted_dice
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(2, 2, 6, 6, 6, generator=g), 1)
+    y = (torch.rand(2, 1, 6, 6, 6, generator=g) > 0.8).long()
+    keep = ((torch.rand(2, 1, 6, 6, 6, generator=g) > 0.2) | (y == 1)).float()
+    monai = DiceLoss(to_onehot_y=True, include_background=False, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    assert torch.allclose(weighted_dice(probs[:, 1:], y, keep), monai(probs * keep, y), atol=1e-6)
+
+
+def test_with_weights_a_small_missed_nodule_costs_as_much_dice_as_a_big_one():
+    from medsight.tasks.detection.training import weighted_dice
+
+    nodules = np.array([[10.0, 10.0, 10.0, 1.5], [30.0, 30.0, 30.0, 5.0]])  # a 3 mm and a 10 mm ball, 1 mm grid
+    y, w = ball_target(nodules, np.zeros(3), (40, 40, 40), ref_voxels=524.0, max_weight=40.0)
+    y_t, w_t = torch.from_numpy(y)[None, None], torch.from_numpy(w)[None, None]
+    small, big = torch.zeros_like(y_t, dtype=torch.float32), torch.zeros_like(y_t, dtype=torch.float32)
+    small[y_t == 1] = 1.0
+    big[y_t == 1] = 1.0
+    small[0, 0, 5:16, 5:16, 5:16] = 0.0   # the 3 mm nodule missed
+    big[0, 0, 25:36, 25:36, 25:36] = 0.0  # the 10 mm nodule missed
+    plain = weighted_dice(small, y_t, torch.ones_like(w_t)), weighted_dice(big, y_t, torch.ones_like(w_t))
+    weighted = weighted_dice(small, y_t, w_t), weighted_dice(big, y_t, w_t)
+    assert float(plain[0]) < 0.05 < 0.9 < float(plain[1])       # unweighted: missing the small one is free
+    assert 0.5 < float(weighted[0]) / float(weighted[1]) < 2.0  # weighted: about alike (3 mm ball: 19 voxels)
+
+
+def test_by_size_sampling_centres_on_small_nodules_more_often():
+    x = np.zeros((64, 64, 64), np.float16)
+    nodules = np.array([[16.0, 16.0, 16.0, 1.5], [48.0, 48.0, 48.0, 7.5]])  # 3 and 15 mm
+    scan = TrainScan("u", x, nodules, np.zeros((0, 4)))
+    counts = {}
+    for how in ("uniform", "by_size"):
+        ds = NodulePatches([scan], patch_size=(8, 8, 8), p_nodule=1.0, p_excluded=0.0, jitter=0, p_slab=0.0,
+                           nodule_sampling=how, ref_radius=5.0)
+        centres = [ds._centre()[1] for _ in range(600)]
+        counts[how] = sum(float(c[0]) < 32 for c in centres) / 600
+    assert 0.4 < counts["uniform"] < 0.6
+    assert counts["by_size"] > 0.7  # odds 5/1.5 = 3.3 against 1: 0.77

@@ -54,6 +54,7 @@ class DetectionSection(BaseModel):
     # training patches: centred on a nodule, on an excluded annotation (a distractor), or anywhere in the lungs
     p_nodule: float = Field(0.5, ge=0, le=1)
     p_excluded: float = Field(0.2, ge=0, le=1)
+    nodule_sampling: Literal["uniform", "by_size"] = "uniform"  # by_size: smaller nodules centred on more often
     jitter_voxels: int = Field(16, ge=0)
     ignore_radius_mm: float = Field(3.0, ge=0)  # excluded annotations without a size: out of the loss within this
     p_slab: float = Field(0.15, ge=0, le=1)                  # cut a patch to a thin slab (real slabs are 11-16 slices)

@@ -8,18 +8,20 @@
   ball of each nodule's diameter at its centre (the class map the network learns); a ball
   around each excluded annotation is left out of the loss (``ignore_radius_mm``, or the
   annotation's radius + 1 mm when it has a size). An excluded lesion counts neither way when
-  scored, and LUNA16's excluded list holds nodules under 3 mm: taught as background, they may
-  teach the network that a small solid blob is background (the shipped model, trained so,
-  finds 4 of the benchmark's 38 nodules under 6 mm; whether this rule recovers them is not yet
-  measured, docs/detection.md). Patches
+  scored, and LUNA16's excluded list holds nodules under 3 mm: taught as background, they
+  teach the network that a small solid blob is background (1.0.0, trained so, found 4 of the
+  benchmark's 38 nodules under 6 mm). Patches
   are mirrored along every axis and turned by quarter turns in the axial plane (a nodule has no
   handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
   11-16-slice LIDC slabs are. The trainer re-seeds it every epoch.
-* :class:`DetectionHooks`: MONAI ``DiceLoss`` (batch Dice over the nodule class, on the voxels
-  in the loss) plus a cross-entropy whose nodule voxels can be weighted up so that small
-  nodules count more (:func:`ball_target`, ``max_voxel_weight``), optionally with label
-  smoothing (both off in the shipped model); and validation that runs the whole detector on a
-  few validation scans and scores it the LUNA16 way (``val_cpm``).
+* :class:`DetectionHooks`: a batch soft Dice over the nodule class plus a cross-entropy, both
+  counting each voxel by its weight (:func:`weighted_dice`; with weights 0/1 it is MONAI's
+  ``DiceLoss(batch=True)`` on the voxels in the loss). A nodule's voxels can be weighted up so
+  that every nodule counts about alike (:func:`ball_target`, ``max_voxel_weight``: the shipped
+  3.0.0 uses 40; a plain per-voxel loss counts a 20 mm nodule ~300 times a 3 mm one, and the
+  network learnt to miss nodules under 6 mm), and ``nodule_sampling: by_size`` centres patches
+  on small nodules more often; optionally with label smoothing; and validation that runs the
+  whole detector on a few validation scans and scores it the LUNA16 way (``val_cpm``).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class NodulePatches(torch.utils.data.Dataset):
 
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
                  p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0,
-                 ref_voxels: float = 524.0, max_weight: float = 30.0) -> None:
+                 ref_voxels: float = 524.0, max_weight: float = 30.0,
+                 nodule_sampling: str = "uniform", ref_radius: float = 5.0) -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
@@ -128,7 +131,14 @@ class NodulePatches(torch.utils.data.Dataset):
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
         self.length = int(length)
         self.ref_voxels, self.max_weight = float(ref_voxels), float(max_weight)
+        if nodule_sampling not in ("uniform", "by_size"):
+            raise ValueError(f"nodule_sampling is 'uniform' or 'by_size', not {nodule_sampling!r}")
+        # by_size: a nodule is drawn with odds ref_radius / its radius (at least 1), so a 3 mm nodule
+        # is centred on ~3x as often as a 10 mm one; uniform: every nodule alike
+        self.by_size = nodule_sampling == "by_size"
+        self.nodule_odds = [np.clip(ref_radius / np.maximum(s.nodules[:, 3], 0.5), 1.0, None) for s in self.scans]
         self.with_nodules = [i for i, s in enumerate(self.scans) if len(s.nodules)]
+        self.scan_odds = np.array([self.nodule_odds[i].sum() for i in self.with_nodules], float)
         self.with_excluded = [i for i, s in enumerate(self.scans) if len(s.excluded)]
         self.reseed(seed)
 
@@ -142,8 +152,14 @@ class NodulePatches(torch.utils.data.Dataset):
         rng = self.rng
         u = rng.random()
         if u < self.p_nodule and self.with_nodules:
-            s = self.scans[self.with_nodules[rng.integers(len(self.with_nodules))]]
-            c = s.nodules[rng.integers(len(s.nodules)), :3] + rng.integers(-self.jitter, self.jitter + 1, 3)
+            if self.by_size:
+                i = self.with_nodules[rng.choice(len(self.with_nodules), p=self.scan_odds / self.scan_odds.sum())]
+                s, odds = self.scans[i], self.nodule_odds[i]
+                k = rng.choice(len(s.nodules), p=odds / odds.sum())
+            else:
+                s = self.scans[self.with_nodules[rng.integers(len(self.with_nodules))]]
+                k = rng.integers(len(s.nodules))
+            c = s.nodules[k, :3] + rng.integers(-self.jitter, self.jitter + 1, 3)
         elif u < self.p_nodule + self.p_excluded and self.with_excluded:
             s = self.scans[self.with_excluded[rng.integers(len(self.with_excluded))]]
             c = s.excluded[rng.integers(len(s.excluded)), :3] + rng.integers(-self.jitter, self.jitter + 1, 3)
@@ -179,6 +195,18 @@ class NodulePatches(torch.utils.data.Dataset):
                 torch.from_numpy(np.ascontiguousarray(y))[None], torch.from_numpy(np.ascontiguousarray(w))[None])
 
 
+def weighted_dice(p: torch.Tensor, y: torch.Tensor, w: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """Batch soft Dice loss of the nodule probability ``p`` against ``y``, each voxel counted
+    ``w`` times. With weights of 0 and 1 it is MONAI's ``DiceLoss(include_background=False,
+    batch=True)`` over the voxels of weight 1; with a small nodule's voxels weighted up
+    (:func:`ball_target`) every nodule counts about alike, where a plain Dice counts each by its
+    volume (a 20 mm nodule 300x a 3 mm one). MONAI's DiceLoss takes class weights, not voxel
+    weights, hence these three lines."""
+    t = (y == 1).to(p.dtype)
+    inter = (w * p * t).sum()
+    return 1.0 - (2.0 * inter + smooth) / ((w * p).sum() + (w * t).sum() + smooth)
+
+
 def froc_of(detections: dict[str, list[Any]], truth: dict[str, list[Sequence[float]]],
             excluded: dict[str, list[Sequence[float]]], *, min_diameter_mm: float | None = None,
             threshold: float | None = None, n_boot: int = 0, seed: int = 0):
@@ -197,9 +225,6 @@ class DetectionHooks(TrainingHooks):
 
     def __init__(self, *, val_scans: Sequence[tuple[str, PreparedScan, list, list]],
                  settings: DetectionInference, label_smoothing: float = 0.0) -> None:
-        from monai.losses import DiceLoss
-
-        self.dice = DiceLoss(to_onehot_y=True, include_background=False, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)
         self.label_smoothing = float(label_smoothing)
         self.val_scans = list(val_scans)
         self.settings = settings
@@ -208,9 +233,7 @@ class DetectionHooks(TrainingHooks):
         x, y, w = batch
         logits = network(x.contiguous(memory_format=torch.channels_last_3d)).float()
         ce = torch.nn.functional.cross_entropy(logits, y[:, 0], reduction="none", label_smoothing=self.label_smoothing)
-        keep = (w > 0).to(logits.dtype)  # voxels left out of the loss (around excluded annotations) are not counted
-        dice = self.dice(torch.softmax(logits, 1) * keep, y)
-        return dice + (ce * w[:, 0]).sum() / w.sum().clamp_min(1.0)
+        return weighted_dice(torch.softmax(logits, 1)[:, 1:], y, w) + (ce * w[:, 0]).sum() / w.sum().clamp_min(1.0)
 
     def validate(self, network: torch.nn.Module) -> dict[str, float]:
         from medsight.errors import DataError
