@@ -113,9 +113,8 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
     dataset = NodulePatches(scans, patch_size=d.patch_size, p_nodule=d.p_nodule, p_excluded=d.p_excluded,
                             jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed,
                             length=(cfg.train.steps_per_epoch or 100) * cfg.train.batch_size,
-                            ref_voxels=4.0 / 3.0 * 3.141592653589793 * (d.weight_ref_mm / 2 / d.spacing_mm) ** 3,
-                            max_weight=d.max_voxel_weight, nodule_sampling=d.nodule_sampling,
-                            ref_radius=d.weight_ref_mm / 2 / d.spacing_mm)
+                            ref_radius=d.weight_ref_mm / 2 / d.spacing_mm, max_weight=d.max_voxel_weight,
+                            nodule_sampling=d.nodule_sampling)
     settings = inference_settings(cfg)
     hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings, label_smoothing=d.label_smoothing)
     log.info("training %s on %d scans (%d nodules), validating on %d of %d", cfg.model.name, len(scans),

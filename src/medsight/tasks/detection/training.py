@@ -122,15 +122,15 @@ class NodulePatches(torch.utils.data.Dataset):
 
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
                  p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0,
-                 ref_voxels: float = 524.0, max_weight: float = 30.0,
-                 nodule_sampling: str = "uniform", ref_radius: float = 5.0) -> None:
+                 ref_radius: float = 5.0, max_weight: float = 30.0, nodule_sampling: str = "uniform") -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
         self.size = [int(s) for s in patch_size]
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
         self.length = int(length)
-        self.ref_voxels, self.max_weight = float(ref_voxels), float(max_weight)
+        # a nodule of ref_radius (voxels) weighs 1 a voxel, a smaller one up to max_weight (ball_target)
+        self.ref_voxels, self.max_weight = 4.0 / 3.0 * np.pi * float(ref_radius) ** 3, float(max_weight)
         if nodule_sampling not in ("uniform", "by_size"):
             raise ValueError(f"nodule_sampling is 'uniform' or 'by_size', not {nodule_sampling!r}")
         # by_size: a nodule is drawn with odds ref_radius / its radius (at least 1), so a 3 mm nodule
