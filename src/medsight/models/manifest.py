@@ -39,9 +39,9 @@ from pydantic import (
 
 from medsight.errors import ModelFileError
 
-__all__ = ["Manifest", "Architecture", "ResizePreprocessing", "SpacingPreprocessing", "ChannelNormalization",
-           "SlidingWindowInference", "DetectionInference", "ResponseSpec", "CovariateSpec", "Preprocessing",
-           "parse_manifest", "preprocessing_kind"]
+__all__ = ["Manifest", "DriftReference", "Architecture", "ResizePreprocessing", "SpacingPreprocessing",
+           "ChannelNormalization", "SlidingWindowInference", "DetectionInference", "ResponseSpec", "CovariateSpec",
+           "Preprocessing", "parse_manifest", "preprocessing_kind"]
 
 
 class _Section(BaseModel):
@@ -241,6 +241,31 @@ class ResponseSpec(_Section):
     ood_quantile: float | None = None
 
 
+class DriftBins(_Section):
+    """A distribution of the validation split: inner bin ``edges`` and the share in each bin."""
+
+    edges: list[float]
+    shares: list[float]
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DriftBins:
+        if len(self.shares) != len(self.edges) + 1 or self.edges != sorted(self.edges):
+            raise ValueError(f"{len(self.edges)} sorted edges need {len(self.edges) + 1} shares; got "
+                             f"{len(self.shares)}")
+        return self
+
+
+class DriftReference(_Section):
+    """What the service's drift monitor compares recent predictions with
+    (:mod:`medsight.metrics.drift`): the validation split's distributions and rates."""
+
+    n: int = Field(ge=1)
+    bins: int = Field(default=10, ge=2)
+    split: str = "validation"
+    distributions: dict[Literal["distance", "score"], DriftBins] = Field(default_factory=dict)
+    rates: dict[Literal["refer", "positive"], float] = Field(default_factory=dict)
+
+
 class Manifest(_Section):
     """A saved model's manifest, typed. See the module docstring.
 
@@ -274,6 +299,7 @@ class Manifest(_Section):
     temperature: float = Field(default=1.0, gt=0)  # logits are divided by it (temperature scaling; 1: none)
     calibration: dict[str, Any] | None = None  # how the temperature was fitted, and the ECE before and after
     ood: dict[str, Any] | None = None  # the training features' fingerprint and refer threshold (metrics/ood.py)
+    drift: DriftReference | None = None  # the validation statistics the service's drift monitor tests against
     # segmentation
     inference: SlidingWindowInference | None = None
     label_values: list[int] | None = None

@@ -1,4 +1,4 @@
-"""Queries over HTTP: worklist, studies, results, images, alerts, patient timelines, audit.
+"""Queries over HTTP: worklist, studies, results, images, alerts, patient timelines, drift, audit.
 
 Viewing a study, a result or a patient timeline is recorded in the audit trail with the
 viewer's token name.
@@ -18,7 +18,18 @@ from sqlalchemy import func, select
 from medsight.service import audit
 from medsight.service.api_deps import require
 from medsight.service.auth import Principal
-from medsight.service.db import Alert, AuditEvent, Instance, Job, Result, ResultOutput, Series, Suggestion
+from medsight.service.db import (
+    Alert,
+    AuditEvent,
+    DriftSnapshot,
+    DriftState,
+    Instance,
+    Job,
+    Result,
+    ResultOutput,
+    Series,
+    Suggestion,
+)
 from medsight.service.queue import POISON, queue_counts
 
 __all__ = ["router"]
@@ -327,6 +338,26 @@ def response_plot(request: Request, patient_id: str, _: Principal = Depends(requ
     with _ctx(request).db.read() as s:
         rows = current_assessment(s, patient_id)
     return _png(rows[-1].plot_path if rows else None)
+
+
+@router.get("/drift", tags=["query"])
+def drift(request: Request, history: int = Query(100, ge=0, le=5000),
+          _: Principal = Depends(require("read"))) -> list[dict[str, Any]]:
+    """The drift monitor per model and sender: its state (``ok`` or ``drift``, since when, how
+    many episodes and checks), the last check's tests, and the last ``history`` snapshots,
+    oldest first (the trend)."""
+    with _ctx(request).db.read() as s:
+        out = []
+        for st in s.scalars(select(DriftState).order_by(DriftState.model, DriftState.source)):
+            snaps = list(s.scalars(select(DriftSnapshot).where(DriftSnapshot.model == st.model,
+                                                               DriftSnapshot.source == st.source)
+                                   .order_by(DriftSnapshot.id.desc()).limit(history)))
+            out.append({"model": st.model, "model_version": st.model_version, "source": st.source,
+                        "status": st.status, "since": _iso(st.since), "episodes": st.episodes, "checks": st.checks,
+                        "updated_at": _iso(st.updated_at), "last": st.last,
+                        "history": [{"at": _iso(x.at), "drift": x.drift, "n": x.n, "result_id": x.result_id,
+                                     "stats": x.stats} for x in reversed(snaps)]})
+        return out
 
 
 @router.get("/audit", tags=["admin"])

@@ -17,7 +17,7 @@ __all__ = ["record", "ACTIONS", "patient_ref"]
 
 #: The actions the service records.
 ACTIONS = ("received", "duplicate", "refused", "processed", "no_model", "failed", "sent", "alert", "suggested",
-           "viewed", "webhook", "acknowledged", "auth_failed", "assessed")
+           "viewed", "webhook", "acknowledged", "auth_failed", "assessed", "drift_ended")
 
 
 def patient_ref(patient_id: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from medsight.errors import MedSightError
@@ -32,6 +32,7 @@ class ModelInfo:
     task: str
     spatial_dims: int
     path: str
+    drift: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # manifest.drift
 
 
 class ModelCatalog:
@@ -53,7 +54,8 @@ class ModelCatalog:
                 m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
                 self.available[name] = ModelInfo(name=name, model_name=str(m.get("name", name)),
                                                  version=str(m.get("version", "0")), task=str(m["task"]),
-                                                 spatial_dims=int(m["architecture"]["spatial_dims"]), path=str(folder))
+                                                 spatial_dims=int(m["architecture"]["spatial_dims"]), path=str(folder),
+                                                 drift=m.get("drift"))
             except (MedSightError, OSError, ValueError, KeyError) as exc:
                 self.missing[name] = str(exc)
                 log.warning("model %s (%s) is configured but not available; its routes record 'no model routed': %s",

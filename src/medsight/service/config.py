@@ -341,6 +341,34 @@ class CatchupConfig(_Strict):
         return self.password or (os.environ.get(self.password_env) if self.password_env else None)
 
 
+class DriftConfig(_Strict):
+    """Drift monitoring (:mod:`medsight.service.drift`): after each result of a model that
+    carries a drift reference, the last ``window`` results of that model from the same sender
+    (the calling AE, or the HTTP user) are tested against the model's validation statistics
+    (:func:`medsight.metrics.drift.check`).
+
+    Attributes:
+        enabled: monitor at all.
+        window: how many recent results a check covers; none is made before the window is full.
+        alpha: the family-wise chance that one check of an unchanged stream raises the alarm.
+        alarm_on: the statistics whose shift raises the alarm (the others are reported).
+        min_psi, min_rate_change: the smallest shift that counts (PSI; absolute change in a rate).
+        priority: the drift alert's priority.
+        snapshot_every: a snapshot of the statistics is stored every this many checks (and at
+            each change of state), for the dashboard's trend.
+    """
+
+    enabled: bool = True
+    window: int = Field(50, ge=10, le=5000)
+    alpha: float = Field(0.001, gt=0, lt=1)
+    alarm_on: list[Literal["distance", "score", "refer", "positive"]] = Field(
+        default_factory=lambda: ["distance", "refer"], min_length=1)
+    min_psi: float = Field(0.25, ge=0)
+    min_rate_change: float = Field(0.10, ge=0, le=1)
+    priority: Literal["critical", "high", "medium", "low"] = "high"
+    snapshot_every: int = Field(10, ge=1)
+
+
 class ServiceConfig(_Strict):
     """A complete ``service.yaml``."""
 
@@ -360,6 +388,7 @@ class ServiceConfig(_Strict):
     treatment: TreatmentConfig = Field(default_factory=TreatmentConfig)
     catchup: CatchupConfig = Field(default_factory=CatchupConfig)
     response: ResponseConfig = Field(default_factory=lambda: ResponseConfig(enabled=False))
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 __all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultFinding", "ResultOutput", "Alert", "Suggestion",
-           "ResponseAssessment", "AuditEvent", "KeyValue", "Database", "now"]
+           "ResponseAssessment", "DriftState", "DriftSnapshot", "AuditEvent", "KeyValue", "Database", "now"]
 
 
 def now() -> float:
@@ -137,9 +137,12 @@ class Result(Base):
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[float | None] = mapped_column(Float)  # when its input arrived
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    source: Mapped[str | None] = mapped_column(String(80))  # its input's sender ("dicom:AET"): drift windows
     #: What the result found, in the order the result listed it (loaded with the result).
     findings: Mapped[list[ResultFinding]] = relationship(order_by="ResultFinding.id", lazy="selectin",
                                                           viewonly=True)
+
+    __table_args__ = (Index("ix_results_drift", "model", "source", "id"),)
 
 
 class ResultFinding(Base):
@@ -287,6 +290,43 @@ class ResponseAssessment(Base):
     superseded_at: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_response_current", "patient_id", "superseded_at"),)
+
+
+class DriftState(Base):
+    """The drift monitor's state for one model and sender (:mod:`medsight.service.drift`):
+    ``status`` ``ok`` or ``drift`` (an episode, which raised one alert, is under way since
+    ``since``), and the last check's numbers."""
+
+    __tablename__ = "drift_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(80))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | drift
+    since: Mapped[float | None] = mapped_column(Float)
+    episodes: Mapped[int] = mapped_column(Integer, default=0)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    last: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the last check (DriftCheck.to_dict)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+    __table_args__ = (UniqueConstraint("model", "source", name="uq_drift_model_source"),)
+
+
+class DriftSnapshot(Base):
+    """One drift check kept for the trend: every ``drift.snapshot_every`` checks and at each
+    change of state. ``stats`` holds per statistic its p-value, PSI or rate, and whether it moved."""
+
+    __tablename__ = "drift_snapshots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(80))
+    result_id: Mapped[int | None] = mapped_column(Integer)  # the result whose storing ran the check
+    drift: Mapped[bool] = mapped_column(Boolean)
+    n: Mapped[int] = mapped_column(Integer)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+    __table_args__ = (Index("ix_drift_snapshots", "model", "source", "at"),)
 
 
 class AuditEvent(Base):

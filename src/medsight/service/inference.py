@@ -125,7 +125,7 @@ class Inference:
         info = self.catalog.available[model]
         return Outcome(key=result_key(inst.sop_uid, info.model_name, info.version), model=model, info=info,
                        status="error", study_uid=inst.study_uid, series_uid=inst.series_uid, sop_uid=inst.sop_uid,
-                       patient_id=inst.patient_id, received_at=inst.received_at, error=message)
+                       patient_id=inst.patient_id, received_at=inst.received_at, error=message, source=inst.source)
 
     def _predict(self, model_name: str, items: list[tuple[Any, Any, float]], t_claim: float) -> list[Outcome]:
         info = self.catalog.available[model_name]
@@ -144,7 +144,7 @@ class Inference:
                 continue
             o = Outcome(key=result_key(inst.sop_uid, info.model_name, info.version), model=model_name, info=info,
                         status="ok", study_uid=inst.study_uid, series_uid=inst.series_uid, sop_uid=inst.sop_uid,
-                        patient_id=inst.patient_id, received_at=inst.received_at, result=pred)
+                        patient_id=inst.patient_id, received_at=inst.received_at, result=pred, source=inst.source)
             o.timings = {"queue_ms": round((t_claim - inst.received_at) * 1000, 2), "read_ms": round(read_ms, 2),
                          "inference_ms": round(infer_ms, 2)}
             try:
@@ -169,6 +169,7 @@ class Inference:
             s.expunge(series)
             first = s.scalar(select(Instance).where(Instance.series_uid == uid).limit(1))
             folder = Path(first.path).parent if first is not None else None
+            source = first.source if first is not None else None
         match = router.match(InstanceFacts(series.modality, series.body_part, series.description))
         if not match.series_models:
             if match.instance_models:
@@ -187,7 +188,7 @@ class Inference:
             info = self.catalog.available[m]
             key = result_key(f"series:{uid}:{series.n_instances}", info.model_name, info.version)
             base = dict(key=key, model=m, info=info, study_uid=series.study_uid, series_uid=uid, sop_uid=None,
-                        patient_id=series.patient_id, received_at=series.last_at)
+                        patient_id=series.patient_id, received_at=series.last_at, source=source)
             if image is None:
                 outcomes.append(Outcome(status="error", error=read_error, **base))
                 continue

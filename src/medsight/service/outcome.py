@@ -38,3 +38,4 @@ class Outcome:
     mask: dict[str, Any] | None = None  # where a segmentation's mask file is, and its source instances
     crops: dict[str, str] = field(default_factory=dict)  # lesion id → its crop's PNG file
     timings: dict[str, float] = field(default_factory=dict)
+    source: str | None = None  # who sent its input ("dicom:AET", "http:user"): the drift monitor's window

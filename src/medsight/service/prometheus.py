@@ -19,7 +19,7 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-    from medsight.service.db import Alert, AuditEvent, Instance, Job, Result, Series
+    from medsight.service.db import Alert, AuditEvent, DriftState, Instance, Job, Result, Series
     from medsight.service.queue import POISON, queue_counts
 
     class _Collector:
@@ -77,6 +77,24 @@ def render_metrics(ctx: Any) -> tuple[bytes, str]:
                     for q in (0.5, 0.95, 0.99):
                         lat.add_metric([str(q)], float(np.quantile(recent, q)))
                 yield lat
+                drift = GaugeMetricFamily("medsight_drift", "1 while the model's recent results from the sender are "
+                                          "unlike its validation data (a drift episode), else 0",
+                                          labels=["model", "source"])
+                episodes = CounterMetricFamily("medsight_drift_episodes", "Drift episodes (each raised one alert)",
+                                               labels=["model", "source"])
+                stat = GaugeMetricFamily("medsight_drift_statistic", "The last drift check per statistic: its p-value, "
+                                         "PSI (distributions) or rate and validation rate (rates)",
+                                         labels=["model", "source", "statistic", "measure"])
+                for st in s.scalars(select(DriftState)):
+                    drift.add_metric([st.model, st.source], 1.0 if st.status == "drift" else 0.0)
+                    episodes.add_metric([st.model, st.source], st.episodes)
+                    for name, t in ((st.last or {}).get("tests") or {}).items():
+                        for measure in ("p", "psi", "rate", "reference"):
+                            if t.get(measure) is not None:
+                                stat.add_metric([st.model, st.source, name, measure], float(t[measure]))
+                yield drift
+                yield episodes
+                yield stat
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector())

@@ -1,6 +1,6 @@
 """Storing what a worker found: each result's row, its findings rows, its alerts, the
-treatment suggestion, its audit events and its outgoing jobs, in the transaction that also
-completes the job.
+treatment suggestion, the drift check of its model's window, its audit events and its outgoing
+jobs, in the transaction that also completes the job.
 
 Idempotence: a result is keyed by its input, model and version
 (:func:`~medsight.service.outcome.result_key`). A job delivered twice (its worker was killed
@@ -20,6 +20,7 @@ from medsight.service import audit
 from medsight.service.alerts import record_alerts
 from medsight.service.config import ServiceConfig
 from medsight.service.db import Result, ResultFinding, Suggestion, now
+from medsight.service.drift import DriftMonitor
 from medsight.service.outcome import Outcome
 from medsight.service.queue import enqueue
 from medsight.service.timeline import previous_measurements, suggest
@@ -67,6 +68,7 @@ class ResultStore:
     def __init__(self, cfg: ServiceConfig, actor: str) -> None:
         self.cfg = cfg
         self.actor = actor
+        self.drift = DriftMonitor(cfg, actor)
 
     def store(self, s: Session, outcomes: list[Outcome]) -> list[int]:
         """Insert results with their findings, alerts, suggestions, audit and outgoing jobs.
@@ -95,6 +97,7 @@ class ResultStore:
             findings = o.result.findings()
             s.add_all([ResultFinding.of(rid, f) for f in findings])
             self._alerts_and_policy(s, o, rid, values, findings)
+            self.drift.observe(s, o, rid)
             if self.cfg.outputs.dicom or self.cfg.outputs.stow_rs:
                 enqueue(s, "send", f"send:{rid}", {"result_id": rid}, priority=5)
         return new_ids
@@ -106,7 +109,7 @@ class ResultStore:
                                    patient_id=o.patient_id, received_at=o.received_at, created_at=t,
                                    overlay_path=o.overlay_path, error=o.error, weights_sha256=None,
                                    input_sha256=None, label=None, score=None, threshold=None, positive=None,
-                                   outputs={"config_model": o.model}, timings=dict(o.timings))
+                                   outputs={"config_model": o.model}, timings=dict(o.timings), source=o.source)
         if r is not None:
             prov = r.provenance
             row.update(weights_sha256=prov.weights_sha256, input_sha256=prov.input_sha256)

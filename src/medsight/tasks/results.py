@@ -200,6 +200,8 @@ class ClassificationResult(Result):
         refer: for a model with a training fingerprint (``manifest.ood``): whether the input is
             referred (its decision is then ``refer``; the probabilities stand); None otherwise.
         reasons: why it was referred, or that it was not, with the numbers.
+        distance: the input's distance from the training fingerprint (a model with
+            ``manifest.ood``), what the service's drift monitor follows; None otherwise.
     """
 
     input: str
@@ -215,10 +217,12 @@ class ClassificationResult(Result):
     overlay_source: str | None = None
     refer: bool | None = None
     reasons: list[str] | None = None
+    distance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain({k: v for k, v in vars(self).items() if k not in ("overlay", "overlay_source")})
-        for key in ("heatmap", "refer", "reasons"):  # only for models that give them: outputs stay as they were
+        # only for models that give them: the outputs of others stay as they were
+        for key in ("heatmap", "refer", "reasons", "distance"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out

@@ -105,3 +105,20 @@ def test_every_shipped_classifier_is_calibrated_and_better_calibrated_for_it(nam
     assert m.manifest["temperature"] != 1.0 and m.manifest["ood"]["threshold"] > 0
     ev = get_task("classification").evaluate(m, str(shared_data(SHIPPED[name][0])), split="test", n_boot=200)
     assert ev["ece"] < ev["ece_uncalibrated"] and ev["refer_rate"] <= 0.10, ev
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_every_shipped_classifier_carries_a_drift_reference_from_its_validation_split(name):
+    """What the service's drift monitor tests against (metrics/drift.py): the validation split's
+    deciles of distance and score, and its refer and positive rates at the model's thresholds."""
+    m = load_model(name)
+    ref = m.spec.drift
+    assert ref is not None and ref.n == m.manifest["ood"]["n_val"]
+    assert set(ref.distributions) == {"distance", "score"} and set(ref.rates) == {"refer", "positive"}
+    for bins in ref.distributions.values():
+        assert sum(bins.shares) == pytest.approx(1.0, abs=1e-4) and len(bins.edges) >= 5
+    assert ref.rates["refer"] == pytest.approx(1 - m.manifest["ood"]["quantile"], abs=0.01)
+    # the fingerprint distance a prediction reports is what the reference binned
+    x = np.zeros((1, *m.manifest["preprocessing"]["spatial_size"]), np.float32)
+    (r,) = get_task("classification").infer(m, [medsight.io.Image(array=x, spacing=(1.0, 1.0))])
+    assert r.distance is not None and r.to_dict()["distance"] == r.distance

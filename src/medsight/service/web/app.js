@@ -178,6 +178,30 @@ function sparkline(values) {
     <polyline fill="none" stroke="#4aa3ff" stroke-width="2" points="${pts}"/></svg>`;
 }
 
+// the drift monitor: per model and sender, its state, the last check's tests, and the trend of the
+// input side (refer rate and fingerprint-distance PSI) over the kept snapshots
+function driftTrend(history, stat, key, top) {
+  const v = history.map((x) => (x.stats[stat] || {})[key]).filter((x) => x != null).map((x) => Math.min(x / top, 1));
+  return v.length > 1 ? sparkline(v) : '<span class="muted">not enough checks yet</span>';
+}
+async function drift() {
+  const rows = await json("/api/v1/drift");
+  const num = (x) => (x == null ? "–" : Number(x).toPrecision(2));
+  $("#view").innerHTML = `<div class="card"><h2>Drift</h2>
+    <p class="muted">Each model's recent results from each sender, tested against its validation data after every
+    result. The alarm (one alert per episode) is raised by the input side: fingerprint distance and refer rate.</p>
+    <table id="drift"><thead><tr><th>Model</th><th>Sender</th><th>Status</th><th>Tests (last check)</th>
+    <th>Refer rate (0–100%)</th><th>Distance PSI (0–2)</th><th>Episodes</th><th>Checks</th></tr></thead><tbody>
+    ${rows.map((r) => `<tr data-model="${esc(r.model)}" data-source="${esc(r.source)}"><td>${esc(r.model)} v${esc(r.model_version)}</td>
+      <td>${esc(r.source)}</td><td>${badge(r.status === "drift" ? "high" : "low")} ${esc(r.status)}
+        <div class="muted">since ${esc(r.since || "start")}</div></td>
+      <td>${Object.entries((r.last || {}).tests || {}).map(([k, t]) => `<div class="${t.drift ? "error" : ""}">${esc(k)}:
+        ${t.rate != null ? `rate ${pct(t.rate)} (validation ${pct(t.reference)})` : `PSI ${num(t.psi)}`}, p ${num(t.p)}</div>`).join("")}</td>
+      <td>${driftTrend(r.history, "refer", "rate", 1)}</td><td>${driftTrend(r.history, "distance", "psi", 2)}</td>
+      <td>${r.episodes}</td><td>${r.checks}</td></tr>`).join("")}</tbody></table>
+    ${rows.length ? "" : '<p class="muted">No model with a drift reference has a full window of results yet.</p>'}</div>`;
+}
+
 // the response assessment of the patient's serial studies: size over time with its thresholds, one row per study
 const mm = (v) => (v == null ? "–" : `${Number(v).toFixed(1)} mm`);
 function responseCard(r) {
@@ -224,6 +248,7 @@ async function route() {
     if (view === "study") await study(decodeURIComponent(arg));
     else if (view === "alerts") await alerts();
     else if (view === "queue") await queue();
+    else if (view === "drift") await drift();
     else if (view === "patient") await patient(decodeURIComponent(arg));
     else await worklist();
   } catch (e) {

@@ -130,6 +130,29 @@ def fit_ood(run_features: Any, x_train: torch.Tensor, x_val: torch.Tensor, *, qu
     return fp
 
 
+#: A validation split smaller than this gives no drift reference (its deciles would be noise).
+MIN_DRIFT_REFERENCE = 20
+
+
+def fit_drift(run_features: Any, x_val: torch.Tensor, p_val: np.ndarray, manifest: dict[str, Any]) -> dict | None:
+    """The drift reference (:mod:`medsight.metrics.drift`) of the validation split: its
+    distances from the fingerprint (``manifest.ood``), its scores (P(positive), or the top
+    probability) and its refer and positive rates at the manifest's thresholds; None for a
+    split of fewer than :data:`MIN_DRIFT_REFERENCE` images."""
+    from medsight.metrics.drift import reference
+    from medsight.metrics.ood import distances
+
+    if len(p_val) < MIN_DRIFT_REFERENCE:
+        log.info("no drift reference: the validation split has %d images (fewer than %d)", len(p_val),
+                 MIN_DRIFT_REFERENCE)
+        return None
+    ood, pos = manifest.get("ood"), manifest.get("positive_index")
+    dist = distances(_batched(run_features, x_val), ood) if ood else None
+    score = p_val[:, pos] if pos is not None else p_val.max(axis=1)
+    return reference(distance=dist, score=score, threshold=manifest.get("threshold") if pos is not None else None,
+                     refer_threshold=float(ood["threshold"]) if ood else None)
+
+
 def _sample(pre: Any, x: np.ndarray, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """Up to ``n`` of the prepared training images, normalised as the network takes them."""
     idx = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False)) if len(x) > n else np.arange(len(x))
@@ -212,7 +235,7 @@ class ClassificationTask(Task):
         return ClassificationResult(input=name, probabilities=probs, label=label,
                                     score=None if score is None else round(score, 6),
                                     threshold=threshold, positive=positive, provenance=prov, refer=refer,
-                                    reasons=reasons)
+                                    reasons=reasons, distance=None if distance is None else round(float(distance), 4))
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
@@ -310,6 +333,9 @@ class ClassificationTask(Task):
         p = _probabilities(model.network, xt, m.multilabel, tta=m.tta, temperature=fitted["temperature"])
         manifest.update(operating_points(y, p, multilabel=m.multilabel, pos=m.positive_index,
                                          rule=m.threshold_rule or "youden", n_labels=len(model.labels)))
+        drift = fit_drift(TorchBackend(model.network).features, xt, p, manifest)
+        if drift is not None:
+            manifest["drift"] = drift
         out = dataclasses.replace(model, manifest=manifest, path=None)
         out.card = self.model_card(manifest)
         return out
@@ -457,6 +483,9 @@ class ClassificationTask(Task):
                               temperature=manifest.get("temperature", 1.0))  # validation split only
         manifest.update(operating_points(y_va, p_va, multilabel=multilabel, pos=pos,
                                          rule=cfg.evaluation.threshold_rule, n_labels=len(labels)))
+        drift = fit_drift(TorchBackend(network).features, st["x_val"], p_va, manifest)
+        if drift is not None:
+            manifest["drift"] = drift
         return Finished(model=SavedModel(network=network, manifest=manifest))
 
     def evaluation_options(self, cfg: ClassificationRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
