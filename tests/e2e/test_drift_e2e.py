@@ -87,3 +87,38 @@ def test_drift_alert_fires_within_6_ultrasound_images_of_the_switch_and_not_befo
     assert state["history"][0]["drift"] is False and state["history"][-1]["drift"] is True
     metrics = stack.service.get("/metrics", role="reader").text
     assert 'medsight_drift{model="pneumonia-xray",source="dicom:STORESCU"} 1.0' in metrics
+    _drift_page_shows_the_episode(stack)
+
+
+def _drift_page_shows_the_episode(stack) -> None:
+    """The dashboard's Drift page in chromium: the model and sender, drifting, the refer test
+    flagged, and the refer-rate trend drawn (screenshot ``drift.png``)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from e2e.stack import TOKENS
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return  # the API checks above stand; test_dashboard_browser.py skips with its reason
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("MEDSIGHT_E2E_ARTIFACTS", "/tmp/medsight-e2e/artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 700})
+        page.goto(stack.service.http + "/")
+        page.fill("#token", TOKENS["reader"])
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector("#worklist tbody tr")
+        page.click("nav a[href='#/drift']")
+        row = page.locator("#drift tbody tr[data-model='pneumonia-xray']")
+        row.wait_for()
+        text = row.inner_text()
+        assert "dicom:STORESCU" in text and "drift" in text and "refer: rate" in text
+        assert row.locator("div.error").count() >= 1  # the test that found the shift is flagged
+        assert row.locator("svg.trend").count() == 2  # refer-rate and distance-PSI trends
+        page.screenshot(path=str(shots / "drift.png"), full_page=True)
+        browser.close()

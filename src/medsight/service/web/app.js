@@ -170,9 +170,9 @@ async function queue() {
     ${failed.length ? "" : '<p class="muted">No failed jobs.</p>'}</div>`;
 }
 
-function sparkline(values) {
+function sparkline(values, w = 240) {
   if (values.length < 2) return "";
-  const w = 240, h = 60, step = w / (values.length - 1);
+  const h = 60, step = w / (values.length - 1);
   const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(h - v * h).toFixed(1)}`).join(" ");
   return `<svg class="trend" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><line x1="0" x2="${w}" y1="${h / 2}" y2="${h / 2}" stroke="#34424f"/>
     <polyline fill="none" stroke="#4aa3ff" stroke-width="2" points="${pts}"/></svg>`;
@@ -182,23 +182,24 @@ function sparkline(values) {
 // input side (refer rate and fingerprint-distance PSI) over the kept snapshots
 function driftTrend(history, stat, key, top) {
   const v = history.map((x) => (x.stats[stat] || {})[key]).filter((x) => x != null).map((x) => Math.min(x / top, 1));
-  return v.length > 1 ? sparkline(v) : '<span class="muted">not enough checks yet</span>';
+  return v.length > 1 ? sparkline(v, 130) : '<span class="muted">not enough checks yet</span>';
 }
 async function drift() {
   const rows = await json("/api/v1/drift");
   const num = (x) => (x == null ? "–" : Number(x).toPrecision(2));
-  $("#view").innerHTML = `<div class="card"><h2>Drift</h2>
+  $("#view").innerHTML = `<div class="card wide"><h2>Drift</h2>
     <p class="muted">Each model's recent results from each sender, tested against its validation data after every
     result. The alarm (one alert per episode) is raised by the input side: fingerprint distance and refer rate.</p>
     <table id="drift"><thead><tr><th>Model</th><th>Sender</th><th>Status</th><th>Tests (last check)</th>
-    <th>Refer rate (0–100%)</th><th>Distance PSI (0–2)</th><th>Episodes</th><th>Checks</th></tr></thead><tbody>
+    <th>Refer rate, 0–100%</th><th>Distance PSI, 0–2</th></tr></thead><tbody>
     ${rows.map((r) => `<tr data-model="${esc(r.model)}" data-source="${esc(r.source)}"><td>${esc(r.model)} v${esc(r.model_version)}</td>
-      <td>${esc(r.source)}</td><td>${badge(r.status === "drift" ? "high" : "low")} ${esc(r.status)}
-        <div class="muted">since ${esc(r.since || "start")}</div></td>
-      <td>${Object.entries((r.last || {}).tests || {}).map(([k, t]) => `<div class="${t.drift ? "error" : ""}">${esc(k)}:
-        ${t.rate != null ? `rate ${pct(t.rate)} (validation ${pct(t.reference)})` : `PSI ${num(t.psi)}`}, p ${num(t.p)}</div>`).join("")}</td>
+      <td>${esc(r.source)}</td><td>${badge(r.status)}
+        <div class="muted">since ${esc(r.since || "start")}</div>
+        <div class="muted">${r.episodes} episode(s), ${r.checks} checks</div></td>
+      <td>${Object.entries((r.last || {}).tests || {}).map(([k, t]) => `<div class="test${t.drift ? (t.alarms ? " error" : " warn") : ""}">${esc(k)}:
+        ${t.rate != null ? `rate ${pct(t.rate)} (validation ${pct(t.reference)})` : `PSI ${num(t.psi)}`}, p ${num(t.p)}${t.alarms ? "" : " (shown only)"}</div>`).join("")}</td>
       <td>${driftTrend(r.history, "refer", "rate", 1)}</td><td>${driftTrend(r.history, "distance", "psi", 2)}</td>
-      <td>${r.episodes}</td><td>${r.checks}</td></tr>`).join("")}</tbody></table>
+      </tr>`).join("")}</tbody></table>
     ${rows.length ? "" : '<p class="muted">No model with a drift reference has a full window of results yet.</p>'}</div>`;
 }
 
