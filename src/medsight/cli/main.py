@@ -81,6 +81,8 @@ def _unexpected(exc: Exception) -> None:
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch, or onnxruntime: run the network through the "
+                                                           "model folder's ONNX export (medsight export).")]
 
 
 @app.command()
@@ -192,6 +194,7 @@ def evaluate(
     = None,
     task_options: Annotated[bool, typer.Option("--task-options", help="List each task's own options and exit.")]
     = False,
+    backend: BackendOpt = "torch",
     verbose: Verbose = False,
 ) -> None:
     """Evaluate a model on a labelled split at its stored operating point, or score saved outputs.
@@ -211,7 +214,7 @@ def evaluate(
 
         if data is None:
             raise ConfigError("evaluate --model needs --data (the labelled data to evaluate on)")
-        m = load_model(model)
+        m = load_model(model, backend=backend)
         task = get_task(m.task)
         options = _task_options(task, list(ctx.args), with_model=True)
         split = split or task.default_split or "all"
@@ -271,6 +274,7 @@ def predict(
     explain: Annotated[str | None, typer.Option(
         "--explain", help="Also draw where the model looked: gradcam or occlusion (classification models); the "
                           "overlays go to --out.")] = None,
+    backend: BackendOpt = "torch",
     verbose: Verbose = False,
 ) -> None:
     """Predict each input; bad inputs are listed with their error and the exit status is 1."""
@@ -284,7 +288,7 @@ def predict(
     from medsight.tasks.writers import OutputFolder, write, write_csv
 
     _setup_logging(verbose)
-    m = load_model(model)
+    m = load_model(model, backend=backend)
     limits = replace(ReadLimits.from_env(), max_slice_gap=max_slice_gap) if max_slice_gap is not None else None
     if explain is not None and out_dir is None:
         raise ConfigError("--explain writes overlays: give --out DIR")
@@ -322,7 +326,7 @@ def explain_cmd(
 ) -> None:
     """Heatmaps of where the model looked, drawn on each input: predict --explain METHOD --out DIR."""
     predict(model=model, inputs=inputs, json_out=json_out, csv_out=None, out_dir=out_dir, accept_modality=None,
-            max_slice_gap=None, explain=method, verbose=verbose)
+            max_slice_gap=None, explain=method, backend="torch", verbose=verbose)
 
 
 def _print_results(results: list[Any], model: Any) -> None:
@@ -452,6 +456,29 @@ def calibrate(
               f"{c.get('nll_after')}, ECE {c.get('ece_before')} → {c.get('ece_after')}; threshold "
               f"{calibrated.manifest.get('threshold')}")
     out.print(f"  model: {path}")
+
+
+@app.command(name="export")
+@_guard
+def export_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Write the model folder, with the exported file beside its "
+                                                        "weights, here (may be the model's own folder).")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (for ONNX Runtime: --backend onnxruntime) or "
+                                                      "torchscript.")] = "onnx",
+    verbose: Verbose = False,
+) -> None:
+    """Export the network as ONNX or TorchScript beside the saved model, its preprocessing and threshold in
+    the file's metadata (ONNX) and the file's checksum in the manifest."""
+    from medsight.models.export import export_model
+    from medsight.models.saved import load_model
+
+    _setup_logging(verbose)
+    m = load_model(model)
+    path = export_model(m, out_dir, fmt=fmt)
+    out.print(f"{m.name} v{m.version} exported as {fmt}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if fmt == "onnx":
+        out.print(f"  run it: medsight predict --model {out_dir} --backend onnxruntime INPUT...")
 
 
 @app.command(context_settings={"allow_extra_args": True})

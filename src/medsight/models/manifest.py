@@ -315,6 +315,7 @@ class Manifest(_Section):
     created: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     reproduce: str | None = None
+    exports: dict[str, dict[str, Any]] | None = None  # the exported graphs beside the weights (models/export.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

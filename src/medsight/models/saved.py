@@ -330,8 +330,17 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     raise ModelNotFoundError(f"no model named or at {name!r} (shipped models: {shipped})")
 
 
-def load_model(name_or_path: str | Path) -> SavedModel:
+#: The backends :func:`load_model` takes.
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_model(name_or_path: str | Path, *, backend: str = "torch") -> SavedModel:
     """Load a saved model folder or a shipped model by name.
+
+    Args:
+        backend: ``torch``, or ``onnxruntime``: run the network through the folder's ONNX export
+            (``medsight export --format onnx``), checked against the SHA-256 the manifest
+            records; the torch network is loaded too (explanations and calibration need it).
 
     Raises:
         ModelNotFoundError, ModelFileError: see :func:`resolve_model_path`; also a symbolic
@@ -339,10 +348,14 @@ def load_model(name_or_path: str | Path) -> SavedModel:
             missing or mismatched weights checksum, architecture parameters the architecture
             does not declare (or ``pretrained``, or a file path: see
             :func:`medsight.models.registry.check_params`), or weights that do not fit the
-            architecture.
+            architecture; for ``onnxruntime``, a folder without an ONNX export, or one whose
+            file is missing, changed or not ONNX.
+        ConfigError: an unknown backend.
     """
     from medsight.models.weights import load_weights
 
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend takes {' or '.join(BACKENDS)}; got {backend!r}")
     folder = resolve_model_path(name_or_path)
     links = sorted(p.name for p in folder.iterdir() if p.is_symlink())
     if links:
@@ -384,4 +397,23 @@ def load_model(name_or_path: str | Path) -> SavedModel:
         raise ModelFileError(f"weights do not fit the architecture in the manifest ({first})", path=folder) from None
     network.eval()
     card = (folder / CARD).read_text() if (folder / CARD).is_file() else ""
-    return SavedModel(network=network, manifest=manifest, path=folder, card=card)
+    runner = _onnx_backend(folder, manifest) if backend == "onnxruntime" else None
+    return SavedModel(network=network, manifest=manifest, path=folder, card=card, backend=runner)
+
+
+def _onnx_backend(folder: Path, manifest: dict[str, Any]) -> Backend:
+    """The folder's ONNX export as a backend, its file checked against ``manifest.exports.onnx``."""
+    from medsight.models.onnx_backend import OnnxRuntimeBackend
+
+    record = (manifest.get("exports") or {}).get("onnx")
+    if not record:
+        raise ModelFileError("this model has no ONNX export: run `medsight export --model M --format onnx --out DIR` "
+                             "and load DIR", path=folder)
+    name = str(record.get("file", ""))
+    path = folder / name
+    if Path(name).name != name or not path.is_file():
+        raise ModelFileError(f"the ONNX export {name!r} named in {MANIFEST} is missing", path=folder)
+    if _sha256(path) != record.get("sha256"):
+        raise ModelFileError(f"{name} does not match the checksum in {MANIFEST}: the file is damaged or was replaced",
+                             path=folder)
+    return OnnxRuntimeBackend(path)

@@ -52,6 +52,9 @@ class ModelCatalog:
             try:
                 folder = resolve_model_path(entry.path)
                 m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+                if entry.backend == "onnxruntime" and not (m.get("exports") or {}).get("onnx"):
+                    raise ValueError("backend onnxruntime, but the model has no ONNX export (medsight export "
+                                     "--format onnx)")
                 self.available[name] = ModelInfo(name=name, model_name=str(m.get("name", name)),
                                                  version=str(m.get("version", "0")), task=str(m["task"]),
                                                  spatial_dims=int(m["architecture"]["spatial_dims"]), path=str(folder),
@@ -76,7 +79,7 @@ class ModelCatalog:
         with self._lock:
             if name not in self._loaded:
                 info = self.available[name]
-                model = load_model(info.path)
+                model = load_model(info.path, backend=self.entries[name].backend)
                 thr = self.entries[name].threshold
                 if thr is not None:
                     model.manifest["threshold"] = float(thr)

@@ -182,6 +182,7 @@ class ModelEntry(_Strict):
     path: str  # shipped name or saved-model folder
     explain: Literal["gradcam", "occlusion", "none"] = "gradcam"
     threshold: float | None = Field(None, ge=0, le=1)  # overrides the model's stored threshold
+    backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the folder's ONNX export (medsight export)
 
 
 class RouteConfig(_Strict):
