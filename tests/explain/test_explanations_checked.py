@@ -124,5 +124,6 @@ def test_explain_cli_writes_an_overlay_per_input_and_says_how_it_was_made(tiny_n
     plain = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "run/model"), str(pngs[0]), "--json",
                                      str(tmp_path / "p.json")])
     assert plain.exit_code == 0 and "heatmap" not in json.loads((tmp_path / "p.json").read_text())[0]
-    bad = CliRunner().invoke(app, ["explain", "--model", "hippocampus-mri", str(pngs[0]), "--out", str(out)])
-    assert bad.exit_code == 2 and "no heatmap explanations" in bad.output
+    bad = CliRunner().invoke(app, ["explain", "--model", "hippocampus-mri", "--method", "gradcam", str(pngs[0]),
+                                   "--out", str(out)])
+    assert bad.exit_code == 2 and "is explained by probability" in bad.output

@@ -61,7 +61,7 @@ def test_an_unreadable_stored_instance_is_named_by_its_uid_not_its_storage_path(
 def test_no_heatmap_for_a_model_whose_task_does_not_explain_it(ctx, xray, monkeypatch):
     from medsight.tasks.base import get_task
 
-    monkeypatch.setattr(type(get_task("classification")), "explains", lambda self, model: False)
+    monkeypatch.setattr(type(get_task("classification")), "explain_methods", lambda self, model: ())
     ctx.ingestor.ingest(xray()[1], actor="http:test")
     drain(ctx)
     with ctx.db.read() as s:

@@ -21,7 +21,8 @@ from medsight.models.saved import SavedModel
 
 __all__ = ["Predictor", "PredictorTask", "EXPLAIN_METHODS"]
 
-#: The heatmap methods ``explain`` takes (:func:`medsight.explain.heatmap`).
+#: The heatmap methods a classifier's ``explain`` takes (:func:`medsight.explain.heatmap`); other
+#: tasks name theirs (``Task.explain_methods``).
 EXPLAIN_METHODS = ("gradcam", "occlusion")
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class PredictorTask(Protocol):
         ...
 
     def explains(self, model: SavedModel) -> bool:
+        ...
+
+    def explain_methods(self, model: SavedModel) -> tuple[str, ...]:
         ...
 
     def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = ...) -> Any:
@@ -66,11 +70,14 @@ class Predictor:
         if explain is not None:
             from medsight.errors import ConfigError
 
-            if explain not in EXPLAIN_METHODS:
-                raise ConfigError(f"explain takes {' or '.join(EXPLAIN_METHODS)}; got {explain!r}")
-            if not task.explains(model):
-                raise ConfigError(f"model {model.name} ({model.task}) has no heatmap explanations; they explain "
-                                  "classification models")
+            methods = task.explain_methods(model)
+            if not methods:
+                raise ConfigError(f"model {model.name} ({model.task}) has no explanations")
+            if explain == "auto":
+                explain = methods[0]
+            if explain not in methods:
+                raise ConfigError(f"model {model.name} ({model.task}) is explained by {' or '.join(methods)}; got "
+                                  f"{explain!r}")
         self.explain = explain
         self.limits = limits
         self.model = model

@@ -60,7 +60,7 @@ def grayscale_uint8(image: Image, *, slice_index: int | None = None, max_side: i
 
 
 def overlay(image: Image, heat: np.ndarray, *, alpha: float = 0.45, floor: float = 0.2,
-            colormap: str = "jet", max_side: int = MAX_SIDE) -> np.ndarray:
+            colormap: str = "jet", max_side: int = MAX_SIDE, slice_index: int | None = None) -> np.ndarray:
     """The image in gray with the heatmap in colour where it is above ``floor``.
 
     Args:
@@ -71,6 +71,8 @@ def overlay(image: Image, heat: np.ndarray, *, alpha: float = 0.45, floor: float
         floor: heat below this is not coloured, so the anatomy stays readable.
         colormap: a matplotlib colormap name (its 256-colour table, applied in uint8).
         max_side: longest side of the picture.
+        slice_index: for a 3D image, the slice shown (default the middle one); a 3D ``heat`` is
+            cut at the same slice, a 2D one is that slice's.
 
     Returns:
         ``(rows, cols, 3)`` uint8 RGB, ``(rows, cols)`` being the image's :func:`display_shape`.
@@ -82,8 +84,8 @@ def overlay(image: Image, heat: np.ndarray, *, alpha: float = 0.45, floor: float
 
     heat = np.asarray(heat, dtype=np.float32)
     if image.n_spatial == 3 and heat.ndim == 3:
-        heat = heat[heat.shape[0] // 2]
-    gray = grayscale_uint8(image, max_side=max_side)
+        heat = heat[heat.shape[0] // 2 if slice_index is None else slice_index]
+    gray = grayscale_uint8(image, slice_index=slice_index, max_side=max_side)
     full = tuple(image.shape[-2:])
     if heat.shape == full and heat.shape != gray.shape:  # a full-size heatmap: shrink it like the image
         heat = _shrink(heat[None], shrink_factor(*full, max_side))

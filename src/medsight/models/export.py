@@ -8,11 +8,12 @@ opset, input and output names), so :func:`medsight.models.load_model` with ``bac
 labels, preprocessing, threshold and temperature in its metadata (``medsight.*`` keys), so a
 runtime outside MedSight has what it needs to prepare an input and read the output.
 
-A classifier's ONNX graph has two outputs: ``logits`` and ``features``, the input of its last
-linear layer (what the training fingerprint's distance is measured on), so "refer: input
-unlike training data" and drift monitoring work on the ONNX backend too. The batch axis is
-dynamic; so are the spatial axes of a segmentation network (its sliding-window patches and
-whole volumes differ in size).
+A network with a linear head (a classifier's) has two outputs in its ONNX graph: ``logits``
+and ``features``, the input of its last linear layer (what the training fingerprint's distance
+is measured on), so "refer: input unlike training data" and drift monitoring work on the ONNX
+backend too. The batch axis is
+dynamic; so are the spatial axes of a network without a fixed input size (segmentation and
+detection run it on sliding-window patches).
 
 The export uses torch's TorchScript-based ONNX exporter (``dynamo=False``): the torch.export
 based one needs the onnxscript package and gave no benefit for these networks.
@@ -98,24 +99,23 @@ def export_model(model: Any, out_dir: str | Path, *, fmt: str = "onnx") -> Path:
         The exported file's path.
 
     Raises:
-        ConfigError: an unknown format, a model without a torch network or an input size, or a
-            response model (two inputs: not exported yet).
-        ModelFileError: the exporter failed on this network.
+        ConfigError: an unknown format, a model without a torch network or an input size.
+        ModelFileError: the exporter failed on this network (e.g. a response model's, which
+            takes covariates beside the image).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export --format takes {' or '.join(FORMATS)}; got {fmt!r}")
     if model.network is None:
         raise ConfigError(f"model {model.name}: export needs its torch network")
-    if model.task == "response":
-        raise ConfigError("response models (image and covariates) cannot be exported yet")
     from medsight.models.saved import save_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = model.network.eval()
     x = _example(model)
-    with_features = model.task == "classification" and any(isinstance(m, torch.nn.Linear) for m in net.modules())
-    spatial = {i + 2: f"s{i}" for i in range(x.ndim - 2)} if model.task != "classification" else {}
+    with_features = any(isinstance(m, torch.nn.Linear) for m in net.modules())  # a classifier's head
+    fixed = bool((model.manifest.get("preprocessing") or {}).get("spatial_size"))  # else sliding windows
+    spatial = {} if fixed else {i + 2: f"s{i}" for i in range(x.ndim - 2)}
     if fmt == "onnx":
         path = out / ONNX_FILE
         module = _WithFeatures(net) if with_features else net

@@ -59,28 +59,31 @@ class Artifacts:
                     o.crops[str(lesion)] = self._write_crop(o, artifact.value, label)
 
     def explain(self, o: Outcome, image: Any) -> None:
-        """Store a heatmap overlay of a 2D image when the model's config asks for one and its
-        task can explain it (:meth:`medsight.tasks.base.Task.explains`). A heatmap that cannot
-        be made is logged and skipped: the result stands without it."""
+        """Store a heatmap overlay of a 2D image when the model's config asks for a method its task
+        explains it by (:meth:`medsight.tasks.base.Task.explain_methods`: Grad-CAM or occlusion
+        for a classifier), made by the task's own ``explain`` (what ``medsight explain`` runs). A
+        heatmap that cannot be made is logged and skipped: the result stands without it."""
         method = self.cfg.models[o.model].explain
-        if method == "none" or image.n_spatial != 2:
+        if method == "none" or image.n_spatial != 2 or o.result is None:
             return
-        from medsight.explain import heatmap, overlay
         from medsight.tasks.base import get_task
 
         model = self.catalog.load(o.model)
-        if not get_task(model.task).explains(model):
+        task = get_task(model.task)
+        if method not in task.explain_methods(model):
             return
         t0 = time.perf_counter()
         try:
-            h = heatmap(model, image, method=method)
-            rgb = overlay(image, h.values)
+            task.explain(model, image, o.result, method=method)
         except MedSightError as exc:
             log.warning("no heatmap for %s: %s", o.sop_uid, safe_error(exc))
             return
+        rgb = next((a.value for a in o.result.artifacts() if a.kind == "overlay"), None)
+        if rgb is None:
+            return
         self._write_overlay(o, rgb)
         o.timings["explain_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        o.heatmap = h.method
+        o.heatmap = method
 
     def _mask_overlay(self, o: Outcome, image: Any, mask: Any) -> None:
         """A picture of the mask over its image for the dashboard: the slice with the most

@@ -100,7 +100,7 @@ class ModelCatalog:
         image = Image(array=np.zeros((1, *size), np.float32), spacing=(1.0,) * len(size))
         try:
             self.predictor(name).predict_images([image], ["warm-up"])
-            if explain != "none" and model.spatial_dims == 2 and get_task(model.task).explains(model):
+            if model.spatial_dims == 2 and explain in get_task(model.task).explain_methods(model):
                 from medsight.explain import heatmap
 
                 heatmap(model, image, method=explain)

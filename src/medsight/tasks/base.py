@@ -170,15 +170,22 @@ class Task(ABC):
         return expand_inputs(inputs, spatial_dims=model.spatial_dims)
 
     def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = "gradcam") -> Any:
-        """``result`` (of ``image``) with its explanation attached: a heatmap overlay artifact
-        that the writers save as PNG and Secondary Capture (``medsight explain``, ``predict
-        --explain``). Only for tasks that :meth:`explains` the model."""
-        raise ConfigError(f"the {self.name} task has no heatmap explanations")
+        """``result`` (of ``image``) with its explanation attached: an overlay artifact that the
+        writers save as PNG and Secondary Capture (``medsight explain``, ``predict --explain``),
+        and ``result.heatmap`` saying how it was made. ``method`` is one of
+        :meth:`explain_methods`."""
+        raise ConfigError(f"the {self.name} task has no explanations")
+
+    def explain_methods(self, model: SavedModel) -> tuple[str, ...]:
+        """How this model's predictions can be explained, the default first (none: the task
+        has no explanation). A classifier: class-activation and occlusion maps (they need the
+        torch network); a segmentation model: its probability map; a detector: its findings
+        drawn on the scan."""
+        return ()
 
     def explains(self, model: SavedModel) -> bool:
-        """Whether :func:`medsight.explain.heatmap` can explain this model's predictions
-        (class-activation or occlusion maps need a network that scores classes)."""
-        return False
+        """Whether the model's predictions can be explained (:meth:`explain_methods`)."""
+        return bool(self.explain_methods(model))
 
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
         """The task's section of the HTML report of ``evaluation`` (its template and values)."""

@@ -55,13 +55,19 @@ class FrontDoor:
         return pred.predict(items)  # type: ignore[arg-type]
 
     def explain(self, inputs: str | Path | Image | Sequence[str | Path | Image], *,
-                method: str = "gradcam") -> list[Any]:
-        """Predict as :meth:`predict` does, each result with its heatmap: ``result.heatmap``
-        (method, layer, class, peak) and ``result.overlay`` (the RGB picture), which
+                method: str = "auto") -> list[Any]:
+        """Predict as :meth:`predict` does, each result with its explanation: ``result.heatmap``
+        (how it was made: a classifier's method, layer, class and peak; a segmentation's
+        probability map slice) and ``result.overlay`` (the RGB picture), which
         ``medsight.tasks.writers.OutputFolder`` writes as PNG and Secondary Capture.
 
+        Args:
+            method: one of the task's (``Task.explain_methods``); ``auto``: its default
+                (Grad-CAM for a classifier, the probability map for a segmentation, the finding
+                overlay for a detector).
+
         Raises:
-            ConfigError: the model's task has no heatmaps, or ``method`` is not gradcam/occlusion.
+            ConfigError: the model's task has no explanations, or not this ``method``.
         """
         return self._predict(inputs, "explain", explain=method)
 

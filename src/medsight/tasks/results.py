@@ -253,7 +253,13 @@ class ClassificationResult(Result):
 
 @dataclass
 class SegmentationResult(Result):
-    """A label mask in the input's geometry and the volume of each structure."""
+    """A label mask in the input's geometry and the volume of each structure.
+
+    Attributes:
+        heatmap, overlay, overlay_slice, overlay_source: its explanation, when one was asked for
+            (``explain``: the foreground probability drawn on the slice with the most labelled
+            voxels); None otherwise.
+    """
 
     input: str
     mask: Any  # medsight.io.Image with integer labels
@@ -262,12 +268,19 @@ class SegmentationResult(Result):
     provenance: Provenance
     output: str | None = None
     task: str = "segmentation"
+    heatmap: dict[str, Any] | None = None
+    overlay: Any = field(default=None, repr=False)
+    overlay_slice: int | None = None
+    overlay_source: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "mask"}
+        skip = ("mask", "overlay", "overlay_slice", "overlay_source", "heatmap")
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
         d["labels"] = {str(k): v for k, v in self.labels.items()}
         d["shape"] = list(self.mask.shape)
         d["spacing_mm"] = list(self.mask.spacing)
+        if self.heatmap is not None:  # only when explained: the outputs of others stay as they were
+            d["heatmap"] = _plain(self.heatmap)
         return d
 
     def findings(self) -> list[Finding]:
@@ -275,7 +288,10 @@ class SegmentationResult(Result):
                 for name, v in self.volumes_ml.items()]
 
     def artifacts(self) -> list[Artifact]:
-        return [Artifact("mask", self.mask, dict(self.labels))]
+        out = [Artifact("mask", self.mask, dict(self.labels))]
+        if self.overlay is not None:
+            out.append(Artifact("overlay", self.overlay, slice_index=self.overlay_slice, source=self.overlay_source))
+        return out
 
     @classmethod
     def csv_columns(cls, model: Any) -> list[str]:

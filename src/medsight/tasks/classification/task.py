@@ -356,8 +356,10 @@ class ClassificationTask(Task):
         result.overlay_source = files[len(files) // 2] if files else None
         return result
 
-    def explains(self, model: SavedModel) -> bool:
-        return model.network is not None  # GradCAM and occlusion need the torch module
+    def explain_methods(self, model: SavedModel) -> tuple[str, ...]:
+        from medsight.engine.predictor import EXPLAIN_METHODS
+
+        return EXPLAIN_METHODS if model.network is not None else ()  # they need the torch module
 
     def report_section(self, evaluation: dict[str, Any], *, model: SavedModel | None = None) -> Section:
         from medsight.report.classification import classification_report_section

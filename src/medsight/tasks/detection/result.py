@@ -59,6 +59,8 @@ class DetectionResult(Result):
         overlay_slice: the input's slice (array index) the overlay shows.
         overlay_source: that slice's DICOM file, when the input was DICOM (what its SC references).
         warnings: what the reader noted about the input (missing slices filled, odd headers).
+        heatmap: how its explanation was made, when one was asked for (``explain``: the findings
+            drawn on the slice through the top one, which ``overlay`` is); None otherwise.
 
     Its ``--csv`` rows (:meth:`csv_rows`) are one per finding in LUNA16's findings columns
     (``seriesuid,coordX,coordY,coordZ,diameter_mm,probability``), so the table is scored as it is
@@ -79,6 +81,7 @@ class DetectionResult(Result):
     output: str | None = None
     warnings: list[str] = field(default_factory=list)
     task: str = "detection"
+    heatmap: dict[str, Any] | None = None
 
     @property
     def seriesuid(self) -> str:
@@ -93,7 +96,7 @@ class DetectionResult(Result):
         return {"input": self.input, "task": self.task, "seriesuid": self.seriesuid, "threshold": self.threshold,
                 "findings": [n.to_dict() for n in self.nodules], "n_candidates": self.n_candidates,
                 "lungs": _plain(self.lungs), "warnings": list(self.warnings), "provenance": _plain(self.provenance),
-                "output": self.output}
+                "output": self.output, **({} if self.heatmap is None else {"heatmap": _plain(self.heatmap)})}
 
     def findings(self) -> list[Finding]:
         out = [Finding("nodule_count", float(len(self.nodules)), "1", title="Nodules found")]

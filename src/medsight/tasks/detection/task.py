@@ -196,6 +196,21 @@ class DetectionTask(Task):
     )
     scores_outputs = True
 
+    def explain_methods(self, model: SavedModel) -> tuple[str, ...]:
+        return ("findings",)
+
+    def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = "findings") -> Any:
+        """A detector's explanation is its findings drawn on the scan: the axial slice through the
+        top finding with every finding on it circled (``result.overlay``, made with the result);
+        ``result.heatmap`` says so and names the slice."""
+        from medsight.errors import ConfigError
+
+        if method != "findings":
+            raise ConfigError(f"detection models are explained by their findings (findings); got {method!r}")
+        result.heatmap = {"method": "findings", "slice_index": result.overlay_slice,
+                          "findings": len(result.nodules)}
+        return result
+
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
                  n_boot: int = 1000, seed: int = 0, threshold: float | None = None,
                  findings_csv: str | Path | None = None, min_diameter_mm: float | None = None,

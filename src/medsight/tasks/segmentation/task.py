@@ -66,14 +66,12 @@ class SegmentationTask(Task):
         self._folders: dict[str, Any] = {}
 
     # -- inference ----------------------------------------------------------------------------
-    def segment(self, model: SavedModel, image: Image) -> np.ndarray:
-        """Label values of ``image`` on its own grid, shape ``spatial``.
+    def _network_input(self, model: SavedModel, image: Image) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The network's input for ``image`` and the sliding-window settings.
 
         Raises:
             ShapeError, ModalityError: the image does not fit the model.
         """
-        from medsight.engine.sliding import keep_largest_component, predict_classes, predict_probabilities
-        from medsight.tasks.segmentation.preprocess import classes_to_shape
         from medsight.transforms.preprocess import SpacingPreprocessor
 
         self.validate_input(model, image)
@@ -84,20 +82,44 @@ class SegmentationTask(Task):
         pre = model.preprocessor
         if not isinstance(pre, SpacingPreprocessor):
             raise DataError(f"model {model.name}: a segmentation model needs preprocessing with a target_spacing")
-        x = pre.image(image)
         kw = dict(patch_size=inf.patch_size, overlap=inf.overlap, sw_batch_size=inf.sw_batch_size,
                   tta_flips=inf.tta_flips or False, precision=inf.precision)
-        max_voxels = inf.max_voxels
+        return pre.image(image), kw
+
+    def probabilities(self, model: SavedModel, image: Image) -> torch.Tensor | None:
+        """Class probabilities on ``image``'s own grid ``(n_classes, *spatial)``, or None when the
+        network input is larger than ``inference.max_voxels`` (inferred in slabs then, and only
+        the class map is kept)."""
+        from medsight.engine.sliding import predict_probabilities
+
+        x, kw = self._network_input(model, image)
+        if int(np.prod(x.shape[1:])) > _inference(model).max_voxels:
+            return None
+        probs = predict_probabilities(model.run, x, **kw)
+        del x
+        if tuple(probs.shape[1:]) != image.shape:
+            probs = model.preprocessor.probabilities_back(probs, image.shape)
+        return probs
+
+    def segment(self, model: SavedModel, image: Image) -> np.ndarray:
+        """Label values of ``image`` on its own grid, shape ``spatial``.
+
+        Raises:
+            ShapeError, ModalityError: the image does not fit the model.
+        """
+        from medsight.engine.sliding import keep_largest_component, predict_classes
+        from medsight.tasks.segmentation.preprocess import classes_to_shape
+
+        inf = _inference(model)
         n_classes = len(_label_values(model))
-        if int(np.prod(x.shape[1:])) <= max_voxels:  # whole volume; probabilities resampled before the argmax
-            probs = predict_probabilities(model.run, x, **kw)
-            if tuple(probs.shape[1:]) != image.shape:
-                probs = pre.probabilities_back(probs, image.shape)
+        probs = self.probabilities(model, image)  # whole volume; probabilities resampled before the argmax
+        if probs is not None:
             classes = probs.argmax(0).to(torch.uint8).numpy()
             del probs
         else:  # slabs in bounded memory; the class map is resampled by nearest neighbour
-            classes = classes_to_shape(predict_classes(model.run, x, max_voxels=max_voxels, **kw), image.shape)
-        del x  # the network input is a float copy of the whole image: free it before post-processing
+            x, kw = self._network_input(model, image)
+            classes = classes_to_shape(predict_classes(model.run, x, max_voxels=inf.max_voxels, **kw), image.shape)
+            del x  # the network input is a float copy of the whole image: free it before post-processing
         keep = inf.largest_component or []
         if keep is True:
             keep = list(range(1, n_classes))
@@ -127,6 +149,48 @@ class SegmentationTask(Task):
                               sop_uids=list(image.sop_uids))
             out.append(SegmentationResult(input=name, mask=mask, labels=labels, volumes_ml=volumes, provenance=prov))
         return out
+
+    # -- explanation: the probability map ------------------------------------------------------
+    def explain_methods(self, model: SavedModel) -> tuple[str, ...]:
+        return ("probability",)
+
+    def explain(self, model: SavedModel, image: Image, result: Any, *, method: str = "probability") -> Any:
+        """Attach the foreground probability (1 - P(background)) drawn on the slice with the most
+        labelled voxels of ``result``'s mask (the middle slice when it found nothing): where the
+        network was sure and where it hesitated, around the outline it drew. ``result.heatmap``
+        says which slice and the probability's range there; ``result.overlay`` is the picture.
+
+        Raises:
+            ConfigError: another method, or a volume too large to hold its probabilities
+                (above ``inference.max_voxels``; its mask was inferred in slabs).
+        """
+        from medsight.errors import ConfigError
+        from medsight.explain import overlay
+
+        if method != "probability":
+            raise ConfigError(f"segmentation models are explained by their probability map (probability); got "
+                              f"{method!r}")
+        probs = self.probabilities(model, image)
+        if probs is None:
+            raise ConfigError(f"{image.source or 'this image'} is too large for a probability map (above "
+                              f"inference.max_voxels); its mask stands without one")
+        fg = (1.0 - probs[0]).clamp(0, 1).numpy()
+        labels = np.asarray(result.mask.array)[0]
+        if image.n_spatial == 3:
+            per_slice = (labels > 0).reshape(labels.shape[0], -1).sum(1)
+            shown = int(np.argmax(per_slice)) if per_slice.any() else labels.shape[0] // 2
+            heat, inside = fg[shown], labels[shown] > 0
+        else:
+            heat, inside, shown = fg, labels > 0, None
+        result.overlay = overlay(image, heat, slice_index=shown)
+        result.overlay_slice = shown
+        files = image.meta.get("source_files") or []
+        result.overlay_source = (files[shown] if shown is not None and len(files) == image.shape[0] and files[shown]
+                                 else None)
+        result.heatmap = {"method": "probability", "of": "foreground (1 - P(background))", "slice_index": shown,
+                          "max": round(float(heat.max()), 4),
+                          "mean_inside_mask": round(float(heat[inside].mean()), 4) if inside.any() else None}
+        return result
 
     def write_output(self, result: SegmentationResult, out_dir: str | Path) -> Path:
         """Write the mask as NIfTI in the input's geometry (``<case>_seg.nii.gz``), plus a DICOM
