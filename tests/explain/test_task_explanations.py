@@ -49,8 +49,8 @@ def test_each_task_names_its_explanations_and_refuses_others(tmp_path):
     from medsight.models import load_model
     from medsight.tasks.base import get_task
 
-    for name, methods in (("pneumonia-xray", ("gradcam", "occlusion")), ("hippocampus-mri", ("probability",)),
-                          ("lung-nodule-ct", ("findings",))):
+    for name, methods in (("pneumonia-xray", ("gradcam", "gradcampp", "occlusion")),
+                          ("hippocampus-mri", ("probability",)), ("lung-nodule-ct", ("findings",))):
         m = load_model(name)
         task = get_task(m.task)
         assert task.explain_methods(m)[:len(methods)] == methods and task.explains(m)

@@ -272,8 +272,8 @@ def predict(
         "--max-slice-gap", help="Stack DICOM series with gaps up to this many slice steps, filling the missing "
                                 "slices, with a warning (default 1.5: none; MEDSIGHT_MAX_SLICE_GAP).")] = None,
     explain: Annotated[str | None, typer.Option(
-        "--explain", help="Also draw the explanation (see `medsight explain --help`: auto, gradcam, occlusion, "
-                          "probability, findings); the overlays go to --out.")] = None,
+        "--explain", help="Also draw the explanation (see `medsight explain --help`: auto, gradcam, gradcampp, "
+                          "occlusion, probability, findings); the overlays go to --out.")] = None,
     backend: BackendOpt = "torch",
     verbose: Verbose = False,
 ) -> None:
@@ -319,9 +319,10 @@ def explain_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for <case>_overlay.png (and a DICOM Secondary "
                                                         "Capture, <case>_overlay.dcm, for a DICOM input).")],
     method: Annotated[str, typer.Option("--method", help="auto (the task's default), or for a classifier gradcam "
-                                                         "(MONAI's Grad-CAM, the target layer found automatically) "
-                                                         "or occlusion; a segmentation model: probability (its "
-                                                         "foreground probability map); a detector: findings.")]
+                                                         "(MONAI's Grad-CAM, the target layer found automatically), "
+                                                         "gradcampp (Grad-CAM++) or occlusion; a segmentation "
+                                                         "model: probability (its foreground probability map); a "
+                                                         "detector: findings.")]
     = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results, with how each heatmap was "
                                                                  "made and where it peaks, as JSON here.")] = None,

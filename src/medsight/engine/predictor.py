@@ -23,7 +23,7 @@ __all__ = ["Predictor", "PredictorTask", "EXPLAIN_METHODS"]
 
 #: The heatmap methods a classifier's ``explain`` takes (:func:`medsight.explain.heatmap`); other
 #: tasks name theirs (``Task.explain_methods``).
-EXPLAIN_METHODS = ("gradcam", "occlusion")
+EXPLAIN_METHODS = ("gradcam", "gradcampp", "occlusion")
 
 log = logging.getLogger(__name__)
 

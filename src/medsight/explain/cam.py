@@ -39,8 +39,8 @@ class Heatmap:
         values: ``(rows, cols)`` (or ``(slices, rows, cols)``) float32 in [0, 1], in the
             source image's geometry: its size, or, for an image with a side above ``max_side``,
             its :func:`~medsight.explain.overlay.display_shape` (the picture's size).
-        method: ``gradcam`` or ``occlusion``.
-        layer: the target layer's module name (GradCAM), else None.
+        method: ``gradcam``, ``gradcampp`` or ``occlusion``.
+        layer: the target layer's module name (Grad-CAM, Grad-CAM++), else None.
         class_index: the class explained.
     """
 
@@ -93,14 +93,14 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _gradcam(network: nn.Module, x: torch.Tensor, class_index: int) -> tuple[np.ndarray, str]:
-    from monai.visualize import GradCAM
+def _gradcam(network: nn.Module, x: torch.Tensor, class_index: int, *, plus: bool = False) -> tuple[np.ndarray, str]:
+    from monai.visualize import GradCAM, GradCAMpp
 
     layer = find_target_layer(network, x)
     if layer is None:
         raise ValueError("no spatial layer")
     # MONAI's default post-processing maps (min, max) to (1, 0), i.e. inverts the map: keep it raw
-    cam = GradCAM(nn_module=network, target_layers=layer, postprocessing=_identity)
+    cam = (GradCAMpp if plus else GradCAM)(nn_module=network, target_layers=layer, postprocessing=_identity)
     with torch.enable_grad():
         out = cam(x.clone().requires_grad_(True), class_idx=class_index)
     return np.asarray(out.detach().cpu().numpy())[0, 0], layer
@@ -130,7 +130,9 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
         image: the image as read (any size; the model's own preprocessing is applied).
         class_index: the class to explain (default: the positive class of a binary model,
             else the most probable class).
-        method: ``gradcam`` (falls back to occlusion when it cannot run) or ``occlusion``.
+        method: ``gradcam``, ``gradcampp`` (Grad-CAM++: second-order weights of the gradients, which
+            cover several instances of a class better; both fall back to occlusion when they
+            cannot run) or ``occlusion``.
         max_side: the longest in-plane side of the map; a larger image gets its map at
             :func:`~medsight.explain.overlay.display_shape`, never at full size.
 
@@ -143,8 +145,8 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
     if model.network is None or not model.labels:
         raise ShapeError(f"heatmaps explain classification models with a torch network; {model.name} is a "
                          f"{model.task} model")
-    if method not in ("gradcam", "occlusion"):
-        raise ShapeError(f"method must be 'gradcam' or 'occlusion'; got {method!r}")
+    if method not in ("gradcam", "gradcampp", "occlusion"):
+        raise ShapeError(f"method must be 'gradcam', 'gradcampp' or 'occlusion'; got {method!r}")
     if image.n_spatial != model.spatial_dims:
         raise ShapeError(f"model {model.name} takes {model.spatial_dims}D images; got a {image.n_spatial}D image "
                          f"of shape {image.shape}", path=image.source)
@@ -159,13 +161,13 @@ def heatmap(model: SavedModel, image: Image, *, class_index: int | None = None, 
     with _LOCK:
         maps = []
         for member in members:
-            if used == "gradcam":
+            if used in ("gradcam", "gradcampp"):
                 try:
-                    m, layer = _gradcam(member, x, class_index)
+                    m, layer = _gradcam(member, x, class_index, plus=used == "gradcampp")
                     maps.append(m)
                     continue
                 except (ValueError, RuntimeError) as exc:
-                    log.info("GradCAM not usable on %s (%s); using occlusion sensitivity", model.name, exc)
+                    log.info("%s not usable on %s (%s); using occlusion sensitivity", used, model.name, exc)
                     used, maps, layer = "occlusion", [], None
                     break
         if used == "occlusion":

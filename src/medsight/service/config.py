@@ -180,7 +180,7 @@ class ModelEntry(_Strict):
     """A model the service may run."""
 
     path: str  # shipped name or saved-model folder
-    explain: Literal["gradcam", "occlusion", "none"] = "gradcam"
+    explain: Literal["gradcam", "gradcampp", "occlusion", "none"] = "gradcam"
     threshold: float | None = Field(None, ge=0, le=1)  # overrides the model's stored threshold
     backend: Literal["torch", "onnxruntime"] = "torch"  # onnxruntime: the folder's ONNX export (medsight export)
 
