@@ -203,6 +203,9 @@ class EvalConfig(_Strict):
     calibration: Literal["temperature", "none"] = "temperature"  # fitted on the validation split, stored in the model
     ood: bool = True  # store the training features' fingerprint: inputs far from it are referred
     ood_quantile: float = Field(0.99, gt=0.5, lt=1)  # of validation distances: the refer threshold
+    # refer as "uncertain" when the predictive entropy is above this quantile of the validation
+    # split's (stored as manifest.uncertainty); None: entropy is reported, nothing is referred for it
+    uncertain_quantile: float | None = Field(None, gt=0.5, lt=1)
 
     @field_validator("threshold_rule")
     @classmethod

@@ -182,6 +182,7 @@ class SavedModel:
             raise ConfigError(f"--accept-modality takes DICOM modality codes (CT, MR, PT, ...) or 'any'; got "
                               f"{', '.join(repr(b) for b in bad) or 'none'}")
         manifest = dict(self.manifest)
+        manifest.setdefault("modalities_trained", self.spec.modalities)  # what "refer: modality" compares with
         manifest["modalities"] = None if "ANY" in codes else sorted(set(self.spec.modalities or []) | set(codes))
         return dataclasses.replace(self, manifest=manifest)
 

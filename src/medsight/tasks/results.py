@@ -202,6 +202,10 @@ class ClassificationResult(Result):
         reasons: why it was referred, or that it was not, with the numbers.
         distance: the input's distance from the training fingerprint (a model with
             ``manifest.ood``), what the service's drift monitor follows; None otherwise.
+        uncertainty: the predictive entropy of the probabilities (``entropy`` in nats,
+            ``entropy_normalised`` by log of the number of classes), and when they average several
+            predictions (ensemble members, test-time flips) ``mutual_information``, the part due to
+            their disagreement; ``method`` says which.
     """
 
     input: str
@@ -218,11 +222,12 @@ class ClassificationResult(Result):
     refer: bool | None = None
     reasons: list[str] | None = None
     distance: float | None = None
+    uncertainty: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = _plain({k: v for k, v in vars(self).items() if k not in ("overlay", "overlay_source")})
         # only for models that give them: the outputs of others stay as they were
-        for key in ("heatmap", "refer", "reasons", "distance"):
+        for key in ("heatmap", "refer", "reasons", "distance", "uncertainty"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out

@@ -69,6 +69,58 @@ def _probabilities(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))
 
 
+def _views(model: SavedModel, x: torch.Tensor, batch: int = 256) -> tuple[list[np.ndarray], str]:
+    """The predictions a model's probabilities average, each ``(N, K)``: one per ensemble member
+    (each at the model's temperature) and per test-time flip; with the name of what they are.
+    A single network without TTA has one view (``softmax``)."""
+    m = model.spec
+    members = list(getattr(model.network, "members", None) or [])
+    runs = members if len(members) > 1 else [model.run]
+    views = []
+    for run in runs:
+        if m.tta:
+            for flip in (False, True):
+                def one(xb: torch.Tensor, run: Any = run, flip: bool = flip) -> torch.Tensor:
+                    return run(xb.flip(-1) if flip else xb)
+                views.append(_probabilities(one, x, m.multilabel, batch=batch, temperature=m.temperature))
+        else:
+            views.append(_probabilities(run, x, m.multilabel, batch=batch, temperature=m.temperature))
+    name = "+".join(n for n, on in ((f"ensemble of {len(runs)}", len(runs) > 1), ("tta", m.tta)) if on) or "softmax"
+    return views, name
+
+
+def _entropy(p: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Entropy in nats of each row of probabilities (multi-label: the sum over labels of the
+    Bernoulli entropies)."""
+    q = np.clip(p, 1e-12, 1.0)
+    if multilabel:
+        r = np.clip(1 - p, 1e-12, 1.0)
+        return -(p * np.log(q) + (1 - p) * np.log(r)).sum(axis=1)
+    return -(p * np.log(q)).sum(axis=1)
+
+
+def uncertainty(model: SavedModel, x: torch.Tensor, probs: np.ndarray) -> list[dict[str, Any]]:
+    """Predictive uncertainty of each input: the entropy of ``probs`` (the model's averaged
+    probabilities), normalised by its largest value, and with several views (ensemble members,
+    TTA flips) the mutual information (entropy of the views' mean minus their mean entropy: the
+    part of the uncertainty that is their disagreement)."""
+    m = model.spec
+    k = probs.shape[1]
+    top = k * np.log(2) if m.multilabel else np.log(max(k, 2))
+    h = _entropy(probs, m.multilabel)
+    views, method = _views(model, x) if (m.tta or len(getattr(model.network, "members", None) or []) > 1) \
+        else ([], "softmax")
+    mi = (_entropy(np.mean(views, axis=0), m.multilabel) - np.mean([_entropy(v, m.multilabel) for v in views], axis=0)
+          if len(views) > 1 else None)
+    out = []
+    for i in range(len(h)):
+        u = {"entropy": round(float(h[i]), 6), "entropy_normalised": round(float(h[i] / top), 6), "method": method}
+        if mi is not None:
+            u["mutual_information"] = round(float(max(mi[i], 0.0)), 6)
+        out.append(u)
+    return out
+
+
 def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int = 256) -> np.ndarray:
     """``fn`` over ``x`` in batches (no autograd), concatenated as float64 NumPy."""
     with torch.inference_mode():
@@ -193,16 +245,20 @@ class ClassificationTask(Task):
         probs = _probabilities(model.run, x, model.spec.multilabel, tta=model.spec.tta,
                                temperature=model.spec.temperature)
         dist = _distances(model, x) if model.spec.ood else [None] * len(images)
+        unc = uncertainty(model, x, probs)
         seconds = (time.perf_counter() - t0) / max(len(images), 1)
         names = self.input_names(images, inputs)
-        return [self.decide(model, p, name, im, seconds, distance=d)
-                for p, name, im, d in zip(probs, names, images, dist)]
+        return [self.decide(model, p, name, im, seconds, distance=d, uncertainty=u)
+                for p, name, im, d, u in zip(probs, names, images, dist, unc)]
 
     def decide(self, model: SavedModel, p: np.ndarray, name: str, image: Image | None = None,
-               seconds: float | None = None, distance: float | None = None) -> ClassificationResult:
-        """Turn one probability vector into a result at the model's threshold(s); with the
-        input's ``distance`` from the training data (a model with ``manifest.ood``), refer it
-        when beyond the stored threshold."""
+               seconds: float | None = None, distance: float | None = None,
+               uncertainty: dict[str, Any] | None = None) -> ClassificationResult:
+        """Turn one probability vector into a result at the model's threshold(s) and refer it when
+        a rule says so, each with its reason: the input's ``distance`` from the training data
+        beyond the stored threshold (a model with ``manifest.ood``); its predictive entropy above
+        the stored one (a model with ``manifest.uncertainty``); a DICOM modality the model was not
+        trained on (possible only when the call accepted it: ``--accept-modality``)."""
         m = model.spec
         labels = model.labels
         probs = {lab: round(float(v), 6) for lab, v in zip(labels, p)}
@@ -222,20 +278,35 @@ class ClassificationTask(Task):
                           medsight_version=m.versions.get("medsight"),
                           series_uid=image.series_uid if image is not None else None,
                           sop_uids=list(image.sop_uids) if image is not None else [])
-        refer = reasons = None
+        checks: list[tuple[bool, str]] = []  # (refer?, why): each rule the model has
         if m.ood and distance is not None:
             limit = float(m.ood["threshold"])
-            refer = bool(distance > limit)
-            reasons = [f"input unlike training data: its distance from the training images' features is "
-                       f"{distance:.1f}, beyond {limit:.1f} (what {m.ood['quantile']:.0%} of validation images stay "
-                       f"under)" if refer else f"distance from the training data {distance:.1f} (refer above "
-                                               f"{limit:.1f})"]
+            far = bool(distance > limit)
+            checks.append((far, f"input unlike training data: its distance from the training images' features is "
+                                f"{distance:.1f}, beyond {limit:.1f} (what {m.ood['quantile']:.0%} of validation "
+                                f"images stay under)" if far else
+                                f"distance from the training data {distance:.1f} (refer above {limit:.1f})"))
+        rule = model.manifest.get("uncertainty")
+        if rule and uncertainty is not None:
+            h, limit = float(uncertainty["entropy"]), float(rule["refer_above"])
+            checks.append((h > limit, f"uncertain: predictive entropy {h:.3f} above {limit:.3f} (what "
+                                      f"{rule['quantile']:.0%} of validation images stay under)" if h > limit else
+                                      f"predictive entropy {h:.3f} (refer above {limit:.3f})"))
+        trained = model.manifest.get("modalities_trained", m.modalities)
+        modality = image.modality if image is not None else None
+        if trained and modality not in (None, "", "OT") and modality not in trained:
+            checks.append((True, f"modality not in training data: {modality} (trained on {', '.join(trained)})"))
+        refer = reasons = None
+        if checks:
+            refer = any(r for r, _ in checks)
+            reasons = [why for r, why in checks if r] if refer else [why for _, why in checks]
             if refer:
                 label, positive = "refer", None
         return ClassificationResult(input=name, probabilities=probs, label=label,
                                     score=None if score is None else round(score, 6),
                                     threshold=threshold, positive=positive, provenance=prov, refer=refer,
-                                    reasons=reasons, distance=None if distance is None else round(float(distance), 4))
+                                    reasons=reasons, distance=None if distance is None else round(float(distance), 4),
+                                    uncertainty=uncertainty)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
@@ -488,6 +559,12 @@ class ClassificationTask(Task):
         drift = fit_drift(TorchBackend(network).features, st["x_val"], p_va, manifest)
         if drift is not None:
             manifest["drift"] = drift
+        q = cfg.evaluation.uncertain_quantile
+        if q is not None:  # refer "uncertain" above this quantile of the validation entropies
+            h = _entropy(p_va, multilabel)
+            manifest["uncertainty"] = {"refer_above": round(float(np.quantile(h, q)), 6), "quantile": q,
+                                       "fitted_on": "validation split", "n": len(h),
+                                       "refer_rate_validation": round(float((h > np.quantile(h, q)).mean()), 4)}
         return Finished(model=SavedModel(network=network, manifest=manifest))
 
     def evaluation_options(self, cfg: ClassificationRunConfig, *, split: str, eval_dir: Path) -> dict[str, Any]:
