@@ -55,15 +55,18 @@ def test_a_dead_workers_jobs_are_handed_out_again(db):
     assert again.id == job.id and again.attempts == 2
 
 
-def test_failures_retry_with_backoff_then_give_up(db):
+def test_failures_retry_with_backoff_then_give_up(db, monkeypatch):
+    clock = [1_000_000.0]  # the queue's clock, moved by hand: a loaded machine cannot overrun the backoff
+    monkeypatch.setattr("medsight.service.queue.now", lambda: clock[0])
     with db.session() as s:
         enqueue(s, "send", "k")
     (job,) = claim(db, "w")
-    assert fail(db, job, "PACS down", max_attempts=2, backoff_s=0.2) == "pending"
+    assert fail(db, job, "PACS down", max_attempts=2, backoff_s=30) == "pending"
+    clock[0] += 29
     assert claim(db, "w") == []  # backing off
-    time.sleep(0.25)
+    clock[0] += 2
     (job,) = claim(db, "w")
-    assert fail(db, job, "PACS down", max_attempts=2, backoff_s=0.2) == "failed"
+    assert fail(db, job, "PACS down", max_attempts=2, backoff_s=30) == "failed"
     with db.read() as s:
         row = s.scalar(select(Job))
         assert row.status == "failed" and "PACS down" in row.error
