@@ -35,6 +35,7 @@ bench: install ## benchmarks (not part of the tests); results go to docs/benchma
 	$(PY) benchmarks/run_all.py
 
 lint: install
+	$(PIP) install -q -e ".[dev]"
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 clean:
