@@ -48,7 +48,7 @@ class _Reader(HTMLParser):
             prefix = "data:image/png;base64,"
             assert src.startswith(prefix), f"image {a.get('alt')!r} is not embedded: {src[:40]}"
             self.page.images.append((a.get("alt") or "", base64.b64decode(src[len(prefix):], validate=True)))
-        if tag in ("title", "h1", "h2", "td", "th", "style", "figcaption", "li"):
+        if tag in ("title", "h1", "h2", "h3", "td", "th", "style", "figcaption", "li"):
             self._open.append(tag)
             self._buf = []
 
@@ -58,7 +58,7 @@ class _Reader(HTMLParser):
             text = " ".join("".join(self._buf).split())
             if tag == "title":
                 self.page.title = text
-            elif tag in ("h1", "h2"):
+            elif tag in ("h1", "h2", "h3"):
                 self.page.headings.append(text)
             elif tag in ("td", "th"):
                 self.page.tables[-1][-1].append(text)

@@ -165,8 +165,9 @@ def _print_task_options() -> None:
     from medsight.tasks.base import get_task, list_tasks
 
     t = Table(title="task options of medsight evaluate")
-    for c in ("task", "option", "type", "when", "what"):
-        t.add_column(c, overflow="fold")
+    for c in ("task", "option", "type", "when"):  # names are read whole (and copied): never wrapped
+        t.add_column(c, no_wrap=True)
+    t.add_column("what", overflow="fold", ratio=1)
     for name in list_tasks():
         task = get_task(name)
         for o in task.evaluate_options:

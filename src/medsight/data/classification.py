@@ -93,11 +93,17 @@ def _detect_format(source: str) -> str:
     raise DataError(f"cannot tell the layout of {source}: expected a MedMNIST .npz, a class folder or a .csv manifest")
 
 
-def open_classification_data(cfg: DataConfig | str) -> ClassificationData:
+def open_classification_data(cfg: DataConfig | str, *, require: tuple[str, ...] = ("train", "val")
+                             ) -> ClassificationData:
     """Open a labelled collection described by ``cfg`` (or a bare source path).
 
+    Args:
+        require: the splits that must hold cases (training needs train and val; evaluating a
+            model on a site's own test list needs only that split).
+
     Raises:
-        DataError: missing source, empty class folders, labels out of range, bad manifest.
+        DataError: missing source, empty class folders, labels out of range, bad manifest, or
+            a required split that is empty.
     """
     if isinstance(cfg, str):
         cfg = DataConfig(source=cfg)
@@ -115,7 +121,7 @@ def open_classification_data(cfg: DataConfig | str) -> ClassificationData:
                            stratify=None if data.multilabel else (lambda c: c.label))
     if record is not None:
         data.fingerprint["split"] = record
-    for split in ("train", "val"):
+    for split in require:
         if not data.split(split):
             raise DataError(f"{cfg.source}: the {split} split is empty")
     data.fingerprint.update({

@@ -11,7 +11,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci", "calibration"]
+__all__ = ["binary_report", "multiclass_report", "multilabel_report", "bootstrap_auc_ci", "wilson_ci", "calibration",
+           "threshold_table", "subgroup_report", "subgroups", "THRESHOLD_GRID"]
+
+#: The fixed thresholds of :func:`threshold_table` (the model's own operating point is added).
+THRESHOLD_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def wilson_ci(k: int, n: int, level: float = 0.95) -> list[float] | None:
@@ -130,6 +134,112 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_
 
         fpr, tpr, _ = roc_curve(y, s)
         out["roc"] = {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
+    if both:
+        from sklearn.metrics import average_precision_score, precision_recall_curve
+
+        out["average_precision"] = round(float(average_precision_score(y, s)), 4)
+        out["prevalence"] = round(float(y.mean()), 4)
+        if roc_points:
+            precision, recall, _ = precision_recall_curve(y, s)
+            out["pr"] = {"precision": np.round(precision, 5).tolist(), "recall": np.round(recall, 5).tolist()}
+    return out
+
+
+def _counts(y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    pred = s >= threshold
+    return (int(np.sum(pred & (y == 1))), int(np.sum(~pred & (y == 0))), int(np.sum(pred & (y == 0))),
+            int(np.sum(~pred & (y == 1))))
+
+
+def threshold_table(y_true: np.ndarray, score: np.ndarray, operating: float | None = None,
+                    grid: tuple[float, ...] = THRESHOLD_GRID) -> list[dict[str, Any]]:
+    """Sensitivity, specificity, PPV and NPV at each candidate threshold: the fixed ``grid`` and
+    the model's ``operating`` threshold (marked ``operating: True``), in increasing order.
+
+    The table describes this split; choosing a new operating point from it on a test split
+    would be fitting to the test data (choose it on validation data: ``medsight calibrate``).
+    """
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(score, dtype=float).ravel()
+    points = sorted({round(float(t), 6) for t in grid} | ({round(float(operating), 6)} if operating is not None
+                                                          else set()))
+    rows = []
+    for t in points:
+        tp, tn, fp, fn = _counts(y, s, t)
+        rows.append({"threshold": t, "operating": operating is not None and t == round(float(operating), 6),
+                     "sensitivity": round(tp / (tp + fn), 4) if tp + fn else None,
+                     "specificity": round(tn / (tn + fp), 4) if tn + fp else None,
+                     "ppv": round(tp / (tp + fp), 4) if tp + fp else None,
+                     "npv": round(tn / (tn + fn), 4) if tn + fn else None,
+                     "called_positive": tp + fp})
+    return rows
+
+
+#: Covariates read as an age (binned into decades for the subgroup tables).
+AGE_COLUMNS = ("age", "age_years", "patient_age", "patientage")
+MAX_GROUPS = 12
+
+
+def _age_band(v: Any) -> str | None:
+    try:
+        a = float(str(v).rstrip("Yy"))  # DICOM AgeString "065Y" as well as plain numbers
+    except ValueError:
+        return None
+    if not np.isfinite(a) or a < 0:
+        return None
+    lo = int(a // 10) * 10
+    return f"{lo}-{lo + 9}" if lo < 90 else "90+"
+
+
+def subgroups(covariates: list[dict[str, Any]]) -> tuple[dict[str, list[str | None]], dict[str, str]]:
+    """The subgroup columns of a split's covariates, one value (or None) per case.
+
+    A column is used when it is categorical with 2 to ``MAX_GROUPS`` values (sex, site, scanner,
+    view), or an age (``AGE_COLUMNS``), binned into decades. Continuous columns and identifiers
+    are not: the second return value says why each unused column was left out.
+    """
+    names = sorted({k for c in covariates for k in c})
+    used: dict[str, list[str | None]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        raw = [c.get(name) for c in covariates]
+        if name.lower() in AGE_COLUMNS:
+            used[f"{name} (decade)"] = [None if v is None else _age_band(v) for v in raw]
+            continue
+        values = {str(v) for v in raw if v is not None}
+        if len(values) < 2:
+            skipped[name] = "one value"
+        elif len(values) > MAX_GROUPS:
+            skipped[name] = f"{len(values)} distinct values (continuous or an identifier)"
+        else:
+            used[name] = [None if v is None else str(v) for v in raw]
+    return used, skipped
+
+
+def subgroup_report(y_true: np.ndarray, score: np.ndarray, threshold: float, groups: dict[str, list[str | None]],
+                    *, n_boot: int = 500, level: float = 0.95, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """AUC (bootstrap CI where the group holds both classes), sensitivity and specificity (Wilson
+    CIs) at the operating ``threshold``, per value of each column of ``groups`` (see
+    :func:`subgroups`); cases without a value are the group ``(missing)``."""
+    y = np.asarray(y_true).astype(int).ravel()
+    s = np.asarray(score, dtype=float).ravel()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for column, values in groups.items():
+        v = np.array(["(missing)" if x is None else x for x in values], dtype=object)
+        rows = []
+        for g in sorted(set(v.tolist()), key=lambda x: (x == "(missing)", x)):
+            m = v == g
+            yg, sg = y[m], s[m]
+            tp, tn, fp, fn = _counts(yg, sg, threshold)
+            both = 0 < yg.sum() < len(yg)
+            rows.append({"group": g, "n": int(m.sum()), "n_positive": int(yg.sum()),
+                         "auc": round(_auc(yg, sg), 4) if both else None,
+                         "auc_ci95": bootstrap_auc_ci(yg, sg, n_boot=n_boot, level=level, seed=seed) if both else None,
+                         "sensitivity": round(tp / (tp + fn), 4) if tp + fn else None,
+                         "sensitivity_ci95": wilson_ci(tp, tp + fn, level),
+                         "specificity": round(tn / (tn + fp), 4) if tn + fp else None,
+                         "specificity_ci95": wilson_ci(tn, tn + fp, level)})
+        out[column] = rows
     return out
 
 

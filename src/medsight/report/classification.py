@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medsight.report.plots import confusion_png, reliability_png, roc_png
+from medsight.report.plots import confusion_png, pr_png, reliability_png, roc_png
 from medsight.report.render import Section
 
 __all__ = ["classification_report_section", "classification_card_section", "METRICS"]
@@ -18,8 +18,15 @@ def _per_second(v: Any) -> str | None:
 
 
 #: The rows of the metrics table, in order (those the evaluation holds).
-METRICS = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "brier", "ece", "brier_uncalibrated",
+METRICS = ("auc", "average_precision", "prevalence", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+           "brier", "ece", "brier_uncalibrated",
            "ece_uncalibrated", "temperature")
+
+
+def _short(case_id: str) -> str:
+    """A case id as shown under its picture: its file's name, with the ``#split/index`` of an npz."""
+    file, mark, where = case_id.partition("#")
+    return file.replace("\\", "/").rsplit("/", 1)[-1] + mark + where
 
 
 def _images(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -31,6 +38,13 @@ def _images(ev: Mapping[str, Any]) -> list[tuple[str, str]]:
             point = (1 - ev["specificity"], ev["sensitivity"])
         images.append(("ROC curve", roc_png(ev["roc"]["fpr"], ev["roc"]["tpr"], auc=ev.get("auc"),
                                             ci=ev.get("auc_ci95"), point=point)))
+    if ev.get("pr"):
+        point = None
+        if ev.get("sensitivity") is not None and ev.get("ppv") is not None:
+            point = (ev["sensitivity"], ev["ppv"])
+        images.append(("precision-recall curve", pr_png(ev["pr"]["recall"], ev["pr"]["precision"],
+                                                        average_precision=ev.get("average_precision"),
+                                                        prevalence=ev.get("prevalence"), point=point)))
     if ev.get("confusion_matrix"):
         names = list(ev.get("labels") or [])
         if ev.get("positive_label") and len(names) == 2:
@@ -72,6 +86,13 @@ def classification_report_section(ev: Mapping[str, Any], manifest: Mapping[str, 
         "metrics": [(k, ev.get(k), ev.get(k + "_ci95")) for k in METRICS if k in ev],
         "per_class": [(c, m.get("auc"), m.get("sensitivity"), m.get("specificity"), m.get("n"))
                       for c, m in (ev.get("per_class") or {}).items()],
+        "thresholds": list(ev.get("threshold_table") or []),
+        "subgroups": dict(ev.get("subgroups") or {}),
+        "subgroups_left_out": dict(ev.get("subgroups_left_out") or {}),
+        "examples": [{**e, "name": _short(str(e.get("input")))} for e in ev.get("examples") or []
+                     if e.get("overlay_png")],
+        "examples_note": ev.get("examples_note"),
+        "positive_label": ev.get("positive_label"),
         "skipped": [{"input": s.get("input"), "error": s.get("error")} for s in skipped[:50]],
         "n_skipped": len(skipped),
     })

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_learning_curves", "roc_png", "confusion_png", "reliability_png", "froc_png", "response_png",
+__all__ = ["plot_learning_curves", "roc_png", "pr_png", "confusion_png", "reliability_png", "froc_png", "response_png",
            "fig_to_base64"]
 
 
@@ -64,6 +64,27 @@ def roc_png(fpr: Sequence[float], tpr: Sequence[float], *, auc: float | None, ci
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig_to_base64(fig)
+
+
+def pr_png(recall: Sequence[float], precision: Sequence[float], *, average_precision: float | None,
+           prevalence: float | None = None, point: tuple[float, float] | None = None) -> str:
+    """Precision-recall curve with the average precision, the no-skill line (the prevalence) and
+    the operating point, as base64 PNG."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    label = f"AP {average_precision:.3f}" if average_precision is not None else "PR"
+    ax.step(recall, precision, where="post", lw=2, label=label)
+    if prevalence is not None:
+        ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"no skill (prevalence {prevalence:.2f})")
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", color="C3", label="operating point")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     return fig_to_base64(fig)
 

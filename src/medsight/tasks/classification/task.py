@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from medsight.config import ClassificationRunConfig, Config, DataConfig
-from medsight.errors import DataError
+from medsight.errors import DataError, MedSightError
 from medsight.io.image import Image
 from medsight.models.backend import TorchBackend
 from medsight.models.saved import SavedModel
-from medsight.tasks.base import Task, register_task
+from medsight.tasks.base import EvaluateOption, Task, register_task
 from medsight.tasks.results import ClassificationResult, Provenance, array_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -205,6 +205,44 @@ def fit_drift(run_features: Any, x_val: torch.Tensor, p_val: np.ndarray, manifes
                      refer_threshold=float(ood["threshold"]) if ood else None)
 
 
+#: The evaluation examples shown with their heatmaps: (outcome, which cases, most telling first).
+_EXAMPLES = (("true positive", lambda y, called: (y == 1) & called, -1),
+             ("false positive", lambda y, called: (y == 0) & called, -1),
+             ("false negative", lambda y, called: (y == 1) & ~called, 1))
+
+
+def _examples(model: SavedModel, cases: Sequence[Any], y: np.ndarray, score: np.ndarray, threshold: float,
+              k: int) -> dict[str, Any]:
+    """Up to ``k`` cases of each outcome with their Grad-CAM overlay as base64 PNG: the most
+    confident true and false positives (highest score) and false negatives (lowest score)."""
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    from medsight.explain import heatmap, overlay
+
+    called = score >= threshold
+    out: list[dict[str, Any]] = []
+    for outcome, which, order in _EXAMPLES:
+        idx = np.flatnonzero(which(y, called))
+        for i in idx[np.argsort(order * score[idx], kind="stable")][:k]:
+            entry: dict[str, Any] = {"outcome": outcome, "input": cases[i].id, "score": round(float(score[i]), 6)}
+            try:
+                image = cases[i].image()
+                h = heatmap(model, image, method="gradcam")
+                buf = io.BytesIO()
+                PILImage.fromarray(overlay(image, h.values)).save(buf, format="PNG")
+                entry.update(method=h.method, overlay_png=base64.b64encode(buf.getvalue()).decode())
+            except MedSightError as exc:  # shown without a picture, with the reason
+                entry["error"] = str(exc)
+            out.append(entry)
+    note = (f"Up to {k} of each outcome at the operating threshold {threshold:.4g}: the highest-scoring true and "
+            f"false positives and the lowest-scoring false negatives. The heatmap is where the model looked for "
+            f"P({model.labels[model.spec.positive_index or 0]}); the middle slice of a volume is shown.")
+    return {"examples": out, "examples_note": note}
+
+
 def _sample(pre: Any, x: np.ndarray, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """Up to ``n`` of the prepared training images, normalised as the network takes them."""
     idx = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False)) if len(x) > n else np.arange(len(x))
@@ -309,16 +347,31 @@ class ClassificationTask(Task):
                                     uncertainty=uncertainty)
 
     # -- evaluation ---------------------------------------------------------------------------
+    evaluate_options = (
+        EvaluateOption("examples", int, "true positives, false positives and false negatives shown each with their "
+                                        "heatmap in the report (default 3; 0: none)", without_model=False),
+        EvaluateOption("n_boot", int, "bootstrap resamples for the AUC intervals (default 2000)", without_model=False),
+        EvaluateOption("seed", int, "the bootstrap's seed (default 0)", without_model=False),
+    )
+
     def evaluate(self, model: SavedModel, data: str | DataConfig, *, split: str | None = "test",
-                 n_boot: int = 2000, seed: int = 0, **_: Any) -> dict[str, Any]:
+                 n_boot: int = 2000, seed: int = 0, examples: int = 3, **_: Any) -> dict[str, Any]:
+        """Metrics of ``model`` on ``split`` of ``data`` (see :func:`medsight.metrics.binary_report`).
+
+        A binary model's evaluation also holds its PR curve, the threshold table, subgroup tables
+        for the cases' metadata columns (``subgroups``; see :func:`medsight.metrics.subgroups`)
+        and up to ``examples`` true positives, false positives and false negatives each with
+        their heatmap (``examples``; 0: none).
+        """
         from medsight.data.classification import open_classification_data
         from medsight.data.datasets import prepare_samples
         from medsight.metrics import binary_report, multiclass_report, multilabel_report
+        from medsight.metrics.classification import subgroup_report, subgroups, threshold_table
 
         cfg = data if isinstance(data, DataConfig) else DataConfig(source=str(data), labels=model.labels)
         if cfg.labels is None:
             cfg = cfg.model_copy(update={"labels": model.labels})
-        ds = open_classification_data(cfg)
+        ds = open_classification_data(cfg, require=())  # the split asked for is checked below
         if ds.labels != model.labels:
             raise DataError(f"data labels {ds.labels} differ from the model's {model.labels}")
         samples = ds.samples if split in (None, "all") else ds.split(split)
@@ -342,9 +395,18 @@ class ClassificationTask(Task):
                                        n_boot=n_boot, seed=seed)
         elif m.positive_index is not None:
             pos = m.positive_index
-            report = binary_report((y == pos).astype(int), p[:, pos], float(m.threshold), n_boot=n_boot,
-                                   seed=seed)
+            yb, score = (y == pos).astype(int), p[:, pos]
+            report = binary_report(yb, score, float(m.threshold), n_boot=n_boot, seed=seed)
             report["positive_label"] = model.labels[pos]
+            report["threshold_table"] = threshold_table(yb, score, float(m.threshold))
+            groups, left_out = subgroups([samples[i].covariates for i in kept])
+            if groups:
+                report["subgroups"] = subgroup_report(yb, score, float(m.threshold), groups,
+                                                      n_boot=min(n_boot, 500), seed=seed)
+            if left_out:
+                report["subgroups_left_out"] = left_out
+            if examples and self.explain_methods(model):
+                report.update(_examples(model, [samples[i] for i in kept], yb, score, float(m.threshold), examples))
         else:
             report = multiclass_report(y, p, model.labels, n_boot=n_boot, seed=seed)
         report["temperature"] = m.temperature
@@ -384,7 +446,7 @@ class ClassificationTask(Task):
 
         if model.network is None:
             raise ConfigError(f"model {model.name}: calibration needs the torch network, not only a backend")
-        ds = open_classification_data(DataConfig(source=str(data), labels=model.labels))
+        ds = open_classification_data(DataConfig(source=str(data), labels=model.labels), require=(split,))
         samples = ds.split(split)
         if not samples:
             raise DataError(f"{data}: the {split} split is empty; calibration is fitted on held-out labelled data")
