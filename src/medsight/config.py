@@ -244,6 +244,8 @@ class Config(_Strict):
     version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z.+-]{1,32}$")  # the saved model's version
     description: str = ""
     modalities: list[str] | None = None  # DICOM modalities the model accepts (None: any)
+    intended_use: list[str] | None = None  # the model card's intended use (None: the generic statement)
+    out_of_scope: list[str] | None = None  # the model card's out-of-scope uses (None: the generic statement)
     data: DataConfig
     augmentation: str = "none"
     model: ModelConfig = Field(default_factory=ModelConfig)

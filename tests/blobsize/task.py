@@ -233,4 +233,8 @@ class BlobSizeTask(Task):
             "title": f"Blob size evaluation: {evaluation['model']}", "ev": evaluation, "provenance": provenance})
 
     def card_section(self, manifest: dict[str, Any]) -> Section:
-        return Section("blobsize.md.j2", folder=TEMPLATES, context={"m": manifest})
+        statements = {  # what every card states (report/render.py CARD_STATEMENTS)
+            "card_fingerprint": [f"Training data: {manifest.get('training', {}).get('data')} (synthetic discs)"],
+            "card_calibration": ["Not applicable: the output is a diameter in mm, not a probability"],
+            "card_refer": ["None: every image the model accepts gets a diameter"]}
+        return Section("blobsize.md.j2", folder=TEMPLATES, context={"m": manifest, **statements})

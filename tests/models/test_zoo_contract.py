@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from medsight.errors import ModalityError
 from medsight.io.image import Image
@@ -92,6 +93,23 @@ def test_refuses_an_image_of_another_modality(shipped):
     other = next(x for x in ("MR", "CT", "US", "CR", "PT") if x not in m.manifest["modalities"])
     with pytest.raises(ModalityError, match=other):
         get_task(m.task).infer(m, [_synthetic(m, other)])
+
+
+def test_shipped_card_is_regenerated_with_every_section_and_measured_failure_modes(shipped):
+    """The card on disk is what its manifest renders now (scripts/model_cards.py wrote it), with
+    the intended and out-of-scope use its config states and failure modes measured on real data."""
+    entry, m = shipped
+    shipped_card = (Path(entry["path"]) / "MODEL_CARD.md").read_text()
+    assert shipped_card == get_task(m.task).model_card(m.manifest), (
+        f"{m.name}'s card is stale: run `.venv/bin/python scripts/model_cards.py`")
+    config = yaml.safe_load((REPO / re.search(r"configs/\S+\.yaml", m.manifest["reproduce"]).group(0)).read_text())
+    assert m.manifest["intended_use"] == config["intended_use"] and m.manifest["out_of_scope"] == config["out_of_scope"]
+    for heading in ("Intended use", "Out-of-scope use", "Training fingerprint", "Calibration", "Refer rule",
+                    "Known failure modes (measured here)"):
+        assert f"\n## {heading}\n- " in shipped_card, heading
+    modes = m.spec.failure_modes
+    assert modes and any(f.data == "real" for f in modes) and all(f.measured and f.command for f in modes)
+    assert all(f.result in shipped_card for f in modes)
 
 
 def test_card_names_the_model_its_labels_and_how_to_retrain_it(shipped):

@@ -52,8 +52,10 @@ def test_every_task_writes_a_model_card_from_its_manifest(task_name):
     assert card.startswith(f"# {manifest['name']} (v{manifest['version']})\n")
     assert manifest["description"] in card
     assert HOSTILE in card  # Markdown is text: a label is written as it is
-    for heading in ("## Model", "## Training data", "## Reproduce", "## Limits"):
+    for heading in ("## Intended use", "## Out-of-scope use", "## Model", "## Training data", "## Training fingerprint",
+                    "## Calibration", "## Refer rule", "## Reproduce", "## Limits"):
         assert f"\n{heading}\n" in card, heading
+    assert "Not stated by this task." not in card  # every task states its fingerprint, calibration and refer rule
     assert "medsight train configs/x.yaml --out runs/x" in card
     assert "\n\n\n" not in card and card.endswith(".\n")
 

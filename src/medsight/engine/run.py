@@ -140,6 +140,9 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
                    for split in prepared.splits}
     manifest["metrics"] = {split: task.headline(ev) for split, ev in evaluations.items()}
     manifest.setdefault("training", {})["wall_time_s"] = round(time.perf_counter() - t_start, 1)
+    for key in ("intended_use", "out_of_scope"):  # the card's statements, whatever the task
+        if getattr(cfg, key):
+            manifest[key] = list(getattr(cfg, key))
     model.card = task.model_card(manifest, reproduce=task.reproduce(cfg))
     model.save(run_dir / "model")
     for split, ev in evaluations.items():

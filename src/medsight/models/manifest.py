@@ -39,7 +39,7 @@ from pydantic import (
 
 from medsight.errors import ModelFileError
 
-__all__ = ["Manifest", "DriftReference", "Architecture", "ResizePreprocessing", "SpacingPreprocessing",
+__all__ = ["Manifest", "FailureMode", "DriftReference", "Architecture", "ResizePreprocessing", "SpacingPreprocessing",
            "ChannelNormalization", "SlidingWindowInference", "DetectionInference", "ResponseSpec", "CovariateSpec",
            "Preprocessing", "parse_manifest", "preprocessing_kind"]
 
@@ -266,6 +266,24 @@ class DriftReference(_Section):
     rates: dict[Literal["refer", "positive"], float] = Field(default_factory=dict)
 
 
+class FailureMode(_Section):
+    """A known failure mode measured on this machine, for the model card (``scripts/model_cards.py``).
+
+    Attributes:
+        check: what was given to the model (e.g. "BreastMNIST ultrasound test images as PNG").
+        result: what it did, with the number (e.g. "referred 156 of 156 (100 %)").
+        data: ``real`` or ``synthetic``: which the inputs were.
+        measured: the date it was measured (ISO 8601).
+        command: the command that measures it again.
+    """
+
+    check: str
+    result: str
+    data: Literal["real", "synthetic"]
+    measured: str | None = None
+    command: str | None = None
+
+
 class Manifest(_Section):
     """A saved model's manifest, typed. See the module docstring.
 
@@ -315,6 +333,11 @@ class Manifest(_Section):
     created: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     reproduce: str | None = None
+    # the model card's statements (config ``intended_use`` / ``out_of_scope``; failure modes measured)
+    intended_use: list[str] | None = None
+    out_of_scope: list[str] | None = None
+    failure_modes: list[FailureMode] | None = None
+    notes: list[str] | None = None
     exports: dict[str, dict[str, Any]] | None = None  # the exported graphs beside the weights (models/export.py)
 
     @model_validator(mode="after")

@@ -98,6 +98,69 @@ def classification_report_section(ev: Mapping[str, Any], manifest: Mapping[str, 
     })
 
 
+def _card_fingerprint(m: Mapping[str, Any]) -> list[str]:
+    ood, drift = m.get("ood") or {}, m.get("drift") or {}
+    trained = m.get("modalities_trained") or m.get("modalities")
+    lines = [f"DICOM modalities: {', '.join(trained) if trained else 'not recorded (no modality check)'}; a PNG or "
+             f"NIfTI input carries none and is not checked"]
+    counts = ((m.get("training") or {}).get("data") or {}).get("class_counts") or {}
+    if counts.get("train"):
+        lines.append(f"Training images per class ({', '.join(m.get('labels') or [])}): {counts['train']}")
+    if ood:
+        intensity = ood.get("intensity") or {}
+        lines.append(f"Feature fingerprint: mean and covariance of the {ood.get('features')}-dimensional "
+                     f"{ood.get('layer') or 'penultimate features'} over {ood.get('n_train')} training images; "
+                     f"network input after normalisation mean {intensity.get('mean')}, sd {intensity.get('std')}; "
+                     f"median Mahalanobis distance of the {ood.get('n_val')} validation images "
+                     f"{ood.get('val_distance_median')}")
+    if drift:
+        rates = drift.get("rates") or {}
+        lines.append(f"Drift reference (what the service's drift monitor compares with): {drift.get('n')} "
+                     f"{drift.get('split', 'validation')} images, score and distance in {drift.get('bins')} "
+                     f"quantile bins; refer rate {rates.get('refer')}, positive rate {rates.get('positive')}")
+    return lines
+
+
+def _card_calibration(m: Mapping[str, Any]) -> list[str]:
+    cal, metrics = m.get("calibration"), m.get("metrics") or {}
+    if not cal:
+        return ["None: probabilities are the network's softmax as trained"]
+    lines = [f"{cal.get('method')}, temperature {m.get('temperature')}, fitted on the {cal.get('fitted_on')} "
+             f"(n = {cal.get('n')}): NLL {cal.get('nll_before')} → {cal.get('nll_after')}"
+             + (f", ECE {cal.get('ece_before')} → {cal.get('ece_after')}" if "ece_before" in cal else "")]
+    for split, v in metrics.items():  # the held-out splits (the one it was fitted on is above)
+        if v.get("ece_uncalibrated") is not None and split not in str(cal.get("fitted_on")):
+            lines.append(f"{split} split: ECE {v['ece_uncalibrated']} before, {v.get('ece')} after; the reliability "
+                         f"diagrams are in the evaluation report")
+    return lines
+
+
+def _card_refer(m: Mapping[str, Any]) -> list[str]:
+    ood, unc, metrics = m.get("ood"), m.get("uncertainty"), m.get("metrics") or {}
+    lines = []
+    if ood:
+        rates = "; ".join(f"{split} split referred: {v['refer_rate']}" for split, v in metrics.items()
+                          if v.get("refer_rate") is not None)
+        lines.append(f"\"input unlike training data\": the Mahalanobis distance of the penultimate features from the "
+                     f"training images' exceeds {ood.get('threshold')}, the {ood.get('quantile')} quantile of the "
+                     f"{ood.get('n_val')} validation images' distances" + (f" ({rates})" if rates else ""))
+    if unc:
+        lines.append(f"\"uncertain\": predictive entropy above {unc.get('refer_above')}, the {unc.get('quantile')} "
+                     f"quantile on the {unc.get('fitted_on')} (n = {unc.get('n')}; referred there: "
+                     f"{unc.get('refer_rate_validation')})")
+    accepted, trained = m.get("modalities"), m.get("modalities_trained")
+    if trained and set(accepted or []) - set(trained):
+        lines.append(f"\"modality not in training data\": a DICOM image of an accepted modality it was not trained "
+                     f"on ({', '.join(sorted(set(accepted or []) - set(trained)))})")
+    if accepted:
+        lines.append(f"Not referred but refused with an error: a DICOM image whose Modality is not "
+                     f"{', '.join(accepted)}")
+    if not lines:
+        return ["None: every prediction is given as it is (no fingerprint, uncertainty rule or modality list)"]
+    lines.append("A referred prediction keeps its probabilities; its decision reads \"refer\" with the reasons")
+    return lines
+
+
 def classification_card_section(manifest: Mapping[str, Any]) -> Section:
     """The model-card section of a classification model: architecture, input, threshold,
     training data and the headline metrics per split."""
@@ -119,4 +182,6 @@ def classification_card_section(manifest: Mapping[str, Any]) -> Section:
                  "checksum": data.get("md5") or data.get("sha256") or data.get("listing_sha256")},
         "training": {"wall_time_s": t.get("wall_time_s"), "best_epochs": t.get("best_epochs")},
         "metrics": dict(manifest.get("metrics") or {}),
+        "card_fingerprint": _card_fingerprint(manifest), "card_calibration": _card_calibration(manifest),
+        "card_refer": _card_refer(manifest),
     })

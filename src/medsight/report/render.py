@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Section", "render_report", "write_report", "render_card"]
+__all__ = ["Section", "render_report", "write_report", "render_card", "CARD_STATEMENTS"]
 
 REPORT_TEMPLATE = "report.html.j2"
 CARD_TEMPLATE = "card.md.j2"
@@ -106,10 +106,33 @@ def write_report(section: Section, path: str | Path) -> Path:
     return path
 
 
+#: The card sections every task states (as lists of lines in its section's context): what the
+#: model was trained on, how far its probabilities can be taken at their word, and when it refers.
+CARD_STATEMENTS = ("card_fingerprint", "card_calibration", "card_refer")
+
+
+def default_intended_use(manifest: Mapping[str, Any]) -> list[str]:
+    """The intended use a card states when the config gave none."""
+    modalities = ", ".join(manifest.get("modalities") or []) or "medical"
+    return [f"Research on {modalities} images like its training data (below), as a second reader: a clinician "
+            "reviews every output before it informs care."]
+
+
+def default_out_of_scope(manifest: Mapping[str, Any]) -> list[str]:
+    """The out-of-scope uses a card states when the config gave none."""
+    return ["Images of another modality, body part, view, resolution or population than its training data.",
+            "Use as the only reader, or any decision about a patient without a clinician's review."]
+
+
 def render_card(section: Section, manifest: Mapping[str, Any], *, reproduce: str | None = None) -> str:
-    """A Markdown model card: the manifest's name, version and description, the task's section,
-    the command that retrains the model (``reproduce``, else ``manifest["reproduce"]``) and the limits."""
+    """A Markdown model card: the manifest's name, version and description, intended and
+    out-of-scope use, the task's section (with its training fingerprint, calibration and refer
+    rule: :data:`CARD_STATEMENTS`), the failure modes measured, the command that retrains the
+    model (``reproduce``, else ``manifest["reproduce"]``), notes and the limits."""
     return _render(CARD_TEMPLATE, section, {
         "name": manifest.get("name"), "version": manifest.get("version"),
         "description": manifest.get("description") or "", "reproduce": reproduce or manifest.get("reproduce"),
-        **section.context})
+        "intended_use": manifest.get("intended_use") or default_intended_use(manifest),
+        "out_of_scope": manifest.get("out_of_scope") or default_out_of_scope(manifest),
+        "failure_modes": list(manifest.get("failure_modes") or []), "notes": list(manifest.get("notes") or []),
+        **{k: None for k in CARD_STATEMENTS}, **section.context})

@@ -162,4 +162,38 @@ def segmentation_card_section(manifest: Mapping[str, Any]) -> Section:
                      "epochs_run": t.get("epochs_run"), "best_epoch": t.get("best_epoch")},
         "metrics": [(split, m.get("n"), [(n, _summary(m.get("summary", {}), n)) for n in structures])
                     for split, m in (manifest.get("metrics") or {}).items()],
+        "card_fingerprint": _card_fingerprint(manifest, fp),
+        "card_calibration": ["Not applicable: the label map is the most probable class per voxel; the voxel "
+                             "probabilities are not calibrated, and the probability map the model explains itself "
+                             "with is a picture, not a measurement"],
+        "card_refer": _card_refer(manifest),
     })
+
+
+def _card_fingerprint(manifest: Mapping[str, Any], fp: Mapping[str, Any]) -> list[str]:
+    modalities = manifest.get("modalities")
+    lines = [f"DICOM modalities: {', '.join(modalities) if modalities else 'any (no modality check)'}"]
+    if fp:
+        lines.append(f"{fp.get('n_cases')} training cases; spacing {fp.get('spacing_mm', {}).get('min')} to "
+                     f"{fp.get('spacing_mm', {}).get('max')} mm; shape {fp.get('shape', {}).get('min')} to "
+                     f"{fp.get('shape', {}).get('max')} voxels")
+        for c, stats in enumerate(fp.get("intensity") or []):
+            lines.append(f"Channel {c} intensity: 0.5th to 99.5th percentile {stats.get('p00_5')} to "
+                         f"{stats.get('p99_5')} (mean {stats.get('mean')}, sd {stats.get('sd')})")
+        if fp.get("label_volume_ml_mean"):
+            names = list(manifest.get("labels", []))
+            values = manifest.get("label_values") or list(range(len(names)))
+            by_value = {str(v): n for v, n in zip(values, names)}
+            vols = ", ".join(f"{by_value.get(k, k)} {v} mL" for k, v in fp["label_volume_ml_mean"].items())
+            lines.append(f"Mean structure volume in the training labels: {vols}")
+    return lines
+
+
+def _card_refer(manifest: Mapping[str, Any]) -> list[str]:
+    modalities = manifest.get("modalities")
+    lines = ["None: every image the model accepts is segmented; there is no fingerprint distance or uncertainty "
+             "rule for segmentation yet"]
+    if modalities:
+        lines.append(f"Refused with an error: a DICOM image whose Modality is not {', '.join(modalities)}. A NIfTI "
+                     f"or PNG carries no modality and is not refused (see the failure modes measured)")
+    return lines

@@ -28,7 +28,8 @@ def train(c, run_dir, **kw):
 
 
 def test_learns_separable_data_and_writes_a_complete_run(tiny_npz, tmp_path):
-    model = train(cfg(tiny_npz, {"epochs": 4}), tmp_path / "run")
+    model = train(cfg(tiny_npz, {"epochs": 4}, intended_use=["Bright-centre detection on test images."],
+                      out_of_scope=["Anything clinical."]), tmp_path / "run")
     run = tmp_path / "run"
     for f in ("config.yaml", "metrics.csv", "learning_curves.png", "summary.json", "model/manifest.json",
               "model/weights.safetensors", "model/MODEL_CARD.md", "evaluation/test.json", "evaluation/report.html"):
@@ -42,6 +43,15 @@ def test_learns_separable_data_and_writes_a_complete_run(tiny_npz, tmp_path):
     assert m["preprocessing"]["normalize_std"] > 0 and m["training"]["data"]["n"]["train"] == 60
     html = (run / "evaluation/report.html").read_text()
     assert "data:image/png;base64" in html and "ROC curve" in html and "confusion matrix" in html
+    # the config's card statements reach the manifest and the card
+    assert m["intended_use"] == ["Bright-centre detection on test images."]
+    assert m["out_of_scope"] == ["Anything clinical."]
+    card = (run / "model/MODEL_CARD.md").read_text()
+    assert "## Intended use\n- Bright-centre detection on test images.\n" in card
+    assert "## Out-of-scope use\n- Anything clinical.\n" in card
+    for heading in ("Training fingerprint", "Calibration", "Refer rule"):
+        section = card.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        assert section.startswith("- ") and "Not stated" not in section, heading
 
 
 def test_same_seed_same_weights_different_seed_different(tiny_npz, tmp_path):

@@ -427,7 +427,7 @@ class DetectionTask(Task):
         m = dict(manifest)
         if isinstance(m.get("detection"), dict):  # the defaults a manifest leaves unwritten, for the card
             m["detection"] = DetectionInference.model_validate(m["detection"]).model_dump(mode="json")
-        return Section("detection_card.md.j2", folder=TEMPLATES, context={"m": m})
+        return Section("detection_card.md.j2", folder=TEMPLATES, context={"m": m, **_card_statements(m)})
 
     # -- training: hooks of the run skeleton (engine/run.py) -----------------------------------
     def prepare(self, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSetup:
@@ -445,3 +445,23 @@ class DetectionTask(Task):
         from medsight.tasks.detection.fit import finish
 
         return finish(self, cfg, prepared, networks, results)
+
+
+def _card_statements(m: dict[str, Any]) -> dict[str, list[str]]:
+    """The detection card's training fingerprint, calibration and refer statements."""
+    t, d = m.get("training") or {}, m.get("detection") or {}
+    scans = t.get("scans") or {}
+    modalities = m.get("modalities")
+    fingerprint = [f"DICOM modalities: {', '.join(modalities) if modalities else 'any (no modality check)'}",
+                   f"Training data: {t.get('data')}: {scans.get('n_scans')} scans, {scans.get('n_nodules')} nodules"
+                   f" (nodules per split {t.get('n_nodules')})",
+                   f"Network input: the lung crop resampled to {m.get('preprocessing', {}).get('target_spacing')} mm, "
+                   f"HU clipped to {d.get('hu_window')} and scaled to [0, 1]"]
+    calibration = ["None: a finding's score is the network's nodule probability at its peak, not a calibrated "
+                   "probability that it is a nodule; the operating threshold is set by false positives per scan "
+                   f"on validation scans ({m.get('threshold_rule')})"]
+    refer = ["None: every CT accepted is searched; a scan whose lungs are not found gives an error, not findings"]
+    if modalities:
+        refer.append(f"Refused with an error: a DICOM series whose Modality is not {', '.join(modalities)}. A NIfTI "
+                     f"or MetaImage carries no modality and is not refused (see the failure modes measured)")
+    return {"card_fingerprint": fingerprint, "card_calibration": calibration, "card_refer": refer}

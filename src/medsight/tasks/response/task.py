@@ -419,7 +419,21 @@ class ResponseTask(Task):
     def card_section(self, manifest: dict[str, Any]) -> Section:
         from medsight.report import Section
 
-        return Section("response.md.j2", folder=TEMPLATES, context={"m": manifest})
+        r = manifest.get("response") or {}
+        statements = {
+            "card_fingerprint": [f"Training data: {(manifest.get('training') or {}).get('data')}; treatments "
+                                 f"{', '.join(r.get('treatments') or [])}; covariates "
+                                 f"{', '.join(c.get('name', '?') for c in r.get('covariates') or []) or 'none'}",
+                                 "Image features' distance from the training patients': refer above "
+                                 f"{r.get('ood_threshold')} (the {r.get('ood_quantile')} quantile of validation "
+                                 "patients)"],
+            "card_calibration": ["None fitted: each treatment head's response probability is the ensemble's mean, "
+                                 "with its SD across members as the uncertainty"],
+            "card_refer": ["The recommendation is \"refer\" when the leading treatment's margin is within the "
+                           "ensemble's uncertainty, its SD is too high, or the input is unlike the training data "
+                           "(the Model section gives the thresholds)"],
+        }
+        return Section("response.md.j2", folder=TEMPLATES, context={"m": manifest, **statements})
 
 
 # -- helpers ----------------------------------------------------------------------------------
