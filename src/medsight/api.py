@@ -35,8 +35,9 @@ def load(name_or_path: str | Path) -> FrontDoor:
 
 
 def train(config: str | Path, *, run_dir: str | Path, overrides: list[str] | None = None,
-          observers: Sequence[Any] = (), resume: bool = False) -> SavedModel:
-    """Train from a YAML config (what ``medsight train`` runs); returns the saved model."""
+          observers: Sequence[Any] = (), resume: bool = False) -> SavedModel | None:
+    """Train from a YAML config (what ``medsight train`` runs); returns the saved model (None in
+    the training processes other than rank 0 of a distributed run: rank 0 saves it)."""
     from medsight.config import load_config
     from medsight.tasks.base import get_task
 

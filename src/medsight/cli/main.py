@@ -92,18 +92,35 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")],
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --out.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train with DDP over this many processes on this "
+                                                              "machine (runs torchrun; see docs/scale.md).")] = 1,
     verbose: Verbose = False,
 ) -> None:
     """Train a model from a config; writes the model, metrics log, curves and report into --out."""
     from medsight.api import train as api_train
     from medsight.cli.progress import TrainingProgress
     from medsight.config import load_config
+    from medsight.engine.distributed import world
 
     _setup_logging(verbose)
     cfg = load_config(config, overrides or [])
-    out.print(f"[bold]training[/bold] {cfg.name} ({cfg.task}, {cfg.model.name}) on {cfg.data.source}")
-    with TrainingProgress(out) as progress:
+    w = world()
+    if nproc > 1 and not w.distributed:  # start the processes: torchrun, on this machine alone
+        import subprocess
+
+        args = [str(config), "--out", str(out_dir), *(a for o in overrides or [] for a in ("--set", o)),
+                *(["--resume"] if resume else []), *(["--verbose"] if verbose else [])]
+        out.print(f"[bold]training[/bold] {cfg.name} with DDP over {nproc} processes (torchrun)")
+        code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                f"--nproc-per-node={nproc}", "-m", "medsight", "train", *args])
+        raise typer.Exit(code)
+    if w.main:
+        out.print(f"[bold]training[/bold] {cfg.name} ({cfg.task}, {cfg.model.name}) on {cfg.data.source}"
+                  + (f" (DDP: {w.size} processes)" if w.distributed else ""))
+    with TrainingProgress(out if w.main else Console(quiet=True)) as progress:
         model = api_train(config, run_dir=out_dir, overrides=overrides or [], observers=[progress], resume=resume)
+    if model is None:  # another rank's process: rank 0 reports
+        return
     t = model.manifest.get("training", {})
     out.print(f"[green]done[/green] in {t.get('wall_time_s')} s; model saved to [bold]{out_dir / 'model'}[/bold]")
     for split, m in model.manifest.get("metrics", {}).items():
@@ -309,6 +326,66 @@ def predict(
     failed = sum(1 for r in results if not r.ok)
     if failed:
         err.print(f"[yellow]{failed} of {len(results)} input(s) failed[/yellow]")
+        raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def batch(
+    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The JSON-lines results file: made, or resumed (only the "
+                                                         "inputs not in it yet are predicted).")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="Files or folders.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="A CSV whose 'path' column lists the inputs "
+                                                                     "(relative to the CSV).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes that predict (one torch thread each)."
+                                         )] = 1,
+    chunk: Annotated[int | None, typer.Option("--chunk", min=1, help="Inputs read and predicted together (default 64 "
+                                                                     "for 2D models, 1 for 3D).")] = None,
+    part: Annotated[str | None, typer.Option("--part", help="K/N: this machine's part of the list, every N-th input "
+                                                            "from the K-th (run N machines, one output each).")] = None,
+    accept_modality: Annotated[list[str] | None, typer.Option(
+        "--accept-modality", help="Also take images of this DICOM modality (see predict).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the run's summary as JSON here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    backend: BackendOpt = "torch",
+    verbose: Verbose = False,
+) -> None:
+    """Predict an archive: inputs read as needed, one JSON line per result as it comes, resumable after an
+    interruption (a rerun skips what is done), in parallel with --workers. Exit status 1 if an input failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from medsight.batch import list_inputs, read_done, run_batch
+    from medsight.errors import ConfigError
+    from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
+
+    _setup_logging(verbose)
+    m = load_model(model, backend=backend)
+    k_of_n = None
+    if part is not None:
+        try:
+            k, n = (int(x) for x in part.split("/"))
+        except ValueError:
+            raise ConfigError(f"--part must be K/N (e.g. 2/4); got {part!r}") from None
+        k_of_n = (k, n)
+    names = list_inputs(lambda xs: get_task(m.task).expand_inputs(m, xs), inputs or [], manifest=manifest,
+                        part=k_of_n)
+    done = len(read_done(out_file, names)[0]) if out_file.exists() else 0
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, disable=quiet) as bar:
+        task = bar.add_task(f"{m.name}", total=len(names), completed=done)
+        summary = run_batch(model, names, out_file, workers=workers, chunk=chunk, backend=backend,
+                            accept_modalities=accept_modality, progress=lambda k: bar.advance(task, k))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary.to_dict(), indent=1))
+    out.print(f"{summary.n} input(s): {summary.already_done} already in {out_file}, {summary.predicted} predicted in "
+              f"{summary.seconds:.1f} s ({summary.images_per_second} per s), {summary.failed} failed; peak memory "
+              f"{summary.peak_rss_mb:.0f} MB"
+              + ("; a torn last line was cut off and redone" if summary.repaired else "")
+              + (f"; {summary.failed_earlier} failed in an earlier run" if summary.failed_earlier else ""))
+    if summary.failed or summary.failed_earlier:
         raise typer.Exit(1)
 
 

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import torch
 
 from medsight.config import Config, save_config
+from medsight.engine.distributed import init_from_env
 from medsight.engine.trainer import Trainer, TrainingHooks, TrainResult, seed_everything
 from medsight.errors import ConfigError
 from medsight.models.saved import SavedModel
@@ -101,8 +102,12 @@ class RunTask(Protocol):
 
 
 def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[Any] = (),
-              resume: bool = False) -> SavedModel:
+              resume: bool = False) -> SavedModel | None:
     """Train ``task`` from ``cfg`` into ``run_dir``; return the saved model.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process trains its share of each batch
+    (:mod:`medsight.engine.distributed`); rank 0 alone writes the run folder, evaluates and
+    saves, and the others return None.
 
     Raises:
         ConfigError: the config is not this task's (or a task hook refuses it).
@@ -111,8 +116,10 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
     t_start = time.perf_counter()
     if not isinstance(cfg, task.config_type):
         raise ConfigError(f"the {task.name} task needs task: {task.name}; the config says {cfg.task!r}")
+    w = init_from_env()  # torchrun started several processes: they train together, rank 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if w.main:
+        save_config(cfg, run_dir / "config.yaml")
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -120,7 +127,8 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
     prepared = task.prepare(cfg, run_dir=run_dir)
     if prepared.config is not cfg:
         cfg = prepared.config
-        save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same
+        if w.main:
+            save_config(cfg, run_dir / "config.yaml")  # the settings really used, so the file retrains the same
     networks: list[torch.nn.Module] = []
     results: list[TrainResult] = []
     for member in range(prepared.members):
@@ -129,6 +137,9 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
         results.append(Trainer(network, prepared.hooks, cfg.train, run_dir=run_dir, observers=list(observers),
                                member=member, members=prepared.members).fit(prepared.train, resume=resume))
         networks.append(network)
+    if not w.main:  # the model, its evaluation and report are rank 0's
+        w.barrier()
+        return None  # type: ignore[return-value]
     finished = task.finish(cfg, prepared, networks, results)
     model = finished.model
     manifest = model.manifest
@@ -140,6 +151,7 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
                    for split in prepared.splits}
     manifest["metrics"] = {split: task.headline(ev) for split, ev in evaluations.items()}
     manifest.setdefault("training", {})["wall_time_s"] = round(time.perf_counter() - t_start, 1)
+    manifest["training"]["processes"] = w.size  # DDP: how many processes trained it
     for key in ("intended_use", "out_of_scope"):  # the card's statements, whatever the task
         if getattr(cfg, key):
             manifest[key] = list(getattr(cfg, key))
@@ -156,6 +168,7 @@ def train_run(task: RunTask, cfg: Config, *, run_dir: Path, observers: Sequence[
         "trainer_seconds": round(sum(r.seconds for r in results), 1),
         "best_epochs": [r.best_epoch for r in results], "metrics": manifest["metrics"], **finished.summary},
         indent=1))
+    w.barrier()  # the others wait for the saved model, so the run ends when it is written
     return model
 
 

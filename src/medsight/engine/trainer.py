@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from medsight.config import TrainConfig
+from medsight.engine.distributed import World, world
 from medsight.engine.state import load_training_state, save_training_state
 from medsight.errors import ConfigError, TrainingError
 from medsight.models.weights import save_weights
@@ -164,12 +165,21 @@ class Trainer:
             resume: continue from the state saved in ``run_dir`` when there is one.
         """
         c = self.cfg
-        if c.threads:
-            torch.set_num_threads(c.threads)
+        w = world()
+        if c.threads:  # the machine's threads, shared by its training processes
+            torch.set_num_threads(max(1, c.threads // w.local_size))
+        if w.distributed and c.batch_size % w.size:
+            raise ConfigError(f"train.batch_size ({c.batch_size}) is the batch over all {w.size} training processes; "
+                              f"it must be a multiple of {w.size}")
         seed = c.seed + 1000 * self.member
         seed_everything(seed, c.deterministic)
         n = len(train_dataset)  # type: ignore[arg-type]
         device = next(self.network.parameters()).device.type
+        stepper = self.network  # what training steps run: the network, or its DDP wrapper
+        if w.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            stepper = DistributedDataParallel(self.network)  # rank 0's weights broadcast, gradients averaged
         steps_per_epoch = c.steps_per_epoch or max(1, math.ceil(n / c.batch_size))
         passes = max(1, n // c.batch_size if n > c.batch_size else 1)  # batches in one pass (drop_last)
         if c.steps_per_epoch and c.sampler != "balanced" and steps_per_epoch > passes:
@@ -206,7 +216,8 @@ class Trainer:
                 best_state = load_weights(best_path)
             log.info("resuming at epoch %d (best %s %.4f at epoch %d)", start_epoch + 1, c.monitor, sign * best,
                      best_epoch + 1)
-        _notify(self.observers, "on_train_start", epochs=c.epochs, steps_per_epoch=steps_per_epoch,
+        observers = self.observers if w.main else []  # one process reports, logs and checkpoints
+        _notify(observers, "on_train_start", epochs=c.epochs, steps_per_epoch=steps_per_epoch,
                 member=self.member, members=self.members)
         started = time.perf_counter()
         clock_base[:] = [elapsed_before, started]
@@ -214,13 +225,18 @@ class Trainer:
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()
             epoch_seed = seed * 7919 + epoch
-            if hasattr(train_dataset, "reseed"):
-                train_dataset.reseed(epoch_seed)
+            if hasattr(train_dataset, "reseed"):  # each process its own augmentation draws
+                train_dataset.reseed(epoch_seed + 104729 * w.rank)
             gen = torch.Generator().manual_seed(epoch_seed)
             sampler = _sampler(train_dataset, c, gen, steps_per_epoch)
+            if w.distributed:  # each process its share of the epoch, every share the same length
+                sampler = (_Shard(sampler, w) if sampler is not None else torch.utils.data.DistributedSampler(
+                    train_dataset, num_replicas=w.size, rank=w.rank, shuffle=True, seed=epoch_seed, drop_last=True))
+            batch = c.batch_size // w.size
             loader = torch.utils.data.DataLoader(
-                train_dataset, batch_size=c.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-                num_workers=c.num_workers, drop_last=n > c.batch_size and sampler is None,
+                train_dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                generator=gen if not w.distributed else None, num_workers=c.num_workers,
+                drop_last=w.distributed or (n > c.batch_size and sampler is None),
                 collate_fn=collate_fn or self.task.collate, persistent_workers=False,
             )
             self.network.train()
@@ -229,7 +245,7 @@ class Trainer:
                 if step >= steps_per_epoch:
                     break
                 with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
-                    loss = self.task.training_step(self.network, batch)
+                    loss = self.task.training_step(stepper, batch)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"the training loss became {loss.item()} at epoch {epoch + 1}, step "
                                         f"{step + 1}; expected a finite loss: lower train.lr (now {c.lr:g}) or set "
@@ -244,10 +260,12 @@ class Trainer:
                 bs = self.task.batch_size(batch)
                 total += float(loss.item()) * bs
                 count += bs
-                _notify(self.observers, "on_step", step=step + 1, loss=total / count)
-                if c.schedule_by == "time" and self._clock() >= c.max_minutes * 60:
-                    break  # the budget is spent: validate this epoch and stop
-            metrics = self.task.validate(self.network)
+                _notify(observers, "on_step", step=step + 1, loss=total / count)
+                if c.schedule_by == "time" and w.share(self._clock() >= c.max_minutes * 60):
+                    break  # the budget is spent (rank 0's clock): validate this epoch and stop
+            # one process validates (every rank holds the same weights) and tells the others
+            metrics = w.share(self.task.validate(self.network) if w.main else None)
+            train_loss = w.mean(total / max(count, 1), count)
             if c.monitor not in metrics:
                 raise ConfigError(f"train.monitor must be one of the validation metrics {', '.join(sorted(metrics))}; "
                                   f"got {c.monitor!r}")
@@ -264,19 +282,20 @@ class Trainer:
                 best_state = copy.deepcopy(self.network.state_dict())
             else:
                 bad_epochs += 1
-            record = {"epoch": epoch + 1, "train_loss": round(total / max(count, 1), 6),
+            record = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                       **{k: round(float(v), 6) for k, v in metrics.items()},
                       "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
             history.append(record)
-            self._write_epoch(record, history, opt, sched, epoch, best, best_epoch, bad_epochs,
-                              elapsed_before + time.perf_counter() - started, best_state if improved else None,
-                              best_tie_loss)
-            _notify(self.observers, "on_epoch_end", record, improved=improved)
+            if w.main:
+                self._write_epoch(record, history, opt, sched, epoch, best, best_epoch, bad_epochs,
+                                  elapsed_before + time.perf_counter() - started, best_state if improved else None,
+                                  best_tie_loss)
+            _notify(observers, "on_epoch_end", record, improved=improved)
             if c.early_stopping.patience and bad_epochs >= c.early_stopping.patience:
                 stopped_early = True
                 log.info("early stop after epoch %d: no gain in %s for %d epochs", epoch + 1, c.monitor, bad_epochs)
                 break
-            if c.max_minutes and (elapsed_before + time.perf_counter() - started) / 60 > c.max_minutes:
+            if c.max_minutes and w.share((elapsed_before + time.perf_counter() - started) / 60 > c.max_minutes):
                 stopped_early = True
                 log.info("stopping after epoch %d: time budget of %.1f min spent", epoch + 1, c.max_minutes)
                 break
@@ -287,7 +306,7 @@ class Trainer:
                              history=history, stopped_early=stopped_early,
                              seconds=elapsed_before + time.perf_counter() - started)
         self.network.load_state_dict(best_state)
-        _notify(self.observers, "on_train_end", result)
+        _notify(observers, "on_train_end", result)
         return result
 
     def _write_epoch(self, record, history, opt, sched, epoch, best, best_epoch, bad_epochs, seconds, best_state,
@@ -342,6 +361,20 @@ def _sampler(dataset: Any, c: TrainConfig, gen: torch.Generator, steps: int):
     weights = (1.0 / counts.clamp_min(1).float())[targets]
     return torch.utils.data.WeightedRandomSampler(weights, num_samples=steps * c.batch_size, replacement=True,
                                                   generator=gen)
+
+
+class _Shard(torch.utils.data.Sampler):
+    """Every ``world.size``-th index of ``sampler`` from ``world.rank``: the same draw on every
+    process (same generator seed), split between them (the balanced sampler under DDP)."""
+
+    def __init__(self, sampler: torch.utils.data.Sampler, w: World) -> None:
+        self.sampler, self.rank, self.size = sampler, w.rank, w.size
+
+    def __iter__(self):
+        return iter(list(self.sampler)[self.rank::self.size])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.sampler), self.size))  # type: ignore[arg-type]
 
 
 def _time_factor(c: TrainConfig, clock: Callable[[], float]) -> Callable[[int], float]:
