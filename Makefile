@@ -32,7 +32,8 @@ e2e: install peers ## end-to-end with real peers (Orthanc, dcmtk, PostgreSQL, Ch
 	scripts/e2e.sh
 
 bench: install ## benchmarks (not part of the tests); results go to docs/benchmarks.md
-	$(PY) benchmarks/run_all.py
+	$(PIP) install -q -e ".[bench]"
+	KERAS_BACKEND=torch $(PY) benchmarks/run_all.py
 
 lint: install
 	$(PIP) install -q -e ".[dev]"

@@ -113,6 +113,62 @@ def plain_run(data: str, epochs: int, threads: int) -> dict:
     return {"images_per_second": round(clock.images_per_second(), 1)}
 
 
+def flops_per_image() -> dict[str, float]:
+    """The network's FLOPs per 28x28 image (torch's FlopCounterMode; a multiply-add is 2 FLOPs):
+    the forward pass (inference) and forward + backward (a training step)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from medsight.models.registry import create_model
+
+    net = create_model("resnet-small", spatial_dims=2, in_channels=1, num_classes=2, width=32)
+    x = torch.randn(BATCH, 1, 28, 28)
+    with FlopCounterMode(display=False) as fwd:
+        net.eval()
+        with torch.no_grad():
+            net(x)
+    with FlopCounterMode(display=False) as both:
+        net.train()
+        net(x).sum().backward()
+    return {"inference": fwd.get_total_flops() / BATCH, "training": both.get_total_flops() / BATCH}
+
+
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of an n x n matmul in fp32 and bf16 on ``threads`` threads (the best of ``repeats``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        out[name] = round(2 * n ** 3 / best / 1e9, 1)
+    return out
+
+
+def inference_rate(threads: int, seconds: float = 5.0) -> float:
+    """Images/s of the network's forward pass alone, batch 128 (fp32, no grad)."""
+    import torch
+
+    from medsight.models.registry import create_model
+
+    torch.set_num_threads(threads)
+    net = create_model("resnet-small", spatial_dims=2, in_channels=1, num_classes=2, width=32).eval()
+    x = torch.randn(BATCH, 1, 28, 28)
+    with torch.no_grad():
+        net(x)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            net(x)
+            n += BATCH
+    return n / (time.perf_counter() - t0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -128,6 +184,9 @@ def main() -> int:
             p = plain_run(data, 2, args.threads)
             out["overhead"].append({"medsight": m["images_per_second"], "plain": p["images_per_second"]})
             print(out["overhead"][-1], flush=True)
+    out["flops_per_image"] = flops_per_image()
+    out["matmul_gflops"] = matmul_peak(args.threads)
+    out["inference_images_per_second"] = round(inference_rate(args.threads), 1)
     ms = float(np.median([o["medsight"] for o in out["overhead"]]))
     pl = float(np.median([o["plain"] for o in out["overhead"]]))
     out["ratio"] = round(ms / pl, 3)
@@ -144,7 +203,18 @@ def main() -> int:
              + ", ".join(f"{o['medsight']:,.0f}" for o in out["overhead"]) + " |",
              f"| plain PyTorch loop (TensorDataset, DataLoader, the textbook step) | {pl:,.0f} | "
              + ", ".join(f"{o['plain']:,.0f}" for o in out["overhead"]) + " |",
-             f"| **ratio MedSight / plain** | **{out['ratio']:.3f}** | |"]
+             f"| **ratio MedSight / plain** | **{out['ratio']:.3f}** | |", ""]
+    fl, peak = out["flops_per_image"], out["matmul_gflops"]
+    train_gf = fl["training"] * ms / 1e9
+    infer_gf = fl["inference"] * out["inference_images_per_second"] / 1e9
+    lines += ["| compute | FLOPs / image | images/s | GFLOP/s | share of the fp32 matmul peak |",
+              "|---|---|---|---|---|",
+              f"| training step (MedSight) | {fl['training'] / 1e6:.1f} M | {ms:,.0f} | {train_gf:.1f} | "
+              f"{train_gf / peak['fp32']:.1%} |",
+              f"| inference (forward, batch {BATCH}) | {fl['inference'] / 1e6:.1f} M | "
+              f"{out['inference_images_per_second']:,.0f} | {infer_gf:.1f} | {infer_gf / peak['fp32']:.1%} |",
+              "", f"This machine's 2048x2048 matmul on {args.threads} threads: {peak['fp32']:,.0f} GFLOP/s in fp32, "
+              f"{peak['bf16']:,.0f} GFLOP/s in bf16 (FLOPs counted by torch's FlopCounterMode, a multiply-add as 2)."]
     write_section(MARK, lines)
     return 0
 
