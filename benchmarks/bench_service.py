@@ -14,8 +14,13 @@ Latencies come from the database: ``results.created_at - results.received_at`` (
 receiver committed the instance → the time the worker committed its result). Images are real
 PneumoniaMNIST test images made into CR DICOM (tests/support/xray_dicom.py).
 
+``--backend onnxruntime`` runs pneumonia-xray through its ONNX export (made here by
+``export_model`` into the scratch folder; service.yaml ``models.<name>.backend``), for the
+results/s of the two backends side by side.
+
 Usage:
-    .venv/bin/python benchmarks/bench_service.py --n 500 --sequential 30 [--postgres] [--json out.json]
+    .venv/bin/python benchmarks/bench_service.py --n 500 --sequential 30 [--postgres] [--backend onnxruntime]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--sequential", type=int, default=30, help="instances sent one at a time")
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     npz = Path(os.environ.get("MEDSIGHT_SHARED_DATA", REPO.parent / "shared" / "data")) / \
@@ -100,9 +106,21 @@ def main() -> None:
         pg = Postgres().start()
         url = pg.url
     hook = Webhook()
-    stack = Stack(work, model=_model(npz, work), db_url=url, webhook_url=hook.url)
+    model = _model(npz, work)
+    overrides = None
+    if args.backend == "onnxruntime":
+        from medsight.models.export import export_model
+        from medsight.models.saved import load_model
+
+        export_model(load_model(model), work / "onnx-model")
+
+        def overrides(st: Stack) -> dict:
+            models = st._base_config()["models"]
+            onnx = {**models["pneumonia-xray"], "path": str(work / "onnx-model"), "backend": "onnxruntime"}
+            return {"models": {**models, "pneumonia-xray": onnx}}
+    stack = Stack(work, model=model, db_url=url, webhook_url=hook.url, overrides=overrides)
     stack.start()
-    out: dict = {"database": "postgresql" if pg else "sqlite", "cpus": os.cpu_count(),
+    out: dict = {"database": "postgresql" if pg else "sqlite", "backend": args.backend, "cpus": os.cpu_count(),
                  "load_average_at_start": os.getloadavg()}
     try:
         # 1. one at a time
