@@ -79,6 +79,18 @@ def bootstrap_auc_ci(y: np.ndarray, s: np.ndarray, *, n_boot: int = 2000, level:
     return [round(float(np.quantile(aucs, alpha)), 4), round(float(np.quantile(aucs, 1 - alpha)), 4)]
 
 
+def _counts(y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """``(TP, TN, FP, FN)`` of 0/1 labels ``y`` when ``s >= threshold`` is called positive."""
+    pred = s >= threshold
+    return (int(np.sum(pred & (y == 1))), int(np.sum(~pred & (y == 0))), int(np.sum(pred & (y == 0))),
+            int(np.sum(~pred & (y == 1))))
+
+
+def _ratio(a: int, b: int) -> float | None:
+    """``a / b`` to 4 decimals; None when ``b`` is 0 (undefined, not 0)."""
+    return round(a / b, 4) if b else None
+
+
 def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_boot: int = 2000,
                   level: float = 0.95, seed: int = 0, roc_points: bool = True) -> dict[str, Any]:
     """All binary metrics at ``threshold`` (positive when ``score >= threshold``).
@@ -96,16 +108,8 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_
     """
     y = np.asarray(y_true).astype(int).ravel()
     s = np.asarray(score, dtype=float).ravel()
-    pred = s >= threshold
-    tp = int(np.sum(pred & (y == 1)))
-    tn = int(np.sum(~pred & (y == 0)))
-    fp = int(np.sum(pred & (y == 0)))
-    fn = int(np.sum(~pred & (y == 1)))
+    tp, tn, fp, fn = _counts(y, s, threshold)
     n = len(y)
-
-    def ratio(a: int, b: int) -> float | None:
-        return round(a / b, 4) if b else None
-
     both = 0 < y.sum() < n
     out: dict[str, Any] = {
         "n": n,
@@ -114,17 +118,17 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_
         "threshold": round(float(threshold), 6),
         "auc": round(_auc(y, s), 4) if both else None,
         "auc_ci95": bootstrap_auc_ci(y, s, n_boot=n_boot, level=level, seed=seed) if both else None,
-        "accuracy": ratio(tp + tn, n),
+        "accuracy": _ratio(tp + tn, n),
         "accuracy_ci95": wilson_ci(tp + tn, n, level),
-        "sensitivity": ratio(tp, tp + fn),
+        "sensitivity": _ratio(tp, tp + fn),
         "sensitivity_ci95": wilson_ci(tp, tp + fn, level),
-        "specificity": ratio(tn, tn + fp),
+        "specificity": _ratio(tn, tn + fp),
         "specificity_ci95": wilson_ci(tn, tn + fp, level),
-        "ppv": ratio(tp, tp + fp),
+        "ppv": _ratio(tp, tp + fp),
         "ppv_ci95": wilson_ci(tp, tp + fp, level),
-        "npv": ratio(tn, tn + fn),
+        "npv": _ratio(tn, tn + fn),
         "npv_ci95": wilson_ci(tn, tn + fn, level),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "confusion_matrix": [[tn, fp], [fn, tp]],
     }
     cal = calibration(y, s)
@@ -145,10 +149,6 @@ def binary_report(y_true: np.ndarray, score: np.ndarray, threshold: float, *, n_
     return out
 
 
-def _counts(y: np.ndarray, s: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
-    pred = s >= threshold
-    return (int(np.sum(pred & (y == 1))), int(np.sum(~pred & (y == 0))), int(np.sum(pred & (y == 0))),
-            int(np.sum(~pred & (y == 1))))
 
 
 def threshold_table(y_true: np.ndarray, score: np.ndarray, operating: float | None = None,
@@ -167,13 +167,13 @@ def threshold_table(y_true: np.ndarray, score: np.ndarray, operating: float | No
     for t in points:
         tp, tn, fp, fn = _counts(y, s, t)
         rows.append({"threshold": t, "operating": operating is not None and t == round(float(operating), 6),
-                     "sensitivity": round(tp / (tp + fn), 4) if tp + fn else None,
-                     "specificity": round(tn / (tn + fp), 4) if tn + fp else None,
-                     "ppv": round(tp / (tp + fp), 4) if tp + fp else None,
-                     "npv": round(tn / (tn + fn), 4) if tn + fn else None,
-                     "called_positive": tp + fp})
+                     "sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+                     "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn), "called_positive": tp + fp})
     return rows
 
+
+#: The metrics of each subgroup row (a binary report's, on the group's cases).
+SUBGROUP_METRICS = ("auc", "auc_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95")
 
 #: Covariates read as an age (binned into decades for the subgroup tables).
 AGE_COLUMNS = ("age", "age_years", "patient_age", "patientage")
@@ -229,16 +229,9 @@ def subgroup_report(y_true: np.ndarray, score: np.ndarray, threshold: float, gro
         rows = []
         for g in sorted(set(v.tolist()), key=lambda x: (x == "(missing)", x)):
             m = v == g
-            yg, sg = y[m], s[m]
-            tp, tn, fp, fn = _counts(yg, sg, threshold)
-            both = 0 < yg.sum() < len(yg)
-            rows.append({"group": g, "n": int(m.sum()), "n_positive": int(yg.sum()),
-                         "auc": round(_auc(yg, sg), 4) if both else None,
-                         "auc_ci95": bootstrap_auc_ci(yg, sg, n_boot=n_boot, level=level, seed=seed) if both else None,
-                         "sensitivity": round(tp / (tp + fn), 4) if tp + fn else None,
-                         "sensitivity_ci95": wilson_ci(tp, tp + fn, level),
-                         "specificity": round(tn / (tn + fp), 4) if tn + fp else None,
-                         "specificity_ci95": wilson_ci(tn, tn + fp, level)})
+            r = binary_report(y[m], s[m], threshold, n_boot=n_boot, level=level, seed=seed, roc_points=False)
+            rows.append({"group": g, "n": r["n"], "n_positive": r["n_positive"],
+                         **{k: r[k] for k in SUBGROUP_METRICS}})
         out[column] = rows
     return out
 
