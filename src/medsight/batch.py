@@ -203,7 +203,8 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
         out: the JSON-lines file (made, or resumed).
         workers: processes that predict (1: this one).
         chunk: inputs per chunk (default: 64 for a 2D model, 1 for a 3D one).
-        progress: called with the number of inputs each chunk finished.
+        progress: called with a number of inputs done: first those already in ``out`` (when
+            there are any), then each chunk's.
 
     Raises:
         DataError: ``out`` holds lines of another input list.
@@ -212,6 +213,8 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
     out.parent.mkdir(parents=True, exist_ok=True)
     done, failed_before, repaired = read_done(out, names)
     todo = [i for i in range(len(names)) if i not in done]
+    if done and progress is not None:
+        progress(len(done))
     t0 = time.perf_counter()
     failed = 0
     if todo:

@@ -355,7 +355,7 @@ def batch(
     interruption (a rerun skips what is done), in parallel with --workers. Exit status 1 if an input failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from medsight.batch import list_inputs, read_done, run_batch
+    from medsight.batch import list_inputs, run_batch
     from medsight.errors import ConfigError
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
@@ -371,10 +371,9 @@ def batch(
         k_of_n = (k, n)
     names = list_inputs(lambda xs: get_task(m.task).expand_inputs(m, xs), inputs or [], manifest=manifest,
                         part=k_of_n)
-    done = len(read_done(out_file, names)[0]) if out_file.exists() else 0
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, disable=quiet) as bar:
-        task = bar.add_task(f"{m.name}", total=len(names), completed=done)
+        task = bar.add_task(f"{m.name}", total=len(names))
         summary = run_batch(model, names, out_file, workers=workers, chunk=chunk, backend=backend,
                             accept_modalities=accept_modality, progress=lambda k: bar.advance(task, k))
     if json_out:
