@@ -50,6 +50,17 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: Path, *, monit
     return path
 
 
+def _unit_square(fig, ax, xlabel: str, ylabel: str, *, legend: str) -> str:
+    """Finish a plot of two rates (both axes 0 to 1) and return it as base64 PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc=legend, fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig_to_base64(fig)
+
+
 def roc_png(fpr: Sequence[float], tpr: Sequence[float], *, auc: float | None, ci: Sequence[float] | None,
             point: tuple[float, float] | None = None) -> str:
     plt = _plt()
@@ -59,13 +70,7 @@ def roc_png(fpr: Sequence[float], tpr: Sequence[float], *, auc: float | None, ci
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
     if point is not None:
         ax.plot([point[0]], [point[1]], "o", color="C3", label="operating point")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig_to_base64(fig)
+    return _unit_square(fig, ax, "1 - specificity", "sensitivity", legend="lower right")
 
 
 def pr_png(recall: Sequence[float], precision: Sequence[float], *, average_precision: float | None,
@@ -80,13 +85,7 @@ def pr_png(recall: Sequence[float], precision: Sequence[float], *, average_preci
         ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"no skill (prevalence {prevalence:.2f})")
     if point is not None:
         ax.plot([point[0]], [point[1]], "o", color="C3", label="operating point")
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision (PPV)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig_to_base64(fig)
+    return _unit_square(fig, ax, "recall (sensitivity)", "precision (PPV)", legend="lower left")
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
@@ -116,13 +115,7 @@ def reliability_png(bins: Sequence[dict[str, Any]], *, ece: float | None, brier:
     sizes = [20 + 180 * b["n"] / max(1, max(bb["n"] for bb in bins)) for b in bins]
     ax.plot(xs, ys, "-", color="C0", lw=1)
     ax.scatter(xs, ys, s=sizes, color="C0", label=f"ECE {ece:.3f}, Brier {brier:.3f}" if ece is not None else None)
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("observed frequency")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig_to_base64(fig)
+    return _unit_square(fig, ax, "mean predicted probability", "observed frequency", legend="upper left")
 
 
 def froc_png(fps: Sequence[float], sensitivity: Sequence[float], *, fp_rates: Sequence[float],
