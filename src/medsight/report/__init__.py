@@ -4,6 +4,13 @@ A task provides a :class:`Section` for each (``Task.report_section``, ``Task.car
 :func:`render_report` and :func:`render_card` put it inside the shared base templates.
 """
 
-from medsight.report.render import Section, render_card, render_report, write_report
+from medsight.report.render import (
+    Section,
+    modality_fingerprint,
+    modality_refusal,
+    render_card,
+    render_report,
+    write_report,
+)
 
-__all__ = ["Section", "render_report", "write_report", "render_card"]
+__all__ = ["Section", "render_report", "write_report", "render_card", "modality_fingerprint", "modality_refusal"]

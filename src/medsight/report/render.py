@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Section", "render_report", "write_report", "render_card", "CARD_STATEMENTS"]
+__all__ = ["Section", "render_report", "write_report", "render_card", "CARD_STATEMENTS", "modality_fingerprint",
+           "modality_refusal"]
 
 REPORT_TEMPLATE = "report.html.j2"
 CARD_TEMPLATE = "card.md.j2"
@@ -109,6 +110,20 @@ def write_report(section: Section, path: str | Path) -> Path:
 #: The card sections every task states (as lists of lines in its section's context): what the
 #: model was trained on, how far its probabilities can be taken at their word, and when it refers.
 CARD_STATEMENTS = ("card_fingerprint", "card_calibration", "card_refer")
+
+
+def modality_fingerprint(modalities: list[str] | None) -> str:
+    """The card's line naming the DICOM modalities a model accepts."""
+    return f"DICOM modalities: {', '.join(modalities) if modalities else 'any (no modality check)'}"
+
+
+def modality_refusal(modalities: list[str] | None, *, dicom: str, files: str) -> list[str]:
+    """The card's refer-rule line for a model that refuses other DICOM modalities and cannot
+    check ``files`` (formats without a modality); none for a model that accepts any."""
+    if not modalities:
+        return []
+    return [f"Refused with an error: a DICOM {dicom} whose Modality is not {', '.join(modalities)}. A {files} "
+            f"carries no modality and is not refused (see the failure modes measured)"]
 
 
 def default_intended_use(manifest: Mapping[str, Any]) -> list[str]:

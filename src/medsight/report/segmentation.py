@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.report.render import Section
+from medsight.report.render import Section, modality_fingerprint, modality_refusal
 
 __all__ = ["write_case_csv", "overlay_png", "segmentation_report_section", "segmentation_card_section", "CSV_METRICS",
            "SUMMARY_METRICS"]
@@ -171,8 +171,7 @@ def segmentation_card_section(manifest: Mapping[str, Any]) -> Section:
 
 
 def _card_fingerprint(manifest: Mapping[str, Any], fp: Mapping[str, Any]) -> list[str]:
-    modalities = manifest.get("modalities")
-    lines = [f"DICOM modalities: {', '.join(modalities) if modalities else 'any (no modality check)'}"]
+    lines = [modality_fingerprint(manifest.get("modalities"))]
     if fp:
         lines.append(f"{fp.get('n_cases')} training cases; spacing {fp.get('spacing_mm', {}).get('min')} to "
                      f"{fp.get('spacing_mm', {}).get('max')} mm; shape {fp.get('shape', {}).get('min')} to "
@@ -190,10 +189,6 @@ def _card_fingerprint(manifest: Mapping[str, Any], fp: Mapping[str, Any]) -> lis
 
 
 def _card_refer(manifest: Mapping[str, Any]) -> list[str]:
-    modalities = manifest.get("modalities")
-    lines = ["None: every image the model accepts is segmented; there is no fingerprint distance or uncertainty "
-             "rule for segmentation yet"]
-    if modalities:
-        lines.append(f"Refused with an error: a DICOM image whose Modality is not {', '.join(modalities)}. A NIfTI "
-                     f"or PNG carries no modality and is not refused (see the failure modes measured)")
-    return lines
+    return ["None: every image the model accepts is segmented; there is no fingerprint distance or uncertainty "
+            "rule for segmentation yet",
+            *modality_refusal(manifest.get("modalities"), dicom="image", files="NIfTI or PNG")]

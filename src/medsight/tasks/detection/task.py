@@ -451,8 +451,9 @@ def _card_statements(m: dict[str, Any]) -> dict[str, list[str]]:
     """The detection card's training fingerprint, calibration and refer statements."""
     t, d = m.get("training") or {}, m.get("detection") or {}
     scans = t.get("scans") or {}
-    modalities = m.get("modalities")
-    fingerprint = [f"DICOM modalities: {', '.join(modalities) if modalities else 'any (no modality check)'}",
+    from medsight.report import modality_fingerprint, modality_refusal
+
+    fingerprint = [modality_fingerprint(m.get("modalities")),
                    f"Training data: {t.get('data')}: {scans.get('n_scans')} scans, {scans.get('n_nodules')} nodules"
                    f" (nodules per split {t.get('n_nodules')})",
                    f"Network input: the lung crop resampled to {m.get('preprocessing', {}).get('target_spacing')} mm, "
@@ -460,8 +461,6 @@ def _card_statements(m: dict[str, Any]) -> dict[str, list[str]]:
     calibration = ["None: a finding's score is the network's nodule probability at its peak, not a calibrated "
                    "probability that it is a nodule; the operating threshold is set by false positives per scan "
                    f"on validation scans ({m.get('threshold_rule')})"]
-    refer = ["None: every CT accepted is searched; a scan whose lungs are not found gives an error, not findings"]
-    if modalities:
-        refer.append(f"Refused with an error: a DICOM series whose Modality is not {', '.join(modalities)}. A NIfTI "
-                     f"or MetaImage carries no modality and is not refused (see the failure modes measured)")
+    refer = ["None: every CT accepted is searched; a scan whose lungs are not found gives an error, not findings",
+             *modality_refusal(m.get("modalities"), dicom="series", files="NIfTI or MetaImage")]
     return {"card_fingerprint": fingerprint, "card_calibration": calibration, "card_refer": refer}
