@@ -100,28 +100,20 @@ def _refused(model, label: str, path: str) -> dict[str, str]:
     return {"check": label, "result": what, "data": "real"}
 
 
-def _pneumonia(model, tmp: Path) -> list[dict[str, str]]:
-    return [
-        _refer_check(model, "BreastMNIST ultrasound test images (156) as 8-bit PNG",
-                     _pngs(_medmnist("breastmnist"), tmp / "us", "us")),
-        _refer_check(model, "hippocampus MRI middle slices (200 MSD Task04 volumes) as 8-bit PNG",
-                     _pngs(_hippocampus_slices(), tmp / "mr", "mr")),
-        _missed(model, "pneumoniamnist"),
-        _refused(model, "a DICOM CT image (pydicom's CT_small.dcm)",
-                 str(SHARED / "pydicom_testfiles" / "CT_small.dcm")),
-    ]
+def _classifier(own: str, other: str, other_label: str, dicom: str, dicom_label: str) -> Callable:
+    """The checks of a MedMNIST classifier: the other MedMNIST set and hippocampus MRI slices as
+    PNG (refer rates), its own test split's errors, and a DICOM of another modality (refused)."""
 
+    def measure(model, tmp: Path) -> list[dict[str, str]]:
+        return [
+            _refer_check(model, other_label, _pngs(_medmnist(other), tmp / "other", "other")),
+            _refer_check(model, "hippocampus MRI middle slices (200 MSD Task04 volumes) as 8-bit PNG",
+                         _pngs(_hippocampus_slices(), tmp / "mr", "mr")),
+            _missed(model, own),
+            _refused(model, dicom_label, str(SHARED / "pydicom_testfiles" / dicom)),
+        ]
 
-def _breast(model, tmp: Path) -> list[dict[str, str]]:
-    return [
-        _refer_check(model, "PneumoniaMNIST chest X-ray test images (624) as 8-bit PNG",
-                     _pngs(_medmnist("pneumoniamnist"), tmp / "xr", "xr")),
-        _refer_check(model, "hippocampus MRI middle slices (200 MSD Task04 volumes) as 8-bit PNG",
-                     _pngs(_hippocampus_slices(), tmp / "mr", "mr")),
-        _missed(model, "breastmnist"),
-        _refused(model, "a DICOM MR image (pydicom's MR_small.dcm)",
-                 str(SHARED / "pydicom_testfiles" / "MR_small.dcm")),
-    ]
+    return measure
 
 
 def _ct_as_nifti(tmp: Path) -> str:
@@ -186,8 +178,12 @@ def _lung(model, tmp: Path) -> list[dict[str, str]]:
     return out
 
 
-MEASURE: dict[str, Callable] = {"pneumonia-xray": _pneumonia, "breast-ultrasound": _breast,
-                                "hippocampus-mri": _hippocampus, "lung-nodule-ct": _lung}
+MEASURE: dict[str, Callable] = {
+    "pneumonia-xray": _classifier("pneumoniamnist", "breastmnist", "BreastMNIST ultrasound test images (156) as "
+                                  "8-bit PNG", "CT_small.dcm", "a DICOM CT image (pydicom's CT_small.dcm)"),
+    "breast-ultrasound": _classifier("breastmnist", "pneumoniamnist", "PneumoniaMNIST chest X-ray test images (624) "
+                                     "as 8-bit PNG", "MR_small.dcm", "a DICOM MR image (pydicom's MR_small.dcm)"),
+    "hippocampus-mri": _hippocampus, "lung-nodule-ct": _lung}
 
 
 def _config_statements(manifest: dict) -> dict[str, list[str]]:
