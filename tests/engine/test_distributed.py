@@ -121,13 +121,7 @@ def test_a_segmentation_run_trains_under_ddp_like_one_process(tmp_path):
     from medsight.config import config_from_dict, save_config
 
     data = seg_factory.decathlon(tmp_path / "data", n=12)
-    cfg = config_from_dict({
-        "task": "segmentation", "name": "blobs-seg", "modalities": ["MR"],
-        "data": {"source": str(data), "val_fraction": 0.17, "test_fraction": 0.17, "split_seed": 0},
-        "model": {"name": "unet", "params": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}},
-        "augmentation": "none",
-        "train": {"epochs": 6, "lr": 0.01, "steps_per_epoch": 6, "batch_size": 2, "threads": 2},
-        "segmentation": {"samples_per_volume": 1}})
+    cfg = config_from_dict(seg_factory.tiny_run_config(data))
     path = tmp_path / "config.yaml"
     save_config(cfg, path)
     _train(["train", str(path), "--out", str(tmp_path / "one")])

@@ -26,14 +26,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("segrun")
     data = seg_factory.decathlon(root / "data", n=12)
-    cfg = config_from_dict({
-        "task": "segmentation", "name": "blobs-seg", "modalities": ["MR"],
-        "data": {"source": str(data), "val_fraction": 0.17, "test_fraction": 0.17, "split_seed": 0},
-        "model": {"name": "unet", "params": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}},
-        "augmentation": "none",
-        "train": {"epochs": 6, "lr": 0.01, "steps_per_epoch": 6, "batch_size": 2, "threads": 2},
-        "segmentation": {"samples_per_volume": 1},
-    })
+    cfg = config_from_dict(seg_factory.tiny_run_config(data))
     path = root / "config.yaml"
     save_config(cfg, path)
     run = root / "run"

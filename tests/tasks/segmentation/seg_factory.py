@@ -57,6 +57,19 @@ def decathlon(root: Path, n: int = 10, *, seed: int = 0, labels=None) -> Path:
     return root
 
 
+def tiny_run_config(data: Path) -> dict:
+    """The config of a tiny 3D U-Net on a :func:`decathlon` folder of 12 cases (a few seconds on
+    2 CPU cores): the session model of the segmentation tests, and the DDP segmentation test's."""
+    return {
+        "task": "segmentation", "name": "blobs-seg", "modalities": ["MR"],
+        "data": {"source": str(data), "val_fraction": 0.17, "test_fraction": 0.17, "split_seed": 0},
+        "model": {"name": "unet", "params": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}},
+        "augmentation": "none",
+        "train": {"epochs": 6, "lr": 0.01, "steps_per_epoch": 6, "batch_size": 2, "threads": 2},
+        "segmentation": {"samples_per_volume": 1},
+    }
+
+
 def folder_pairs(root: Path, n: int = 4, *, seed: int = 1, mask_dir: str = "labels", suffix: str = "_seg") -> Path:
     rng = np.random.default_rng(seed)
     for i in range(n):
