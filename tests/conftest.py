@@ -95,3 +95,27 @@ def tiny_model_dir(tmp_path_factory):
         "train": {"epochs": 3, "batch_size": 16, "lr": 0.01, "threads": 1}, "evaluation": {"bootstrap": 200}})
     get_task("classification").train(cfg, run_dir=root / "run")
     return root / "run" / "model"
+
+
+# -- a throw-away PostgreSQL (the service's and the batch's tests) ---------------------------------
+@pytest.fixture(scope="session")
+def _postgres():
+    from support.peers import Postgres
+
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
+_n = iter(range(10_000))
+
+
+@pytest.fixture
+def postgres_url(_postgres) -> str:
+    """URL of a fresh database in a session-wide throw-away PostgreSQL cluster."""
+    import psycopg
+
+    name = f"t{next(_n)}"
+    with psycopg.connect(_postgres.url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return _postgres.url.rsplit("/", 1)[0] + f"/{name}"

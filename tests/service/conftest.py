@@ -78,29 +78,6 @@ def ctx(make_cfg):
     c.db.dispose()
 
 
-@pytest.fixture(scope="session")
-def _postgres():
-    from support.peers import Postgres
-
-    pg = Postgres().start()
-    yield pg
-    pg.stop()
-
-
-_n = iter(range(10_000))
-
-
-@pytest.fixture
-def postgres_url(_postgres) -> str:
-    """URL of a fresh database in a session-wide throw-away PostgreSQL cluster."""
-    import psycopg
-
-    name = f"t{next(_n)}"
-    with psycopg.connect(_postgres.url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    return _postgres.url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def dicom_bytes(ds) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

@@ -332,12 +332,28 @@ def predict(
 @app.command()
 @_guard
 def batch(
-    model: Annotated[str, typer.Option("--model", "-m", help="Shipped model name or saved-model folder.")],
-    out_file: Annotated[Path, typer.Option("--out", help="The JSON-lines results file: made, or resumed (only the "
-                                                         "inputs not in it yet are predicted).")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped model name or saved-model folder "
+                                                                    "(not needed to join a --db run).")] = None,
     inputs: Annotated[list[str] | None, typer.Argument(help="Files or folders.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="A CSV whose 'path' column lists the inputs "
                                                                      "(relative to the CSV).")] = None,
+    qido: Annotated[str | None, typer.Option("--qido", help="A QIDO-RS search URL: one input per instance (2D "
+                                                            "model) or series (3D) it matches, fetched by WADO-RS. "
+                                                            "Credentials: MEDSIGHT_DICOMWEB_TOKEN or _USER/_PASSWORD."
+                                             )] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="The JSON-lines results file: made, or resumed (only "
+                                                                "the inputs not in it yet are predicted). With --db: "
+                                                                "the run's results, written once it is finished.")
+                        ] = None,
+    db_url: Annotated[str | None, typer.Option("--db", envvar="MEDSIGHT_BATCH_DB", help="The service's database URL: "
+                                               "the run's chunks go on its queue and its results into it, so workers "
+                                               "on several machines share the run (give the same --run).")] = None,
+    run_name: Annotated[str | None, typer.Option("--run", help="With --db: the run's name (start it with --model and "
+                                                               "inputs; join it with --run alone).")] = None,
+    lease_s: Annotated[float, typer.Option("--lease-s", min=1.0, help="With --db: a dead worker's chunk is taken "
+                                                                      "again after this many seconds.")] = 60.0,
+    save_list: Annotated[Path | None, typer.Option("--save-list", help="Write the input list as a CSV manifest "
+                                                                       "(a rerun with --manifest repeats it).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes that predict (one torch thread each)."
                                          )] = 1,
     chunk: Annotated[int | None, typer.Option("--chunk", min=1, help="Inputs read and predicted together (default 64 "
@@ -351,17 +367,12 @@ def batch(
     backend: BackendOpt = "torch",
     verbose: Verbose = False,
 ) -> None:
-    """Predict an archive: inputs read as needed, one JSON line per result as it comes, resumable after an
-    interruption (a rerun skips what is done), in parallel with --workers. Exit status 1 if an input failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from medsight.batch import list_inputs, run_batch
+    """Predict an archive (files, folders, a CSV manifest or a DICOMweb query): inputs read as needed, one
+    result per input as it comes, resumable after an interruption, in parallel with --workers, and across
+    machines with --part or with --db (the service's queue). Exit status 1 if an input failed."""
     from medsight.errors import ConfigError
-    from medsight.models.saved import load_model
-    from medsight.tasks.base import get_task
 
     _setup_logging(verbose)
-    m = load_model(model, backend=backend)
     k_of_n = None
     if part is not None:
         try:
@@ -369,10 +380,64 @@ def batch(
         except ValueError:
             raise ConfigError(f"--part must be K/N (e.g. 2/4); got {part!r}") from None
         k_of_n = (k, n)
-    names = list_inputs(lambda xs: get_task(m.task).expand_inputs(m, xs), inputs or [], manifest=manifest,
-                        part=k_of_n)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, disable=quiet) as bar:
+    given = bool(inputs or manifest or qido)
+    if db_url is None:
+        if run_name is not None:
+            raise ConfigError("--run names a run in the service's database: give --db URL too")
+        if model is None or out_file is None:
+            raise ConfigError("give --model and --out (or --db URL --run NAME to work on a shared run)")
+    else:
+        if part is not None:
+            raise ConfigError("--part splits a file run between machines; a --db run is shared by its workers")
+        if run_name is None:
+            raise ConfigError("--db needs --run NAME: the run that this worker starts or joins")
+        if given and model is None:
+            raise ConfigError("starting a --db run needs --model")
+    names = None
+    m = None
+    if given:
+        from medsight.batch import list_inputs
+        from medsight.models.saved import load_model
+        from medsight.tasks.base import get_task
+
+        m = load_model(model, backend=backend)
+        found: list[str] = []
+        if qido:
+            from medsight.batch.dicomweb import list_qido
+
+            found = list_qido(qido, per="instance" if m.spatial_dims == 2 else "series")
+        names = list_inputs(lambda xs: get_task(m.task).expand_inputs(m, xs), inputs or [], manifest=manifest,
+                            part=k_of_n, extra=found)
+        if save_list is not None:
+            import csv
+
+            save_list.parent.mkdir(parents=True, exist_ok=True)
+            with save_list.open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["path"])
+                w.writerows([n] for n in names)
+    elif db_url is None:
+        raise ConfigError("no input: give files, folders, --manifest CSV or --qido URL")
+    if db_url is None:
+        _batch_file(model, names, out_file, m, workers=workers, chunk=chunk, backend=backend,
+                    accept_modality=accept_modality, json_out=json_out, quiet=quiet)
+    else:
+        _batch_db(db_url, run_name, model, names, m, out_file, workers=workers, chunk=chunk, backend=backend,
+                  accept_modality=accept_modality, lease_s=lease_s, json_out=json_out, quiet=quiet)
+
+
+def _bar(quiet: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, disable=quiet)
+
+
+def _batch_file(model: str, names: list[str], out_file: Path, m: Any, *, workers: int, chunk: int | None,
+                backend: str, accept_modality: list[str] | None, json_out: Path | None, quiet: bool) -> None:
+    from medsight.batch import run_batch
+
+    with _bar(quiet) as bar:
         task = bar.add_task(f"{m.name}", total=len(names))
         summary = run_batch(model, names, out_file, workers=workers, chunk=chunk, backend=backend,
                             accept_modalities=accept_modality, progress=lambda k: bar.advance(task, k))
@@ -385,6 +450,52 @@ def batch(
               + ("; a torn last line was cut off and redone" if summary.repaired else "")
               + (f"; {summary.failed_earlier} failed in an earlier run" if summary.failed_earlier else ""))
     if summary.failed or summary.failed_earlier:
+        raise typer.Exit(1)
+
+
+def _batch_db(url: str, run: str, model: str | None, names: list[str] | None, m: Any, out_file: Path | None, *,
+              workers: int, chunk: int | None, backend: str, accept_modality: list[str] | None, lease_s: float,
+              json_out: Path | None, quiet: bool) -> None:
+    import time
+
+    from medsight.service import batch_runs
+    from medsight.service.db import Database
+
+    db = Database(url)
+    db.create_all()
+    t0 = time.perf_counter()
+    try:
+        added = 0
+        if names is not None:
+            added = batch_runs.start_run(db, run, model, names, chunk=chunk or (64 if m.spatial_dims == 2 else 1),
+                                     backend=backend, accept_modalities=accept_modality)
+        before = batch_runs.run_status(db, run)
+        with _bar(quiet) as bar:
+            task = bar.add_task(f"run {run}", total=before["n"], completed=before["rows"])
+            if workers > 1:
+                codes = batch_runs.work_in_processes(url, run, workers, lease_s=lease_s,
+                                                 progress=lambda k: bar.advance(task, k))
+                if any(codes):
+                    err.print(f"[yellow]worker exit codes: {codes}[/yellow]")
+            else:
+                batch_runs.work(db, run, lease_s=lease_s, progress=lambda k: bar.advance(task, k))
+        batch_runs.finish_run(db, run)
+        status = batch_runs.run_status(db, run)
+        summary = {"run": run, "chunks_enqueued_now": added, "rows_before": before["rows"],
+                   "rows_by_this_command": status["rows"] - before["rows"], **status,
+                   "seconds": round(time.perf_counter() - t0, 3)}
+        if out_file is not None and status["rows"] == status["n"]:
+            summary["exported"] = batch_runs.export_run(db, run, out_file)
+    finally:
+        db.dispose()
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=1))
+    out.print(f"run {run}: {status['rows']} of {status['n']} input(s) have a result ({summary['rows_by_this_command']} "
+              f"stored by this command in {summary['seconds']:.1f} s), {status['rows_failed']} failed"
+              + (f"; {status['chunks_failed']} chunk(s) failed" if status["chunks_failed"] else "")
+              + (f"; written to {out_file}" if "exported" in summary else ""))
+    if status["rows_failed"] or status["rows"] < status["n"]:
         raise typer.Exit(1)
 
 

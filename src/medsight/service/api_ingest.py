@@ -6,7 +6,7 @@ A body is counted as it arrives and refused with 413 as soon as it passes ``http
 files or instances is refused with 413 before any is stored. A multipart/form-data upload is
 parsed while it streams in (starlette's parser over python-multipart, files spooled to disk);
 the multipart/related body of STOW-RS is split by
-:func:`medsight.service.multipart.split_related` (the standard library's MIME parser) in a
+:func:`medsight.io.multipart.split_related` (the standard library's MIME parser) in a
 worker thread, so the event loop keeps answering other requests.
 """
 
@@ -137,7 +137,7 @@ def _http_status(codes: list[str]) -> int:
 
 
 def _split_related(content_type: str, body: bytes, max_parts: int) -> list[bytes]:
-    from medsight.service.multipart import MultipartError, TooManyPartsError, split_related
+    from medsight.io.multipart import MultipartError, TooManyPartsError, split_related
 
     try:
         parts = split_related(content_type, body, max_parts=max_parts)

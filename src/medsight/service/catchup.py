@@ -159,7 +159,8 @@ class Catchup:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
-        from medsight.service.multipart import MultipartError, split_related
+        from medsight.batch.dicomweb import search_all  # pages that end when a server ignores offset
+        from medsight.io.multipart import MultipartError, split_related
 
         base = str(self.cfg.url).rstrip("/")
         session = requests.Session()
@@ -170,10 +171,10 @@ class Catchup:
         counts = {"seen": 0, "fetched": 0, "refused": 0}
         accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
         try:
-            studies = client.search_for_studies(search_filters={"StudyDate": f"{start}-"}, get_remaining=True)
+            studies = search_all(client.search_for_studies, "0020000D", search_filters={"StudyDate": f"{start}-"})
             for st in studies:
                 study_uid = st["0020000D"]["Value"][0]
-                insts = client.search_for_instances(study_instance_uid=study_uid, get_remaining=True)
+                insts = search_all(client.search_for_instances, "00080018", study_instance_uid=study_uid)
                 refs = [(i["0020000E"]["Value"][0], i["00080018"]["Value"][0]) for i in insts]
                 known = self._known([sop for _, sop in refs])
                 for series_uid, sop in refs:

@@ -34,7 +34,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 __all__ = ["Base", "Instance", "Series", "Job", "Result", "ResultFinding", "ResultOutput", "Alert", "Suggestion",
-           "ResponseAssessment", "DriftState", "DriftSnapshot", "AuditEvent", "KeyValue", "Database", "now"]
+           "ResponseAssessment", "DriftState", "DriftSnapshot", "AuditEvent", "KeyValue", "BatchItem", "Database",
+           "now"]
 
 
 def now() -> float:
@@ -90,7 +91,8 @@ class Job(Base):
 
     kinds: ``instance`` (2D models on one instance), ``series`` (a complete series: 3D
     models, or recording that none is routed), ``send`` (result objects to the PACS),
-    ``webhook`` (one alert to the webhook).
+    ``webhook`` (one alert to the webhook), ``response`` (a patient's serial studies),
+    ``batch`` (a chunk of a ``medsight batch --db`` run, :mod:`medsight.service.batch_runs`).
     """
 
     __tablename__ = "jobs"
@@ -348,6 +350,22 @@ class KeyValue(Base):
     __tablename__ = "kv"
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class BatchItem(Base):
+    """One input's result in a ``medsight batch --db`` run (exactly one per run and position)."""
+
+    __tablename__ = "batch_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[str] = mapped_column(String(64))
+    item: Mapped[int] = mapped_column(Integer)  # the input's position in the run's list
+    input: Mapped[str] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    row: Mapped[dict[str, Any]] = mapped_column(JSON)  # the result line, as the file mode writes it
+    worker: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+    __table_args__ = (UniqueConstraint("run", "item", name="uq_batch_items_run_item"),)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

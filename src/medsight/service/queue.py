@@ -57,8 +57,9 @@ def enqueue(session: Session, kind: str, key: str, payload: dict[str, Any] | Non
 
 
 def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
-          kinds: tuple[str, ...] | None = None) -> list[Job]:
-    """Take up to ``limit`` due jobs (highest priority, then oldest) and lease them.
+          kinds: tuple[str, ...] | None = None, key_prefix: str | None = None) -> list[Job]:
+    """Take up to ``limit`` due jobs (highest priority, then oldest) and lease them; only jobs
+    of ``kinds``, and whose key starts with ``key_prefix``, when given.
 
     A suspect (a job held by a worker that died) is taken alone, and not while another thread
     of the same worker process (``host:pid:thread``) runs one, so that a death names its job.
@@ -68,6 +69,8 @@ def claim(db: Database, worker: str, *, limit: int = 1, lease_s: float = 120.0,
         q = select(Job).where(Job.status == "pending", Job.available_at <= t)
         if kinds:
             q = q.where(Job.kind.in_(kinds))
+        if key_prefix:
+            q = q.where(Job.key.startswith(key_prefix, autoescape=True))
         q = q.order_by(Job.priority.desc(), Job.id).limit(limit).with_for_update(skip_locked=True)
         jobs = list(s.scalars(q))
         if any(j.crashes for j in jobs) and ":" in worker and s.scalar(select(Job.id).where(

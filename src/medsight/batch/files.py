@@ -23,7 +23,6 @@ import csv
 import json
 import logging
 import os
-import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medsight.batch.predict import chunks, make_predictor, peak_rss_mb, predict_rows
 from medsight.errors import ConfigError, DataError
 
 __all__ = ["BatchSummary", "run_batch", "read_done", "inputs_from_manifest", "list_inputs"]
@@ -88,18 +88,21 @@ def inputs_from_manifest(path: str | Path) -> list[str]:
         raise DataError(f"{path}: cannot read the manifest: {exc}") from exc
     if not rows:
         raise DataError(f"{path}: the manifest lists no input")
-    return [p if Path(p).is_absolute() else str(path.parent / p) for p in rows]
+    return [p if Path(p).is_absolute() or "://" in p else str(path.parent / p) for p in rows]
 
 
 def list_inputs(expand: Callable[[Sequence[str]], list[str]], inputs: Sequence[str], *,
-                manifest: str | Path | None = None, part: tuple[int, int] | None = None) -> list[str]:
+                manifest: str | Path | None = None, part: tuple[int, int] | None = None,
+                extra: Sequence[str] = ()) -> list[str]:
     """The full input list: ``inputs`` expanded (folders into what they hold), then the manifest's
-    paths; with ``part=(k, n)``, every n-th input from the k-th (1-based), for one of n machines."""
+    paths, then ``extra`` (a DICOMweb query's inputs); with ``part=(k, n)``, every n-th input from
+    the k-th (1-based), for one of n machines."""
     names = list(expand(list(inputs))) if inputs else []
     if manifest is not None:
         names += inputs_from_manifest(manifest)
+    names += list(extra)
     if not names:
-        raise ConfigError("no input: give files, folders or --manifest CSV")
+        raise ConfigError("no input: give files, folders, --manifest CSV or --qido URL (that matches something)")
     if part is not None:
         k, n = part
         if not 1 <= k <= n:
@@ -146,50 +149,22 @@ def read_done(out: Path, names: Sequence[str]) -> tuple[set[int], int, bool]:
     return done, failed, repaired
 
 
-def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)  # Linux: KiB
-
-
 # -- the predicting side (in this process, or in each worker) ---------------------------------
 _PREDICTOR: Any = None
 
 
-def _make_predictor(model: str, backend: str, accept_modalities: Sequence[str] | None, threads: int | None) -> Any:
-    from medsight.engine.predictor import Predictor
-    from medsight.models.saved import load_model
-    from medsight.tasks.base import get_task
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    m = load_model(model, backend=backend)
-    return Predictor(m, get_task(m.task), accept_modalities=accept_modalities)
-
-
 def _init_worker(model: str, backend: str, accept_modalities: Sequence[str] | None) -> None:
     global _PREDICTOR
-    _PREDICTOR = _make_predictor(model, backend, accept_modalities, threads=1)
+    _PREDICTOR = make_predictor(model, backend, accept_modalities, threads=1)
 
 
 def _lines(predictor: Any, chunk: Sequence[tuple[int, str]]) -> list[tuple[str, bool]]:
     """Each input's JSON line and whether it succeeded."""
-    from medsight.tasks.writers import write
-
-    results = predictor.predict([name for _, name in chunk])
-    return [(json.dumps({"index": i, **write(r, "json"), "input": name, "ok": bool(r.ok)}) + "\n", bool(r.ok))
-            for (i, name), r in zip(chunk, results)]
+    return [(json.dumps(row) + "\n", row["ok"]) for row in predict_rows(predictor, chunk)]
 
 
 def _worker_lines(chunk: Sequence[tuple[int, str]]) -> list[tuple[str, bool]]:
     return _lines(_PREDICTOR, chunk)
-
-
-def _chunks(todo: Sequence[int], names: Sequence[str], size: int) -> Iterator[list[tuple[int, str]]]:
-    for start in range(0, len(todo), size):
-        yield [(i, names[i]) for i in todo[start:start + size]]
 
 
 def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int = 1, chunk: int | None = None,
@@ -218,7 +193,7 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
     t0 = time.perf_counter()
     failed = 0
     if todo:
-        local = _make_predictor(model, backend, accept_modalities, threads=None)
+        local = make_predictor(model, backend, accept_modalities, threads=None)
         size = chunk or local.chunk
         with out.open("a", encoding="utf-8") as f:
             def emit(lines: list[tuple[str, bool]]) -> None:
@@ -231,14 +206,14 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
                     progress(len(lines))
 
             if workers <= 1:
-                for c in _chunks(todo, names, size):
+                for c in chunks(todo, names, size):
                     emit(_lines(local, c))
             else:
                 del local  # each worker loads its own
-                _run_parallel(model, backend, accept_modalities, workers, _chunks(todo, names, size), emit)
+                _run_parallel(model, backend, accept_modalities, workers, chunks(todo, names, size), emit)
     seconds = round(time.perf_counter() - t0, 3)
     return BatchSummary(n=len(names), already_done=len(done), predicted=len(todo), failed=failed,
-                        failed_earlier=failed_before, repaired=repaired, seconds=seconds, peak_rss_mb=_peak_rss_mb())
+                        failed_earlier=failed_before, repaired=repaired, seconds=seconds, peak_rss_mb=peak_rss_mb())
 
 
 def _run_parallel(model: str, backend: str, accept_modalities: Sequence[str] | None, workers: int,
