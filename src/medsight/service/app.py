@@ -82,6 +82,7 @@ def create_app(ctx: ServiceContext) -> Any:
 
     import medsight
     from medsight.service.api_deps import HTTP_STATUS_BY_CODE
+    from medsight.service.api_dicomweb import router as dicomweb_router
     from medsight.service.api_ingest import router as ingest_router
     from medsight.service.api_query import router as query_router
     from medsight.service.prometheus import render_metrics
@@ -178,8 +179,9 @@ def create_app(ctx: ServiceContext) -> Any:
         """The OpenAPI document (any valid token)."""
         return app.openapi()
 
-    app.include_router(ingest_router)
+    app.include_router(ingest_router)  # POST /dicom-web/studies (STOW-RS) before the proxy's GET /dicom-web/...
     app.include_router(query_router)
+    app.include_router(dicomweb_router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -47,6 +47,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _HttpLogin(_Strict):
+    """HTTP basic-auth credentials for a PACS: the password in the file or in an environment variable."""
+
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+
+    def secret(self) -> str | None:
+        return self.password or (os.environ.get(self.password_env) if self.password_env else None)
+
+
 class DatabaseConfig(_Strict):
     """Where the queue, results, alerts and audit live.
 
@@ -320,14 +331,11 @@ class ResponseConfig(_Strict):
         return v
 
 
-class CatchupConfig(_Strict):
+class CatchupConfig(_HttpLogin):
     """Reconciliation with the PACS at start and every ``interval_s``."""
 
     source: Literal["none", "orthanc", "dicomweb"] = "none"
     url: str | None = None
-    username: str | None = None
-    password: str | None = None
-    password_env: str | None = None
     interval_s: float = Field(30.0, gt=0)
     lookback_days: int = Field(2, ge=0)  # dicomweb: studies of the last N days are compared
     timeout_s: float = Field(60.0, gt=0)  # each HTTP request to the PACS
@@ -338,8 +346,12 @@ class CatchupConfig(_Strict):
             raise ValueError(f"catchup.source {self.source} needs catchup.url")
         return self
 
-    def secret(self) -> str | None:
-        return self.password or (os.environ.get(self.password_env) if self.password_env else None)
+
+class ViewerConfig(_HttpLogin):
+    """The DICOMweb source behind ``GET /dicom-web/...`` (the viewer's data, docs/service.md)."""
+
+    dicomweb_url: str | None = None  # the PACS's DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
+    timeout_s: float = Field(60.0, gt=0)  # connecting, and between two chunks of an answer
 
 
 class DriftConfig(_Strict):
@@ -390,6 +402,7 @@ class ServiceConfig(_Strict):
     catchup: CatchupConfig = Field(default_factory=CatchupConfig)
     response: ResponseConfig = Field(default_factory=lambda: ResponseConfig(enabled=False))
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    viewer: ViewerConfig = Field(default_factory=ViewerConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
