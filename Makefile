@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## venv in ./.venv with torch 2.13.0 (CPU) and MedSight with its extras
 
-peers: ## Debian peers for DICOM tests: Orthanc (+DICOMweb), dcmtk, PostgreSQL, Chromium
+peers: ## Debian peers for DICOM tests: Orthanc (+DICOMweb), dcmtk, PostgreSQL, Chromium; the OHIF viewer (npm)
 	scripts/install_peers.sh
+	scripts/install_viewer.sh
 
 demo: install ## the main job: train, evaluate, report, predict with the shipped model
 	$(PY) scripts/demo.py

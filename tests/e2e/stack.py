@@ -198,6 +198,7 @@ class Stack:
                                   "priority": "high"}]},
             "catchup": {"source": "orthanc", "url": o.url, "username": o.user, "password": o.password,
                         "interval_s": 3},
+            "viewer": {"dicomweb_url": f"{o.url}/dicom-web", "username": o.user, "password": o.password},
             "log_level": "INFO",
         }
 

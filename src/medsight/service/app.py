@@ -191,6 +191,10 @@ def create_app(ctx: ServiceContext) -> Any:
     def docs() -> RedirectResponse:
         return RedirectResponse("/ui/api.html")
 
+    from medsight.service.viewer import mount_viewer
+
+    mount_viewer(app, ctx.cfg.viewer.ohif_dir)
+
     # Swagger UI 5's own files (OpenAPI 3.1) from the swagger-ui-py package: no CDN, works offline
     app.mount("/ui/swagger", StaticFiles(directory=str(_swagger_static())), name="swagger")
     app.mount("/ui", StaticFiles(directory=str(WEB), html=True), name="ui")

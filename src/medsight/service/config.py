@@ -351,6 +351,7 @@ class ViewerConfig(_HttpLogin):
     """The DICOMweb source behind ``GET /dicom-web/...`` (the viewer's data, docs/service.md)."""
 
     dicomweb_url: str | None = None  # the PACS's DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
+    ohif_dir: str | None = None  # OHIF's files (default: where scripts/install_viewer.sh puts them)
     timeout_s: float = Field(60.0, gt=0)  # connecting, and between two chunks of an answer
 
 

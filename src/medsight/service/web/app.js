@@ -37,6 +37,9 @@ $("#signin").addEventListener("submit", async (ev) => {
 $("#signout").addEventListener("click", signOut);
 
 function start(me) {
+  // back to the viewer page that sent us here to sign in (only a path of this service's viewer)
+  const next = new URLSearchParams(location.search).get("next");
+  if (next && /^\/viewer\/(?!\/)/.test(next)) { location.replace(next); return; }
   $("#signin").hidden = true; $("#nav").hidden = false;
   $("#who").textContent = `${me.name} (${me.role})`;
   if (!location.hash) location.hash = "#/worklist"; else route();
