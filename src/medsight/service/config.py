@@ -225,12 +225,9 @@ class DicomDestination(_Strict):
     timeout_s: float = Field(30.0, gt=0)
 
 
-class StowDestination(_Strict):
+class StowDestination(_HttpLogin):
     name: str = "stow"
     url: str  # DICOMweb root, e.g. http://pacs/dicom-web
-    username: str | None = None
-    password_env: str | None = None
-    password: str | None = None
     timeout_s: float = Field(30.0, gt=0)
     health_url: str | None = None  # what the delivery check GETs (default: url, the DICOMweb root)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from typing import Any
 
@@ -72,8 +71,7 @@ def probe(dest: DicomDestination | StowDestination | WebhookConfig, *, calling_a
     if isinstance(dest, StowDestination):
         url = dest.health_url or dest.url
         if dest.username:
-            auth = (dest.username, dest.password or (os.environ.get(dest.password_env) if dest.password_env else "")
-                    or "")
+            auth = (dest.username, dest.secret() or "")
     else:
         url = dest.url
     try:

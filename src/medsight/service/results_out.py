@@ -217,13 +217,12 @@ def send_stow(dest: StowDestination, objects: list[OutputObject]) -> dict[str, i
         SOPInstanceUID → 0 when listed in ReferencedSOPSequence (stored), 0xC000 when listed in
         FailedSOPSequence; an object the answer does not list is not confirmed (absent).
     """
-    import os
 
     import requests
     from dicomweb_client.api import DICOMwebClient
 
     session = requests.Session()
-    password = dest.password or (os.environ.get(dest.password_env) if dest.password_env else None)
+    password = dest.secret()
     if dest.username:
         session.auth = (dest.username, password or "")
     client = DICOMwebClient(url=dest.url, session=session, timeout=dest.timeout_s)
