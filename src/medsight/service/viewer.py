@@ -124,6 +124,15 @@ def mount_viewer(app: Any, configured: str | None = None) -> None:
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
     folder = viewer_dir(configured)
+    config_js = app_config_js()  # the same for every request
+    page: dict[str, Any] = {}  # the installed index.html and its CSP, read once (per install)
+
+    def index() -> tuple[str, str]:
+        stamp = (folder / ".installed").stat().st_mtime_ns
+        if page.get("stamp") != stamp:
+            html = (folder / "index.html").read_text(encoding="utf-8")
+            page.update(stamp=stamp, html=html, csp=_csp(html))
+        return page["html"], page["csp"]
 
     def missing() -> JSONResponse:
         return JSONResponse({"error": f"the viewer is not installed in {folder}: run scripts/install_viewer.sh "
@@ -135,7 +144,7 @@ def mount_viewer(app: Any, configured: str | None = None) -> None:
 
     @app.get("/viewer/app-config.js", include_in_schema=False)
     def viewer_config() -> Response:
-        return Response(app_config_js(), media_type="text/javascript", headers={"Cache-Control": "no-store"})
+        return Response(config_js, media_type="text/javascript", headers={"Cache-Control": "no-store"})
 
     @app.get("/viewer/{path:path}", include_in_schema=False)
     def viewer_file(path: str) -> Any:
@@ -145,8 +154,7 @@ def mount_viewer(app: Any, configured: str | None = None) -> None:
         target = (root / path).resolve() if path else root
         if root != target and root not in target.parents:
             return JSONResponse({"error": "not a file of the viewer"}, status_code=404)
-        html = (root / "index.html").read_text(encoding="utf-8")
-        csp = _csp(html)  # on every file: a worker's script runs under its own response's policy
+        html, csp = index()  # the CSP on every file: a worker's script runs under its own response's policy
         if target.is_file() and target.name != ".installed":
             headers = {"Content-Security-Policy": csp}
             if ".bundle." in target.name or target.suffix == ".wasm":  # content-hashed names
