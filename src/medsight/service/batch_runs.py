@@ -113,7 +113,6 @@ def start_run(db: Any, run: str, model: str, names: Sequence[str], *, chunk: int
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     from medsight.service.db import KeyValue
-    from medsight.service.queue import enqueue
 
     spec = RunSpec(run=_check_name(run), model=str(model), backend=backend, n=len(names), names_sha256=_digest(names),
                    chunk=chunk, accept_modalities=tuple(accept_modalities or ()))
@@ -130,14 +129,16 @@ def start_run(db: Any, run: str, model: str, names: Sequence[str], *, chunk: int
     for c in chunks(todo, names, have.chunk):
         batch.append(c)
         if len(batch) == 200:
-            added += _enqueue(db, enqueue, run, batch)
+            added += _enqueue(db, run, batch)
             batch = []
     if batch:
-        added += _enqueue(db, enqueue, run, batch)
+        added += _enqueue(db, run, batch)
     return added
 
 
-def _enqueue(db: Any, enqueue: Callable[..., bool], run: str, batch: list[list[tuple[int, str]]]) -> int:
+def _enqueue(db: Any, run: str, batch: list[list[tuple[int, str]]]) -> int:
+    from medsight.service.queue import enqueue
+
     with db.session() as s:
         return sum(enqueue(s, KIND, f"batch:{run}:{c[0][0]}", {"run": run, "items": [list(x) for x in c]})
                    for c in batch)
