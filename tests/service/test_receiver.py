@@ -217,3 +217,45 @@ def test_a_c_store_over_the_limit_is_refused_without_being_held_in_memory(ctx, r
         tracemalloc.stop()
     assert out.stdout.split() == ["0xA700"], out.stderr[-2000:]
     assert peak < 8e6, f"the receiver traced {peak / 1e6:.0f} MB for a refused 16 MB instance"
+
+
+def test_two_threads_storing_the_same_instance_at_once_both_succeed(ctx, xray, monkeypatch):
+    """A modality's C-STORE and the catch-up can bring the same instance in the same moment.
+
+    Both writers are held inside their write (with the file open) until both are there, so the
+    two renames run back to back: with a temporary name shared per process the second one found
+    the file gone and the sender heard "out of resources"."""
+    import os
+    import threading
+
+    from medsight.service import ingest as ingest_mod
+
+    ds, data = xray()
+    both_writing = threading.Barrier(2, timeout=10)
+    real_fsync = os.fsync
+    monkeypatch.setattr(ctx.ingestor, "fsync", True)
+    monkeypatch.setattr(ingest_mod.os, "fsync", lambda fd: (both_writing.wait(), real_fsync(fd)))
+    outcomes, errors = [], []
+
+    def store(actor):
+        try:
+            outcomes.append(ctx.ingestor.ingest(data, actor=actor).status)
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever the writer raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(a,)) for a in ("dicom:MODALITY", "catchup:orthanc")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(outcomes) == ["duplicate", "stored"]
+    with ctx.db.read() as s:
+        inst = s.scalar(select(Instance))
+        assert s.scalar(select(func.count(Instance.id))) == 1
+        assert s.scalar(select(func.count(Job.id)).where(Job.kind == "instance")) == 1
+    from pathlib import Path
+
+    stored = Path(inst.path)
+    assert stored.read_bytes() == data
+    assert [p.name for p in stored.parent.iterdir()] == [stored.name]  # no temporary file left behind

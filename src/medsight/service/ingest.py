@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,18 +146,29 @@ class Ingestor:
         return self.storage / "dicom" / study / series / f"{sop}.dcm"
 
     def _write(self, path: Path, data: bytes | Path) -> None:
+        """Write ``data`` to ``path`` atomically.
+
+        The temporary file is unique per write, not per process: two receiver threads storing the
+        same instance at once (a modality and a catch-up) must not share one, or the second
+        ``os.replace`` finds it gone. The last rename wins and both copies are the same instance.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            if isinstance(data, Path):
-                with open(data, "rb") as src:
-                    shutil.copyfileobj(src, f)
-            else:
-                f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if isinstance(data, Path):
+                    with open(data, "rb") as src:
+                        shutil.copyfileobj(src, f)
+                else:
+                    f.write(data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def ingest(self, data: bytes | Path | None, *, actor: str, dataset: Any = None) -> IngestOutcome:
         """Check, store and enqueue one instance.
