@@ -13,6 +13,7 @@ import numpy as np
 from medsight.errors import ShapeError
 from medsight.io.image import Image
 from medsight.io.limits import MAX_SIDE, display_shape, shrink_factor
+from medsight.palette import LABEL_COLOURS
 
 __all__ = ["overlay", "grayscale_uint8", "label_overlay", "LABEL_COLOURS", "MAX_SIDE", "display_shape",
            "shrink_factor"]
@@ -103,9 +104,6 @@ def overlay(image: Image, heat: np.ndarray, *, alpha: float = 0.45, floor: float
     return out
 
 
-#: Label colours (RGB 0-1) for values 1, 2, ...: colour-blind-safe (Okabe-Ito), repeating.
-LABEL_COLOURS = np.array([(0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89, 0.26),
-                          (0.0, 0.45, 0.70), (0.84, 0.37, 0.0), (0.80, 0.47, 0.65)], np.float32)
 
 
 def label_overlay(image: Image, labels: np.ndarray, *, alpha: float = 0.45,

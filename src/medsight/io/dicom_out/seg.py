@@ -26,11 +26,23 @@ from medsight.io.dicom_out.sources import check_sources, sort_like_series
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
-__all__ = ["build_seg", "build_mask_seg"]
+__all__ = ["build_seg", "build_mask_seg", "display_colour"]
+
+
+def display_colour(value: int):
+    """The recommended display colour (CIELab) of label ``value``: the colour the dashboard's
+    mask pictures give it (:mod:`medsight.palette`), so that a viewer shows each structure as
+    MedSight's own pictures do."""
+    import highdicom as hd
+
+    from medsight.palette import label_rgb
+
+    return hd.color.CIELabColor.from_rgb(*label_rgb(value))
 
 
 def build_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict[int, str], *, algorithm: Algorithm,
-              series_number: int = 903, series_uid: str | None = None, sop_uid: str | None = None) -> pydicom.Dataset:
+              series_number: int = 903, series_uid: str | None = None, sop_uid: str | None = None,
+              series_description: str | None = None) -> pydicom.Dataset:
     """A binary DICOM Segmentation of a label mask, one segment per label.
 
     Args:
@@ -41,11 +53,14 @@ def build_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict
             0 is background, every other value must be a key of ``labels``.
         labels: label value → segment name, e.g. ``{1: "Anterior hippocampus"}``. Segments
             are numbered 1..N in ascending label value; the label value is kept in the
-            segment's TrackingID (``"label <value>"``).
+            segment's TrackingID (``"label <value>"``), and gives the segment's recommended
+            display colour (:func:`display_colour`).
         algorithm: who made it (AlgorithmIdentificationSequence, manufacturer, versions).
         series_number: SeriesNumber of the new series.
         series_uid: SeriesInstanceUID to use; a fresh one by default.
         sop_uid: SOPInstanceUID to use; a fresh one by default.
+        series_description: SeriesDescription (what a viewer names the series by); by default
+            ``"MedSight <algorithm> segmentation"``.
 
     Raises:
         ShapeError: the mask's shape does not match the sources' slices, rows and columns.
@@ -90,7 +105,7 @@ def build_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict
         hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64], segmented_property_category=segment_category(name),
             segmented_property_type=local_code(name), algorithm_type="AUTOMATIC", algorithm_identification=algo,
-            tracking_uid=str(hd.UID()), tracking_id=f"label {value}")
+            tracking_uid=str(hd.UID()), tracking_id=f"label {value}", display_color=display_colour(value))
         for number, (value, name) in enumerate(ordered, start=1)
     ]
     # one segment per frame: a one-hot (frames, rows, cols, segments) array keeps highdicom from guessing
@@ -102,6 +117,7 @@ def build_seg(sources: Sequence[pydicom.Dataset], mask: np.ndarray, labels: dict
             instance_number=1, manufacturer=algorithm.manufacturer, manufacturer_model_name=algorithm.name[:64],
             software_versions=algorithm.version[:64], device_serial_number="0",
             omit_empty_frames=bool(present), coding_schemes=coding_schemes(),
+            series_description=(series_description or f"MedSight {algorithm.name} segmentation")[:64],
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise WriteError(f"could not build the SEG from these sources: {exc}") from exc
