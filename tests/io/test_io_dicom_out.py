@@ -67,11 +67,32 @@ def test_sr_holds_the_findings_with_ucum_units(results):
     import highdicom as hd
 
     sr = hd.sr.srread(results["sr"])
-    (group,) = sr.content.get_image_measurement_groups()
+    (group,) = sr.content.get_planar_roi_measurement_groups()
+    assert [s.value.meaning for s in group.finding_sites] == ["Chest"]  # the slab's BodyPartExamined, coded
     values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
     assert values == {"Nodule diameter": (pytest.approx(23.4), "mm"), "Nodule volume": (pytest.approx(5.1), "mL")}
     (evaluation,) = group.get_qualitative_evaluations()
     assert evaluation.value.meaning == "suspicious"
+
+
+def test_what_a_viewer_lists_names_each_result_and_says_what_it_is(lidc, results):
+    """SeriesDescription is what a viewer's series list shows; the segments carry the colours
+    of MedSight's own mask pictures; the overlay says it is derived and not for diagnosis."""
+    from highdicom.color import CIELabColor
+
+    from medsight.palette import label_rgb
+
+    seg = pydicom.dcmread(results["seg"])
+    assert seg.SeriesDescription == "MedSight nodule-test segmentation"
+    for item in seg.SegmentSequence:
+        lab = CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue)
+        assert np.allclose(lab.to_rgb(), label_rgb(item.SegmentNumber), atol=2), item.SegmentLabel
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Nodule", "Lung"]
+    sc = pydicom.dcmread(results["sc"])
+    assert sc.SeriesDescription == "MedSight overlay (not for diagnosis)"
+    assert list(sc.ImageType) == ["DERIVED", "SECONDARY"] and "Not for diagnosis" in sc.ImageComments
+    long = build_sc(lidc[2][8], np.zeros((8, 8, 3), np.uint8), algorithm=ALGO, series_description="x" * 80)
+    assert len(long.SeriesDescription) == 64 and long.SeriesDescription.endswith("(not for diagnosis)")
 
 
 def test_seg_frames_land_on_the_right_source_slices(lidc, results):

@@ -133,13 +133,14 @@ def test_the_sr_has_a_group_per_nodule_and_the_sc_shows_the_overlay_on_its_slice
     assert set(objects) == {"SR", "SC"}  # no mask: no SEG
     sc = objects["SC"]
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == r.outputs["overlay_sop_uid"]
-    assert sc.SeriesDescription == "MedSight tiny-nodule overlay" and sc.StudyInstanceUID == r.study_uid
+    assert sc.SeriesDescription == "MedSight tiny-nodule overlay (not for diagnosis)"
+    assert sc.StudyInstanceUID == r.study_uid
     with PILImage.open(r.overlay_path) as im:
         assert np.array_equal(sc.pixel_array, np.asarray(im.convert("RGB")))
     path = write_dicom(objects["SR"], Path(r.overlay_path).with_name("sr.dcm"))
     content = hd.sr.srread(path).content
     groups = {g.tracking_identifier: g for g in content.get_planar_roi_measurement_groups()}
-    assert set(groups) == {"Nodule 1", "Nodule 2"}
+    assert set(groups) == {"Nodule 1", "Nodule 2", "MedSight tiny-nodule"}
     g = groups["Nodule 1"]
     assert g.finding_type.meaning == "Nodule" and [s.value.meaning for s in g.finding_sites] == ["Lung"]
     assert {m.name.meaning: (m.value, m.unit.value) for m in g.get_measurements()} == {
@@ -149,8 +150,10 @@ def test_the_sr_has_a_group_per_nodule_and_the_sc_shows_the_overlay_on_its_slice
     centre = next(f for f in r.findings if f.lesion_id == "1").region["center_mm"]
     assert g.roi.graphic_type.value == "POINT" and np.allclose(g.roi.value[0], centre, atol=1e-3)
     assert g.roi.frame_of_reference_uid == sources[0].FrameOfReferenceUID
-    (whole,) = content.get_image_measurement_groups()  # what is not about one nodule
+    whole = groups["MedSight tiny-nodule"]  # what is not about one nodule: placed on the slab's middle slice
     assert [m.name.meaning for m in whole.get_measurements()] == ["Nodules found"]
+    assert [s.value.meaning for s in whole.finding_sites] == ["Chest"]  # the slabs' BodyPartExamined
+    assert whole.roi.graphic_type.value == "POLYLINE"
 
 
 def test_the_api_shows_each_nodule_with_its_crop_on_the_result_study_and_worklist(det_ctx, shared_data):

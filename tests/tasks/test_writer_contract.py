@@ -21,6 +21,7 @@ import results_factory as rf
 
 from medsight.io import read
 from medsight.io.dicom_out import Algorithm, source_datasets, write_dicom
+from medsight.io.dicom_out.sources import sort_like_series
 from medsight.tasks.writers import OutputFolder, list_writers, write_csv, writer_for
 
 
@@ -74,7 +75,9 @@ def _sr_groups(path) -> dict[str, dict]:
             "texts": texts, "finding": None if g.finding_type is None else g.finding_type.meaning,
             "sites": [s.value.meaning for s in g.finding_sites],
             "centre": None if roi is None else (roi.graphic_type.value, [float(v) for v in np.ravel(roi.value)],
-                                                str(roi.frame_of_reference_uid))}
+                                                str(getattr(roi, "frame_of_reference_uid", "") or "")),
+            "on": None if roi is None or "ContentSequence" not in roi else  # an SCOORD's image
+            str(roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID)}
     return out
 
 
@@ -129,6 +132,12 @@ def _sr(w, r, image, tmp_path):
             kind, point, frame = got[key]["centre"]
             assert kind == "POINT" and frame == image.frame_of_reference_uid
             assert point == pytest.approx(list(want["centre"]), abs=1e-3)
+        else:  # the rest: placed on the image (a series: its middle slice) by the image's outline
+            kind, corners, _ = got[key]["centre"]
+            middle = sort_like_series(source_datasets(image))[len(image.sop_uids) // 2]
+            assert kind == "POLYLINE" and got[key]["on"] == str(middle.SOPInstanceUID)
+            rows, cols = int(middle.Rows), int(middle.Columns)
+            assert corners == [0, 0, cols, 0, cols, rows, 0, rows, 0, 0]
     assert len({g["uid"] for g in got.values()}) == len(got)
     again = w(r, source_datasets(image), algorithm=Algorithm("m", "1.0.0"), title="MedSight m",
               sop_uid=back.SOPInstanceUID)  # the same SR UID: the same tracking UIDs (a re-sent SR is the same)
@@ -198,7 +207,9 @@ def _sc(w, r, image, tmp_path):
     back = pydicom.dcmread(write_dicom(ds, tmp_path / "sc.dcm"))
     assert back.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
     assert back.StudyInstanceUID == image.study_uid and back.SeriesInstanceUID != image.series_uid
-    assert back.SeriesDescription == "MedSight m heatmap" and back.PhotometricInterpretation == "RGB"
+    assert back.SeriesDescription == "MedSight m heatmap (not for diagnosis)"
+    assert back.PhotometricInterpretation == "RGB"
+    assert list(back.ImageType) == ["DERIVED", "SECONDARY"] and "Not for diagnosis" in back.ImageComments
     assert np.array_equal(back.pixel_array, rgb)
     assert back.SourceImageSequence[0].ReferencedSOPInstanceUID == sources[0].SOPInstanceUID
 

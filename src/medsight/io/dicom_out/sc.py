@@ -16,13 +16,19 @@ from medsight.io.limits import MAX_SIDE, display_shape, shrink_factor
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
-__all__ = ["build_sc"]
+__all__ = ["build_sc", "NOT_FOR_DIAGNOSIS"]
+
+#: the end of every overlay's SeriesDescription
+NOT_FOR_DIAGNOSIS = " (not for diagnosis)"
 
 
 def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
              series_description: str = "MedSight overlay", series_number: int = 902, series_uid: str | None = None,
              sop_uid: str | None = None, max_side: int = MAX_SIDE) -> pydicom.Dataset:
-    """A Secondary Capture image of an RGB overlay (a heatmap on the source image).
+    """A Secondary Capture image of an RGB overlay (a heatmap on the source image), labelled as
+    a derived picture that is not for diagnosis: ImageType ``DERIVED\\SECONDARY``, a
+    SeriesDescription ending in ``(not for diagnosis)`` (what a viewer's series list shows),
+    ImageComments and DerivationDescription saying what made it.
 
     An overlay longer than ``max_side`` on a side is shrunk by a whole factor (box filter), so
     an SC is at most 2048 x 2048 x 3 bytes (12.6 MB) by default. The patient orientation comes
@@ -71,7 +77,8 @@ def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
             series_number=series_number, sop_instance_uid=new_uid(sop_uid), instance_number=1,
             manufacturer=algorithm.manufacturer, patient_orientation=_patient_orientation(source),
             pixel_spacing=tuple(spacing) if spacing else None,
-            transfer_syntax_uid="1.2.840.10008.1.2.1", series_description=series_description[:64],
+            transfer_syntax_uid="1.2.840.10008.1.2.1",
+            series_description=series_description[:64 - len(NOT_FOR_DIAGNOSIS)] + NOT_FOR_DIAGNOSIS,
             manufacturer_model_name=algorithm.name[:64], software_versions=algorithm.version[:64],
         )
     except (ValueError, TypeError, AttributeError) as exc:
@@ -81,6 +88,9 @@ def build_sc(source: pydicom.Dataset, rgb: np.ndarray, *, algorithm: Algorithm,
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
     sc.SourceImageSequence = DicomSequence([ref])
     sc.DerivationDescription = f"overlay made by {algorithm.name} {algorithm.version}"[:1024]
+    sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.ImageComments = (f"Derived image: {algorithm.manufacturer} {algorithm.name} {algorithm.version} drew its result "
+                        "on the source image. Not for diagnosis: read the source image.")
     sc.BurnedInAnnotation = "NO"
     return sc
 

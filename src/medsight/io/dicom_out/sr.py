@@ -1,5 +1,11 @@
 """Comprehensive 3D SR (TID 1500 Measurement Report) of a result's findings, one measurement group for
-the whole input and one per lesion (a nodule, located by its centre), built with highdicom."""
+the whole input and one per lesion (a nodule, located by its centre), built with highdicom.
+
+Every group is placed on an image, so that a viewer can show it beside its image: a lesion by
+its centre (SCOORD3D point), the whole-input group by the outline of the image it is about
+(SCOORD closed polyline on the source image; a series: on its middle slice). OHIF 3.13 shows a
+measurement group only through its coordinates, and fails on a group that has none.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from medsight.io.dicom_out.sources import check_sources
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
-__all__ = ["Finding", "Lesion", "build_sr"]
+__all__ = ["Finding", "Lesion", "build_sr", "body_part_site"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,41 @@ def _items(findings: Sequence[Finding], algo_id) -> tuple[list, list]:
     return measurements, evaluations
 
 
+def body_part_site(srcs: Sequence[pydicom.Dataset]) -> tuple[str, str, str] | None:
+    """The imaged region as an SCT concept, from the sources' BodyPartExamined (``CHEST`` →
+    ``816094009`` Chest, ``HEAD``, ``BRAIN``, ``BREAST``, ``ABDOMEN`` ...: the codes of DICOM's
+    own table, as pydicom lists them); None when there is none or it has no single code."""
+    from pydicom.sr.codedict import codes
+
+    part = str(srcs[0].get("BodyPartExamined", "") or "").strip()
+    if not part.isalpha():
+        return None
+    try:
+        code = getattr(codes.SCT, part.title())
+    except AttributeError:
+        return None
+    return str(code.value), str(code.scheme_designator), str(code.meaning)
+
+
+def _outline(srcs: Sequence[pydicom.Dataset]):
+    """The whole-input group's region: the outline of the source image (a series: of its middle
+    slice, in the order :func:`~medsight.io.dicom_out.sources.sort_like_series` gives), a closed
+    polyline through the corners of its pixel matrix (column, row). None when the source has no
+    rows and columns."""
+    import highdicom as hd
+
+    from medsight.io.dicom_out.sources import sort_like_series
+
+    ordered = sort_like_series(list(srcs)) if len(srcs) > 1 else list(srcs)
+    ds = ordered[len(ordered) // 2]
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows <= 0 or cols <= 0:
+        return None
+    corners = np.array([[0, 0], [cols, 0], [cols, rows], [0, rows], [0, 0]], np.float32)
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=corners,
+                             source_image=hd.sr.SourceImageForRegion.from_source_image(ds))
+
+
 def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_uid: str):
     """TID 1410 (planar ROI, its centre as an SCOORD3D point) when the lesion is located in a
     frame of reference, else TID 1501 (no region) with the sources as its source images."""
@@ -121,9 +162,12 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
              series_uid: str | None = None, sop_uid: str | None = None) -> pydicom.Dataset:
     """A Comprehensive 3D SR holding a TID 1500 Measurement Report of ``findings`` and ``lesions``.
 
-    ``findings`` make one measurement group (TID 1501) tracked as ``title``, whose source images
-    are ``sources``; each of ``lesions`` makes a measurement group of its own, tracked by its
-    identifier and a tracking UID, with its finding type and site: a planar ROI group (TID 1410)
+    ``findings`` make one measurement group tracked as ``title``: a planar ROI group (TID 1410)
+    whose region is the outline of the source image (of a series' middle slice), with the
+    imaged region (:func:`body_part_site`) as its finding site; a TID 1501 group with the
+    sources as its source images when the sources have no pixel matrix. Each of ``lesions``
+    makes a measurement group of its own, tracked by its identifier and a tracking UID, with its
+    finding type and site: a planar ROI group (TID 1410)
     whose image region is the lesion's centre as an SCOORD3D point in the sources'
     FrameOfReferenceUID (geometric purpose "Center"), or, for sources without a frame of
     reference or a lesion without a centre, a TID 1501 group. Every group is made by
@@ -159,13 +203,16 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
     groups = []
     if findings:
         measurements, evaluations = _items(findings, algo_id)
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+        site = body_part_site(srcs)
+        common = dict(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=name_uid(sop, title), identifier=title[:64]),
-            algorithm_id=algo_id,
-            measurements=measurements or None,
-            qualitative_evaluations=evaluations or None,
-            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs],
-        ))
+            algorithm_id=algo_id, measurements=measurements or None, qualitative_evaluations=evaluations or None,
+            finding_sites=[hd.sr.FindingSite(_concept(site))] if site else None)
+        outline = _outline(srcs)
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(referenced_region=outline, **common)
+                      if outline is not None else hd.sr.MeasurementsAndQualitativeEvaluations(
+                          source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs],
+                          **common))
     for lesion in lesions:
         if not lesion.findings:
             raise WriteError(f"lesion {lesion.identifier!r} needs at least one finding; got none")
