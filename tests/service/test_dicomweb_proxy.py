@@ -99,3 +99,58 @@ def test_a_pacs_that_is_down_is_a_502_and_the_service_goes_on(make_cfg):
     unconfigured = TestClient(create_app(build_context(make_cfg())))
     assert unconfigured.get("/dicom-web/studies", headers=H("reader")).status_code == 404
     ctx.db.dispose()
+
+
+def _bulk_uris(value) -> list[str]:
+    if isinstance(value, dict):
+        return ([value["BulkDataURI"]] if "BulkDataURI" in value else []) + [u for v in value.values()
+                                                                             for u in _bulk_uris(v)]
+    return [u for v in value for u in _bulk_uris(v)] if isinstance(value, list) else []
+
+
+@pytest.mark.parametrize("public_url", [None, "https://medsight.hospital.example/"])
+def test_bulk_data_uris_point_at_the_proxy_and_are_fetched_through_it(make_cfg, pacs, public_url):
+    """Orthanc writes its own address into metadata (``http://127.0.0.1:<port>/dicom-web/.../bulk/7fe00010``):
+    a browser could not follow it, and should not learn it. Through the proxy every such URI is
+    this service's ``/dicom-web`` (behind ``http.public_url`` when set), and it answers."""
+    from medsight.service.app import create_app
+    from medsight.service.context import build_context
+
+    ctx = build_context(make_cfg(viewer={"dicomweb_url": f"{pacs.url}/dicom-web", "username": pacs.user,
+                                         "password": pacs.password}, http={"public_url": public_url}))
+    client = TestClient(create_app(ctx))
+    st, se, sop = pacs.uids[2]
+    direct = pacs.get(f"/dicom-web/studies/{st}/series/{se}/metadata")
+    assert any(pacs.url in u for u in _bulk_uris(direct))  # what the PACS itself says
+    meta = client.get(f"/dicom-web/studies/{st}/series/{se}/metadata", headers=H("reader"))
+    text, uris = meta.text, _bulk_uris(meta.json())
+    root = f"{public_url.rstrip('/')}/dicom-web" if public_url else "/dicom-web"
+    assert uris and all(u.startswith(f"{root}/studies/{st}/series/{se}/instances/{sop}/bulk/") for u in uris)
+    assert pacs.url not in text
+    pixels = next(u for u in uris if u.endswith("7fe00010"))
+    bulk = client.get(pixels.removeprefix(public_url.rstrip("/")) if public_url else pixels,
+                      headers={**H("reader"), "Accept": 'multipart/related; type="application/octet-stream"'})
+    assert bulk.status_code == 200
+    (_, payload), = split_related(bulk.headers["content-type"], bulk.content)
+    assert payload == np.full((28, 28), 80, np.uint8).tobytes()  # the X-ray's pixels, through the proxy
+    ctx.db.dispose()
+
+
+def test_a_uri_split_across_chunks_is_still_replaced():
+    import asyncio
+
+    from medsight.service.api_dicomweb import replace_streamed
+
+    old, new = b"http://pacs:8042/dicom-web", b"/dicom-web"
+    body = b'[{"7FE00010": {"BulkDataURI": "http://pacs:8042/dicom-web/studies/1/bulk"}}, "http://pacs:8042/dicom-web"]'
+
+    async def run(size: int) -> bytes:
+        async def chunks():
+            for i in range(0, len(body), size):
+                yield body[i:i + size]
+        return b"".join([c async for c in replace_streamed(chunks(), old, new)])
+
+    want = body.replace(old, new)
+    assert want.count(new) == 2
+    for size in (1, 2, 5, len(old) - 1, len(old), len(old) + 1, 64, len(body)):
+        assert asyncio.run(run(size)) == want, size

@@ -16,6 +16,13 @@ What it forwards, to ``viewer.dicomweb_url`` (Orthanc's DICOMweb plugin, or any 
   ``password_env``), never the client's token.
 * **Streamed:** the answer is relayed chunk by chunk as the PACS sends it (httpx), so a
   300-slice study never sits in the service's memory. ``Cache-Control: no-store`` (patient data).
+* **The PACS's own address never reaches the client.** A PACS writes absolute BulkDataURIs
+  into metadata (Orthanc: ``http://<its host>/dicom-web/studies/.../bulk/7fe00010``, the pixel
+  data of a SEG); a browser could not follow them (another host, outside the viewer's CSP, no
+  token) and should not learn them. In JSON answers, and in ``Content-Location``, every
+  ``viewer.dicomweb_url`` is replaced, as the answer streams, by this service's ``/dicom-web``
+  (``http.public_url`` + ``/dicom-web`` when that is set, else the server-relative
+  ``/dicom-web``), so the same URIs come back through the proxy.
 
 A PACS that does not answer is 502; its own status (404, 400 ...) is passed through.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -47,6 +55,32 @@ RESOURCE = re.compile(
     rf"|studies/{_UID}/series/{_UID}(?:{_VIEWS}|/instances)"
     rf"|studies/{_UID}/series/{_UID}/instances/{_UID}(?:{_VIEWS}|{_FRAMES}|{_BULK}))$")
 
+def public_root(public_url: str | None) -> str:
+    """Where clients reach this proxy: ``<http.public_url>/dicom-web``, else ``/dicom-web``."""
+    return f"{public_url.rstrip('/')}/dicom-web" if public_url else "/dicom-web"
+
+
+async def replace_streamed(chunks: AsyncIterator[bytes], old: bytes, new: bytes) -> AsyncIterator[bytes]:
+    """``chunks`` with every ``old`` replaced by ``new``, also where ``old`` spans two chunks.
+
+    What could be the start of ``old`` at a chunk's end (at most ``len(old) - 1`` bytes) is held
+    back until the next chunk; nothing else is held, so memory stays one chunk whatever the size.
+    """
+    keep, tail = len(old) - 1, b""
+    async for chunk in chunks:
+        buf, out = tail + chunk, []
+        while (i := buf.find(old)) >= 0:
+            out += [buf[:i], new]
+            buf = buf[i + len(old):]
+        cut = max(0, len(buf) - keep)
+        out.append(buf[:cut])
+        tail = buf[cut:]
+        if any(out):
+            yield b"".join(out)
+    if tail:
+        yield tail
+
+
 #: the PACS's answer headers passed on (the rest, cookies and server banners among them, are not)
 _PASS_HEADERS = ("content-type", "content-location", "warning")
 
@@ -67,7 +101,8 @@ async def dicomweb_get(path: str, request: Request, _: Any = Depends(require("re
     if not RESOURCE.match(path):
         return JSONResponse({"error": "not a DICOMweb resource this proxy forwards (QIDO-RS and WADO-RS only)"},
                             status_code=404)
-    url = f"{str(cfg.dicomweb_url).rstrip('/')}/{path}"
+    pacs_root = str(cfg.dicomweb_url).rstrip("/")
+    url = f"{pacs_root}/{path}"
     headers = {"Accept": request.headers.get("accept", "application/dicom+json")}
     auth = (cfg.username, cfg.secret() or "") if cfg.username else None
     client = httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout_s), auth=auth, follow_redirects=False)
@@ -83,7 +118,10 @@ async def dicomweb_get(path: str, request: Request, _: Any = Depends(require("re
         await upstream.aclose()
         await client.aclose()
 
-    out = {k: upstream.headers[k] for k in _PASS_HEADERS if k in upstream.headers}
+    ours = public_root(ctx.cfg.http.public_url)
+    out = {k: upstream.headers[k].replace(pacs_root, ours) for k in _PASS_HEADERS if k in upstream.headers}
     out["Cache-Control"] = "no-store"
-    return StreamingResponse(upstream.aiter_bytes(), status_code=upstream.status_code, headers=out,
-                             background=BackgroundTask(close))
+    body = upstream.aiter_bytes()
+    if "json" in upstream.headers.get("content-type", ""):  # metadata and searches; never pixel data
+        body = replace_streamed(body, pacs_root.encode(), ours.encode())
+    return StreamingResponse(body, status_code=upstream.status_code, headers=out, background=BackgroundTask(close))
