@@ -75,3 +75,36 @@ def test_nothing_outside_the_viewers_files_is_served(make_cfg, ohif, path):
 def test_a_viewer_not_installed_is_a_404_naming_the_install_script(make_cfg, tmp_path):
     r = _client(make_cfg, ohif_dir=str(tmp_path / "none")).get("/viewer/")
     assert r.status_code == 404 and "scripts/install_viewer.sh" in r.json()["error"]
+
+
+@pytest.mark.parametrize("viewer", [True, False])
+def test_the_dashboards_study_worklist_and_results_link_to_the_viewer(make_cfg, xray, viewer):
+    """``viewer_url``: the study opens on its images, a result on the series it was computed on;
+    null when no viewer is configured (the dashboard then shows no link)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.service.conftest import TOKENS, drain
+
+    from medsight.service.app import create_app
+    from medsight.service.context import build_context
+
+    ctx = build_context(make_cfg(viewer={"dicomweb_url": "http://127.0.0.1:1/dicom-web"} if viewer else {}))
+    ds, data = xray()
+    ctx.ingestor.ingest(data, actor="http:test")
+    drain(ctx)
+    client = TestClient(create_app(ctx))
+    h = {"Authorization": f"Bearer {TOKENS['reader']}"}
+    study = client.get(f"/api/v1/studies/{ds.StudyInstanceUID}", headers=h).json()
+    (row,) = client.get("/api/v1/worklist", headers=h).json()
+    (result,) = study["results"]
+    if not viewer:
+        assert study["viewer_url"] is None and row["viewer_url"] is None and result["viewer_url"] is None
+        return
+    for url, series in ((study["viewer_url"], None), (row["viewer_url"], None), (result["viewer_url"],
+                                                                                 ds.SeriesInstanceUID)):
+        parts = urlsplit(url)
+        assert parts.path == "/viewer/viewer" and not parts.netloc
+        query = parse_qs(parts.query)
+        assert query["StudyInstanceUIDs"] == [ds.StudyInstanceUID]
+        assert query.get("initialSeriesInstanceUID") == ([series] if series else None)
+    ctx.db.dispose()

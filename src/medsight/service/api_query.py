@@ -166,23 +166,33 @@ def worklist(request: Request, limit: int = Query(100, ge=1, le=1000),
         st.setdefault("lesions", [])
         out.append(st)
     out.sort(key=lambda st: (-st["priority_rank"], -(st.get("top_score") or 0.0), -st["last_received"]))
+    from medsight.service.viewer import viewer_url
+
+    cfg = _ctx(request).cfg
     for st in out:
         st["last_received"] = _iso(st["last_received"])
+        st["viewer_url"] = viewer_url(cfg, st["study_uid"])
     return out[:limit]
 
 
 @router.get("/studies/{study_uid}", tags=["query"])
 def study(request: Request, study_uid: str, principal: Principal = Depends(require("read"))) -> dict[str, Any]:
-    """One study: its series (with completion and outcome), results, alerts and suggestions."""
+    """One study: its series (with completion and outcome), results, alerts and suggestions, and
+    the viewer's page for the study and for each result (``viewer_url``; null without a viewer)."""
+    from medsight.service.viewer import viewer_url
+
+    cfg = _ctx(request).cfg
     with _ctx(request).db.session() as s:
         series = list(s.scalars(select(Series).where(Series.study_uid == study_uid)))
         if not series:
             raise HTTPException(404, f"no study {study_uid} has been received")
         results = _results(s, select(Result).where(Result.study_uid == study_uid).order_by(Result.created_at))
+        for r in results:
+            r["viewer_url"] = viewer_url(cfg, study_uid, r["series_uid"])
         audit.record(s, principal.actor, "viewed", "study", study_uid)
         first = series[0]
         return {"study_uid": study_uid, "patient_id": first.patient_id, "patient_name": first.patient_name,
-                "study_date": first.study_date,
+                "study_date": first.study_date, "viewer_url": viewer_url(cfg, study_uid),
                 "series": [{"series_uid": x.series_uid, "modality": x.modality, "body_part": x.body_part,
                             "description": x.description, "n_instances": x.n_instances, "status": x.status,
                             "outcome": x.outcome, "first_received": _iso(x.first_at), "last_received": _iso(x.last_at),

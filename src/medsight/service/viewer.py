@@ -17,7 +17,11 @@ the token into a URL). So the token is never in a URL.
 Where no token is stored, the page goes to the dashboard's sign-in, which comes back here.
 
 CSP for the viewer's pages: scripts only from the service (plus the hashes of index.html's two
-inline scripts), WebAssembly (its image decoders) and workers from the service or ``blob:``.
+inline scripts), WebAssembly (its image decoders) and workers from the service or ``blob:``;
+``'unsafe-eval'`` because OHIF's SEG loader needs it (see :func:`_csp`).
+
+The dashboard links here (:func:`viewer_url`): a study opens on its images, a result on the
+series it was computed on, with MedSight's SEG and SR beside it in the study browser.
 """
 
 from __future__ import annotations
@@ -30,9 +34,20 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OHIF_VERSION", "viewer_dir", "app_config_js", "mount_viewer"]
+__all__ = ["OHIF_VERSION", "viewer_dir", "app_config_js", "mount_viewer", "viewer_url"]
 
 OHIF_VERSION = "3.13.2"  # scripts/install_viewer.sh installs this one
+
+
+def viewer_url(cfg: Any, study_uid: str | None, series_uid: str | None = None) -> str | None:
+    """The viewer's page for a study (opened on ``series_uid`` when given), or None when the
+    service has no viewer (``viewer.dicomweb_url`` unset) or the study has no UID."""
+    from urllib.parse import urlencode
+
+    if not cfg.viewer.dicomweb_url or not study_uid:
+        return None
+    query = {"StudyInstanceUIDs": study_uid, **({"initialSeriesInstanceUID": series_uid} if series_uid else {})}
+    return f"/viewer/viewer?{urlencode(query)}"
 
 
 def viewer_dir(configured: str | None = None) -> Path:
@@ -109,10 +124,17 @@ window.config = {body};
 
 
 def _csp(index_html: str) -> str:
+    """The viewer's Content-Security-Policy: scripts from this service and OHIF's own inline
+    scripts (by hash) only; nothing may be fetched or framed from elsewhere.
+
+    It allows ``'unsafe-eval'`` (the dashboard's does not): the ndarray library under
+    cornerstone's DICOM SEG loader compiles its array classes with ``new Function``, and without
+    it no SEG opens (EvalError, measured with OHIF 3.13.2). No script source is widened by it:
+    a script injected from elsewhere is still refused."""
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
                       for s in re.findall(r"<script>(.*?)</script>", index_html, flags=re.S))
     return ("default-src 'self'; "
-            f"script-src 'self' 'wasm-unsafe-eval' {hashes}; worker-src 'self' blob:; "
+            f"script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval' {hashes}; worker-src 'self' blob:; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
             "connect-src 'self' blob: data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")

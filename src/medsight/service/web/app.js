@@ -54,16 +54,22 @@ async function worklist() {
   const rows = await json("/api/v1/worklist");
   $("#view").innerHTML = `<div class="card"><h2>Worklist</h2>
     <table id="worklist"><thead><tr><th>Priority</th><th>Patient</th><th>Study date</th><th>Modality</th>
-    <th>Finding</th><th>Score</th><th>Status</th><th>Received</th></tr></thead><tbody>
+    <th>Finding</th><th>Score</th><th>Status</th><th>Received</th><th></th></tr></thead><tbody>
     ${rows.map((s) => `<tr class="row" data-study="${esc(s.study_uid)}">
       <td>${badge(s.priority)}</td><td>${esc(s.patient_id)}</td><td>${esc(s.study_date)}</td>
       <td>${esc(s.modalities.join(", "))}</td><td>${esc(s.top_label ?? (s.outcomes[0] || ""))}
         ${(s.lesions || []).map((l) => `<div class="lesion">${lesionLine(l)}</div>`).join("")}</td>
-      <td>${pct(s.top_score)}</td><td>${esc(s.status)}</td><td class="muted">${esc(s.last_received)}</td></tr>`).join("")}
+      <td>${pct(s.top_score)}</td><td>${esc(s.status)}</td><td class="muted">${esc(s.last_received)}</td>
+      <td>${viewerLink(s.viewer_url)}</td></tr>`).join("")}
     </tbody></table>${rows.length ? "" : '<p class="muted">No studies received yet.</p>'}</div>`;
   document.querySelectorAll("tr.row").forEach((tr) =>
-    tr.addEventListener("click", () => { location.hash = `#/study/${tr.dataset.study}`; }));
+    tr.addEventListener("click", (ev) => {
+      if (!ev.target.closest("a.viewer")) location.hash = `#/study/${tr.dataset.study}`;
+    }));
 }
+
+// "open in viewer": OHIF in this tab (the tab's token goes with it; a new tab would have none)
+const viewerLink = (url) => url ? `<a class="viewer" href="${esc(url)}">Open in viewer</a>` : "";
 
 // one finding of a lesion: "23.1 mm", "4.2 mL", a probability as a percentage, a category as it is
 const findingText = (f) => f.text != null ? esc(f.text)
@@ -87,8 +93,8 @@ const maskCaption = (out) => {
   return `Mask${slice == null ? "" : ` on slice ${slice + 1}`}: ` + Object.keys(out.volumes_ml).map((name, i) =>
     `<span class="swatch" style="background:${LABEL_COLOURS[i % LABEL_COLOURS.length]}"></span>${esc(name)}`).join(" ");
 };
-// the colours of medsight.explain.overlay.LABEL_COLOURS, for labels 1, 2, ...
-const LABEL_COLOURS = ["#e69f00", "#56b4e8", "#009e73", "#f0e442", "#0072b3", "#d65f00", "#cc78a6"];
+// the colours of medsight.palette.LABEL_COLOURS, for labels 1, 2, ...
+const LABEL_COLOURS = ["#e59e00", "#57b5e8", "#009e73", "#f0e342", "#0073b2", "#d65e00", "#cc78a6"];
 
 // "Sent to PACS" lists only what the PACS confirmed; the rest says where it stands
 const delivery = (r) => {
@@ -114,7 +120,7 @@ async function study(uid) {
      ${x.n_instances} instance(s), ${esc(x.status)}${x.outcome ? " – " + esc(x.outcome) : ""}</li>`).join("");
   const results = s.results.map((r) => `<div class="card result" data-result="${r.id}">
     <h3>${esc(r.model)} <span class="muted">v${esc(r.model_version)}</span>
-      ${r.alerts.map((a) => badge(a.priority)).join(" ")}</h3>
+      ${r.alerts.map((a) => badge(a.priority)).join(" ")} ${viewerLink(r.viewer_url)}</h3>
     ${r.status !== "ok" ? `<p class="error">${esc(r.error)}</p>`
       : r.outputs.volumes_ml ? `<p>Volumes: <strong>${volumes(r.outputs.volumes_ml)}</strong> (mask sent as DICOM SEG)</p>`
       : counts(r) ? `<p>Found: <strong>${esc(r.label)}</strong> (threshold ${pct(r.threshold)})</p>`
@@ -129,7 +135,7 @@ async function study(uid) {
       <ul class="reasons">${r.suggestion.reasons.map((x) => `<li>${esc(x)}</li>`).join("")}</ul>` : ""}
     <p class="muted delivery">${delivery(r)};
       input sha256 ${esc((r.input_sha256 || "").slice(0, 12))}…; ${esc(JSON.stringify(r.timings))}</p></div>`).join("");
-  $("#view").innerHTML = `<div class="card"><h2>Study</h2>
+  $("#view").innerHTML = `<div class="card"><h2>Study ${viewerLink(s.viewer_url)}</h2>
     <p>Patient <a href="#/patient/${encodeURIComponent(s.patient_id || "")}">${esc(s.patient_id)}</a>;
       study date ${esc(s.study_date)}</p><p class="muted">${esc(s.study_uid)}</p><ul>${series}</ul></div>
     ${results || '<p class="muted">No results for this study.</p>'}`;
