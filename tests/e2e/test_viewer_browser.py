@@ -114,8 +114,12 @@ def test_a_radiologist_reads_medsights_seg_and_sr_in_the_viewer(stack, xray_file
 
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         requests: list[str] = []
+        data: dict[str, str] = {}  # every answer that held DICOM (JSON or multipart): URL → its Accept
         console: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
+        page.on("response", lambda r: data.setdefault(r.url, r.request.headers.get("accept", ""))
+                if r.status == 200 and ("dicom" in r.headers.get("content-type", "")
+                                        or "multipart" in r.headers.get("content-type", "")) else None)
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:300]))
         page.on("response", lambda r: console.append(f"HTTP {r.status} {r.url}"[:300]) if r.status >= 400 else None)
 
@@ -197,3 +201,18 @@ def test_a_radiologist_reads_medsights_seg_and_sr_in_the_viewer(stack, xray_file
     assert outside == []
     assert any("/dicom-web/studies" in u for u in requests)
     assert not any("token=" in u for u in requests)  # the token never went into a request's URL
+    # every answer that carried patient data came from /dicom-web, and each one, asked again
+    # with the reader's token, is given; without it, refused (401; after 10 refusals the address
+    # is locked out, 429: the service's limit on failed authentications, a refusal too)
+    assert data and all(u.startswith(base + "/dicom-web/") for u in data), sorted(data)[:5]
+    kinds = {u.split("?")[0].rsplit("/", 1)[-1] if "/frames/" not in u else "frames" for u in data}
+    # the searches, the metadata, the images' frames, and the SEG (OHIF 3.13 retrieves its instance whole)
+    assert {"studies", "series", "metadata", "frames"} <= kinds, kinds
+    assert any(u.split("?")[0].rsplit("/instances/", 1)[-1].replace(".", "").isdigit() for u in data), kinds
+    import httpx
+
+    for url, accept in data.items():
+        answer = httpx.get(url, headers={"Accept": accept, "Authorization": f"Bearer {TOKENS['reader']}"}, timeout=30)
+        assert answer.status_code == 200, url
+    refused = [httpx.get(url, headers={"Accept": accept}, timeout=30).status_code for url, accept in data.items()]
+    assert refused[0] == 401 and set(refused) <= {401, 429}, refused

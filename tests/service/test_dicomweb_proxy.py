@@ -154,3 +154,28 @@ def test_a_uri_split_across_chunks_is_still_replaced():
     assert want.count(new) == 2
     for size in (1, 2, 5, len(old) - 1, len(old), len(old) + 1, 64, len(body)):
         assert asyncio.run(run(size)) == want, size
+
+
+def test_a_pacs_that_writes_a_name_of_its_own_is_rewritten_with_pacs_public_root(make_cfg, tmp_path):
+    """Orthanc with ``DicomWeb.Host`` set writes that name, not the address the proxy calls."""
+    from medsight.service.app import create_app
+    from medsight.service.context import build_context
+
+    class NamedOrthanc(Orthanc):
+        def config(self):
+            cfg = super().config()
+            cfg["DicomWeb"]["Host"] = "pacs.hospital.example"
+            return cfg
+
+    with NamedOrthanc(tmp_path / "orthanc") as pacs:
+        ds = xray_dataset(np.full((28, 28), 7, np.uint8), patient_id="PROXY-NAMED", index=9)
+        pacs.upload(dicom_bytes(ds))
+        path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"
+        assert "http://pacs.hospital.example/dicom-web/" in str(pacs.get(path))
+        for root, leaked in ((None, True), ("http://pacs.hospital.example/dicom-web", False)):
+            ctx = build_context(make_cfg(viewer={"dicomweb_url": f"{pacs.url}/dicom-web", "username": pacs.user,
+                                                 "password": pacs.password, "pacs_public_root": root}))
+            meta = TestClient(create_app(ctx)).get(path, headers=H("reader"))
+            assert ("pacs.hospital.example" in meta.text) is leaked
+            assert all(u.startswith("/dicom-web/studies/") for u in _bulk_uris(meta.json())) is not leaked
+            ctx.db.dispose()

@@ -17,10 +17,12 @@ What it forwards, to ``viewer.dicomweb_url`` (Orthanc's DICOMweb plugin, or any 
 * **Streamed:** the answer is relayed chunk by chunk as the PACS sends it (httpx), so a
   300-slice study never sits in the service's memory. ``Cache-Control: no-store`` (patient data).
 * **The PACS's own address never reaches the client.** A PACS writes absolute BulkDataURIs
-  into metadata (Orthanc: ``http://<its host>/dicom-web/studies/.../bulk/7fe00010``, the pixel
-  data of a SEG); a browser could not follow them (another host, outside the viewer's CSP, no
-  token) and should not learn them. In JSON answers, and in ``Content-Location``, every
-  ``viewer.dicomweb_url`` is replaced, as the answer streams, by this service's ``/dicom-web``
+  into metadata (Orthanc: ``http://<its host>/dicom-web/studies/.../bulk/7fe00010``: pixel
+  data and every other large element, which a client such as OHIF may fetch by that URI); a
+  browser could not follow them (another host, outside the viewer's CSP, no token) and should
+  not learn them. In JSON answers, and in ``Content-Location``, every
+  ``viewer.dicomweb_url`` (or ``viewer.pacs_public_root``, the root a PACS behind a name of its
+  own writes) is replaced, as the answer streams, by this service's ``/dicom-web``
   (``http.public_url`` + ``/dicom-web`` when that is set, else the server-relative
   ``/dicom-web``), so the same URIs come back through the proxy.
 
@@ -119,9 +121,10 @@ async def dicomweb_get(path: str, request: Request, _: Any = Depends(require("re
         await client.aclose()
 
     ours = public_root(ctx.cfg.http.public_url)
-    out = {k: upstream.headers[k].replace(pacs_root, ours) for k in _PASS_HEADERS if k in upstream.headers}
+    theirs = str(cfg.pacs_public_root or pacs_root).rstrip("/")
+    out = {k: upstream.headers[k].replace(theirs, ours) for k in _PASS_HEADERS if k in upstream.headers}
     out["Cache-Control"] = "no-store"
     body = upstream.aiter_bytes()
     if "json" in upstream.headers.get("content-type", ""):  # metadata and searches; never pixel data
-        body = replace_streamed(body, pacs_root.encode(), ours.encode())
+        body = replace_streamed(body, theirs.encode(), ours.encode())
     return StreamingResponse(body, status_code=upstream.status_code, headers=out, background=BackgroundTask(close))

@@ -348,6 +348,9 @@ class ViewerConfig(_HttpLogin):
     """The DICOMweb source behind ``GET /dicom-web/...`` (the viewer's data, docs/service.md)."""
 
     dicomweb_url: str | None = None  # the PACS's DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
+    # the root the PACS writes into BulkDataURIs, when it is not dicomweb_url (Orthanc behind a
+    # name of its own: http(s)://<DicomWeb.Host>/dicom-web); the proxy rewrites it to its own
+    pacs_public_root: str | None = None
     ohif_dir: str | None = None  # OHIF's files (default: where scripts/install_viewer.sh puts them)
     timeout_s: float = Field(60.0, gt=0)  # connecting, and between two chunks of an answer
 
