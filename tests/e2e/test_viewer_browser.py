@@ -11,6 +11,7 @@ Checked here, as a radiologist would go:
 * the MR study, opened from its dashboard page, draws its images; its SEG ("MedSight
   hippocampus-mri segmentation") loads as an overlay and the segmentation panel lists its two
   segments by name, "Anterior" and "Posterior", in MedSight's colours;
+* the viewer's header links back to the dashboard's page of the study it shows;
 * the X-ray study, opened from its result's link, shows MedSight's SR on the image: its
   probabilities, the operating threshold and the finding site, and the overlay's series says
   it is not for diagnosis;
@@ -175,6 +176,10 @@ def test_a_radiologist_reads_medsights_seg_and_sr_in_the_viewer(stack, xray_file
         assert not any("EvalError" in line or "Error loading displaySet" in line for line in console)
         page.wait_for_timeout(2000)  # the mask drawn
         page.screenshot(path=str(SHOTS / "viewer-mr-seg.png"))
+        # and back: the viewer's header links to the dashboard's page of the study it shows
+        page.click("#medsight-dashboard")
+        page.wait_for_url(f"{base}/ui/#/study/{mr['study']}", timeout=30000)
+        page.wait_for_selector(".result h3 a.viewer", timeout=30000)  # still signed in: the study's results
 
         # the X-ray, opened from its result on the dashboard: MedSight's SR drawn on the image
         page.goto(base + f"/ui/#/study/{xr.StudyInstanceUID}")

@@ -63,6 +63,7 @@ def test_app_config_points_at_this_services_dicomweb_and_carries_no_secret(make_
     assert '"Bearer " + token' in text and 'indexOf("/dicom-web/") === 0' in text  # only to this service's proxy
     assert "pacs-secret" not in text and "127.0.0.1:1" not in text  # the PACS stays behind the proxy
     assert '"routerBasename": "/viewer"' in text and text.count("dataSourcesModule") == 1
+    assert '"whiteLabeling": whiteLabeling' in text and '"/ui/#/study/" + study' in text  # the link back
 
 
 @pytest.mark.parametrize("path", ["/viewer/../secret.txt", "/viewer/%2e%2e/secret.txt", "/viewer/..%2Fsecret.txt",

@@ -81,7 +81,8 @@ def app_config_js() -> str:
               "showStudyList": True, "maxNumberOfWebWorkers": 2, "showWarningMessageForCrossOrigin": False,
               "showCPUFallbackMessage": True, "showLoadingIndicator": True, "strictZSpacingForVolumeViewport": True,
               "defaultDataSourceName": "medsight", "dataSources": [source]}
-    body = json.dumps(config, indent=1).replace('"__ROOT__"', "root")
+    config["whiteLabeling"] = "__LOGO__"
+    body = json.dumps(config, indent=1).replace('"__ROOT__"', "root").replace('"__LOGO__"', "whiteLabeling")
     return f"""// MedSight's configuration of OHIF {OHIF_VERSION} (medsight/service/viewer.py): made by the service.
 (function () {{
   // the dashboard's token (this tab's sessionStorage) on every request to this service's /dicom-web
@@ -119,6 +120,16 @@ def app_config_js() -> str:
   }};
 }})();
 var root = window.location.origin + "/dicom-web";
+// the header's logo is a link back to MedSight's dashboard: the study open here, else the worklist
+var whiteLabeling = {{
+  createLogoComponentFn: function (React) {{
+    var study = (new URLSearchParams(window.location.search).get("StudyInstanceUIDs") || "").split(",")[0];
+    var href = /^[0-9.]{{1,64}}$/.test(study) ? "/ui/#/study/" + study : "/ui/#/worklist";
+    return React.createElement("a", {{href: href, id: "medsight-dashboard", target: "_self",
+      title: "Back to MedSight's dashboard", style: {{color: "#8fd3ff", fontWeight: 600, marginLeft: 8}}}},
+      "MedSight dashboard");
+  }}
+}};
 window.config = {body};
 """
 
