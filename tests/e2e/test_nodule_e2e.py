@@ -45,7 +45,7 @@ def _annotated(shared_data):
 
 
 def _sr_nodules(sr) -> dict[str, dict]:
-    """The SR's nodule groups as highdicom reads them: tracking identifier → diameter (mm), the
+    """The SR's nodule groups (those placed in 3D) as highdicom reads them: tracking identifier → diameter (mm), the
     SCOORD3D centre, its frame of reference and the group's category."""
     import highdicom as hd
     from pydicom.filebase import DicomBytesIO
@@ -55,6 +55,8 @@ def _sr_nodules(sr) -> dict[str, dict]:
     content = hd.sr.srread(io.BytesIO(buf.getvalue())).content
     out = {}
     for g in content.get_planar_roi_measurement_groups():
+        if not isinstance(g.roi, hd.sr.ImageRegion3D):
+            continue  # the whole-slab group, drawn on its middle slice (SCOORD); nodules are SCOORD3D
         numbers = {m.name.meaning: (float(m.value), m.unit.value) for m in g.get_measurements()}
         texts = {q.name.meaning: q.value.meaning for q in g.get_qualitative_evaluations()}
         out[g.tracking_identifier] = {"diameter": numbers.get("Diameter"), "finding": g.finding_type.meaning,
@@ -122,7 +124,8 @@ def test_the_lidc_slab_comes_back_with_its_nodule_in_an_sr_and_an_sc_and_on_the_
     assert np.linalg.norm(g["centre"] - centre) < diameter / 2  # the SR points at the annotated nodule
     assert g["category"] == values["nodule_category"]
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID in {ct.SOPInstanceUID for ct in cts}
-    assert sc.pixel_array.shape == (512, 512, 3) and sc.SeriesDescription == "MedSight lung-nodule-ct overlay"
+    assert sc.pixel_array.shape == (512, 512, 3) and list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert sc.SeriesDescription == "MedSight lung-nodule-ct overlay (not for diagnosis)"
 
     # one alert for the annotated (23 mm) nodule, delivered to the webhook with its lesion id
     alerts = [a for a in res["alerts"] if a["lesion_id"] == top["lesion_id"]]
