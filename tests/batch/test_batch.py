@@ -125,3 +125,20 @@ def test_cli_batch_after_a_sigkill_gives_every_input_exactly_one_result(tmp_path
     rows = _lines(out)
     assert sorted(x["index"] for x in rows) == list(range(1500)) and all(x["ok"] for x in rows)
     assert summary["already_done"] + summary["predicted"] == 1500 and summary["already_done"] >= written - 1
+
+
+def test_a_model_the_caller_loaded_is_the_one_that_predicts(tmp_path, monkeypatch):
+    """The CLI loads the model to list the inputs; run_batch predicts with that same object
+    instead of loading it a second time."""
+    import medsight.models.saved as saved
+
+    names = _pngs(tmp_path / "in", 5)
+    model = saved.load_model(MODEL)
+    loads = []
+    real = saved.load_model
+    monkeypatch.setattr(saved, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    summary = run_batch(MODEL, names, tmp_path / "a.jsonl", loaded=model)
+    assert summary.predicted == 5 and summary.failed == 0 and loads == []
+    run_batch(MODEL, names, tmp_path / "b.jsonl")  # without it, the model is loaded
+    assert len(loads) == 1
+    assert [r["score"] for r in _lines(tmp_path / "a.jsonl")] == [r["score"] for r in _lines(tmp_path / "b.jsonl")]

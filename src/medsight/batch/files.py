@@ -169,7 +169,7 @@ def _worker_lines(chunk: Sequence[tuple[int, str]]) -> list[tuple[str, bool]]:
 
 def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int = 1, chunk: int | None = None,
               backend: str = "torch", accept_modalities: Sequence[str] | None = None,
-              progress: Callable[[int], None] | None = None) -> BatchSummary:
+              progress: Callable[[int], None] | None = None, loaded: Any = None) -> BatchSummary:
     """Predict every input of ``names`` not yet in ``out`` and append its line (see the module).
 
     Args:
@@ -180,6 +180,8 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
         chunk: inputs per chunk (default: 64 for a 2D model, 1 for a 3D one).
         progress: called with a number of inputs done: first those already in ``out`` (when
             there are any), then each chunk's.
+        loaded: the :class:`~medsight.models.saved.SavedModel` the caller already loaded from
+            ``model`` (with ``backend``): this process predicts with it instead of loading it again.
 
     Raises:
         DataError: ``out`` holds lines of another input list.
@@ -193,7 +195,7 @@ def run_batch(model: str, names: Sequence[str], out: str | Path, *, workers: int
     t0 = time.perf_counter()
     failed = 0
     if todo:
-        local = make_predictor(model, backend, accept_modalities, threads=None)
+        local = make_predictor(model, backend, accept_modalities, threads=None, loaded=loaded)
         size = chunk or local.chunk
         with out.open("a", encoding="utf-8") as f:
             def emit(lines: list[tuple[str, bool]]) -> None:

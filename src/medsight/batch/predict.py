@@ -22,8 +22,10 @@ def peak_rss_mb() -> float:
     return round(max(own, children) / 1024, 1)  # Linux: KiB
 
 
-def make_predictor(model: str, backend: str, accept_modalities: Sequence[str] | None, threads: int | None) -> Any:
-    """A :class:`~medsight.engine.predictor.Predictor` for ``model`` (``threads``: torch's, or as it is)."""
+def make_predictor(model: str, backend: str, accept_modalities: Sequence[str] | None, threads: int | None,
+                   loaded: Any = None) -> Any:
+    """A :class:`~medsight.engine.predictor.Predictor` for ``model`` (``threads``: torch's, or as it is;
+    ``loaded``: the :class:`~medsight.models.saved.SavedModel` already loaded from ``model``, used as it is)."""
     from medsight.engine.predictor import Predictor
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
@@ -32,7 +34,7 @@ def make_predictor(model: str, backend: str, accept_modalities: Sequence[str] | 
         import torch
 
         torch.set_num_threads(threads)
-    m = load_model(model, backend=backend)
+    m = loaded if loaded is not None else load_model(model, backend=backend)
     return Predictor(m, get_task(m.task), accept_modalities=accept_modalities)
 
 

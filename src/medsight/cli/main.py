@@ -440,7 +440,7 @@ def _batch_file(model: str, names: list[str], out_file: Path, m: Any, *, workers
     with _bar(quiet) as bar:
         task = bar.add_task(f"{m.name}", total=len(names))
         summary = run_batch(model, names, out_file, workers=workers, chunk=chunk, backend=backend,
-                            accept_modalities=accept_modality, progress=lambda k: bar.advance(task, k))
+                            accept_modalities=accept_modality, progress=lambda k: bar.advance(task, k), loaded=m)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary.to_dict(), indent=1))
