@@ -7,6 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 from io_factory import make_slice, series_dir
+from pydicom.data import get_testdata_file
 
 import medsight.io as mio
 from medsight.errors import ShapeError, WriteError
@@ -123,6 +124,9 @@ def test_bad_result_inputs_get_clear_errors(lidc):
         build_sr(sources, [Finding("x")], algorithm=ALGO)
     with pytest.raises(ShapeError, match="uint8"):
         build_sc(sources[0], np.zeros((512, 512, 3), np.float32), algorithm=ALGO)
+    rtdose = pydicom.dcmread(get_testdata_file("rtdose.dcm"))  # an object SR cannot measure on
+    with pytest.raises(WriteError, match="measurement groups.*RTDOSE"):
+        build_sr([rtdose], [Finding("x", 1.0)], algorithm=ALGO)
     with pytest.raises(WriteError, match="source DICOM files"):
         source_datasets(image.with_array(image.array, meta={}))
 

@@ -201,22 +201,25 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
     sop = new_uid(sop_uid)
     algo_id = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
     groups = []
-    if findings:
-        measurements, evaluations = _items(findings, algo_id)
-        site = body_part_site(srcs)
-        common = dict(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=name_uid(sop, title), identifier=title[:64]),
-            algorithm_id=algo_id, measurements=measurements or None, qualitative_evaluations=evaluations or None,
-            finding_sites=[hd.sr.FindingSite(_concept(site))] if site else None)
-        outline = _outline(srcs)
-        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(referenced_region=outline, **common)
-                      if outline is not None else hd.sr.MeasurementsAndQualitativeEvaluations(
-                          source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in srcs],
-                          **common))
     for lesion in lesions:
         if not lesion.findings:
             raise WriteError(f"lesion {lesion.identifier!r} needs at least one finding; got none")
-        groups.append(_lesion_group(lesion, srcs, algo_id, sop))
+    try:  # highdicom refuses some sources as images to measure on (e.g. an RTDOSE): a ValueError
+        if findings:
+            measurements, evaluations = _items(findings, algo_id)
+            site = body_part_site(srcs)
+            common = dict(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=name_uid(sop, title), identifier=title[:64]),
+                algorithm_id=algo_id, measurements=measurements or None, qualitative_evaluations=evaluations or None,
+                finding_sites=[hd.sr.FindingSite(_concept(site))] if site else None)
+            outline = _outline(srcs)
+            groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(referenced_region=outline, **common)
+                          if outline is not None else hd.sr.MeasurementsAndQualitativeEvaluations(
+                              source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
+                                             for ds in srcs], **common))
+        groups.extend(_lesion_group(lesion, srcs, algo_id, sop) for lesion in lesions)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WriteError(f"could not build the SR's measurement groups from these sources: {exc}") from exc
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
