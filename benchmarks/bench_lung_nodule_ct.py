@@ -99,13 +99,17 @@ def main() -> None:
                     help="measure nodules this way (and ship it so), instead of the model's setting")
     ap.add_argument("--grow-mm", type=float, help="with --measure attenuation: the most a nodule grows (mm)")
     ap.add_argument("--version", help="ship under this version instead of the model's")
+    ap.add_argument("--tta-flips", help="average the network over these mirrored axes (e.g. 1,2: the axial "
+                                        "plane), instead of the model's setting")
     args = ap.parse_args()
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
 
     model, task = load_model(args.model), get_task("detection")
-    if args.measure or args.grow_mm is not None:
-        chosen = {k: v for k, v in (("measure", args.measure), ("grow_mm", args.grow_mm)) if v is not None}
+    flips = [int(a) for a in args.tta_flips.split(",")] if args.tta_flips else None
+    if args.measure or args.grow_mm is not None or flips:
+        chosen = {k: v for k, v in (("measure", args.measure), ("grow_mm", args.grow_mm), ("tta_flips", flips))
+                  if v is not None}
         model.manifest["detection"] = {**model.manifest["detection"], **chosen}  # a new dict: spec re-reads it
     if args.version:
         model.manifest["version"] = args.version

@@ -191,6 +191,7 @@ class DetectionInference(_Section):
     overlap: float = Field(default=0.25, ge=0, lt=1)
     sw_batch_size: int = Field(default=2, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
+    tta_flips: bool | list[Annotated[int, Field(ge=0, le=2)]] = False  # average over mirrorings (engine.sliding)
     hu_window: list[float] = Field(default_factory=lambda: [-1000.0, 400.0], min_length=2, max_length=2)
     lung_margin_mm: float = Field(default=10.0, ge=0)
     candidate_threshold: float = Field(default=0.1, gt=0, lt=1)

@@ -45,7 +45,8 @@ def nodule_probability(forward: Callable[[torch.Tensor], torch.Tensor], scan: Pr
     """``(z, y, x)`` nodule probability on the scan's network grid."""
     x = torch.from_numpy(scan.x)
     probs = predict_probabilities(forward, x, patch_size=settings.patch_size, overlap=settings.overlap,
-                                  sw_batch_size=settings.sw_batch_size, precision=settings.precision)
+                                  sw_batch_size=settings.sw_batch_size, precision=settings.precision,
+                                  tta_flips=settings.tta_flips)
     return probs[1].numpy()
 
 
