@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from e2e.helpers import nodule_model, orthanc_instances, orthanc_study_modalities, storescu, wait_for
+from medsight.io.dicom_out.sr import scoord_to_patient
 
 LIDC = "lidc_idri_nodule_slabs/LIDC-IDRI-0001"
 STUDY = "1.3.6.1.4.1.14519.5.2.1.6279.6001.298806137288633453246975630178"
@@ -45,8 +46,8 @@ def _annotated(shared_data):
 
 
 def _sr_nodules(sr) -> dict[str, dict]:
-    """The SR's nodule groups (those placed in 3D) as highdicom reads them: tracking identifier → diameter (mm), the
-    SCOORD3D centre, its frame of reference and the group's category."""
+    """The SR's nodule groups as highdicom reads them: tracking identifier → diameter (mm), the
+    centre's SCOORD point, the slice it is on and the group's category."""
     import highdicom as hd
     from pydicom.filebase import DicomBytesIO
 
@@ -55,13 +56,14 @@ def _sr_nodules(sr) -> dict[str, dict]:
     content = hd.sr.srread(io.BytesIO(buf.getvalue())).content
     out = {}
     for g in content.get_planar_roi_measurement_groups():
-        if not isinstance(g.roi, hd.sr.ImageRegion3D):
-            continue  # the whole-slab group, drawn on its middle slice (SCOORD); nodules are SCOORD3D
+        if g.finding_type is None:
+            continue  # the whole-slab group, drawn on its middle slice
         numbers = {m.name.meaning: (float(m.value), m.unit.value) for m in g.get_measurements()}
         texts = {q.name.meaning: q.value.meaning for q in g.get_qualitative_evaluations()}
         out[g.tracking_identifier] = {"diameter": numbers.get("Diameter"), "finding": g.finding_type.meaning,
-                                      "centre": np.asarray(g.roi.value, float).ravel(),
-                                      "frame": str(g.roi.frame_of_reference_uid),
+                                      "point": np.asarray(g.roi.value, float).ravel(),  # SCOORD on its slice
+                                      "on": str(g.roi.ContentSequence[0].ReferencedSOPSequence[0]
+                                                .ReferencedSOPInstanceUID),
                                       "category": texts.get("Lung-RADS category")}
     return out
 
@@ -119,9 +121,11 @@ def test_the_lidc_slab_comes_back_with_its_nodule_in_an_sr_and_an_sc_and_on_the_
     groups = _sr_nodules(sr)
     assert set(groups) == {f"Nodule {le['lesion_id']}" for le in lesions}  # a measurement group per nodule
     g = groups[f"Nodule {top['lesion_id']}"]
-    assert g["finding"] == "Nodule" and g["frame"] == cts[0].FrameOfReferenceUID
+    (on,) = [ct for ct in cts if ct.SOPInstanceUID == g["on"]]  # a slice of the slab
+    assert g["finding"] == "Nodule" and on.FrameOfReferenceUID == cts[0].FrameOfReferenceUID
     assert g["diameter"] == (pytest.approx(values["nodule_diameter_mm"], abs=1e-3), "mm")
-    assert np.linalg.norm(g["centre"] - centre) < diameter / 2  # the SR points at the annotated nodule
+    # the SR points at the annotated nodule, on a slice through it
+    assert np.linalg.norm(scoord_to_patient(on, *g["point"]) - centre) < diameter / 2
     assert g["category"] == values["nodule_category"]
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID in {ct.SOPInstanceUID for ct in cts}
     assert sc.pixel_array.shape == (512, 512, 3) and list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"]
@@ -175,3 +179,44 @@ def test_the_dashboard_shows_the_nodule_with_its_crop(stack, shared_data):
         page.screenshot(path=str(shots / "nodule-study.png"), full_page=True)
         browser.close()
     assert blocked == []
+
+
+def test_the_nodule_sr_is_drawn_in_the_viewer(stack, shared_data):
+    """The radiologist opens the slab's result in OHIF: the SR's nodules are drawn with their
+    diameter in mm."""
+    from e2e.stack import TOKENS
+    from e2e.test_viewer_browser import CHROMIUM, FLAGS, SHOTS, _dismiss, _need_viewer, _show_sr
+
+    _need_viewer()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _processed(stack, shared_data)
+    base = stack.service.http
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(base + "/ui/?next=/viewer/")
+        page.fill("#token", TOKENS["reader"])
+        page.click("#signin button[type=submit]")
+        page.wait_for_url(base + "/viewer/**", timeout=30000)
+        page.goto(base + f"/ui/#/study/{STUDY}")
+        page.click(".result h3 a.viewer", timeout=30000)
+        page.wait_for_url(f"{base}/viewer/viewer?StudyInstanceUIDs={STUDY}*", timeout=30000)
+        page.wait_for_selector("text=MedSight lung-nodule-ct overlay (not for diagnosis)", timeout=90000)
+        page.wait_for_function("() => [...document.querySelectorAll('canvas')].some(c => c.width > 100)",
+                               timeout=60000)
+        page.wait_for_timeout(2000)
+        _dismiss(page)
+        # the SR opens on its first group (the whole slab, on its middle slice); its arrows step
+        # through the groups, to each nodule's slice
+        shown = _show_sr(page, "text=S:901", "Nodules", "text=S:3000566")  # the SR; the CT's series
+        for _ in range(6):
+            if not shown or page.locator("tspan:has-text('Diameter')").count():
+                break
+            page.click("[data-cy=viewport-action-arrows-right] svg")
+            page.wait_for_timeout(2000)
+        page.screenshot(path=str(SHOTS / "viewer-ct-nodule-sr.png"))
+        drawn = " ".join(page.locator("tspan").all_text_contents())
+        browser.close()
+    assert shown, "the nodule SR was not drawn"
+    assert "Diameter" in drawn and "mm" in drawn, drawn

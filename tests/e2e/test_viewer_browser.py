@@ -17,6 +17,8 @@ Checked here, as a radiologist would go:
   it is not for diagnosis;
 * no request of the page goes anywhere but the service, and none carries the token in its URL.
 
+A CT nodule's SR in the viewer is checked in test_nodule_e2e.py (viewer-ct-nodule-sr.png).
+
 Screenshots (looked at): viewer-study-list.png, viewer-mr-seg.png (the mask on the MR with the
 segment list), viewer-xr-sr.png (the SR's text beside the X-ray), in the e2e artifacts folder.
 """

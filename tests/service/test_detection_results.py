@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from tests.service.conftest import TOKENS, drain, lidc_slab
 
+from medsight.io.dicom_out.sr import on_nearest_slice, scoord_to_patient
 from medsight.service.db import Alert, Instance, Job, Result, ResultFinding, Series
 from support.detection_model import fixed_detections, save_detection_model
 
@@ -148,8 +149,11 @@ def test_the_sr_has_a_group_per_nodule_and_the_sc_shows_the_overlay_on_its_slice
     assert {q.name.meaning: q.value.meaning for q in g.get_qualitative_evaluations()} == {
         "Nodule type": "solid", "Lung-RADS category": "4B", "Geometric purpose of region": "Center"}
     centre = next(f for f in r.findings if f.lesion_id == "1").region["center_mm"]
-    assert g.roi.graphic_type.value == "POINT" and np.allclose(g.roi.value[0], centre, atol=1e-3)
-    assert g.roi.frame_of_reference_uid == sources[0].FrameOfReferenceUID
+    # on the slice nearest the centre (where a viewer draws it), at the centre's place in that plane
+    on, at = on_nearest_slice(centre, sources)
+    assert g.roi.graphic_type.value == "POINT" and np.allclose(g.roi.value[0], at, atol=1e-3)
+    assert str(g.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID) == on.SOPInstanceUID
+    assert np.linalg.norm(scoord_to_patient(on, *at)[:2] - np.asarray(centre)[:2]) < 1e-3  # axial slices
     whole = groups["MedSight tiny-nodule"]  # what is not about one nodule: placed on the slab's middle slice
     assert [m.name.meaning for m in whole.get_measurements()] == ["Nodules found"]
     assert [s.value.meaning for s in whole.finding_sites] == ["Chest"]  # the slabs' BodyPartExamined

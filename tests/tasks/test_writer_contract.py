@@ -22,6 +22,7 @@ import results_factory as rf
 from medsight.io import read
 from medsight.io.dicom_out import Algorithm, source_datasets, write_dicom
 from medsight.io.dicom_out.sources import sort_like_series
+from medsight.io.dicom_out.sr import on_nearest_slice, scoord_to_patient
 from medsight.tasks.writers import OutputFolder, list_writers, write_csv, writer_for
 
 
@@ -61,7 +62,8 @@ def _db(w, r, image, tmp_path):
 def _sr_groups(path) -> dict[str, dict]:
     """Each measurement group of an SR as highdicom reads it back: tracking identifier →
     numbers (meaning → (value, UCUM unit)), texts (meaning → value's meaning), finding type
-    and site, and centre (the SCOORD3D point of a planar ROI group, with its frame of reference)."""
+    and site, its region (graphic type, data, frame of reference for an SCOORD3D) and the image
+    an SCOORD is on."""
     content = hd.sr.srread(path).content
     out = {}
     for g in [*content.get_image_measurement_groups(), *content.get_planar_roi_measurement_groups()]:
@@ -129,9 +131,17 @@ def _sr(w, r, image, tmp_path):
         assert got[key]["texts"] == want["texts"], key
         if "centre" in want:  # a lesion: what it is, where, and a tracking UID of its own
             assert (got[key]["finding"], got[key]["sites"]) == (want["finding"], want["sites"])
-            kind, point, frame = got[key]["centre"]
-            assert kind == "POINT" and frame == image.frame_of_reference_uid
-            assert point == pytest.approx(list(want["centre"]), abs=1e-3)
+            kind, point, _ = got[key]["centre"]  # on the slice nearest the centre, where a viewer draws it
+            srcs = source_datasets(image)
+            (on,) = [ds for ds in srcs if str(ds.SOPInstanceUID) == got[key]["on"]]
+            near, at = on_nearest_slice(want["centre"], srcs)
+            assert kind == "POINT" and near is on and point == pytest.approx(list(at), abs=1e-3)
+            placed = scoord_to_patient(on, *point)  # the centre, moved onto that slice's plane
+            normal = np.cross([float(v) for v in on.ImageOrientationPatient[:3]],
+                              [float(v) for v in on.ImageOrientationPatient[3:]])
+            moved = np.asarray(want["centre"]) - placed
+            assert np.linalg.norm(moved - (moved @ normal) * normal) < 1e-3
+            assert abs(moved @ normal) <= max(image.spacing) / 2 + 1e-3
         else:  # the rest: placed on the image (a series: its middle slice) by the image's outline
             kind, corners, _ = got[key]["centre"]
             middle = sort_like_series(source_datasets(image))[len(image.sop_uids) // 2]

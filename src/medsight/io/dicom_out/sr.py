@@ -2,9 +2,12 @@
 the whole input and one per lesion (a nodule, located by its centre), built with highdicom.
 
 Every group is placed on an image, so that a viewer can show it beside its image: a lesion by
-its centre (SCOORD3D point), the whole-input group by the outline of the image it is about
+its centre (an SCOORD point on the source slice nearest it), the whole-input group by the outline
+of the image it is about
 (SCOORD closed polyline on the source image; a series: on its middle slice). OHIF 3.13 shows a
-measurement group only through its coordinates, and fails on a group that has none.
+measurement group only through its coordinates, and fails on a group that has none; its SR
+viewport does not draw SCOORD3D points, so a located lesion is an SCOORD3D point only for
+sources without a single frame's plane geometry.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from medsight.io.dicom_out.sources import check_sources
 if TYPE_CHECKING:  # pragma: no cover
     import pydicom
 
-__all__ = ["Finding", "Lesion", "build_sr", "body_part_site"]
+__all__ = ["Finding", "Lesion", "build_sr", "body_part_site", "on_nearest_slice", "scoord_to_patient"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Lesion:
         identifier: its tracking identifier, e.g. ``"Nodule 1"``.
         findings: its measurements and evaluations (diameter, volume, type, category...).
         center_mm: its centre ``(x, y, z)`` in patient mm (LPS, the sources' frame of
-            reference), written as an image region (SCOORD3D POINT); None: not located.
+            reference), written as an image region (an SCOORD POINT on its nearest slice);
+            None: not located.
         finding_type: what it is, as (code value, scheme, meaning), e.g. SCT "Nodule".
         finding_site: where, e.g. SCT "Lung".
         uid: its tracking UID; by default one derived from the SR's SOPInstanceUID and
@@ -131,8 +135,56 @@ def _outline(srcs: Sequence[pydicom.Dataset]):
                              source_image=hd.sr.SourceImageForRegion.from_source_image(ds))
 
 
+def _plane(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """A single-frame image's plane: its first pixel's centre, the row and column directions and
+    the pixel spacing (between columns, between rows), in patient mm; None without them."""
+    try:
+        if int(str(ds.get("NumberOfFrames", 1) or 1)) != 1:
+            return None
+        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient], np.float64)
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], np.float64)
+        spacing = np.asarray([float(v) for v in ds.PixelSpacing], np.float64)[::-1]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if ipp.shape != (3,) or iop.shape != (6,) or spacing.shape != (2,) or not np.isfinite([*ipp, *iop, *spacing]).all():
+        return None
+    if (spacing <= 0).any():
+        return None
+    return ipp, iop[:3], iop[3:], spacing
+
+
+def on_nearest_slice(centre_mm: Sequence[float], srcs: Sequence[pydicom.Dataset],
+                     ) -> tuple[pydicom.Dataset, tuple[float, float]] | None:
+    """The source image whose plane lies nearest ``centre_mm`` (LPS) and the centre's SCOORD
+    there, (column, row) with (0, 0) the top left corner of the top left pixel; None when no
+    source is a single-frame image with its plane geometry."""
+    c = np.asarray(centre_mm, np.float64)
+    best = None
+    for ds in srcs:
+        plane = _plane(ds)
+        if plane is None:
+            continue
+        ipp, row_dir, col_dir, spacing = plane
+        d = c - ipp
+        off = abs(float(d @ np.cross(row_dir, col_dir)))
+        if best is None or off < best[0]:
+            best = (off, ds, (float(d @ row_dir / spacing[0]) + 0.5, float(d @ col_dir / spacing[1]) + 0.5))
+    return None if best is None else (best[1], best[2])
+
+
+def scoord_to_patient(ds: pydicom.Dataset, column: float, row: float) -> np.ndarray:
+    """The patient position (LPS mm) of an SCOORD (column, row) on single-frame image ``ds``
+    (the inverse of :func:`on_nearest_slice` on that image's plane)."""
+    plane = _plane(ds)
+    if plane is None:
+        raise WriteError("the image has no plane geometry (ImagePositionPatient, ImageOrientationPatient, "
+                         "PixelSpacing)")
+    ipp, row_dir, col_dir, spacing = plane
+    return ipp + (column - 0.5) * spacing[0] * row_dir + (row - 0.5) * spacing[1] * col_dir
+
+
 def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_uid: str):
-    """TID 1410 (planar ROI, its centre as an SCOORD3D point) when the lesion is located in a
+    """TID 1410 (planar ROI, its centre as a point: see :func:`build_sr`) when the lesion is located in a
     frame of reference, else TID 1501 (no region) with the sources as its source images."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -149,8 +201,15 @@ def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_u
         centre = np.asarray(lesion.center_mm, np.float64).reshape(1, 3)
         if not np.isfinite(centre).all():
             raise WriteError(f"lesion {lesion.identifier!r} must have a finite centre; got {list(lesion.center_mm)}")
-        region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=centre,
-                                     frame_of_reference_uid=frame)
+        placed = on_nearest_slice(centre[0], srcs)
+        if placed is not None:  # on its image, where a viewer draws it (OHIF's SR viewport draws SCOORDs)
+            ds, point = placed
+            region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
+                                       graphic_data=np.asarray([point], np.float32),
+                                       source_image=hd.sr.SourceImageForRegion.from_source_image(ds))
+        else:
+            region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=centre,
+                                         frame_of_reference_uid=frame)
         return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             referenced_region=region, geometric_purpose=codes.DCM.Center, **common)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -168,8 +227,10 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
     sources as its source images when the sources have no pixel matrix. Each of ``lesions``
     makes a measurement group of its own, tracked by its identifier and a tracking UID, with its
     finding type and site: a planar ROI group (TID 1410)
-    whose image region is the lesion's centre as an SCOORD3D point in the sources'
-    FrameOfReferenceUID (geometric purpose "Center"), or, for sources without a frame of
+    whose image region is the lesion's centre (geometric purpose "Center"): an SCOORD point on
+    the source slice whose plane lies nearest it (:func:`on_nearest_slice`; a viewer draws it
+    there), an SCOORD3D point in the sources' FrameOfReferenceUID when no source has a single
+    frame's plane geometry, or, for sources without a frame of
     reference or a lesion without a centre, a TID 1501 group. Every group is made by
     ``algorithm`` (device observer and algorithm identification). A finding with ``value``
     becomes a numeric measurement in ``unit``; one with ``text`` a qualitative evaluation
