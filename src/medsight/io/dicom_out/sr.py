@@ -136,32 +136,28 @@ def _outline(srcs: Sequence[pydicom.Dataset]):
 
 
 def _plane(ds: pydicom.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """A single-frame image's plane: its first pixel's centre, the row and column directions and
-    the pixel spacing (between columns, between rows), in patient mm; None without them."""
+    """A single-frame image's plane (:func:`medsight.io.dicom.plane_geometry`): its first pixel's
+    centre, the row and column directions and the pixel spacing (between columns, between rows),
+    in patient mm; None without ImagePositionPatient, ImageOrientationPatient or PixelSpacing."""
+    from medsight.io.dicom import plane_geometry
+
     try:
         if int(str(ds.get("NumberOfFrames", 1) or 1)) != 1:
             return None
-        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient], np.float64)
-        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], np.float64)
-        spacing = np.asarray([float(v) for v in ds.PixelSpacing], np.float64)[::-1]
-    except (AttributeError, TypeError, ValueError):
+    except ValueError:
         return None
-    if ipp.shape != (3,) or iop.shape != (6,) or spacing.shape != (2,) or not np.isfinite([*ipp, *iop, *spacing]).all():
+    g = plane_geometry(ds)
+    if not (g["orientation_known"] and g["position_known"] and g["spacing_source"] == "PixelSpacing"):
         return None
-    if (spacing <= 0).any():
-        return None
-    return ipp, iop[:3], iop[3:], spacing
+    return g["position"], g["row_cosine"], g["col_cosine"], np.asarray(g["pixel_spacing"][::-1], np.float64)
 
 
-def on_nearest_slice(centre_mm: Sequence[float], srcs: Sequence[pydicom.Dataset],
-                     ) -> tuple[pydicom.Dataset, tuple[float, float]] | None:
-    """The source image whose plane lies nearest ``centre_mm`` (LPS) and the centre's SCOORD
-    there, (column, row) with (0, 0) the top left corner of the top left pixel; None when no
-    source is a single-frame image with its plane geometry."""
+def _nearest(centre_mm: Sequence[float], planes: Sequence[tuple[pydicom.Dataset, tuple | None]],
+             ) -> tuple[pydicom.Dataset, tuple[float, float]] | None:
+    """:func:`on_nearest_slice` over sources whose :func:`_plane` is already known."""
     c = np.asarray(centre_mm, np.float64)
     best = None
-    for ds in srcs:
-        plane = _plane(ds)
+    for ds, plane in planes:
         if plane is None:
             continue
         ipp, row_dir, col_dir, spacing = plane
@@ -170,6 +166,14 @@ def on_nearest_slice(centre_mm: Sequence[float], srcs: Sequence[pydicom.Dataset]
         if best is None or off < best[0]:
             best = (off, ds, (float(d @ row_dir / spacing[0]) + 0.5, float(d @ col_dir / spacing[1]) + 0.5))
     return None if best is None else (best[1], best[2])
+
+
+def on_nearest_slice(centre_mm: Sequence[float], srcs: Sequence[pydicom.Dataset],
+                     ) -> tuple[pydicom.Dataset, tuple[float, float]] | None:
+    """The source image whose plane lies nearest ``centre_mm`` (LPS) and the centre's SCOORD
+    there, (column, row) with (0, 0) the top left corner of the top left pixel; None when no
+    source is a single-frame image with its plane geometry."""
+    return _nearest(centre_mm, [(ds, _plane(ds)) for ds in srcs])
 
 
 def scoord_to_patient(ds: pydicom.Dataset, column: float, row: float) -> np.ndarray:
@@ -183,7 +187,7 @@ def scoord_to_patient(ds: pydicom.Dataset, column: float, row: float) -> np.ndar
     return ipp + (column - 0.5) * spacing[0] * row_dir + (row - 0.5) * spacing[1] * col_dir
 
 
-def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_uid: str):
+def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], planes: Sequence[tuple], algo_id, sr_uid: str):
     """TID 1410 (planar ROI, its centre as a point: see :func:`build_sr`) when the lesion is located in a
     frame of reference, else TID 1501 (no region) with the sources as its source images."""
     import highdicom as hd
@@ -201,7 +205,7 @@ def _lesion_group(lesion: Lesion, srcs: Sequence[pydicom.Dataset], algo_id, sr_u
         centre = np.asarray(lesion.center_mm, np.float64).reshape(1, 3)
         if not np.isfinite(centre).all():
             raise WriteError(f"lesion {lesion.identifier!r} must have a finite centre; got {list(lesion.center_mm)}")
-        placed = on_nearest_slice(centre[0], srcs)
+        placed = _nearest(centre[0], planes)
         if placed is not None:  # on its image, where a viewer draws it (OHIF's SR viewport draws SCOORDs)
             ds, point = placed
             region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
@@ -278,7 +282,8 @@ def build_sr(sources: Sequence[pydicom.Dataset], findings: Sequence[Finding], *,
                           if outline is not None else hd.sr.MeasurementsAndQualitativeEvaluations(
                               source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
                                              for ds in srcs], **common))
-        groups.extend(_lesion_group(lesion, srcs, algo_id, sop) for lesion in lesions)
+        planes = [(ds, _plane(ds)) for ds in srcs] if lesions else []  # once, for every lesion
+        groups.extend(_lesion_group(lesion, srcs, planes, algo_id, sop) for lesion in lesions)
     except (ValueError, TypeError, AttributeError) as exc:
         raise WriteError(f"could not build the SR's measurement groups from these sources: {exc}") from exc
     observer = hd.sr.ObserverContext(
