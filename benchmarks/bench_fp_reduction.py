@@ -37,6 +37,8 @@ S = 24  # the classifier's input side
 
 def collect(model, task, folder: str, threshold: float, *, with_nodules: bool) -> dict:
     """Every candidate of every scan in ``folder``: crops, findings, labels."""
+    from medsight.metrics.froc import label_findings
+    from medsight.metrics.luna16_csv import Finding, Nodule
     from medsight.tasks.detection.data import open_detection_data
     from medsight.tasks.detection.detect import detect
     from medsight.tasks.detection.task import _settings
@@ -54,22 +56,16 @@ def collect(model, task, folder: str, threshold: float, *, with_nodules: bool) -
             g = np.round(np.asarray(grid_index, float)).astype(int) + R
             return both[(slice(None), *(slice(v - R, v + R) for v in g))]
 
-        nodules = [(np.array(n[:3], float), float(n[3])) for n in case.covariates["nodules"]]
-        excluded = [(np.array(n[:3], float), float(n[3]) / 2 if n[3] > 0 else 5.0) for n in case.covariates["excluded"]]
+        nodules = [Nodule(case.id, tuple(n[:3]), float(n[3])) for n in case.covariates["nodules"]]
+        excluded = [Nodule(case.id, tuple(n[:3]), float(n[3])) for n in case.covariates["excluded"]]
+        marks = [Finding(case.id, tuple(d.center_mm), d.score) for d in found]
+        labels.extend(label_findings(marks, nodules, excluded).tolist())  # as froc scores them
         for d in found:
-            c = np.array(d.center_mm)
-            if any(np.sum((c - nc) ** 2) < (nd / 2) ** 2 for nc, nd in nodules):
-                label = 1
-            elif any(np.sum((c - ec) ** 2) < r * r for ec, r in excluded):
-                label = -1
-            else:
-                label = 0
             crops.append(crop(d.grid_index))
             rows.append((case.id, tuple(d.center_mm), d.score))
-            labels.append(label)
         if with_nodules:
-            for nc, _ in nodules:
-                c = crop(scan.to_grid(nc[None])[0])
+            for n in nodules:
+                c = crop(scan.to_grid(np.array(n.center_mm, float)[None])[0])
                 if c.shape[1:] == (2 * R,) * 3:
                     nodule_crops.append(c)
     return {"data": data, "crops": np.array(crops), "rows": rows, "labels": np.array(labels),

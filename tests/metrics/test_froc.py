@@ -11,7 +11,7 @@ import pytest
 from tests.support.data import shared
 
 from medsight.errors import ConfigError, DataError
-from medsight.metrics.froc import FP_RATES, froc
+from medsight.metrics.froc import FP_RATES, froc, label_findings
 from medsight.metrics.luna16_csv import Finding, Nodule, read_annotations, read_excluded, read_seriesuids
 from support.froc_examples import F, N, three_scans
 
@@ -97,6 +97,20 @@ def test_findings_on_excluded_annotations_count_neither_way():
     without = froc(nodules, [findings[0], findings[2]], scans=["a"], n_boot=0)
     assert r.curve_fps == without.curve_fps and r.curve_sensitivity == without.curve_sensitivity
     assert r.cpm == without.cpm == 1
+
+
+def test_label_findings_labels_each_finding_as_froc_scores_it():
+    nodules = [N("a", (0, 0, 0), 10), N("a", (60, 0, 0), 4)]
+    excluded = [N("a", (40, 0, 0), -1), N("a", (0, 40, 0), 2)]  # unknown size: radius 5; else its own
+    findings = [F("a", (4.9, 0, 0), 0.5), F("a", (5.0, 0, 0), 0.4), F("a", (44.9, 0, 0), 0.99),
+                F("a", (45.1, 0, 0), 0.2), F("a", (0, 40.9, 0), 0.3), F("a", (0, 41.1, 0), 0.3),
+                F("a", (61.9, 0, 0), 0.1)]
+    labels = label_findings(findings, nodules, excluded)
+    assert labels.tolist() == [1, 0, -1, 0, -1, 0, 1]
+    r = froc(nodules, findings, scans=["a"], excluded=excluded, n_boot=0)
+    assert (r.n_false_positives, r.n_ignored_excluded) == (int((labels == 0).sum()), int((labels == -1).sum()))
+    assert label_findings([], nodules).shape == (0,)
+    assert label_findings(findings[:2], []).tolist() == [0, 0]
 
 
 def test_size_filter_scores_only_large_nodules_and_ignores_hits_on_small_ones():

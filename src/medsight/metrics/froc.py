@@ -59,7 +59,7 @@ import numpy as np
 from medsight.errors import ConfigError, DataError
 from medsight.metrics.luna16_csv import Finding, Nodule
 
-__all__ = ["froc", "size_agreement", "FROCResult", "FP_RATES", "LUNA16_MAX_FINDINGS_PER_SCAN"]
+__all__ = ["froc", "label_findings", "size_agreement", "FROCResult", "FP_RATES", "LUNA16_MAX_FINDINGS_PER_SCAN"]
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,23 @@ def _best_hits(hit: np.ndarray, prob: np.ndarray) -> list[int | None]:
         idx = np.flatnonzero(hit[:, j])
         out.append(int(idx[np.argmax(prob[idx])]) if len(idx) else None)
     return out
+
+
+def label_findings(findings: Iterable[Finding], nodules: Iterable[Nodule],
+                   excluded: Iterable[Nodule] = ()) -> np.ndarray:
+    """Each finding of one scan labelled by :func:`froc`'s hit rule: 1 when it hits a nodule,
+    -1 when it hits only an excluded annotation (ignored when scored), 0 when it is a false
+    positive. For labelling candidates (e.g. to train a second stage) exactly as they are scored.
+
+    Example:
+        >>> label_findings([Finding("s", (1, 0, 0), .9), Finding("s", (20, 0, 0), .5)],
+        ...                [Nodule("s", (0, 0, 0), 10.0)]).tolist()
+        [1, 0]
+    """
+    findings, nodules, excluded = list(findings), list(nodules), list(excluded)
+    on_nodule = _hits(findings, nodules).any(axis=1)
+    on_excluded = _hits(findings, excluded).any(axis=1)
+    return np.where(on_nodule, 1, np.where(on_excluded, -1, 0)).astype(int)
 
 
 class _Ranked:
