@@ -192,10 +192,13 @@ def label_findings(findings: Iterable[Finding], nodules: Iterable[Nodule],
         ...                [Nodule("s", (0, 0, 0), 10.0)]).tolist()
         [1, 0]
     """
-    findings, nodules, excluded = list(findings), list(nodules), list(excluded)
-    on_nodule = _hits(findings, nodules).any(axis=1)
-    on_excluded = _hits(findings, excluded).any(axis=1)
-    return np.where(on_nodule, 1, np.where(on_excluded, -1, 0)).astype(int)
+    findings = list(findings)
+    return _labels(_hits(findings, list(nodules)), _hits(findings, list(excluded)))
+
+
+def _labels(hit: np.ndarray, hit_ignored: np.ndarray) -> np.ndarray:
+    """Per finding (a row of the hit matrices): 1 on a nodule, else -1 on an ignored one, else 0."""
+    return np.where(hit.any(axis=1), 1, np.where(hit_ignored.any(axis=1), -1, 0)).astype(int)
 
 
 class _Ranked:
@@ -335,11 +338,10 @@ def froc(annotations: Iterable[Nodule], findings: Iterable[Finding], *, scans: S
             else:
                 best.add(i)
                 s.tp.append(float(prob[i]))
-        on_nodule = hit.any(axis=1)
-        n_ignored_double += int(on_nodule.sum()) - len(best)
-        fp_mask = ~on_nodule & ~hit_ignored.any(axis=1)
-        n_ignored_excluded += int((~on_nodule & hit_ignored.any(axis=1)).sum())
-        s.fp.extend(float(p) for p in prob[fp_mask])
+        labels = _labels(hit, hit_ignored)
+        n_ignored_double += int((labels == 1).sum()) - len(best)
+        n_ignored_excluded += int((labels == -1).sum())
+        s.fp.extend(float(p) for p in prob[labels == 0])
         per_scan.append(s)
 
     n_nodules = sum(s.n_nodules for s in per_scan)
