@@ -167,6 +167,9 @@ class TrainConfig(_Strict):
     max_minutes: float | None = Field(None, gt=0)
     steps_per_epoch: int | None = Field(None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: CPU autocast for forward and loss (AMX/AVX-512 CPUs)
+    # the network's weights in channels-last order while it trains (convolutions then take oneDNN's
+    # faster path on CPU: a 3D U-Net step 1.5x faster here); the same arithmetic up to float rounding
+    channels_last: bool = False
     schedule_by: Literal["steps", "time"] = "steps"  # time: onecycle/cosine span max_minutes of wall time
 
 

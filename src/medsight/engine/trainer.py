@@ -101,6 +101,14 @@ def _notify(observers: list[Any], name: str, *args: Any, **kwargs: Any) -> None:
             fn(*args, **kwargs)
 
 
+def _channels_last(network: torch.nn.Module) -> None:
+    """Put the convolution weights of ``network`` in channels-last order (3D ones for a 3D
+    network); the activations follow them, so the batches need no change."""
+    ndim = max((p.ndim for p in network.parameters()), default=0)
+    if ndim in (4, 5):
+        network.to(memory_format=torch.channels_last if ndim == 4 else torch.channels_last_3d)
+
+
 class Trainer:
     """Train one network.
 
@@ -175,6 +183,8 @@ class Trainer:
         seed_everything(seed, c.deterministic)
         n = len(train_dataset)  # type: ignore[arg-type]
         device = next(self.network.parameters()).device.type
+        if c.channels_last:
+            _channels_last(self.network)
         stepper = self.network  # what training steps run: the network, or its DDP wrapper
         if w.distributed:
             from torch.nn.parallel import DistributedDataParallel
