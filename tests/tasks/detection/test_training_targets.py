@@ -117,3 +117,53 @@ def test_by_size_sampling_centres_on_small_nodules_more_often():
         counts[how] = sum(float(c[0]) < 32 for c in centres) / 600
     assert 0.4 < counts["uniform"] < 0.6
     assert counts["by_size"] > 0.7  # odds 5/1.5 = 3.3 against 1: 0.77
+
+
+def test_patches_centre_on_the_hard_negatives_they_are_given():
+    x = np.zeros((64, 64, 64), np.float16)
+    x[40, 20, 30] = 1.0  # marks the hard negative's voxel
+    scan = TrainScan("u", x, np.zeros((0, 4)), np.zeros((0, 4)))
+    ds = NodulePatches([scan], patch_size=(16, 16, 16), p_nodule=0.0, p_excluded=0.0, p_hard=1.0, jitter=0,
+                       p_slab=0.0, length=4)
+    assert ds[0][0].shape == (1, 16, 16, 16)  # none mined yet: a patch from anywhere
+    ds.set_hard(0, np.array([[40.0, 20.0, 30.0]]))
+    for _ in range(5):  # mirrored and turned, the marked voxel stays in the patch's central 2^3
+        x_patch, y, _ = ds[0]
+        assert float(x_patch[0, 7:9, 7:9, 7:9].max()) > 0.9 and int(y.sum()) == 0
+    ds.set_hard(0, np.zeros((0, 3)))
+    assert ds.hard == {}
+
+
+class _Bright(torch.nn.Module):
+    """A 'network' that scores a nodule wherever the input is bright."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), 20.0 * (x - 0.5)], 1)
+
+
+def test_mining_keeps_the_false_positives_and_not_the_nodules_or_excluded_ones():
+    x = np.zeros((40, 40, 40), np.float16)
+    x[8:12, 8:12, 8:12] = 1.0      # a nodule: the network finds it (a true positive)
+    x[28:31, 28:31, 28:31] = 1.0   # nothing marked here: a false positive
+    x[8:11, 28:31, 28:31] = 1.0    # an excluded annotation: neither
+    scan = TrainScan("u", x, np.array([[9.5, 9.5, 9.5, 3.0]]), np.array([[9.0, 29.0, 29.0, 3.0]]))
+    ds = NodulePatches([scan], patch_size=(16, 16, 16), p_nodule=0.5, p_excluded=0.0, p_hard=0.5, jitter=0,
+                       p_slab=0.0, length=4)
+    settings = DetectionInference(patch_size=[32, 32, 32], overlap=0.25)
+    hooks = DetectionHooks(val_scans=[], settings=settings, patches=ds, mine_scans=1)
+    assert hooks.mine(_Bright()) == 1
+    np.testing.assert_allclose(ds.hard[0], [[28.0, 28.0, 28.0]], atol=2.0)
+    held = ds.hard[0].copy()
+    assert DetectionHooks(val_scans=[], settings=settings, patches=ds).mine(_Bright()) == 0  # off: mines nothing
+    np.testing.assert_array_equal(ds.hard[0], held)
+
+
+def test_the_patch_shares_cannot_add_up_to_more_than_one():
+    import pytest
+    from pydantic import ValidationError
+
+    from medsight.tasks.detection.config import DetectionSection
+
+    assert DetectionSection(p_nodule=0.5, p_excluded=0.2, p_hard=0.3).p_hard == 0.3
+    with pytest.raises(ValidationError, match="at most 1"):
+        DetectionSection(p_nodule=0.5, p_excluded=0.2, p_hard=0.4)

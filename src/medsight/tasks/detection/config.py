@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medsight.config import Config, DataConfig, ModelConfig, TrainConfig
 
@@ -54,6 +54,10 @@ class DetectionSection(BaseModel):
     # training patches: centred on a nodule, on an excluded annotation (a distractor), or anywhere in the lungs
     p_nodule: float = Field(0.5, ge=0, le=1)
     p_excluded: float = Field(0.2, ge=0, le=1)
+    p_hard: float = Field(0.0, ge=0, le=1)                 # centred on a false positive the network makes (mined)
+    mine_scans: int = Field(0, ge=0)                         # training scans mined for them after each validation
+    mine_threshold: float = Field(0.5, gt=0, lt=1)          # a false positive: a component of p above this ...
+    max_hard: int = Field(8, ge=1)                           # ... the highest this many per scan
     nodule_sampling: Literal["uniform", "by_size"] = "uniform"  # by_size: smaller nodules centred on more often
     jitter_voxels: int = Field(16, ge=0)
     ignore_radius_mm: float = Field(3.0, ge=0)  # excluded annotations without a size: out of the loss within this
@@ -72,6 +76,13 @@ class DetectionSection(BaseModel):
     operating_fp_per_scan: float = Field(1.0, gt=0)        # the threshold is chosen on val at this FP rate
     solid_hu: float = -300.0                                 # solid tissue is at least this
     lung_rads: dict[str, Any] | None = None                  # a site's LungRadsTable; None: Lung-RADS v2022
+
+    @model_validator(mode="after")
+    def _shares(self) -> DetectionSection:
+        if self.p_nodule + self.p_excluded + self.p_hard > 1.0 + 1e-9:
+            raise ValueError(f"detection.p_nodule + p_excluded + p_hard is the share of patches centred on "
+                             f"something, at most 1; got {self.p_nodule} + {self.p_excluded} + {self.p_hard}")
+        return self
 
 
 class DetectionRunConfig(Config):

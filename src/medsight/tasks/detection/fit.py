@@ -114,9 +114,11 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
                             jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed,
                             length=(cfg.train.steps_per_epoch or 100) * cfg.train.batch_size,
                             ref_radius=d.weight_ref_mm / 2 / d.spacing_mm, max_weight=d.max_voxel_weight,
-                            nodule_sampling=d.nodule_sampling)
+                            nodule_sampling=d.nodule_sampling, p_hard=d.p_hard)
     settings = inference_settings(cfg)
-    hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings, label_smoothing=d.label_smoothing)
+    hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings, label_smoothing=d.label_smoothing,
+                           patches=dataset, mine_scans=d.mine_scans if d.p_hard > 0 else 0,
+                           mine_threshold=d.mine_threshold, max_hard=d.max_hard)
     log.info("training %s on %d scans (%d nodules), validating on %d of %d", cfg.model.name, len(scans),
              sum(len(s.nodules) for s in scans), min(len(val), d.val_cases), len(val))
     return TrainingSetup(train=dataset, hooks=hooks, config=cfg,

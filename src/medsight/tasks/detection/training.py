@@ -13,7 +13,9 @@
   benchmark's 38 nodules under 6 mm). Patches
   are mirrored along every axis and turned by quarter turns in the axial plane (a nodule has no
   handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
-  11-16-slice LIDC slabs are. The trainer re-seeds it every epoch.
+  11-16-slice LIDC slabs are. The trainer re-seeds it every epoch. With ``p_hard`` a patch is
+  centred on a **hard negative** instead: a place where the network being trained scores a
+  nodule that is not there (:meth:`DetectionHooks.mine`).
 * :class:`DetectionHooks`: a batch soft Dice over the nodule class plus a cross-entropy, both
   counting each voxel by its weight (:func:`weighted_dice`; with weights 0/1 it is MONAI's
   ``DiceLoss(batch=True)`` on the voxels in the loss). A nodule's voxels can be weighted up so
@@ -21,7 +23,12 @@
   3.0.0 uses 40; a plain per-voxel loss counts a 20 mm nodule ~300 times a 3 mm one, and the
   network learnt to miss nodules under 6 mm), and ``nodule_sampling: by_size`` centres patches
   on small nodules more often; optionally with label smoothing; and validation that runs the
-  whole detector on a few validation scans and scores it the LUNA16 way (``val_cpm``).
+  whole detector on a few validation scans and scores it the LUNA16 way (``val_cpm``). After
+  each validation it mines ``mine_scans`` training scans in turn (the network over the scan's
+  crop; each component of its probability above ``mine_threshold`` whose peak is in no nodule's
+  ball and no excluded annotation's is a false positive, the ``max_hard`` highest kept) and
+  gives them to the patches: the false positives the network ranks above small nodules are
+  drawn on purpose rather than by chance, as a detector's hard-negative sampler does.
 """
 
 from __future__ import annotations
@@ -122,12 +129,15 @@ class NodulePatches(torch.utils.data.Dataset):
 
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
                  p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0,
-                 ref_radius: float = 5.0, max_weight: float = 30.0, nodule_sampling: str = "uniform") -> None:
+                 ref_radius: float = 5.0, max_weight: float = 30.0, nodule_sampling: str = "uniform",
+                 p_hard: float = 0.0) -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
         self.size = [int(s) for s in patch_size]
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
+        self.p_hard = float(p_hard)
+        self.hard: dict[int, np.ndarray] = {}  # scan index -> (K, 3) grid centres of its mined false positives
         self.length = int(length)
         # a nodule of ref_radius (voxels) weighs 1 a voxel, a smaller one up to max_weight (ball_target)
         self.ref_voxels, self.max_weight = 4.0 / 3.0 * np.pi * float(ref_radius) ** 3, float(max_weight)
@@ -144,6 +154,14 @@ class NodulePatches(torch.utils.data.Dataset):
 
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
+
+    def set_hard(self, i: int, centres: np.ndarray) -> None:
+        """The hard negatives of scan ``i`` (rows z, y, x on its grid), replacing its earlier ones."""
+        centres = np.asarray(centres, float).reshape(-1, 3)
+        if len(centres):
+            self.hard[i] = centres
+        else:
+            self.hard.pop(i, None)
 
     def __len__(self) -> int:
         return self.length
@@ -163,6 +181,11 @@ class NodulePatches(torch.utils.data.Dataset):
         elif u < self.p_nodule + self.p_excluded and self.with_excluded:
             s = self.scans[self.with_excluded[rng.integers(len(self.with_excluded))]]
             c = s.excluded[rng.integers(len(s.excluded)), :3] + rng.integers(-self.jitter, self.jitter + 1, 3)
+        elif u < self.p_nodule + self.p_excluded + self.p_hard and self.hard:
+            keys = sorted(self.hard)
+            i = keys[rng.integers(len(keys))]
+            s, hard = self.scans[i], self.hard[i]
+            c = hard[rng.integers(len(hard))] + rng.integers(-self.jitter, self.jitter + 1, 3)
         else:
             s = self.scans[rng.integers(len(self.scans))]
             c = np.array([rng.uniform(0, n) for n in s.x.shape])
@@ -224,10 +247,47 @@ class DetectionHooks(TrainingHooks):
     """The trainer's view of detection (module docstring)."""
 
     def __init__(self, *, val_scans: Sequence[tuple[str, PreparedScan, list, list]],
-                 settings: DetectionInference, label_smoothing: float = 0.0) -> None:
+                 settings: DetectionInference, label_smoothing: float = 0.0, patches: NodulePatches | None = None,
+                 mine_scans: int = 0, mine_threshold: float = 0.5, max_hard: int = 8) -> None:
         self.label_smoothing = float(label_smoothing)
         self.val_scans = list(val_scans)
         self.settings = settings
+        self.patches, self.mine_scans = patches, int(mine_scans)
+        self.mine_threshold, self.max_hard = float(mine_threshold), int(max_hard)
+        self._next = 0  # the training scan mined next (round robin)
+
+    def mine(self, network: torch.nn.Module) -> int:
+        """Hard negatives of the next ``mine_scans`` training scans (module docstring) handed to
+        the patches; returns how many are held in all."""
+        from scipy import ndimage
+
+        from medsight.engine.sliding import predict_probabilities
+
+        if self.patches is None or self.mine_scans <= 0:
+            return 0
+        scans, s = self.patches.scans, self.settings
+        for _ in range(min(self.mine_scans, len(scans))):
+            i, self._next = self._next, (self._next + 1) % len(scans)
+            scan = scans[i]
+            prob = predict_probabilities(network, torch.from_numpy(scan.x.astype(np.float32))[None],
+                                         patch_size=s.patch_size, overlap=s.overlap, sw_batch_size=s.sw_batch_size,
+                                         precision=s.precision)[1].numpy()
+            labels, n = ndimage.label(prob > self.mine_threshold, structure=np.ones((3, 3, 3), bool))
+            if not n:
+                self.patches.set_hard(i, np.zeros((0, 3)))
+                continue
+            ks = np.arange(1, n + 1)
+            peaks = np.array(ndimage.maximum_position(prob, labels, ks), float).reshape(-1, 3)
+            scores = np.asarray(ndimage.maximum(prob, labels, ks), float)
+            marked = np.concatenate([scan.nodules, scan.excluded])  # z, y, x, radius (voxels)
+            if len(marked):
+                d2 = ((peaks[:, None, :] - marked[None, :, :3]) ** 2).sum(-1)
+                false = ~(d2 <= np.maximum(marked[None, :, 3], 1.0) ** 2).any(1)
+            else:
+                false = np.ones(len(peaks), bool)
+            order = np.argsort(-scores[false], kind="stable")[: self.max_hard]
+            self.patches.set_hard(i, peaks[false][order])
+        return int(sum(len(v) for v in self.patches.hard.values()))
 
     def training_step(self, network: torch.nn.Module, batch: Any) -> torch.Tensor:
         x, y, w = batch
@@ -243,10 +303,12 @@ class DetectionHooks(TrainingHooks):
         for uid, scan, nodules, exc in self.val_scans:
             detections[uid] = detect(network, scan, self.settings)[0]
             truth[uid], excluded[uid] = nodules, exc
+        mined = {"hard_negatives": float(self.mine(network))} if self.mine_scans else {}
         network.train()
         try:
             r = froc_of(detections, truth, excluded)
         except DataError:  # no nodule in the validation scans
-            return {"val_cpm": 0.0}
+            return {"val_cpm": 0.0, **mined}
         fps = float(np.mean([len(d) for d in detections.values()]))
-        return {"val_cpm": float(r.cpm), "val_sens_1fp": float(r.sensitivity_at(1.0)), "val_candidates": fps}
+        return {"val_cpm": float(r.cpm), "val_sens_1fp": float(r.sensitivity_at(1.0)), "val_candidates": fps,
+                **mined}
