@@ -1,0 +1,122 @@
+"""Does the detector's ranking lose to saturated scores? The benchmark's candidates ranked by
+other scores of the same network output (SYNTHETIC data: ``medsight.data.synthetic_ct``).
+
+A candidate's score is its component's highest nodule probability, reported to 5 decimals; a
+confident network puts many candidates at 1.0, where ties are broken by size. The background
+probability ``p0`` is exact where ``p1`` rounds to 1 (float32 has its precision near 0), so the
+logit ``log(1 - p0) - log(p0)`` at the component's lowest ``p0`` ranks without ties. Each ranking is
+scored by LUNA16's FROC (``medsight.metrics.froc``) on the same candidates, after the shipped
+model's own rules (inside the lungs, at most ``max_findings`` per scan by the ranking):
+
+- ``shipped``: the score as ``detect`` reports it (5 decimals, the larger first among equal ones);
+- ``logit``: the logit at the component's lowest background probability;
+- ``mass``: the component's summed probability (its soft volume, in voxels);
+- ``logit_plus_log_mass``: both (a confident and large component first);
+- and the ceiling: the CPM if every nodule the candidates reach ranked above every false positive.
+
+Usage:
+    python -m medsight.data.synthetic_ct runs/synthetic-ct/bench --n 60 --seed 0
+    .venv/bin/python benchmarks/bench_nodule_scores.py [--model lung-nodule-ct] [--bench runs/synthetic-ct/bench] \\
+        [--json benchmarks/results/nodule_scores.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def candidates(model, task, scan) -> list[dict]:
+    """The shipped candidates of one scan with each ranking's score."""
+    import torch
+    from scipy import ndimage
+
+    from medsight.engine.sliding import predict_probabilities
+    from medsight.tasks.detection.candidates import extract_candidates
+    from medsight.tasks.detection.task import _settings
+
+    s = _settings(model)
+    probs = predict_probabilities(model.run, torch.from_numpy(scan.x), patch_size=s.patch_size, overlap=s.overlap,
+                                  sw_batch_size=s.sw_batch_size, precision=s.precision,
+                                  tta_flips=s.tta_flips).numpy()
+    p0, p1 = probs[0], probs[1]
+    lo, hi = s.hu_window
+    found = extract_candidates(p1, scan.hu((lo, hi)), scan.grid.spacing, candidate_threshold=s.candidate_threshold,
+                               size_threshold=s.size_threshold, measure=s.measure, grow_mm=s.grow_mm,
+                               max_candidates=4 * s.max_findings, solid_hu=s.solid_hu)
+    if not found:
+        return []
+    # each candidate's component: the one at its centre, or the nearest one (a curved component's
+    # weighted centre may fall outside it)
+    labels, n = ndimage.label(p1 > s.candidate_threshold, structure=np.ones((3, 3, 3), bool))
+    _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    index = np.array([c.index for c in found])
+    at = np.clip(np.round(index).astype(int), 0, np.array(p1.shape) - 1)
+    comp = labels[tuple(nearest[:, at[:, 0], at[:, 1], at[:, 2]])]
+    ks = np.arange(1, n + 1)
+    p0_min = np.maximum(np.asarray(ndimage.minimum(p0, labels, ks)), 1e-30)[comp - 1]
+    mass = np.asarray(ndimage.sum(p1, labels, ks))[comp - 1]
+    world = scan.grid.index_to_world(index)
+    inside = np.atleast_1d(scan.lungs.inside(world)) if scan.lungs.found else np.ones(len(found), bool)
+    logit = np.log(np.maximum(1.0 - p0_min, 1e-12)) - np.log(p0_min)
+    rows = []
+    for c, w, ok, lg, m in zip(found, world, inside, logit, mass):
+        if s.drop_outside_lungs and not bool(ok):
+            continue
+        rows.append({"world": tuple(float(v) for v in w), "shipped": round(c.score, 5), "volume": c.volume_mm3,
+                     "logit": float(lg), "mass": float(m), "logit_plus_log_mass": float(lg + np.log(max(m, 1e-9)))})
+    return rows
+
+
+def scored(data, per_scan: dict[str, list[dict]], key: str, cap: int) -> dict:
+    from medsight.metrics.froc import froc
+    from medsight.metrics.luna16_csv import Finding
+
+    findings = []
+    for uid, rows in per_scan.items():
+        ranked = sorted(rows, key=lambda r: (-r[key], -r["volume"]))[:cap]  # as detect keeps them
+        findings += [Finding(uid, r["world"], float(r[key])) for r in ranked]
+    r = froc(data.annotations, findings, scans=[c.id for c in data.cases], excluded=data.excluded, n_boot=1000, seed=0)
+    return {"cpm": round(r.cpm, 4), "cpm_ci95": [round(v, 4) for v in r.ci["cpm"]],
+            "sensitivities": [round(v, 4) for v in r.sensitivities], "n_detected": r.n_detected,
+            "n_nodules": r.n_nodules}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="lung-nodule-ct")
+    ap.add_argument("--bench", default="runs/synthetic-ct/bench")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    import torch
+
+    from medsight.models.saved import load_model
+    from medsight.tasks.base import get_task
+    from medsight.tasks.detection.data import open_detection_data
+    from medsight.tasks.detection.task import _settings
+
+    torch.set_num_threads(2)
+    model, task = load_model(args.model), get_task("detection")
+    data = open_detection_data(args.bench)
+    t0 = time.perf_counter()
+    per_scan = {case.id: candidates(model, task, task.prepare_image(model, case.image())) for case in data.cases}
+    cap = _settings(model).max_findings
+    keys = ("shipped", "logit", "mass", "logit_plus_log_mass")
+    out = {"model": args.model, "version": model.version, "bench": args.bench, "scans": len(data.cases),
+           "candidates": sum(len(v) for v in per_scan.values()),
+           "ranked_by": {k: scored(data, per_scan, k, cap) for k in keys}}
+    best = out["ranked_by"]["shipped"]
+    out["ceiling_cpm"] = round(best["n_detected"] / best["n_nodules"], 4)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(out, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
