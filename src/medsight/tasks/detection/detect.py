@@ -1,8 +1,9 @@
 """One scan through the detector: network probabilities → candidates → nodules in patient mm.
 
-:func:`detect` is what inference, evaluation and training validation share; it returns every
-candidate (the FROC needs those below the operating threshold too), each with its centre in
-patient mm and in the input's voxels, its size, type and Lung-RADS category.
+:func:`detect` is what inference, evaluation and training validation share: the network step
+(:func:`nodule_probability`), then :func:`findings`. It returns every candidate (the FROC needs
+those below the operating threshold too), each with its centre in patient mm and in the input's
+voxels, its size, type and Lung-RADS category.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from medsight.models.manifest import DetectionInference
 from medsight.tasks.detection.candidates import extract_candidates
 from medsight.tasks.detection.scan import PreparedScan
 
-__all__ = ["Detected", "detect", "nodule_probability", "settings_of"]
+__all__ = ["Detected", "detect", "findings", "nodule_probability", "settings_of"]
 
 
 @dataclass
@@ -54,10 +55,13 @@ def _table(settings: DetectionInference) -> LungRadsTable:
     return LungRadsTable.from_dict(settings.lung_rads) if settings.lung_rads else LungRadsTable()
 
 
-def detect(forward: Callable[[torch.Tensor], torch.Tensor], scan: PreparedScan, settings: DetectionInference,
-           ) -> tuple[list[Detected], np.ndarray]:
-    """Every candidate of ``scan`` (best first) and the probability map it came from."""
-    prob = nodule_probability(forward, scan, settings)
+def findings(prob: np.ndarray, scan: PreparedScan, settings: DetectionInference, *,
+             limit: int | None = None) -> list[Detected]:
+    """The candidates of ``prob`` (``scan``'s nodule probability on its network grid) in patient
+    terms, best first: those outside the lungs dropped where ``settings`` say so, at most ``limit``
+    (``settings.max_findings`` unless given). A benchmark that ranks by its own scores asks for
+    more than it keeps."""
+    limit = settings.max_findings if limit is None else limit
     lo, hi = settings.hu_window
     cands = extract_candidates(prob, scan.hu((lo, hi)), scan.grid.spacing,  # type: ignore[arg-type]
                                candidate_threshold=settings.candidate_threshold,
@@ -67,12 +71,14 @@ def detect(forward: Callable[[torch.Tensor], torch.Tensor], scan: PreparedScan, 
     table = _table(settings)
     out: list[Detected] = []
     if not cands:
-        return out, prob
+        return out
     index = np.array([c.index for c in cands], float)
     world = scan.grid.index_to_world(index)
     voxel = scan.source.world_to_index(world)
     inside = (scan.lungs.inside(world) if scan.lungs.found else np.ones(len(cands), bool))
     for c, w, v, ok in zip(cands, world, voxel, np.atleast_1d(inside)):
+        if len(out) >= limit:
+            break
         if settings.drop_outside_lungs and scan.lungs.found and not bool(ok):
             continue
         d = round(float(c.diameter_mm), 2)
@@ -84,9 +90,14 @@ def detect(forward: Callable[[torch.Tensor], torch.Tensor], scan: PreparedScan, 
                             volume_ml=round(c.volume_mm3 / 1000.0, 5), type=c.type,
                             solid_diameter_mm=float(c.solid_diameter_mm), category=category,
                             size_mm=[round(ex, 2), round(ey, 2), round(ez, 2)], inside_lungs=bool(ok)))
-        if len(out) >= settings.max_findings:
-            break
-    return out, prob
+    return out
+
+
+def detect(forward: Callable[[torch.Tensor], torch.Tensor], scan: PreparedScan, settings: DetectionInference,
+           ) -> tuple[list[Detected], np.ndarray]:
+    """Every candidate of ``scan`` (best first) and the probability map it came from."""
+    prob = nodule_probability(forward, scan, settings)
+    return findings(prob, scan, settings), prob
 
 
 def settings_of(manifest_detection: Any) -> DetectionInference:
