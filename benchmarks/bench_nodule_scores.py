@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 
-def candidates(model, task, scan) -> list[dict]:
+def candidates(model, scan) -> list[dict]:
     """The shipped candidates of one scan with each ranking's score."""
     import torch
     from scipy import ndimage
@@ -70,14 +70,22 @@ def candidates(model, task, scan) -> list[dict]:
             for d, lg, m in zip(found, logit, mass)]
 
 
-def scored(data, per_scan: dict[str, list[dict]], key: str, cap: int) -> dict:
-    from medsight.metrics.froc import froc
+def ranked(per_scan: dict[str, list[dict]], key: str, cap: int) -> list:
+    """Each scan's best ``cap`` candidates by ``key`` (the larger first among equal ones, as detect
+    keeps them) as findings scored by ``key``."""
     from medsight.metrics.luna16_csv import Finding
 
     findings = []
     for uid, rows in per_scan.items():
-        ranked = sorted(rows, key=lambda r: (-r[key], -r["volume"]))[:cap]  # as detect keeps them
-        findings += [Finding(uid, r["world"], float(r[key])) for r in ranked]
+        best = sorted(rows, key=lambda r: (-r[key], -r["volume"]))[:cap]
+        findings += [Finding(uid, r["world"], float(r[key])) for r in best]
+    return findings
+
+
+def scored(data, per_scan: dict[str, list[dict]], key: str, cap: int) -> dict:
+    from medsight.metrics.froc import froc
+
+    findings = ranked(per_scan, key, cap)
     r = froc(data.annotations, findings, scans=[c.id for c in data.cases], excluded=data.excluded, n_boot=1000, seed=0)
     return {"cpm": round(r.cpm, 4), "cpm_ci95": [round(v, 4) for v in r.ci["cpm"]],
             "sensitivities": [round(v, 4) for v in r.sensitivities], "n_detected": r.n_detected,
@@ -92,6 +100,10 @@ def _slices(mm: float) -> str:
     return "<=1.25 mm" if mm <= 1.25 else "1.25-2 mm" if mm <= 2.0 else ">2 mm"
 
 
+def _size(n) -> str:
+    return "<6 mm" if float(n["diameter_mm"]) < 6 else ">=6 mm"
+
+
 GROUPS = {
     "size": lambda n, slice_mm: _bands(float(n["diameter_mm"])),
     "type": lambda n, slice_mm: n["type"],
@@ -101,23 +113,16 @@ GROUPS = {
 }
 
 
-def _size(n) -> str:
-    return "<6 mm" if float(n["diameter_mm"]) < 6 else ">=6 mm"
-
-
 def subgroups(data, per_scan: dict[str, list[dict]], cap: int, bench: Path, slice_mm: dict[str, float]) -> dict:
     """Per group of nodules: how many, how many proposed, the CPM and the sensitivity at 1/8, 1
     and 8 FPs per scan (shipped ranking; the other nodules excluded)."""
     import csv
 
     from medsight.metrics.froc import froc
-    from medsight.metrics.luna16_csv import Finding, Nodule
+    from medsight.metrics.luna16_csv import Nodule
 
     rows = list(csv.DictReader((bench / "nodules.csv").open()))
-    findings = []
-    for uid, cands in per_scan.items():
-        ranked = sorted(cands, key=lambda r: (-r["shipped"], -r["volume"]))[:cap]
-        findings += [Finding(uid, r["world"], float(r["shipped"])) for r in ranked]
+    findings = ranked(per_scan, "shipped", cap)
     nodules = [(Nodule(n["seriesuid"], (float(n["coordX"]), float(n["coordY"]), float(n["coordZ"])),
                        float(n["diameter_mm"])), n) for n in rows]
     out: dict = {}
@@ -156,7 +161,7 @@ def main() -> None:
     per_scan, slice_mm = {}, {}
     for case in data.cases:
         scan = task.prepare_image(model, case.image())
-        per_scan[case.id] = candidates(model, task, scan)
+        per_scan[case.id] = candidates(model, scan)
         slice_mm[case.id] = float(scan.source.spacing[0])  # array order: slices first
     cap = _settings(model).max_findings
     keys = ("shipped", "logit", "mass", "logit_plus_log_mass")

@@ -23,8 +23,9 @@ def scan():
 
 
 def _balls(scan, peaks: list[float], *, outside: bool = False) -> np.ndarray:
-    """Balls of radius 2 along the grid's middle row, one per peak; ``outside`` adds one at the
-    grid's corner, which is outside the lungs (the crop has a 10 mm margin)."""
+    """Balls of radius 2 voxels, one per peak, centred on lung voxels spread evenly through the
+    grid; ``outside`` adds one at the grid's corner, which is outside the lungs (the crop has a
+    10 mm margin)."""
     prob = np.zeros(scan.x.shape[1:], np.float32)
     z, y, x = np.ogrid[tuple(slice(0, n) for n in prob.shape)]
     lungs = scan.lungs.inside(scan.grid.index_to_world(np.argwhere(np.ones(prob.shape, bool)).astype(float)))
