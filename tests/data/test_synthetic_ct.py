@@ -213,8 +213,16 @@ def test_the_dataset_writer_writes_nifti_and_luna16_tables(tmp_path):
     with (tmp_path / "distractors.csv").open() as f:
         dist = list(csv.DictReader(f))
     assert excl and all(float(r["diameter_mm"]) == -1 for r in excl)
-    assert len(excl) == len(dist) + sum(float(r["diameter_mm"]) < 3 for r in full)
+    lesions = [r for r in dist if r["kind"] not in ("vessel_bifurcation", "scar")]  # no lesion: not excluded
+    assert len(excl) == len(lesions) + sum(float(r["diameter_mm"]) < 3 for r in full)
     assert {r["kind"] for r in dist} <= set(DISTRACTOR_KINDS)
+    with (tmp_path / "candidates.csv").open() as f:
+        cand = list(csv.DictReader(f))
+    # LUNA16's candidates columns: the nodules of 3 mm and more as class 1, bifurcations and scars as 0
+    assert [r["coordX"] for r in cand if r["class"] == "1"] == [r["coordX"] for r in ann]
+    assert sorted(r["coordX"] for r in cand if r["class"] == "0") == sorted(
+        r["coordX"] for r in dist if r["kind"] in ("vessel_bifurcation", "scar"))
+    assert any(r["kind"] == "scar" for r in dist)
     with (tmp_path / "seriesuids.csv").open() as f:
         series = list(csv.DictReader(f))
     assert sorted(int(r["seed"]) for r in series) == [20, 21]

@@ -11,6 +11,7 @@ from medsight.metrics.luna16_csv import (
     read_annotations,
     read_excluded,
     read_findings,
+    read_negatives,
     read_seriesuids,
     write_findings,
 )
@@ -78,3 +79,14 @@ def test_series_list_has_no_header_and_no_repeats(tmp_path):
         read_seriesuids(_write(tmp_path, "\n"))
     with pytest.raises(DataError, match="cannot read"):
         read_seriesuids(tmp_path / "absent.csv")
+
+
+def test_negatives_are_the_class_0_rows_of_a_candidates_file(tmp_path):
+    p = _write(tmp_path, "seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,0\n1.2.3,4,5,6,1\n1.2.4,-7,8.5,9,0\n")
+    n = read_negatives(p)
+    assert [(x.seriesuid, x.center_mm, x.diameter_mm) for x in n] == [
+        ("1.2.3", (1.0, 2.0, 3.0), -1.0), ("1.2.4", (-7.0, 8.5, 9.0), -1.0)]
+    with pytest.raises(DataError, match="line 2: column class must be 0 or 1"):
+        read_negatives(_write(tmp_path, "seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,2\n", "bad.csv"))
+    with pytest.raises(DataError, match="missing column"):
+        read_negatives(_write(tmp_path, HEADER + "1.2.3,1,2,3,4\n", "nocls.csv"))

@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass")
 DISTRACTOR_KINDS = ("vessel_bifurcation", "scar", "calcified_granuloma", "micronodule")
+#: Distractors no reader would mark as a lesion: class 0 in ``candidates.csv`` and a false positive
+#: when found (the granulomas and micronodules are lesions that count neither way, in
+#: ``annotations_excluded.csv`` as LUNA16's excluded list has such lesions).
+NOT_LESIONS = ("vessel_bifurcation", "scar")
 
 AIR_HU, FAT_HU, SOFT_HU, LUNG_HU, BLOOD_HU = -1000.0, -100.0, 40.0, -850.0, 40.0
 CORTEX_HU, MARROW_HU, AIRWAY_WALL_HU = 700.0, 250.0, 20.0
@@ -343,10 +347,15 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
 
     Files: ``<seriesuid>.nii.gz`` (or ``.mhd`` when ``fmt="mhd"`` and ``medsight.io.metaimage``
     has its writer, ``write_mhd``), ``annotations.csv`` (seriesuid, coordX, coordY, coordZ, diameter_mm: world
-    LPS mm of nodules of 3 mm and more), ``annotations_excluded.csv`` (distractors and nodules
-    below 3 mm, diameter -1 as in LUNA16), ``nodules.csv`` (the full truth: type, volume, flags,
-    voxel centre), ``distractors.csv`` (kind, size, HU, voxel centre) and ``seriesuids.csv``
-    (seed, shape, spacing). Scan ``i`` is ``make_chest_ct(seed + i, **options)``.
+    LPS mm of nodules of 3 mm and more), ``annotations_excluded.csv`` (the lesions that count
+    neither way, as in LUNA16: nodules below 3 mm, micronodules and calcified granulomas, diameter
+    -1), ``nodules.csv`` (the full truth: type, volume, flags,
+    voxel centre), ``distractors.csv`` (kind, size, HU, voxel centre), ``candidates.csv``
+    (LUNA16's candidates columns ``seriesuid,coordX,coordY,coordZ,class``: the nodules of 3 mm
+    and more as class 1, the distractors that are no lesion at all, vessel bifurcations and
+    scars, as class 0: a finding there is a false positive, and a detector is trained to call
+    them background, ``data.negatives``) and
+    ``seriesuids.csv`` (seed, shape, spacing). Scan ``i`` is ``make_chest_ct(seed + i, **options)``.
 
     Returns:
         the folder.
@@ -372,7 +381,7 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
         suffix = ".mhd"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ann, excl, full, dist, uids = [], [], [], [], []
+    ann, excl, full, dist, uids, cand = [], [], [], [], [], []
     for i in range(int(n)):
         image, nodules, distractors = make_chest_ct(int(seed) + i, **options)
         uid = image.series_uid
@@ -381,11 +390,16 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
         for nd in nodules:
             row = [uid, *(_r(c) for c in nd.centre_lps)]
             (ann if nd.diameter_mm >= 3.0 else excl).append(row + [_r(nd.diameter_mm) if nd.diameter_mm >= 3.0 else -1])
+            if nd.diameter_mm >= 3.0:
+                cand.append(row + [1])
             full.append([uid, *(_r(c) for c in nd.centre_lps), *(_r(c) for c in nd.centre_voxel), _r(nd.diameter_mm),
                          round(nd.volume_ml, 6), nd.type, int(nd.juxtapleural), int(nd.vascular),
                          _r(nd.solid_diameter_mm), _r(nd.hu)])
         for d in distractors:
-            excl.append([uid, *(_r(c) for c in d.centre_lps), -1])
+            if d.kind in NOT_LESIONS:
+                cand.append([uid, *(_r(c) for c in d.centre_lps), 0])
+            else:
+                excl.append([uid, *(_r(c) for c in d.centre_lps), -1])
             dist.append([uid, *(_r(c) for c in d.centre_lps), *(_r(c) for c in d.centre_voxel), d.kind,
                          _r(d.size_mm), _r(d.hu)])
     _write_csv(folder / "annotations.csv", ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], ann)
@@ -395,6 +409,7 @@ def write_dataset(folder: str | Path, n: int, seed: int, *, fmt: str = "nifti",
                                         "solid_diameter_mm", "hu"], full)
     _write_csv(folder / "distractors.csv", ["seriesuid", "coordX", "coordY", "coordZ", "voxel_z", "voxel_y",
                                             "voxel_x", "kind", "size_mm", "hu"], dist)
+    _write_csv(folder / "candidates.csv", ["seriesuid", "coordX", "coordY", "coordZ", "class"], cand)
     _write_csv(folder / "seriesuids.csv", ["seriesuid", "seed", "slices", "rows", "cols", "spacing_z", "spacing_y",
                                            "spacing_x"], uids)
     return folder

@@ -32,7 +32,7 @@ from pathlib import Path
 from medsight.errors import DataError
 
 __all__ = ["Nodule", "Finding", "read_annotations", "read_excluded", "read_findings", "read_findings_scans",
-           "read_seriesuids",
+           "read_negatives", "read_seriesuids",
            "write_findings", "ANNOTATION_COLUMNS", "FINDING_COLUMNS", "UNKNOWN_SIZE_DIAMETER_MM"]
 
 #: The columns of ``annotations.csv`` and ``annotations_excluded.csv``.
@@ -148,6 +148,26 @@ def read_excluded(path: str | Path) -> list[Nodule]:
         DataError: as :func:`read_annotations`, except that a negative diameter is allowed (0 is not).
     """
     return _read_nodules(path, allow_unknown_size=True)
+
+
+def read_negatives(path: str | Path) -> list[Nodule]:
+    """Read the class-0 rows of a LUNA16 ``candidates.csv``: places that are not nodules (as
+    :class:`Nodule` rows of unknown size, ``diameter_mm`` -1). Class-1 rows are skipped (the
+    nodules come from ``annotations.csv``).
+
+    Raises:
+        DataError: unreadable file, a missing column, an empty UID, a coordinate that is not a
+            finite number, or a class other than 0 or 1.
+    """
+    path = Path(path)
+    out = []
+    for line, row in _rows(path, ("seriesuid", "coordX", "coordY", "coordZ", "class")):
+        label = row.get("class", "").strip()
+        if label not in ("0", "1"):
+            raise DataError(f"line {line}: column class must be 0 or 1; got {label!r}", path=path)
+        if label == "0":
+            out.append(Nodule(_uid(path, line, row), _center(path, line, row), -1.0))
+    return out
 
 
 def read_findings(path: str | Path) -> list[Finding]:

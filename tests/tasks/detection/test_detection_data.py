@@ -45,8 +45,8 @@ def test_luna16_layout_with_mhd_in_subset_folders_keeps_a_scan_without_nodules(t
     assert [c.id for c in ds.cases] == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
     by = {c.id: c for c in ds.cases}
     assert by["1.2.3.1"].covariates["nodules"] == [(0.0, 0.0, 4.0, 6.5), (1.0, 1.0, 2.0, 4.0)]
-    assert by["1.2.3.2"].covariates == {"nodules": [], "excluded": [(0.0, 0.0, 4.0, -1.0)]}
-    assert by["1.2.3.3"].covariates == {"nodules": [], "excluded": []}  # no nodule: still a case
+    assert by["1.2.3.2"].covariates == {"nodules": [], "excluded": [(0.0, 0.0, 4.0, -1.0)], "negatives": []}
+    assert by["1.2.3.3"].covariates == {"nodules": [], "excluded": [], "negatives": []}  # no nodule: still a case
     assert by["1.2.3.3"].path().endswith("subset1/1.2.3.3.mha")
     assert by["1.2.3.1"].image().shape == (6, 8, 8)
     assert ds.not_on_disk == [] and ds.unlisted == []
@@ -159,3 +159,19 @@ def test_the_real_lidc_slabs_with_the_full_luna16_lists():
     assert [round(n[3], 2) for n in first.covariates["nodules"]] == [23.35]
     assert second.covariates["nodules"] == [] and len(second.covariates["excluded"]) == 53
     assert "LIDC-IDRI-0001" in first.path()
+
+
+def test_a_named_candidates_file_gives_each_scan_its_known_non_nodules(tmp_path):
+    for uid in ("1.2.3.1", "1.2.3.2"):
+        write_mhd(_volume(), tmp_path / f"{uid}.mhd")
+    _csv(tmp_path / "annotations.csv", [("1.2.3.1", 0, 0, 4, 6.5)])
+    cand = _csv(tmp_path / "elsewhere" / "candidates.csv",
+                [("1.2.3.1", 0, 0, 4, 1), ("1.2.3.2", 1, 2, 3, 0), ("1.2.3.9", 1, 1, 1, 0)],
+                header="seriesuid,coordX,coordY,coordZ,class\n")
+    assert all(c.covariates["negatives"] == [] for c in open_detection_data(tmp_path).cases)  # only when named
+    ds = open_detection_data(tmp_path, negatives=cand)
+    by = {c.id: c for c in ds.cases}
+    assert by["1.2.3.1"].covariates["negatives"] == [] and by["1.2.3.2"].covariates["negatives"] == [(1.0, 2.0, 3.0)]
+    assert ds.summary()["n_negatives"] == 1 and ds.files["negatives"] == str(cand)
+    with pytest.raises(DataError, match="candidates file not found"):
+        open_detection_data(tmp_path, negatives=tmp_path / "missing.csv")

@@ -158,6 +158,25 @@ def test_mining_keeps_the_false_positives_and_not_the_nodules_or_excluded_ones()
     np.testing.assert_array_equal(ds.hard[0], held)
 
 
+def test_known_non_nodules_go_on_the_grid_and_leave_the_excluded_annotations_alone():
+    # (x, y, z) mm on a 2 mm grid; a negative on an excluded annotation does not take it out of its ball
+    s = TrainScan.of("u", _Scan(), [], [(4.0, 4.0, 4.0, -1.0)], ignore_radius_mm=3.0,
+                     negatives=[(4.5, 4.0, 4.0), (12.0, 10.0, 8.0)])
+    assert np.allclose(s.negatives, [[2.0, 2.0, 2.25], [4.0, 5.0, 6.0]]) and len(s.excluded) == 1
+    assert TrainScan.of("u", _Scan(), [], []).negatives.shape == (0, 3)
+
+
+def test_patches_centre_on_the_known_non_nodules_and_teach_them_as_background():
+    x = np.zeros((64, 64, 64), np.float16)
+    x[40, 20, 30] = 1.0
+    scan = TrainScan("u", x, np.zeros((0, 4)), np.zeros((0, 4)), np.array([[40.0, 20.0, 30.0]]))
+    ds = NodulePatches([scan], patch_size=(16, 16, 16), p_nodule=0.0, p_excluded=0.0, p_negative=1.0, jitter=0,
+                       p_slab=0.0, length=4)
+    for _ in range(5):
+        x_patch, y, w = ds[0]
+        assert float(x_patch[0, 7:9, 7:9, 7:9].max()) > 0.9 and int(y.sum()) == 0 and bool((w == 1).all())
+
+
 def test_the_patch_shares_cannot_add_up_to_more_than_one():
     import pytest
     from pydantic import ValidationError
@@ -167,3 +186,5 @@ def test_the_patch_shares_cannot_add_up_to_more_than_one():
     assert DetectionSection(p_nodule=0.5, p_excluded=0.2, p_hard=0.3).p_hard == 0.3
     with pytest.raises(ValidationError, match="at most 1"):
         DetectionSection(p_nodule=0.5, p_excluded=0.2, p_hard=0.4)
+    with pytest.raises(ValidationError, match="p_negative"):
+        DetectionSection(p_nodule=0.5, p_excluded=0.2, p_negative=0.4)

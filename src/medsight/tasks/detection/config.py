@@ -19,13 +19,16 @@ class DetectionDataConfig(DataConfig):
     names beside the annotations). Listed scans that are not on disk are left out and counted
     (``missing_scans: error`` refuses them). Splits are seeded over the scans unless
     ``split_file`` names them. ``max_cases`` reads only the first N scans (by series UID), for
-    quick runs."""
+    quick runs. ``negatives`` names a LUNA16 candidates file (``seriesuid,coordX,coordY,coordZ,
+    class``) whose class-0 rows training teaches as background (``detection.p_negative``)."""
 
-    PATH_KEYS: ClassVar[tuple[str, ...]] = ("source", "split_file", "annotations", "excluded", "seriesuids")
+    PATH_KEYS: ClassVar[tuple[str, ...]] = ("source", "split_file", "annotations", "excluded", "seriesuids",
+                                            "negatives")
 
     annotations: str | None = None
     excluded: str | None = None
     seriesuids: str | None = None
+    negatives: str | None = None
     missing_scans: Literal["skip", "error"] = "skip"
     max_cases: int | None = Field(None, ge=1)
 
@@ -51,10 +54,11 @@ class DetectionSection(BaseModel):
     overlap: float = Field(0.25, ge=0, lt=1)
     hu_window: tuple[float, float] = (-1000.0, 400.0)
     lung_margin_mm: float = Field(10.0, ge=0)
-    # training patches: centred on a nodule, on an excluded annotation (a distractor), or anywhere in the lungs
+    # training patches: centred on a nodule, an excluded annotation, a known non-nodule, or anywhere in the lungs
     p_nodule: float = Field(0.5, ge=0, le=1)
     p_excluded: float = Field(0.2, ge=0, le=1)
     p_hard: float = Field(0.0, ge=0, le=1)                 # centred on a false positive the network makes (mined)
+    p_negative: float = Field(0.0, ge=0, le=1)             # centred on a known non-nodule (data.negatives)
     mine_scans: int = Field(0, ge=0)                         # training scans mined for them after each validation
     mine_threshold: float = Field(0.5, gt=0, lt=1)          # a false positive: a component of p above this ...
     max_hard: int = Field(8, ge=1)                           # ... the highest this many per scan
@@ -79,9 +83,10 @@ class DetectionSection(BaseModel):
 
     @model_validator(mode="after")
     def _shares(self) -> DetectionSection:
-        if self.p_nodule + self.p_excluded + self.p_hard > 1.0 + 1e-9:
-            raise ValueError(f"detection.p_nodule + p_excluded + p_hard is the share of patches centred on "
-                             f"something, at most 1; got {self.p_nodule} + {self.p_excluded} + {self.p_hard}")
+        if self.p_nodule + self.p_excluded + self.p_hard + self.p_negative > 1.0 + 1e-9:
+            raise ValueError(f"detection.p_nodule + p_excluded + p_hard + p_negative is the share of patches "
+                             f"centred on something, at most 1; got {self.p_nodule} + {self.p_excluded} + "
+                             f"{self.p_hard} + {self.p_negative}")
         return self
 
 

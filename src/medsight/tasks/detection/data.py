@@ -5,6 +5,8 @@
     DATA/annotations.csv             seriesuid,coordX,coordY,coordZ,diameter_mm  (world LPS mm)
     DATA/annotations_excluded.csv    optional: lesions that count neither way (diameter -1 = unknown)
     DATA/seriesuids.csv              optional: the scans (first column); default every scan found
+    candidates.csv                   optional, only when named (``negatives=``): LUNA16's candidates
+                                     (seriesuid,coordX,coordY,coordZ,class); class 0 = not a nodule
     DATA/**/<seriesuid>.mhd|.mha|.nii.gz|.nii     a volume per scan (LUNA16's subset folders), or
     DATA/**/<a DICOM series folder>  whose SeriesInstanceUID is the scan's (LIDC as TCIA ships it)
 
@@ -21,7 +23,9 @@ subsets, or a handful of LIDC series; ``missing="error"`` makes it an error inst
 disk that the scan list does not name are left out and counted too (:attr:`DetectionData.unlisted`).
 Scans without a nodule are valid cases (they simply have no annotation). Every scan is a
 :class:`~medsight.data.case.Case` whose ``covariates`` hold its ``nodules`` and ``excluded``
-lists of ``(x, y, z, diameter_mm)``.
+lists of ``(x, y, z, diameter_mm)`` and its ``negatives``, ``(x, y, z)`` of known non-nodules
+(empty unless a candidates file is named: training teaches them as background, see
+:mod:`medsight.tasks.detection.training`; scoring does not read them).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any, Literal
 
 from medsight.data.case import Case
 from medsight.errors import DataError
-from medsight.metrics.luna16_csv import Nodule, read_annotations, read_excluded, read_seriesuids
+from medsight.metrics.luna16_csv import Nodule, read_annotations, read_excluded, read_negatives, read_seriesuids
 
 __all__ = ["DetectionData", "open_detection_data", "open_config_data", "find_volumes", "scan_uid_of",
            "VOLUME_SUFFIXES"]
@@ -57,7 +61,9 @@ class DetectionData:
         annotations, excluded: the annotations of those scans.
         not_on_disk: series UIDs listed (or annotated) that have no volume under ``source``.
         unlisted: series UIDs on disk that the scan list does not name.
-        files: the annotation files read (``annotations``, ``excluded``, ``seriesuids``; None when absent).
+        files: the annotation files read (``annotations``, ``excluded``, ``seriesuids``,
+            ``negatives``; None when absent).
+        negatives: the known non-nodules of those scans (class-0 candidates).
     """
 
     source: str
@@ -67,14 +73,18 @@ class DetectionData:
     not_on_disk: list[str] = field(default_factory=list)
     unlisted: list[str] = field(default_factory=list)
     files: dict[str, str | None] = field(default_factory=dict)
+    negatives: list[Nodule] = field(default_factory=list)
 
     def split(self, name: str | None) -> list[Case]:
         return list(self.cases) if name in (None, "all") else [c for c in self.cases if c.split == name]
 
     def summary(self) -> dict[str, Any]:
         """What was read, for an evaluation's JSON and the training manifest."""
-        return {"n_scans": len(self.cases), "n_nodules": len(self.annotations), "n_excluded": len(self.excluded),
-                "not_on_disk": len(self.not_on_disk), "unlisted": len(self.unlisted), "files": dict(self.files)}
+        out = {"n_scans": len(self.cases), "n_nodules": len(self.annotations), "n_excluded": len(self.excluded),
+               "not_on_disk": len(self.not_on_disk), "unlisted": len(self.unlisted), "files": dict(self.files)}
+        if self.negatives:
+            out["n_negatives"] = len(self.negatives)
+        return out
 
 
 def scan_uid_of(path: str | Path) -> str | None:
@@ -155,12 +165,15 @@ def _optional_file(given: str | Path | None, beside: Path, what: str) -> Path | 
 
 def open_detection_data(source: str | Path, *, annotations: str | Path | None = None,
                         excluded: str | Path | None = None, seriesuids: str | Path | None = None,
-                        max_cases: int | None = None, missing: Literal["skip", "error"] = "skip") -> DetectionData:
+                        negatives: str | Path | None = None, max_cases: int | None = None,
+                        missing: Literal["skip", "error"] = "skip") -> DetectionData:
     """Read the scans under ``source`` and their annotations (module docstring) into cases.
 
     Args:
         source: the folder holding the scans (any depth).
         annotations, excluded, seriesuids: the LUNA16 files, when not in ``source``.
+        negatives: a LUNA16 candidates file whose class-0 rows are known non-nodules (read only
+            when given).
         max_cases: keep only the first N scans (by series UID) of those on disk.
         missing: ``"skip"`` leaves listed scans that are not on disk out (counted); ``"error"``
             refuses the data set.
@@ -178,6 +191,8 @@ def open_detection_data(source: str | Path, *, annotations: str | Path | None = 
     list_path = _optional_file(seriesuids, ann_path.parent / "seriesuids.csv", "series list")
     all_annotations = read_annotations(ann_path)
     all_excluded = read_excluded(exc_path) if exc_path is not None else []
+    neg_path = _optional_file(negatives, ann_path, "candidates") if negatives is not None else None
+    all_negatives = read_negatives(neg_path) if neg_path is not None else []
     volumes = find_volumes(root)
     if list_path is not None:
         wanted = read_seriesuids(list_path)
@@ -209,20 +224,27 @@ def open_detection_data(source: str | Path, *, annotations: str | Path | None = 
     ex_scan: dict[str, list] = defaultdict(list)
     for n in all_excluded:
         ex_scan[n.seriesuid].append((*n.center_mm, n.diameter_mm))
-    cases = [Case(u, {"image": volumes[u]}, covariates={"nodules": by_scan.get(u, []), "excluded": ex_scan.get(u, [])})
+    neg_scan: dict[str, list] = defaultdict(list)
+    for n in all_negatives:
+        neg_scan[n.seriesuid].append(n.center_mm)
+    cases = [Case(u, {"image": volumes[u]}, covariates={"nodules": by_scan.get(u, []), "excluded": ex_scan.get(u, []),
+                                                        "negatives": neg_scan.get(u, [])})
              for u in uids]
     return DetectionData(source=str(root), cases=cases,
                          annotations=[n for n in all_annotations if n.seriesuid in keep],
                          excluded=[n for n in all_excluded if n.seriesuid in keep], not_on_disk=not_on_disk,
                          unlisted=unlisted,
                          files={"annotations": str(ann_path), "excluded": str(exc_path) if exc_path else None,
-                                "seriesuids": str(list_path) if list_path else None})
+                                "seriesuids": str(list_path) if list_path else None,
+                                "negatives": str(neg_path) if neg_path else None},
+                         negatives=[n for n in all_negatives if n.seriesuid in keep])
 
 
 def open_config_data(cfg: Any, **override: Any) -> DetectionData:
     """:func:`open_detection_data` of a data config (a :class:`DetectionDataConfig`, or a plain
     :class:`~medsight.config.DataConfig` without the detection keys); ``override`` wins over it."""
     opts = {"annotations": getattr(cfg, "annotations", None), "excluded": getattr(cfg, "excluded", None),
+            "negatives": getattr(cfg, "negatives", None),
             "seriesuids": getattr(cfg, "seriesuids", None), "max_cases": getattr(cfg, "max_cases", None),
             "missing": getattr(cfg, "missing_scans", "skip")}
     opts.update({k: v for k, v in override.items() if v is not None})

@@ -59,7 +59,8 @@ def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm
         return case.id, None, str(exc)
     if as_train:
         return case.id, TrainScan.of(case.id, scan, case.covariates["nodules"], case.covariates["excluded"],
-                                     ignore_radius_mm=ignore_radius_mm), None
+                                     ignore_radius_mm=ignore_radius_mm,
+                                     negatives=case.covariates.get("negatives", ())), None
     return case.id, scan, None
 
 
@@ -114,7 +115,7 @@ def prepare(task: Any, cfg: DetectionRunConfig, *, run_dir: Path) -> TrainingSet
                             jitter=d.jitter_voxels, p_slab=d.p_slab, seed=cfg.train.seed,
                             length=(cfg.train.steps_per_epoch or 100) * cfg.train.batch_size,
                             ref_radius=d.weight_ref_mm / 2 / d.spacing_mm, max_weight=d.max_voxel_weight,
-                            nodule_sampling=d.nodule_sampling, p_hard=d.p_hard)
+                            nodule_sampling=d.nodule_sampling, p_hard=d.p_hard, p_negative=d.p_negative)
     settings = inference_settings(cfg)
     hooks = DetectionHooks(val_scans=val[: d.val_cases], settings=settings, label_smoothing=d.label_smoothing,
                            patches=dataset, mine_scans=d.mine_scans if d.p_hard > 0 else 0,

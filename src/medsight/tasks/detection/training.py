@@ -3,8 +3,9 @@
 * :class:`TrainScan`: a prepared training scan held in memory (float16 on the network grid)
   with its nodules and excluded annotations in grid indices.
 * :class:`NodulePatches` draws training patches: centred (with jitter) on a nodule with
-  probability ``p_nodule``, on an excluded annotation (a distractor: a vessel end-on, a scar, a
-  calcified granuloma) with ``p_excluded``, else anywhere in the lung crop. The target is a
+  probability ``p_nodule``, on an excluded annotation (a lesion that counts neither way: a
+  nodule under 3 mm; in the synthetic data also micronodules and calcified granulomas) with
+  ``p_excluded``, else anywhere in the lung crop. The target is a
   ball of each nodule's diameter at its centre (the class map the network learns); a ball
   around each excluded annotation is left out of the loss (``ignore_radius_mm``, or the
   annotation's radius + 1 mm when it has a size). An excluded lesion counts neither way when
@@ -15,7 +16,11 @@
   handedness), and with ``p_slab`` cut to a slab of 8-40 slices, air outside, as the real
   11-16-slice LIDC slabs are. The trainer re-seeds it every epoch. With ``p_hard`` a patch is
   centred on a **hard negative** instead: a place where the network being trained scores a
-  nodule that is not there (:meth:`DetectionHooks.mine`).
+  nodule that is not there (:meth:`DetectionHooks.mine`). With ``p_negative`` it is centred on
+  a **known non-nodule** (``data.negatives``: the class-0 rows of a LUNA16 candidates file; the
+  synthetic data's vessel bifurcations end-on and scars), which the target calls background
+  like any voxel outside a nodule. Where one lies in an excluded annotation's ball, the ball
+  still wins (LUNA16's class-0 candidates can sit on an excluded nodule under 3 mm).
 * :class:`DetectionHooks`: a batch soft Dice over the nodule class plus a cross-entropy, both
   counting each voxel by its weight (:func:`weighted_dice`; with weights 0/1 it is MONAI's
   ``DiceLoss(batch=True)`` on the voxels in the loss). A nodule's voxels can be weighted up so
@@ -33,6 +38,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,13 +62,16 @@ class TrainScan:
     x: np.ndarray            # (z, y, x) float16, normalised
     nodules: np.ndarray      # (N, 4): z, y, x grid index and radius in voxels
     excluded: np.ndarray     # (M, 4): z, y, x grid index and the radius left out of the loss, voxels
+    negatives: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3)))  # (K, 3) grid index
 
     @classmethod
     def of(cls, uid: str, scan: PreparedScan, nodules: Sequence[Sequence[float]],
-           excluded: Sequence[Sequence[float]], *, ignore_radius_mm: float = 3.0) -> TrainScan:
+           excluded: Sequence[Sequence[float]], *, ignore_radius_mm: float = 3.0,
+           negatives: Sequence[Sequence[float]] = ()) -> TrainScan:
         """``nodules`` and ``excluded`` as ``(x, y, z, diameter_mm)`` in patient mm; an excluded
         annotation without a size (diameter <= 0) is left out of the loss within
-        ``ignore_radius_mm``, one with a size within its radius + 1 mm."""
+        ``ignore_radius_mm``, one with a size within its radius + 1 mm; ``negatives`` are known
+        non-nodules, ``(x, y, z)`` patient mm (patch centres, background)."""
         sp = float(np.mean(scan.grid.spacing))
         nod = np.zeros((0, 4))
         if len(nodules):
@@ -73,7 +82,10 @@ class TrainScan:
             arr = np.asarray(excluded, float)
             radius = np.where(arr[:, 3] > 0, arr[:, 3] / 2.0 + 1.0, float(ignore_radius_mm)) / sp
             exc = np.column_stack([scan.to_grid(arr[:, :3]), radius])
-        return cls(uid, scan.x[0].astype(np.float16), nod, exc)
+        neg = np.zeros((0, 3))
+        if len(negatives):
+            neg = scan.to_grid(np.asarray(negatives, float)[:, :3])
+        return cls(uid, scan.x[0].astype(np.float16), nod, exc, neg)
 
 
 def _patch(x: np.ndarray, centre: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,13 +142,13 @@ class NodulePatches(torch.utils.data.Dataset):
     def __init__(self, scans: Sequence[TrainScan], *, patch_size: Sequence[int], p_nodule: float,
                  p_excluded: float, jitter: int, p_slab: float, length: int = 800, seed: int = 0,
                  ref_radius: float = 5.0, max_weight: float = 30.0, nodule_sampling: str = "uniform",
-                 p_hard: float = 0.0) -> None:
+                 p_hard: float = 0.0, p_negative: float = 0.0) -> None:
         if not scans:
             raise ValueError("NodulePatches needs at least one scan")
         self.scans = list(scans)
         self.size = [int(s) for s in patch_size]
         self.p_nodule, self.p_excluded, self.jitter, self.p_slab = p_nodule, p_excluded, int(jitter), p_slab
-        self.p_hard = float(p_hard)
+        self.p_hard, self.p_negative = float(p_hard), float(p_negative)
         self.hard: dict[int, np.ndarray] = {}  # scan index -> (K, 3) grid centres of its mined false positives
         self.length = int(length)
         # a nodule of ref_radius (voxels) weighs 1 a voxel, a smaller one up to max_weight (ball_target)
@@ -150,6 +162,7 @@ class NodulePatches(torch.utils.data.Dataset):
         self.with_nodules = [i for i, s in enumerate(self.scans) if len(s.nodules)]
         self.scan_odds = np.array([self.nodule_odds[i].sum() for i in self.with_nodules], float)
         self.with_excluded = [i for i, s in enumerate(self.scans) if len(s.excluded)]
+        self.with_negatives = [i for i, s in enumerate(self.scans) if len(s.negatives)]
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -186,6 +199,9 @@ class NodulePatches(torch.utils.data.Dataset):
             i = keys[rng.integers(len(keys))]
             s, hard = self.scans[i], self.hard[i]
             c = hard[rng.integers(len(hard))] + rng.integers(-self.jitter, self.jitter + 1, 3)
+        elif u < self.p_nodule + self.p_excluded + self.p_hard + self.p_negative and self.with_negatives:
+            s = self.scans[self.with_negatives[rng.integers(len(self.with_negatives))]]
+            c = s.negatives[rng.integers(len(s.negatives))] + rng.integers(-self.jitter, self.jitter + 1, 3)
         else:
             s = self.scans[rng.integers(len(self.scans))]
             c = np.array([rng.uniform(0, n) for n in s.x.shape])
