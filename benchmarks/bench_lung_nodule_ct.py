@@ -64,6 +64,28 @@ def real_checks(model, task) -> dict:
     return out
 
 
+def rethreshold(model, task) -> None:
+    """Set ``model``'s threshold by the training rule on its own validation scans (the training
+    folder's ``val`` split), with its current inference settings."""
+    from types import SimpleNamespace
+
+    from medsight.tasks.detection.fit import operating_threshold
+
+    data = model.spec.training.get("data")
+    if not data or not Path(data).is_dir():
+        raise SystemExit(f"--rethreshold needs the model's training folder ({data!r}) for its validation scans")
+    fp = float(model.spec.training.get("config", {}).get("detection", {}).get("operating_fp_per_scan", 1.0))
+    ev = task.evaluate(model, data, split="val", n_boot=0, seed=0)
+    curve = ev["analyses"]["all nodules"]["curve"]
+    r = SimpleNamespace(curve_fps=curve["fps"], curve_thresholds=[float("inf") if t is None else t
+                                                                   for t in curve["thresholds"]])
+    before, model.manifest["threshold"] = model.manifest["threshold"], operating_threshold(r, fp)
+    model.manifest["threshold_rule"] = (f"lowest score at <= {fp:g} false positives per scan on the {ev['n']} "
+                                        f"validation scans, with tta_flips "
+                                        f"{model.manifest['detection'].get('tta_flips') or 'off'}")
+    print(f"threshold {before} -> {model.manifest['threshold']} ({model.manifest['threshold_rule']})")
+
+
 def card_lines(bench: dict, real: dict) -> list[str]:
     a, b = bench["analyses"]["all nodules"], bench["analyses"]["nodules >= 6 mm"]
     lines = [f"Synthetic benchmark ({bench['n']} unseen synthetic scans, {a['n_nodules']} nodules): "
@@ -101,6 +123,10 @@ def main() -> None:
     ap.add_argument("--version", help="ship under this version instead of the model's")
     ap.add_argument("--tta-flips", help="average the network over these mirrored axes (e.g. 1,2: the axial "
                                         "plane), instead of the model's setting")
+    ap.add_argument("--rethreshold", action="store_true",
+                    help="choose the operating threshold again, by the training rule (lowest score at <= the "
+                         "config's operating_fp_per_scan on the model's validation scans), with the settings "
+                         "above: a threshold chosen without TTA does not hold for TTA's scores")
     args = ap.parse_args()
     from medsight.models.saved import load_model
     from medsight.tasks.base import get_task
@@ -113,6 +139,8 @@ def main() -> None:
         model.manifest["detection"] = {**model.manifest["detection"], **chosen}  # a new dict: spec re-reads it
     if args.version:
         model.manifest["version"] = args.version
+    if args.rethreshold:
+        rethreshold(model, task)
     t0 = time.perf_counter()
     ev = task.evaluate(model, args.bench, split="all", n_boot=1000, seed=0)
     bench = {k: ev[k] for k in ev if k not in ("scans",)}
