@@ -67,21 +67,19 @@ def real_checks(model, task) -> dict:
 def rethreshold(model, task) -> None:
     """Set ``model``'s threshold by the training rule on its own validation scans (the training
     folder's ``val`` split), with its current inference settings."""
-    from types import SimpleNamespace
-
-    from medsight.tasks.detection.fit import operating_threshold
+    from medsight.tasks.detection.config import DetectionSection
+    from medsight.tasks.detection.fit import operating_threshold, threshold_rule
 
     data = model.spec.training.get("data")
     if not data or not Path(data).is_dir():
         raise SystemExit(f"--rethreshold needs the model's training folder ({data!r}) for its validation scans")
-    fp = float(model.spec.training.get("config", {}).get("detection", {}).get("operating_fp_per_scan", 1.0))
+    trained = model.spec.training.get("config", {}).get("detection", {})
+    fp = float(trained.get("operating_fp_per_scan", DetectionSection().operating_fp_per_scan))
     ev = task.evaluate(model, data, split="val", n_boot=0, seed=0)
     curve = ev["analyses"]["all nodules"]["curve"]
-    r = SimpleNamespace(curve_fps=curve["fps"], curve_thresholds=[float("inf") if t is None else t
-                                                                   for t in curve["thresholds"]])
-    before, model.manifest["threshold"] = model.manifest["threshold"], operating_threshold(r, fp)
-    model.manifest["threshold_rule"] = (f"lowest score at <= {fp:g} false positives per scan on the {ev['n']} "
-                                        f"validation scans, with tta_flips "
+    before, model.manifest["threshold"] = model.manifest["threshold"], operating_threshold(
+        curve["fps"], curve["thresholds"], fp)
+    model.manifest["threshold_rule"] = (f"{threshold_rule(fp, ev['n'])}, with tta_flips "
                                         f"{model.manifest['detection'].get('tta_flips') or 'off'}")
     print(f"threshold {before} -> {model.manifest['threshold']} ({model.manifest['threshold_rule']})")
 

@@ -33,13 +33,19 @@ def inference_settings(cfg: DetectionRunConfig) -> DetectionInference:
                               precision=cfg.train.precision)
 
 
-def operating_threshold(r: Any, fp_per_scan: float) -> float:
-    """The lowest score threshold whose FROC point has at most ``fp_per_scan`` FPs per scan."""
+def operating_threshold(curve_fps: Any, curve_thresholds: Any, fp_per_scan: float) -> float:
+    """The lowest score threshold whose FROC point has at most ``fp_per_scan`` FPs per scan (a
+    FROC result's curve, or its ``to_dict()`` curve, whose infinite thresholds are None)."""
     best = 1.0
-    for fps, t in zip(r.curve_fps, r.curve_thresholds):
-        if fps <= fp_per_scan and np.isfinite(t):
+    for fps, t in zip(curve_fps, curve_thresholds):
+        if fps <= fp_per_scan and t is not None and np.isfinite(t):
             best = min(best, float(t))
     return best  # not rounded: scores crowd near 1, and a threshold rounded up drops the findings at it
+
+
+def threshold_rule(fp_per_scan: float, n_scans: int) -> str:
+    """The manifest's ``threshold_rule`` for :func:`operating_threshold` on ``n_scans`` validation scans."""
+    return f"lowest score at <= {fp_per_scan:g} false positives per scan on the {n_scans} validation scans"
 
 
 def _prepare_one(case: Any, pre_spec: dict[str, Any], modalities: Any, margin_mm: float,
@@ -145,9 +151,8 @@ def finish(task: Any, cfg: DetectionRunConfig, prepared: TrainingSetup, networks
         excluded = {uid: e for uid, _, _, e in st["val"]}
         try:
             r = froc_of(detections, truth, excluded)
-            threshold = operating_threshold(r, cfg.detection.operating_fp_per_scan)
-            chosen = (f"lowest score at <= {cfg.detection.operating_fp_per_scan:g} false positives per scan on "
-                      f"the {len(detections)} validation scans")
+            threshold = operating_threshold(r.curve_fps, r.curve_thresholds, cfg.detection.operating_fp_per_scan)
+            chosen = threshold_rule(cfg.detection.operating_fp_per_scan, len(detections))
         except DataError as exc:
             log.warning("operating threshold left at 0.5: %s", exc)
     data = st["data"]
