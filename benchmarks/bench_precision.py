@@ -82,6 +82,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "precision.json")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
+    from medsight.engine.sliding import native_bf16
+
+    if not native_bf16():  # MedSight trains and runs bf16 only where the CPU has it (docs/scale.md)
+        print("this CPU has no native bf16 (AVX-512 BF16 or AMX): MedSight refuses bf16 training and runs bf16 "
+              "models in fp32 here, so there is nothing to compare", file=sys.stderr)
+        return 2
     data = str(SHARED / "pneumoniamnist" / "pneumoniamnist.npz")
     runs: dict[str, list[dict]] = {"fp32": [], "bf16": []}
     with tempfile.TemporaryDirectory() as tmp:
