@@ -32,6 +32,12 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert load_model(folder / "manifest.json").path == folder
 
 
+def test_a_saved_model_records_the_cpu_it_was_made_on(tmp_path):
+    _, folder = make(tmp_path)
+    cpu = load_model(folder).manifest["versions"]["cpu"]
+    assert cpu.endswith(f" ({torch.backends.cpu.get_cpu_capability()})") and len(cpu) > 4
+
+
 def test_damaged_weights_are_detected_by_checksum(tmp_path):
     _, folder = make(tmp_path)
     w = folder / "weights.safetensors"

@@ -224,7 +224,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def cpu() -> str:
+    """This CPU's model name and torch's kernel level, e.g. ``AMD EPYC (AVX2)``: a time-scheduled
+    training's steps, and so its weights, depend on it (docs/detection.md, "On a slower machine")."""
+    name = ""
+    try:
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), "")
+    except OSError:  # not Linux
+        pass
+    return f"{name or platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def versions() -> dict[str, str]:
+    """The packages and the CPU a model was made with (the manifest's ``versions``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "torch": torch.__version__}
@@ -233,6 +246,7 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "unknown"
+    out["cpu"] = cpu()
     return out
 
 
