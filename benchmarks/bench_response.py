@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -125,17 +124,14 @@ def main() -> int:
     import torch
 
     from medsight.data.synthetic_cohort import write_cohort
+    from medsight.models.saved import cpu_name
 
     cohort = RUNS / "cohort"
     if not (cohort / "manifest.csv").is_file():
         write_cohort(cohort, 4000, seed=0)
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load": [round(x, 2) for x in os.getloadavg()]}
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     runs = {"on": (RUNS / "response-synthetic-ipw", ("response.propensity_weighting=true",)),
             "off": (RUNS / "response-synthetic", ("response.propensity_weighting=false",))}
     results = {}

@@ -224,16 +224,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def cpu() -> str:
-    """This CPU's model name and torch's kernel level, e.g. ``AMD EPYC (AVX2)``: a time-scheduled
-    training's steps, and so its weights, depend on it (docs/detection.md, "On a slower machine")."""
+def cpu_name() -> str:
+    """This CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows), e.g. ``AMD EPYC``."""
     name = ""
     try:
         name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name")), "")
     except OSError:  # not Linux
         pass
-    return f"{name or platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()})"
+    return name or platform.processor() or platform.machine()
+
+
+def cpu() -> str:
+    """This CPU's model name and torch's kernel level, e.g. ``AMD EPYC (AVX2)``: a time-scheduled
+    training's steps, and so its weights, depend on it (docs/detection.md, "On a slower machine")."""
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def versions() -> dict[str, str]:
