@@ -86,6 +86,7 @@ def test_concurrent_claimers_never_share_a_job(db):
             if not jobs:
                 return
             taken[k].extend(j.id for j in jobs)
+            time.sleep(0.005)  # a worker works on what it claimed; without it one thread can win every lock in turn
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
     for t in threads:
