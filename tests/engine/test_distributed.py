@@ -61,29 +61,38 @@ def _test_metrics(run: Path) -> dict:
     return json.loads((run / "evaluation" / "test.json").read_text())
 
 
-def test_two_processes_train_what_one_process_trains(tmp_path, data):
-    cfg = _config(tmp_path, data)
-    _train(["train", str(cfg), "--out", str(tmp_path / "one")])
-    r = _train(["train", str(cfg), "--out", str(tmp_path / "two"), "--nproc", "2"])
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory, data):
+    """The same 4-epoch run in one process and in two: test 1 compares them, test 2 resumes the
+    two-process run's config part-way and must end on its weights exactly."""
+    tmp = tmp_path_factory.mktemp("one-two")
+    cfg = _config(tmp, data)
+    _train(["train", str(cfg), "--out", str(tmp / "one")])
+    r = _train(["train", str(cfg), "--out", str(tmp / "two"), "--nproc", "2"])
+    return tmp, cfg, r
+
+
+def test_two_processes_train_what_one_process_trains(one_and_two):
+    tmp, _, r = one_and_two
     assert "DDP over 2 processes" in r.stdout
-    one, two = _test_metrics(tmp_path / "one"), _test_metrics(tmp_path / "two")
+    one, two = _test_metrics(tmp / "one"), _test_metrics(tmp / "two")
     assert abs(one["auc"] - two["auc"]) <= AUC_TOLERANCE, (one["auc"], two["auc"])
     assert two["auc"] > 0.9
-    rows = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
+    rows = (tmp / "two" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 4  # one header and one row per epoch: rank 0 alone logs
-    manifest = json.loads((tmp_path / "two" / "model" / "manifest.json").read_text())
+    manifest = json.loads((tmp / "two" / "model" / "manifest.json").read_text())
     assert manifest["training"]["processes"] == 2
-    assert json.loads((tmp_path / "one" / "model" / "manifest.json").read_text())["training"]["processes"] == 1
+    assert json.loads((tmp / "one" / "model" / "manifest.json").read_text())["training"]["processes"] == 1
 
 
-def test_a_ddp_run_stopped_part_way_resumes_exactly(tmp_path, data):
-    full = _config(tmp_path, data, epochs=3)
-    _train(["train", str(full), "--out", str(tmp_path / "full"), "--nproc", "2"])
-    part = _config(tmp_path, data, epochs=3, max_minutes=1e-9)  # stops after its first epoch
+def test_a_ddp_run_stopped_part_way_resumes_exactly(tmp_path, data, one_and_two):
+    full_dir, full, _ = one_and_two  # the uninterrupted 4-epoch run on 2 processes
+    part = _config(tmp_path, data, max_minutes=1e-9)  # the same, but it stops after its first epoch
     _train(["train", str(part), "--out", str(tmp_path / "part"), "--nproc", "2"])
     assert len((tmp_path / "part" / "metrics.csv").read_text().splitlines()) == 2
     _train(["train", str(full), "--out", str(tmp_path / "part"), "--nproc", "2", "--resume"])
-    a = load_weights(tmp_path / "full" / "model" / "weights.safetensors")
+    assert len((tmp_path / "part" / "metrics.csv").read_text().splitlines()) == 1 + 4
+    a = load_weights(full_dir / "two" / "model" / "weights.safetensors")
     b = load_weights(tmp_path / "part" / "model" / "weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
