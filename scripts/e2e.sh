@@ -8,41 +8,57 @@
 # rows, column widths) run again with a real PostgreSQL. `MEDSIGHT_E2E_DB=postgresql pytest -m e2e
 # tests/e2e` runs all of them with PostgreSQL.
 #
-# The two runs are independent (own stacks, ports, folders, database) and much of their time is
-# waiting on peers, so they run side by side; MEDSIGHT_E2E_PARALLEL=0 runs them one after the
-# other. Extra arguments go to both pytest runs (e.g. --durations=0).
+# Each pass is split in two lanes by file: the long ones (the loss, PACS-outage and DICOMweb
+# catch-up modules, about half of a pass's time) and the rest. The four lanes are independent
+# (own stacks, ports, folders, database; each pytest process its own webhook and PostgreSQL) and
+# much of their time is waiting on peers, so they run side by side; MEDSIGHT_E2E_PARALLEL=0 runs
+# the two passes whole, one after the other. Extra arguments go to every pytest run (e.g.
+# --durations=0 or -k).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export MEDSIGHT_E2E_DIR=${MEDSIGHT_E2E_DIR:-$(mktemp -d /tmp/medsight-e2e.XXXXXX)}
 export MEDSIGHT_E2E_ARTIFACTS=${MEDSIGHT_E2E_ARTIFACTS:-$MEDSIGHT_E2E_DIR/artifacts}
 chmod 755 "$MEDSIGHT_E2E_DIR"
+LONG=(tests/e2e/test_loss.py tests/e2e/test_pacs_outage.py tests/e2e/test_dicomweb.py)
 
-run() {  # run DB [pytest args]: one pass, in its own folder under $MEDSIGHT_E2E_DIR
-  local db=$1 marks=e2e
-  shift
+run() {  # run DB LANE [pytest args]: one lane (long, rest or all), in its own folder under $MEDSIGHT_E2E_DIR
+  local db=$1 lane=$2 marks=e2e dir="$MEDSIGHT_E2E_DIR/$1-$2"
+  shift 2
   [ "$db" = postgresql ] && marks="e2e and db"
-  mkdir -p "$MEDSIGHT_E2E_DIR/$db"
-  chmod 755 "$MEDSIGHT_E2E_DIR/$db"
-  MEDSIGHT_E2E_DB=$db MEDSIGHT_E2E_DIR="$MEDSIGHT_E2E_DIR/$db" \
-    "$PY" -m pytest -q -p no:cacheprovider -m "$marks" --basetemp="$MEDSIGHT_E2E_DIR/$db/tmp" tests/e2e "$@"
+  local files=(tests/e2e)
+  if [ "$lane" = long ]; then
+    files=("${LONG[@]}")
+  elif [ "$lane" = rest ]; then
+    for f in "${LONG[@]}"; do files+=("--ignore=$f"); done
+  fi
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  # exit 5 (nothing collected, e.g. -k matching only the other lane's tests) is not a failure
+  MEDSIGHT_E2E_DB=$db MEDSIGHT_E2E_DIR="$dir" \
+    "$PY" -m pytest -q -p no:cacheprovider -m "$marks" --basetemp="$dir/tmp" "${files[@]}" "$@" || [ $? = 5 ]
 }
 
 status=0
 if [ "${MEDSIGHT_E2E_PARALLEL:-1}" = 1 ]; then
-  pg_log="$MEDSIGHT_E2E_DIR/e2e-postgresql.log"
-  echo "== e2e with postgresql (db tests; in the background, log: $pg_log) =="
-  run postgresql "$@" >"$pg_log" 2>&1 &
-  pg=$!
-  echo "== e2e with sqlite =="
-  run sqlite "$@" || status=$?
-  wait "$pg" || status=$?
-  echo "== e2e with postgresql (db tests) =="
-  cat "$pg_log"
+  lanes=(sqlite:long sqlite:rest postgresql:long postgresql:rest)
+  pids=()
+  for l in "${lanes[@]}"; do
+    run "${l%%:*}" "${l#*:}" "$@" >"$MEDSIGHT_E2E_DIR/e2e-${l/:/-}.log" 2>&1 &
+    pids+=($!)
+  done
+  echo "== e2e: ${lanes[*]} side by side (logs: $MEDSIGHT_E2E_DIR/e2e-*.log) =="
+  for i in "${!lanes[@]}"; do
+    wait "${pids[$i]}" || status=$?
+  done
+  for l in "${lanes[@]}"; do
+    echo "== e2e with ${l%%:*}, ${l#*:} lane =="
+    cat "$MEDSIGHT_E2E_DIR/e2e-${l/:/-}.log"
+  done
 else
   for db in sqlite postgresql; do
     echo "== e2e with $db =="
-    run "$db" "$@" || status=$?
+    run "$db" all "$@" || status=$?
   done
 fi
 echo "e2e artifacts (screenshots): $MEDSIGHT_E2E_ARTIFACTS; service and Orthanc logs: $MEDSIGHT_E2E_DIR/*/tmp"
