@@ -27,7 +27,7 @@ demo: install ## the main job: train, evaluate, report, predict with the shipped
 	$(PY) scripts/demo.py
 
 test: install peers ## the test suite (synthetic + real data in ../shared/data)
-	$(PY) -m pytest -q -m "not e2e" tests
+	scripts/test.sh
 
 e2e: install peers ## end-to-end with real peers (Orthanc, dcmtk, PostgreSQL, Chromium)
 	scripts/e2e.sh
