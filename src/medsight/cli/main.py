@@ -565,7 +565,8 @@ def info(
     out.print(f"{len(d['images'])} image(s) or series, {len(d['skipped'])} file(s) skipped"
               + (f"; full details in {json_out}" if json_out else "; --json OUT gives UIDs and geometry"))
     for s in d["skipped"]:
-        err.print(f"[yellow]skipped[/yellow] {s['file']}: {s['reason']}", highlight=False)
+        # soft_wrap: no line breaks inserted at the console's width, so a path is never cut in two
+        err.print(f"[yellow]skipped[/yellow] {s['file']}: {s['reason']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
