@@ -121,6 +121,9 @@ def main() -> None:
     ap.add_argument("--version", help="ship under this version instead of the model's")
     ap.add_argument("--tta-flips", help="average the network over these mirrored axes (e.g. 1,2: the axial "
                                         "plane), instead of the model's setting")
+    ap.add_argument("--spacing-mm", type=float,
+                    help="run the network on this isotropic grid instead of the one it was trained on (a finer "
+                         "grid shows it every structure larger, in voxels; sizes stay in mm)")
     ap.add_argument("--rethreshold", action="store_true",
                     help="choose the operating threshold again, by the training rule (lowest score at <= the "
                          "config's operating_fp_per_scan on the model's validation scans), with the settings "
@@ -135,6 +138,9 @@ def main() -> None:
         chosen = {k: v for k, v in (("measure", args.measure), ("grow_mm", args.grow_mm), ("tta_flips", flips))
                   if v is not None}
         model.manifest["detection"] = {**model.manifest["detection"], **chosen}  # a new dict: spec re-reads it
+    if args.spacing_mm:
+        model.manifest["preprocessing"] = {**model.manifest["preprocessing"],
+                                           "target_spacing": [args.spacing_mm] * 3}
     if args.version:
         model.manifest["version"] = args.version
     if args.rethreshold:
