@@ -20,7 +20,7 @@ fi
 dir=$(mktemp -d /tmp/medsight-test.XXXXXX)
 rest=(tests)
 for d in "${WAITING[@]}"; do rest+=("--ignore=$d"); done
-lane() {  # lane NAME PATHS... -- [pytest args]; exit 5 (nothing collected under a -k) is not a failure
+lane() {  # lane NAME PATHS-AND-PYTEST-ARGS...; exit 5 (nothing collected under a -k) is not a failure
   local name=$1
   shift
   "$PY" -m pytest -q -p no:cacheprovider -m "not e2e" --basetemp="$dir/$name" "$@" >"$dir/$name.log" 2>&1 || [ $? = 5 ]
